@@ -1,0 +1,6 @@
+//! cli (being written).
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    0
+}

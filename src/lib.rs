@@ -1,0 +1,26 @@
+//! polyarch: build one container image per target platform from a Dockerfile and publish them
+//! under one tag as an OCI image index.
+//!
+//! Modules are layered; dependencies point down only:
+//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`], [`progress`]
+//! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`]
+//! - level 2, ports: [`executor`], [`registry`]
+//! - level 3, orchestration: [`coordinator`]
+//! - level 4, edge: [`cli`]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod context;
+pub mod coordinator;
+pub mod dockerfile;
+pub mod emulation;
+pub mod executor;
+pub mod exit;
+pub mod index;
+pub mod layer;
+pub mod oci;
+pub mod plan;
+pub mod platform;
+pub mod progress;
+pub mod registry;
+pub mod store;
