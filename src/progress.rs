@@ -1,1 +1,151 @@
-//! progress (being written).
+//! Progress as data: the core emits [`Event`]s and knows nothing of terminals; the CLI picks a
+//! renderer (plain lines or JSON lines). `tracing` is for diagnostics, not for this.
+//!
+//! Level 0: no I/O.
+
+use serde::Serialize;
+
+use crate::oci::Digest;
+
+/// Which output stream a RUN step's line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One thing that happened during a build, tagged with the platform it belongs to (as its
+/// recorded string, e.g. `linux/arm64/v8`) where there is one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Where a platform's steps will run: `native` or `emulated (qemu-aarch64)`.
+    PlatformPlanned {
+        /// The platform.
+        platform: String,
+        /// How it runs on this host.
+        runs: String,
+    },
+    /// The base image for a platform was resolved.
+    BaseResolved {
+        /// The platform.
+        platform: String,
+        /// The base reference as written (after ARG expansion), or `scratch`.
+        reference: String,
+        /// The manifest digest chosen for this platform; `None` for `scratch`.
+        digest: Option<Digest>,
+    },
+    /// A Dockerfile step started.
+    StepStarted {
+        /// The platform.
+        platform: String,
+        /// 1-based step number.
+        step: usize,
+        /// Number of steps in the stage.
+        total: usize,
+        /// `file:line` of the instruction.
+        location: String,
+        /// The instruction text.
+        text: String,
+    },
+    /// One line a RUN step printed.
+    Output {
+        /// The platform.
+        platform: String,
+        /// 1-based step number.
+        step: usize,
+        /// Which stream.
+        stream: Stream,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A Dockerfile step finished successfully.
+    StepFinished {
+        /// The platform.
+        platform: String,
+        /// 1-based step number.
+        step: usize,
+        /// Wall time in milliseconds.
+        millis: u64,
+        /// The layer it made, if any.
+        layer: Option<Digest>,
+    },
+    /// A blob was uploaded (or found already present).
+    BlobPushed {
+        /// The platform whose image needed it.
+        platform: String,
+        /// The blob's digest.
+        digest: Digest,
+        /// Its size in bytes.
+        size: u64,
+        /// True when the registry already had it and nothing was sent.
+        existed: bool,
+    },
+    /// A platform's image is complete (pushed by digest or stored locally).
+    PlatformDone {
+        /// The platform.
+        platform: String,
+        /// The image manifest's digest.
+        digest: Digest,
+        /// The manifest's size in bytes.
+        size: u64,
+    },
+    /// The image index was pushed to a tag.
+    IndexPushed {
+        /// The full reference of the tag.
+        tag: String,
+        /// The index digest.
+        digest: Digest,
+    },
+    /// The image was written to an OCI image layout directory.
+    LayoutWritten {
+        /// The layout directory.
+        dest: String,
+        /// The reference name recorded in its index.json.
+        ref_name: String,
+        /// The index digest.
+        digest: Digest,
+    },
+    /// Something worth knowing that is not an error.
+    Warning {
+        /// The message.
+        message: String,
+    },
+}
+
+/// Where events go. Implementations must be cheap: the core calls `emit` from many tasks.
+pub trait Sink: Send + Sync {
+    /// Records one event.
+    fn emit(&self, event: Event);
+}
+
+/// A sink that drops everything.
+pub struct NullSink;
+
+impl Sink for NullSink {
+    fn emit(&self, _event: Event) {}
+}
+
+/// A sink that keeps every event in memory, for tests.
+#[derive(Default)]
+pub struct RecordingSink {
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+impl RecordingSink {
+    /// A copy of everything recorded so far, in order.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl Sink for RecordingSink {
+    fn emit(&self, event: Event) {
+        if let Ok(mut e) = self.events.lock() {
+            e.push(event);
+        }
+    }
+}
