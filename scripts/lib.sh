@@ -1,0 +1,166 @@
+# Shared set-up for scripts/example, scripts/test and scripts/bench. Sourced, not run.
+# Every step is idempotent: a second run only checks and reuses what the first one made.
+# Touches the network only through apt (Debian's archive) and cargo (crates.io); everything
+# else is on loopback.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${POLYARCH_DEV_STATE:-$REPO/.state}
+REGISTRY=${POLYARCH_DEV_REGISTRY:-127.0.0.1:5000}
+BASE_ARCHES=${POLYARCH_BASE_ARCHES:-"amd64 arm64"}
+BUSYBOX_TAG=1.35.0
+BASE_IMAGE="$REGISTRY/library/busybox:$BUSYBOX_TAG"
+export POLYARCH_STATE_DIR=${POLYARCH_STATE_DIR:-$STATE/polyarch}
+PACKAGES=(docker-registry skopeo umoci qemu-user-static busybox-static curl ca-certificates)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit "${2:-4}"; }
+
+need_root() {
+  [ "$(id -u)" = 0 ] || die "set-up installs packages and registers binfmt handlers: run as root" 4
+}
+
+# apt-get update fails transiently now and then ("Mirror sync in progress?"): retry it.
+apt_update() {
+  local i
+  for i in 1 2 3 4 5; do
+    if DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; then return 0; fi
+    log "apt-get update failed (try $i), retrying"; sleep $((i * 3))
+  done
+  die "apt-get update kept failing" 4
+}
+
+ensure_packages() {
+  local missing=() p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt_update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Debian's busybox-static for each base architecture, unpacked under $STATE/debs/<arch>.
+ensure_busybox_debs() {
+  local arch need_update=0
+  mkdir -p "$STATE/debs"
+  for arch in $BASE_ARCHES; do
+    [ -x "$STATE/debs/$arch/bin/busybox" ] && continue
+    if [ "$arch" != "$(dpkg --print-architecture)" ] && ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+      dpkg --add-architecture "$arch"; need_update=1
+    fi
+  done
+  [ "$need_update" = 1 ] && apt_update
+  for arch in $BASE_ARCHES; do
+    [ -x "$STATE/debs/$arch/bin/busybox" ] && continue
+    log "fetching busybox-static:$arch"
+    local dl; dl=$(mktemp -d)
+    (cd "$dl" && apt-get download -qq "busybox-static:$arch" >/dev/null 2>&1) || { apt_update; (cd "$dl" && apt-get download -qq "busybox-static:$arch" >/dev/null); }
+    rm -rf "$STATE/debs/$arch.tmp" && mkdir -p "$STATE/debs/$arch.tmp"
+    dpkg -x "$dl"/busybox-static_*.deb "$STATE/debs/$arch.tmp"
+    rm -rf "$dl" "$STATE/debs/$arch" && mv "$STATE/debs/$arch.tmp" "$STATE/debs/$arch"
+  done
+}
+
+# qemu-user handlers in binfmt_misc with Debian's lines (interpreter *-binfmt-P, flags POF:
+# argv[0] preserved, interpreter opened at registration so chroots need no qemu inside).
+ensure_binfmt() {
+  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
+    || die "cannot mount binfmt_misc" 4
+  local arch q
+  for arch in $BASE_ARCHES; do
+    case "$arch" in
+      amd64) continue ;;
+      arm64) q=aarch64 ;; armhf) q=arm ;; ppc64el) q=ppc64le ;; s390x) q=s390x ;; riscv64) q=riscv64 ;;
+      *) die "no qemu mapping for $arch" 4 ;;
+    esac
+    if [ -e "/proc/sys/fs/binfmt_misc/qemu-$q" ] && grep -q '^enabled' "/proc/sys/fs/binfmt_misc/qemu-$q"; then continue; fi
+    [ -e "/proc/sys/fs/binfmt_misc/qemu-$q" ] && echo -1 > "/proc/sys/fs/binfmt_misc/qemu-$q"
+    log "registering binfmt handler qemu-$q"
+    cat "/usr/lib/binfmt.d/qemu-$q.conf" > /proc/sys/fs/binfmt_misc/register
+  done
+}
+
+registry_up() { curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null; }
+
+# Debian's docker-registry (distribution 2.8) on loopback, data under $STATE/registry, left
+# running for the next script.
+ensure_registry() {
+  registry_up && return 0
+  local host=${REGISTRY%:*} port=${REGISTRY##*:}
+  mkdir -p "$STATE/registry/data"
+  cat > "$STATE/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $host:$port
+YAML
+  log "starting docker-registry on $REGISTRY"
+  setsid nohup docker-registry serve "$STATE/registry/config.yml" >"$STATE/registry/log" 2>&1 < /dev/null &
+  echo $! > "$STATE/registry/pid"
+  local i
+  for i in $(seq 1 100); do registry_up && return 0; sleep 0.1; done
+  cat "$STATE/registry/log" >&2
+  die "docker-registry did not answer on http://$REGISTRY/v2/" 4
+}
+
+# cargo build; sets POLYARCH to the binary. $1: release or debug.
+ensure_build() {
+  local profile=${1:-release}
+  log "cargo build ($profile)"
+  if [ "$profile" = release ]; then
+    (cd "$REPO" && cargo build --release --locked -q)
+  else
+    (cd "$REPO" && cargo build --locked -q)
+  fi
+  POLYARCH="$REPO/target/$profile/polyarch"
+}
+
+# The multi-platform busybox base image, built with polyarch itself (FROM scratch + COPY).
+ensure_base_image() {
+  if skopeo inspect --raw --tls-verify=false "docker://$BASE_IMAGE" >/dev/null 2>&1; then return 0; fi
+  local ctx="$STATE/base-busybox" arch platforms=() applet
+  rm -rf "$ctx" && mkdir -p "$ctx/rootfs"
+  for arch in $BASE_ARCHES; do
+    local root="$ctx/rootfs/$arch"
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,dev,sys,tmp,root,var}
+    chmod 1777 "$root/tmp"; chmod 700 "$root/root"
+    cp "$STATE/debs/$arch/bin/busybox" "$root/bin/busybox"
+    # Applet links are relative so that nothing in the context points at the host's files.
+    while read -r applet; do
+      [ "$applet" = bin/busybox ] && continue
+      local up; up=$(dirname "$applet" | sed 's|[^/]*|..|g')
+      mkdir -p "$root/$(dirname "$applet")"
+      ln -sfn "$up/bin/busybox" "$root/$applet"
+    done < <("$STATE/debs/amd64/bin/busybox" --list-full)
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+    case "$arch" in
+      amd64) platforms+=(linux/amd64) ;; arm64) platforms+=(linux/arm64/v8) ;; armhf) platforms+=(linux/arm/v7) ;;
+      ppc64el) platforms+=(linux/ppc64le) ;; s390x) platforms+=(linux/s390x) ;; riscv64) platforms+=(linux/riscv64) ;;
+    esac
+  done
+  log "building $BASE_IMAGE for ${platforms[*]}"
+  local IFS=,
+  SOURCE_DATE_EPOCH=0 "$POLYARCH" build --progress plain -f "$REPO/manifests/base/busybox/Dockerfile" \
+    --platform "${platforms[*]}" -t "$BASE_IMAGE" --push "$ctx"
+}
+
+# Everything the example and the tests need. $1: cargo profile.
+setup_all() {
+  need_root
+  ensure_packages
+  ensure_busybox_debs
+  ensure_binfmt
+  ensure_registry
+  ensure_build "${1:-release}"
+  ensure_base_image
+}
