@@ -1,0 +1,7 @@
+//! Integration tests: the `polyarch` binary against real parts (Debian's docker-registry on
+//! loopback, qemu-user binfmt handlers, skopeo). `scripts/test` starts them and sets
+//! `POLYARCH_TEST_REGISTRY` and `POLYARCH_TEST_BASE`; when `CI` is set a missing part fails the
+//! test instead of skipping it.
+
+mod build;
+mod harness;
