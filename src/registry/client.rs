@@ -19,13 +19,16 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::reference::check_tag;
-use super::{manifest_media_type, BlobPush, RawManifest, Reference, Registry, RegistryError};
+use super::oci_errors::{map_error, stream_error};
+use super::{
+    check_manifest_push, manifest_media_type, BlobPush, RawManifest, Reference, Registry,
+    RegistryError,
+};
 use crate::oci::{Descriptor, Digest, MANIFEST_ACCEPT};
 
 /// The four manifest/index media types, as the list oci-client joins into the Accept header.
@@ -34,9 +37,6 @@ static ACCEPT: LazyLock<Vec<&'static str>> =
 
 /// Bytes read from a blob file per piece handed to the HTTP body.
 const UPLOAD_PIECE: usize = 1 << 20;
-
-/// Longest excerpt of a response body kept in an error message.
-const EXCERPT_CHARS: usize = 200;
 
 /// A user name and password (or token) for one registry. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -296,144 +296,6 @@ fn file_stream(
     })
 }
 
-/// The start of `text` on one line, at most [`EXCERPT_CHARS`] characters.
-fn excerpt(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &one_line[..cut]),
-        None => one_line,
-    }
-}
-
-/// Maps an HTTP status to our error: 401/403 unauthorized, 404 not found, the rest `Status`.
-fn from_status(status: u16, body: &str, registry: &str, what: &str) -> RegistryError {
-    match status {
-        401 | 403 => RegistryError::Unauthorized {
-            registry: registry.to_string(),
-            detail: if body.trim().is_empty() {
-                format!("HTTP {status} for {what}")
-            } else {
-                excerpt(body)
-            },
-        },
-        404 => RegistryError::NotFound {
-            reference: what.to_string(),
-        },
-        _ => RegistryError::Status {
-            registry: registry.to_string(),
-            what: what.to_string(),
-            status,
-            body_excerpt: excerpt(body),
-        },
-    }
-}
-
-/// Maps a distribution-spec error envelope (the first error in it) to our error.
-fn from_envelope(envelope: &OciEnvelope, registry: &str, what: &str) -> RegistryError {
-    let Some(first) = envelope.errors.first() else {
-        return RegistryError::Protocol {
-            registry: registry.to_string(),
-            what: what.to_string(),
-            message: "an error response with no errors in it".into(),
-        };
-    };
-    match &first.code {
-        OciErrorCode::BlobUnknown
-        | OciErrorCode::ManifestUnknown
-        | OciErrorCode::NameUnknown
-        | OciErrorCode::NotFound => RegistryError::NotFound {
-            reference: what.to_string(),
-        },
-        OciErrorCode::Unauthorized | OciErrorCode::Denied => RegistryError::Unauthorized {
-            registry: registry.to_string(),
-            detail: excerpt(&first.message),
-        },
-        code => RegistryError::Rejected {
-            registry: registry.to_string(),
-            what: what.to_string(),
-            code: serde_json::to_value(code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("{code:?}")),
-            message: excerpt(&first.message),
-        },
-    }
-}
-
-/// Maps an oci-client error for the request `what` to `registry`.
-fn map_error(err: OciDistributionError, registry: &str, what: &str) -> RegistryError {
-    use OciDistributionError as E;
-    match err {
-        E::RequestError(e) => match e.status() {
-            Some(status) => from_status(status.as_u16(), "", registry, what),
-            None if e.is_builder() => RegistryError::Protocol {
-                registry: registry.to_string(),
-                what: what.to_string(),
-                message: e.to_string(),
-            },
-            None => RegistryError::Transport {
-                registry: registry.to_string(),
-                source: Box::new(e),
-            },
-        },
-        E::IoError(e) => RegistryError::Transport {
-            registry: registry.to_string(),
-            source: Box::new(e),
-        },
-        E::ServerError { code, message, .. } => from_status(code, &message, registry, what),
-        E::RegistryError { envelope, .. } => from_envelope(&envelope, registry, what),
-        E::UnauthorizedError { .. } => RegistryError::Unauthorized {
-            registry: registry.to_string(),
-            detail: format!("authentication required for {what}"),
-        },
-        E::AuthenticationFailure(reason) => RegistryError::Unauthorized {
-            registry: registry.to_string(),
-            detail: excerpt(&reason),
-        },
-        E::DigestError(DigestError::VerificationError { expected, actual }) => {
-            match expected.parse::<Digest>() {
-                Ok(expected) => RegistryError::DigestMismatch {
-                    what: what.to_string(),
-                    expected,
-                    found: actual,
-                },
-                Err(_) => RegistryError::Protocol {
-                    registry: registry.to_string(),
-                    what: what.to_string(),
-                    message: format!("digest {actual} does not match {expected}"),
-                },
-            }
-        }
-        other => RegistryError::Protocol {
-            registry: registry.to_string(),
-            what: what.to_string(),
-            message: other.to_string(),
-        },
-    }
-}
-
-/// Maps an error from a blob body stream: oci-client's digest check at the end, or the network.
-fn stream_error(
-    err: std::io::Error,
-    registry: &str,
-    what: &str,
-    expected: &Digest,
-) -> RegistryError {
-    if let Some(DigestError::VerificationError { actual, .. }) =
-        err.get_ref().and_then(|e| e.downcast_ref::<DigestError>())
-    {
-        return RegistryError::DigestMismatch {
-            what: what.to_string(),
-            expected: expected.clone(),
-            found: actual.clone(),
-        };
-    }
-    RegistryError::Transport {
-        registry: registry.to_string(),
-        source: Box::new(err),
-    }
-}
-
 impl Registry for OciRegistry {
     async fn get_manifest(&self, reference: &Reference) -> Result<RawManifest, RegistryError> {
         let what = reference.to_string();
@@ -551,29 +413,8 @@ impl Registry for OciRegistry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest, RegistryError> {
-        let digest = Digest::of(bytes);
+        let digest = check_manifest_push(repo, reference, bytes)?;
         let what = manifest_what(repo, reference);
-        if reference.starts_with("sha256:") {
-            let wanted =
-                reference
-                    .parse::<Digest>()
-                    .map_err(|_| RegistryError::InvalidReference {
-                        input: format!("{}@{reference}", repo.repo_string()),
-                        reason: "the digest must be `sha256:` and 64 lowercase hex digits".into(),
-                    })?;
-            if wanted != digest {
-                return Err(RegistryError::DigestMismatch {
-                    what,
-                    expected: wanted,
-                    found: digest.to_string(),
-                });
-            }
-        } else {
-            check_tag(reference).map_err(|reason| RegistryError::InvalidReference {
-                input: format!("{}:{reference}", repo.repo_string()),
-                reason: reason.to_string(),
-            })?;
-        }
         let content_type = http::HeaderValue::from_str(media_type).map_err(|_| {
             RegistryError::UnsupportedManifest {
                 reference: what.clone(),
@@ -663,71 +504,5 @@ mod tests {
         );
         let registry = OciRegistry::new(options).unwrap();
         assert!(!format!("{registry:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn oci_errors_map_to_ours() {
-        let what = "manifest r/x:1";
-        let status = |code: u16| OciDistributionError::ServerError {
-            code,
-            url: "http://r/v2/x/manifests/1".into(),
-            message: "{\"errors\":[]}\n  details".into(),
-        };
-        assert!(matches!(
-            map_error(status(404), "r", what),
-            RegistryError::NotFound { reference } if reference == what
-        ));
-        assert!(matches!(
-            map_error(status(401), "r", what),
-            RegistryError::Unauthorized { .. }
-        ));
-        match map_error(status(503), "r", what) {
-            e @ RegistryError::Status { .. } => {
-                assert!(e.is_transient());
-                assert!(e.to_string().contains("503") && !e.to_string().contains('\n'));
-            }
-            other => panic!("{other:?}"),
-        }
-        let envelope = |code: &str| OciDistributionError::RegistryError {
-            envelope: serde_json::from_str(&format!(
-                r#"{{"errors":[{{"code":"{code}","message":"m"}}]}}"#
-            ))
-            .unwrap(),
-            url: "u".into(),
-        };
-        assert!(matches!(
-            map_error(envelope("MANIFEST_UNKNOWN"), "r", what),
-            RegistryError::NotFound { .. }
-        ));
-        assert!(matches!(
-            map_error(envelope("DENIED"), "r", what),
-            RegistryError::Unauthorized { .. }
-        ));
-        let limited = map_error(envelope("TOOMANYREQUESTS"), "r", what);
-        assert!(limited.is_transient(), "{limited:?}");
-        match map_error(envelope("MANIFEST_INVALID"), "r", what) {
-            RegistryError::Rejected { code, .. } => assert_eq!(code, "MANIFEST_INVALID"),
-            other => panic!("{other:?}"),
-        }
-        let d = Digest::of(b"a");
-        let mismatch = map_error(
-            OciDistributionError::DigestError(DigestError::VerificationError {
-                expected: d.to_string(),
-                actual: Digest::of(b"b").to_string(),
-            }),
-            "r",
-            what,
-        );
-        assert!(
-            matches!(mismatch, RegistryError::DigestMismatch { expected, .. } if expected == d)
-        );
-    }
-
-    #[test]
-    fn excerpts_are_short_and_on_one_line() {
-        assert_eq!(excerpt(" a\n b\t c "), "a b c");
-        let long = "é".repeat(500);
-        let e = excerpt(&long);
-        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
     }
 }

@@ -10,8 +10,10 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use super::reference::check_tag;
-use super::{manifest_media_type, BlobPush, RawManifest, Reference, Registry, RegistryError};
+use super::{
+    check_manifest_push, manifest_media_type, BlobPush, RawManifest, Reference, Registry,
+    RegistryError,
+};
 use crate::oci::{Descriptor, Digest};
 
 /// One call made to a [`FakeRegistry`], with its arguments in canonical string form.
@@ -311,31 +313,9 @@ impl Registry for FakeRegistry {
             reference: reference.to_string(),
             media_type: media_type.to_string(),
         })?;
-        let digest = Digest::of(bytes);
-        if reference.starts_with("sha256:") {
-            if reference != digest.to_string() {
-                let expected =
-                    reference
-                        .parse::<Digest>()
-                        .map_err(|_| RegistryError::InvalidReference {
-                            input: format!("{}@{reference}", repo.repo_string()),
-                            reason: "the digest must be `sha256:` and 64 lowercase hex digits"
-                                .into(),
-                        })?;
-                return Err(RegistryError::DigestMismatch {
-                    what: format!("manifest {}@{reference}", repo.repo_string()),
-                    expected,
-                    found: digest.to_string(),
-                });
-            }
-            self.insert_manifest(repo, None, bytes, media_type);
-        } else {
-            check_tag(reference).map_err(|reason| RegistryError::InvalidReference {
-                input: format!("{}:{reference}", repo.repo_string()),
-                reason: reason.to_string(),
-            })?;
-            self.insert_manifest(repo, Some(reference), bytes, media_type);
-        }
+        let digest = check_manifest_push(repo, reference, bytes)?;
+        let tag = (!reference.starts_with("sha256:")).then_some(reference);
+        self.insert_manifest(repo, tag, bytes, media_type);
         Ok(digest)
     }
 }

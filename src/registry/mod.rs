@@ -12,6 +12,7 @@
 
 mod client;
 pub mod fake;
+mod oci_errors;
 mod reference;
 
 use std::future::Future;
@@ -314,6 +315,37 @@ impl Classify for RegistryError {
             _ => None,
         }
     }
+}
+
+/// Checks the `reference` a manifest is pushed to (see [`Registry::push_manifest`]) and returns
+/// the sha256 of `bytes`: a digest string must be that digest, anything else a valid tag.
+pub(crate) fn check_manifest_push(
+    repo: &Reference,
+    reference: &str,
+    bytes: &[u8],
+) -> Result<Digest, RegistryError> {
+    let digest = Digest::of(bytes);
+    if reference.starts_with("sha256:") {
+        let wanted = reference
+            .parse::<Digest>()
+            .map_err(|_| RegistryError::InvalidReference {
+                input: format!("{}@{reference}", repo.repo_string()),
+                reason: "the digest must be `sha256:` and 64 lowercase hex digits".into(),
+            })?;
+        if wanted != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest {}@{reference}", repo.repo_string()),
+                expected: wanted,
+                found: digest.to_string(),
+            });
+        }
+    } else {
+        reference::check_tag(reference).map_err(|reason| RegistryError::InvalidReference {
+            input: format!("{}:{reference}", repo.repo_string()),
+            reason: reason.to_string(),
+        })?;
+    }
+    Ok(digest)
 }
 
 /// Tells a manifest's media type from its bytes.
