@@ -1,0 +1,467 @@
+//! The registry port: fetch and push manifests and blobs (OCI distribution-spec v1.1).
+//!
+//! Level 2. [`Registry`] is the small trait the coordinator is generic over; [`OciRegistry`] is
+//! the real implementation (oci-client underneath, with our own retries, transport choice and
+//! digest checks) and [`fake::FakeRegistry`] an in-memory one that records calls for the tests
+//! of higher layers. [`Reference`] parses image references the way Docker does.
+//!
+//! Every blob and manifest that crosses this boundary is checked against its digest: what is
+//! fetched is verified before it is handed on, and manifests are pushed as the exact bytes given
+//! (never re-serialised) so that the digest the caller computed is the digest the registry
+//! stores.
+
+mod client;
+pub mod fake;
+mod oci_errors;
+mod reference;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::exit::{Classify, ExitCode};
+use crate::oci::{
+    Descriptor, Digest, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
+};
+
+pub use client::{Credentials, OciRegistry, RegistryOptions};
+pub use reference::{Reference, DEFAULT_REGISTRY};
+
+/// A manifest or index exactly as the registry served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    /// The document's bytes, unchanged (their sha256 is `digest`).
+    pub bytes: Vec<u8>,
+    /// One of the four manifest/index media types in [`crate::oci::MANIFEST_ACCEPT`].
+    pub media_type: String,
+    /// sha256 of `bytes`.
+    pub digest: Digest,
+}
+
+impl RawManifest {
+    /// True for an OCI image index or a Docker manifest list.
+    pub fn is_index(&self) -> bool {
+        self.media_type == MEDIA_TYPE_OCI_INDEX || self.media_type == MEDIA_TYPE_DOCKER_LIST
+    }
+
+    /// A descriptor for this document (no platform).
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(
+            self.media_type.clone(),
+            self.digest.clone(),
+            self.bytes.len() as u64,
+        )
+    }
+}
+
+/// What [`Registry::push_blob`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The blob was already in the repository (HEAD answered 200); nothing was sent.
+    AlreadyPresent,
+    /// The blob was uploaded.
+    Uploaded,
+}
+
+/// A container registry, as the rest of polyarch sees it.
+///
+/// `repo` arguments name a repository (`registry` and `repository`; tag and digest are ignored).
+/// Implementations retry transient failures themselves; an error returned is final.
+pub trait Registry: Send + Sync {
+    /// Fetches the manifest or index `reference` names (by digest if pinned, else by tag,
+    /// else `latest`), asking for all four manifest/index media types.
+    ///
+    /// The body's sha256 is checked against the requested digest when fetched by digest, and
+    /// against the registry's `Docker-Content-Digest` header when present. Errors:
+    /// [`RegistryError::NotFound`], [`RegistryError::DigestMismatch`],
+    /// [`RegistryError::UnsupportedManifest`], and the transport/auth/status errors.
+    fn get_manifest(
+        &self,
+        reference: &Reference,
+    ) -> impl Future<Output = Result<RawManifest, RegistryError>> + Send;
+
+    /// Streams the blob `desc` names from `repo` into the file `dest` (created or truncated),
+    /// never holding it whole in memory, and checks its size and digest.
+    ///
+    /// On any error `dest` is removed. Errors: [`RegistryError::NotFound`],
+    /// [`RegistryError::SizeMismatch`], [`RegistryError::DigestMismatch`],
+    /// [`RegistryError::Io`] for `dest`, and the transport/auth/status errors.
+    fn fetch_blob(
+        &self,
+        repo: &Reference,
+        desc: &Descriptor,
+        dest: &Path,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// Whether `repo` holds the blob `digest` (a HEAD request; 404 is `Ok(false)`).
+    fn blob_exists(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+
+    /// Uploads the file at `path` as the blob `desc` to `repo`, unless the repository already
+    /// has it. The file is streamed (memory stays flat for any size); the registry checks the
+    /// digest on commit.
+    ///
+    /// Errors: [`RegistryError::BlobFileSize`] when the file's length is not `desc.size`,
+    /// [`RegistryError::Io`] when it cannot be read, and the transport/auth/status errors.
+    fn push_blob(
+        &self,
+        repo: &Reference,
+        desc: &Descriptor,
+        path: &Path,
+    ) -> impl Future<Output = Result<BlobPush, RegistryError>> + Send;
+
+    /// Uploads `bytes` unchanged as a manifest of `media_type` to `repo` under `reference` (a
+    /// tag, or the digest string `sha256:...` of `bytes`) and returns the sha256 of `bytes`.
+    ///
+    /// Errors: [`RegistryError::InvalidReference`] for a bad tag,
+    /// [`RegistryError::DigestMismatch`] when `reference` is a digest other than that of
+    /// `bytes` or the registry reports another digest, and the transport/auth/status errors.
+    fn push_manifest(
+        &self,
+        repo: &Reference,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> impl Future<Output = Result<Digest, RegistryError>> + Send;
+}
+
+/// Errors from talking to a registry. Messages name the reference or registry and never carry
+/// credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A reference string that breaks the grammar.
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference {
+        /// The string as given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The manifest, blob or repository does not exist (HTTP 404 or an `*_UNKNOWN` error code).
+    #[error("not found: {reference}")]
+    NotFound {
+        /// What was asked for, e.g. `docker.io/library/busybox:1.36` or `blob sha256:… in …`.
+        reference: String,
+    },
+    /// The registry refused the credentials, or asked for some and none were given.
+    #[error("unauthorized at {registry}: {detail}")]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// The registry's explanation (never our credentials).
+        detail: String,
+    },
+    /// The connection failed, was reset or timed out (after retries).
+    #[error("cannot talk to registry {registry}")]
+    Transport {
+        /// The registry host.
+        registry: String,
+        /// The underlying network error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An unexpected HTTP status (after retries for 408, 429 and 5xx).
+    #[error("registry {registry} answered HTTP {status} for {what}: {body_excerpt}")]
+    Status {
+        /// The registry host.
+        registry: String,
+        /// The request, e.g. `manifest 127.0.0.1:5000/x:1`.
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the response body, on one line.
+        body_excerpt: String,
+    },
+    /// The registry answered with an error envelope (distribution-spec "Error Codes").
+    #[error("registry {registry} refused {what}: {code}: {message}")]
+    Rejected {
+        /// The registry host.
+        registry: String,
+        /// The request.
+        what: String,
+        /// The error code, e.g. `MANIFEST_INVALID`, `DENIED`, `TOOMANYREQUESTS`.
+        code: String,
+        /// The registry's message.
+        message: String,
+    },
+    /// Content whose sha256 is not the digest it was asked for under.
+    #[error("digest mismatch for {what}: expected {expected}, got {found}")]
+    DigestMismatch {
+        /// What was checked.
+        what: String,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest found (of the bytes, or as reported by the registry).
+        found: String,
+    },
+    /// A blob whose length is not its descriptor's size.
+    #[error("size mismatch for {what}: expected {expected} bytes, got {found}")]
+    SizeMismatch {
+        /// What was checked.
+        what: String,
+        /// The descriptor's size, bytes.
+        expected: u64,
+        /// Bytes received (or announced by `Content-Length`).
+        found: u64,
+    },
+    /// A manifest of a media type polyarch does not handle (not one of the four in
+    /// [`crate::oci::MANIFEST_ACCEPT`]), or whose kind cannot be told.
+    #[error("manifest {reference} has unsupported media type {media_type:?}")]
+    UnsupportedManifest {
+        /// The reference it was fetched by.
+        reference: String,
+        /// Its media type (empty when none could be found).
+        media_type: String,
+    },
+    /// A manifest that is not JSON.
+    #[error("manifest {reference} is not valid JSON")]
+    MalformedManifest {
+        /// The reference it was fetched by.
+        reference: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The registry broke the protocol (missing `Location`, unexpected success code, ...).
+    #[error("registry {registry} broke the distribution protocol during {what}: {message}")]
+    Protocol {
+        /// The registry host.
+        registry: String,
+        /// The request.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A local blob file whose length is not the descriptor's size.
+    #[error("blob file {path} is {found} bytes but its descriptor says {expected}")]
+    BlobFileSize {
+        /// The file.
+        path: PathBuf,
+        /// The descriptor's size, bytes.
+        expected: u64,
+        /// The file's length, bytes.
+        found: u64,
+    },
+    /// A local file could not be read or written.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done (`open`, `write`, ...).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RegistryError {
+    /// Whether retrying the same request may succeed: connection failures, resets and timeouts,
+    /// HTTP 408, 429 and 5xx, and the `TOOMANYREQUESTS` error code. 4xx answers such as 400,
+    /// 401, 403 and 404 are final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Transport { .. } => true,
+            RegistryError::Status { status, .. } => {
+                *status == 408 || *status == 429 || (500..600).contains(status)
+            }
+            RegistryError::Rejected { code, .. } => code == "TOOMANYREQUESTS",
+            _ => false,
+        }
+    }
+}
+
+impl Classify for RegistryError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            // A missing base image or a bad name is the user's input, not the network.
+            RegistryError::InvalidReference { .. }
+            | RegistryError::NotFound { .. }
+            | RegistryError::UnsupportedManifest { .. }
+            | RegistryError::MalformedManifest { .. } => ExitCode::BadInput,
+            RegistryError::BlobFileSize { .. } | RegistryError::Io { .. } => ExitCode::Host,
+            RegistryError::Unauthorized { .. }
+            | RegistryError::Transport { .. }
+            | RegistryError::Status { .. }
+            | RegistryError::Rejected { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::Protocol { .. } => ExitCode::Registry,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::InvalidReference { .. } => Some(
+                "write references as [registry[:port]/]repository[:tag][@sha256:<hex>], \
+                 with a lowercase repository"
+                    .into(),
+            ),
+            RegistryError::NotFound { .. } => {
+                Some("check the repository name and tag, and that you may read it".into())
+            }
+            RegistryError::Unauthorized { registry, .. } => {
+                Some(format!("check the credentials given for {registry}"))
+            }
+            RegistryError::Transport { registry, .. } => Some(format!(
+                "check that {registry} is reachable; if it serves plain HTTP, mark it insecure"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Checks the `reference` a manifest is pushed to (see [`Registry::push_manifest`]) and returns
+/// the sha256 of `bytes`: a digest string must be that digest, anything else a valid tag.
+pub(crate) fn check_manifest_push(
+    repo: &Reference,
+    reference: &str,
+    bytes: &[u8],
+) -> Result<Digest, RegistryError> {
+    let digest = Digest::of(bytes);
+    if reference.starts_with("sha256:") {
+        let wanted = reference
+            .parse::<Digest>()
+            .map_err(|_| RegistryError::InvalidReference {
+                input: format!("{}@{reference}", repo.repo_string()),
+                reason: "the digest must be `sha256:` and 64 lowercase hex digits".into(),
+            })?;
+        if wanted != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest {}@{reference}", repo.repo_string()),
+                expected: wanted,
+                found: digest.to_string(),
+            });
+        }
+    } else {
+        reference::check_tag(reference).map_err(|reason| RegistryError::InvalidReference {
+            input: format!("{}:{reference}", repo.repo_string()),
+            reason: reason.to_string(),
+        })?;
+    }
+    Ok(digest)
+}
+
+/// Tells a manifest's media type from its bytes.
+///
+/// oci-client hands back the body without its `Content-Type`, so the `mediaType` field decides
+/// (Docker schema 2 documents always carry it; image-spec v1.1 says OCI ones SHOULD). An OCI
+/// document without it is an index when it has `manifests` and an image manifest when it has
+/// `config` (image-spec manifest.md and image-index.md, the only two kinds we ask for).
+pub(crate) fn manifest_media_type(bytes: &[u8], reference: &str) -> Result<String, RegistryError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        media_type: Option<String>,
+        manifests: Option<IgnoredAny>,
+        config: Option<IgnoredAny>,
+    }
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|source| RegistryError::MalformedManifest {
+            reference: reference.to_string(),
+            source,
+        })?;
+    let media_type = match (probe.media_type, probe.manifests, probe.config) {
+        (Some(media_type), _, _) => media_type,
+        (None, Some(_), _) => MEDIA_TYPE_OCI_INDEX.to_string(),
+        (None, None, Some(_)) => MEDIA_TYPE_OCI_MANIFEST.to_string(),
+        (None, None, None) => String::new(),
+    };
+    if [
+        MEDIA_TYPE_OCI_INDEX,
+        MEDIA_TYPE_OCI_MANIFEST,
+        MEDIA_TYPE_DOCKER_LIST,
+        MEDIA_TYPE_DOCKER_MANIFEST,
+    ]
+    .contains(&media_type.as_str())
+    {
+        Ok(media_type)
+    } else {
+        Err(RegistryError::UnsupportedManifest {
+            reference: reference.to_string(),
+            media_type,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_type_from_field_or_shape() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#,
+                Some(MEDIA_TYPE_DOCKER_MANIFEST),
+            ),
+            (
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#,
+                Some(MEDIA_TYPE_DOCKER_LIST),
+            ),
+            (
+                r#"{"schemaVersion":2,"manifests":[]}"#,
+                Some(MEDIA_TYPE_OCI_INDEX),
+            ),
+            (
+                r#"{"schemaVersion":2,"config":{},"layers":[]}"#,
+                Some(MEDIA_TYPE_OCI_MANIFEST),
+            ),
+            (r#"{"schemaVersion":1,"fsLayers":[]}"#, None),
+            (
+                r#"{"mediaType":"application/vnd.docker.distribution.manifest.v1+prettyjws"}"#,
+                None,
+            ),
+        ];
+        for (doc, want) in cases {
+            let got = manifest_media_type(doc.as_bytes(), "r");
+            match want {
+                Some(want) => assert_eq!(got.unwrap(), *want, "{doc}"),
+                None => assert!(
+                    matches!(got, Err(RegistryError::UnsupportedManifest { .. })),
+                    "{doc}"
+                ),
+            }
+        }
+        assert!(matches!(
+            manifest_media_type(b"not json", "r"),
+            Err(RegistryError::MalformedManifest { .. })
+        ));
+    }
+
+    #[test]
+    fn transient_errors_and_exit_codes() {
+        let status = |status| RegistryError::Status {
+            registry: "r".into(),
+            what: "w".into(),
+            status,
+            body_excerpt: String::new(),
+        };
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(status(s).is_transient(), "{s}");
+            assert_eq!(status(s).exit_code(), ExitCode::Registry);
+        }
+        for s in [400, 401, 403, 404, 405, 409] {
+            assert!(!status(s).is_transient(), "{s}");
+        }
+        let not_found = RegistryError::NotFound {
+            reference: "docker.io/library/nope:1".into(),
+        };
+        assert!(!not_found.is_transient());
+        assert_eq!(not_found.exit_code(), ExitCode::BadInput);
+        assert!(not_found.to_string().contains("docker.io/library/nope:1"));
+        let unauthorized = RegistryError::Unauthorized {
+            registry: "ghcr.io".into(),
+            detail: "authentication required".into(),
+        };
+        assert!(!unauthorized.is_transient());
+        assert_eq!(unauthorized.exit_code(), ExitCode::Registry);
+        assert!(unauthorized.hint().unwrap().contains("ghcr.io"));
+    }
+}
