@@ -287,8 +287,9 @@ impl Store {
         self.install_layer(work, &found)
     }
 
-    /// Moves a finished step's upper directory `dir` (whose layer has diff_id `diff_id`) into
-    /// the store as that layer, and returns the layer directory. When the layer is already
+    /// Moves a finished step's upper directory `dir` (already unmounted; its layer has diff_id
+    /// `diff_id`) into the store as that layer, and returns the layer directory. Overlay
+    /// whiteouts and opaque xattrs in it are already in lowerdir form. When the layer is already
     /// there, `dir` is removed and the existing one returned. `dir` must be on the state
     /// directory's filesystem (see [`Store::temp_dir`]).
     ///

@@ -288,6 +288,24 @@ fn existing_entries_are_replaced_as_tar_does() {
     assert!(tmp.path().join("c/kept").is_file());
 }
 
+#[test]
+fn root_entry_sets_the_root_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = Crafted::header(b"./", EntryType::Directory, 0o750, 0, None);
+    h.set_uid(42);
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+    let tar = Crafted { b }.file("f", b"x").finish();
+    unpack_tar(&tar, &dest).unwrap();
+    let md = fs::metadata(&dest).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o750);
+    assert_eq!(md.uid(), 42);
+    assert_eq!(md.mtime(), 1_000_000, "set after its children were added");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Whiteouts.
 
@@ -767,4 +785,103 @@ fn gnu_tar_reads_our_layers() {
     assert!(names
         .iter()
         .all(|n| !n.starts_with('/') && !n.contains("PaxHeaders")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against the kernel's overlayfs.
+
+/// An overlay mount, unmounted on drop (also when an assertion fails).
+struct Overlay(PathBuf);
+
+impl Overlay {
+    fn mount(target: &Path, options: &str) -> Overlay {
+        let data = std::ffi::CString::new(options).unwrap();
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .unwrap_or_else(|e| panic!("mount overlay {options}: {e}"));
+        Overlay(target.to_path_buf())
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// A RUN step's changes captured from a real overlay upper dir, unpacked, and stacked as a
+/// lowerdir on the base give the same merged view the step saw.
+#[test]
+fn overlay_upper_round_trips_through_a_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let p = tmp.path().join(name);
+        fs::create_dir(&p).unwrap();
+        p
+    };
+    let (base, upper, work, merged, step, merged2) = (
+        dir("base"),
+        dir("upper"),
+        dir("work"),
+        dir("merged"),
+        dir("step"),
+        dir("merged2"),
+    );
+    let tar = Crafted::new()
+        .dir("etc/")
+        .file("etc/keep", b"keep")
+        .file("etc/gone", b"gone")
+        .dir("var/")
+        .dir("var/cache/")
+        .file("var/cache/old", b"old")
+        .file("var/cache/old2", b"old2")
+        .finish();
+    unpack_tar(&tar, &base).unwrap();
+
+    let want = {
+        let _m = Overlay::mount(
+            &merged,
+            &format!(
+                "lowerdir={},upperdir={},workdir={}",
+                base.display(),
+                upper.display(),
+                work.display()
+            ),
+        );
+        fs::remove_file(merged.join("etc/gone")).unwrap();
+        fs::remove_dir_all(merged.join("var/cache")).unwrap();
+        fs::create_dir(merged.join("var/cache")).unwrap();
+        fs::write(merged.join("var/cache/new"), b"new").unwrap();
+        fs::write(merged.join("etc/added"), b"added").unwrap();
+        chmod(&merged.join("etc/keep"), 0o600);
+        snapshot(&merged)
+    };
+    assert!(is_whiteout(&upper.join("etc/gone")));
+    assert_eq!(
+        get_xattr(&upper.join("var/cache"), OVERLAY_OPAQUE_XATTR.as_bytes()).unwrap(),
+        b"y"
+    );
+
+    let (blob, bytes) = write_to_vec(&upper, &LayerOptions::default());
+    assert_eq!(
+        unpack_layer(&bytes[..], &blob.media_type, &step).unwrap(),
+        blob.diff_id
+    );
+    let _m = Overlay::mount(
+        &merged2,
+        &format!("lowerdir={}:{}", step.display(), base.display()),
+    );
+    let got = snapshot(&merged2);
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(want, got);
+    assert!(!merged2.join("var/cache/old").exists());
+    assert!(!merged2.join("etc/gone").exists());
 }
