@@ -649,7 +649,7 @@ mod tests {
     fn bad_json() {
         let e = err("FROM a\nCMD [\"echo\", \"hi\"\n");
         assert_eq!(e.line, 2);
-        assert!(matches!(e.kind, ErrorKind::InvalidJson { .. }), "{e}");
+        assert!(matches!(*e.kind, ErrorKind::InvalidJson { .. }), "{e}");
         let e = err("FROM a\nRUN [\"echo\", 1]\n");
         assert!(
             e.to_string().contains("arrays must contain strings only"),
@@ -702,7 +702,7 @@ mod tests {
         );
         let e = err("FROM a\nCOPY --link a b\n");
         assert_eq!(
-            e.kind,
+            *e.kind,
             ErrorKind::UnsupportedFlag {
                 instruction: "COPY".into(),
                 flag: "link".into()
@@ -776,7 +776,7 @@ mod tests {
         );
         let e = err("FROM a\nXYZZY a\n");
         assert_eq!(
-            e.kind,
+            *e.kind,
             ErrorKind::UnknownInstruction {
                 word: "XYZZY".into(),
                 suggestion: None
@@ -786,7 +786,7 @@ mod tests {
         assert!(e.to_string().contains("did you mean ENTRYPOINT?"), "{e}");
         let e = err("RUN x\nFROM a\n");
         assert_eq!(
-            e.kind,
+            *e.kind,
             ErrorKind::BeforeFrom {
                 instruction: "RUN".into()
             }
@@ -803,11 +803,11 @@ mod tests {
             "{e}"
         );
         let e = err("FROM a AS 1x\n");
-        assert!(matches!(e.kind, ErrorKind::InvalidStageName { .. }));
+        assert!(matches!(*e.kind, ErrorKind::InvalidStageName { .. }));
         assert_eq!(e.column, 11);
         let e = err("FROM a AS x\nFROM b AS X\n");
         assert_eq!(
-            e.kind,
+            *e.kind,
             ErrorKind::DuplicateStage {
                 name: "x".into(),
                 first_line: 1
@@ -820,7 +820,7 @@ mod tests {
         );
         let e = err("FROM a\nENV --x=1 A=1\n");
         assert_eq!(
-            e.kind,
+            *e.kind,
             ErrorKind::UnknownFlag {
                 instruction: "ENV".into(),
                 flag: "x".into()
@@ -828,7 +828,7 @@ mod tests {
         );
         let e = err("FROM --plat=x a\n");
         assert_eq!(
-            e.kind,
+            *e.kind,
             ErrorKind::UnknownFlag {
                 instruction: "FROM".into(),
                 flag: "plat".into()

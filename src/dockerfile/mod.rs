@@ -339,11 +339,20 @@ pub enum ErrorKind {
         /// The named stages.
         available: Vec<String>,
     },
-    /// A feature the planner does not implement yet (multi-stage, COPY --from, heredocs).
-    #[error("{feature} is not supported yet")]
-    NotSupportedYet {
-        /// E.g. `COPY --from`.
-        feature: String,
+    /// The target stage is based on an earlier stage.
+    #[error("multi-stage builds are not supported yet (this stage is based on stage {stage:?})")]
+    MultiStage {
+        /// The earlier stage's name.
+        stage: String,
+    },
+    /// `COPY --from`.
+    #[error("COPY --from is not supported yet")]
+    CopyFrom,
+    /// A heredoc in RUN or COPY.
+    #[error("heredocs in {instruction} are not supported yet")]
+    Heredoc {
+        /// The instruction keyword.
+        instruction: String,
     },
 }
 
@@ -363,8 +372,8 @@ pub struct DockerfileError {
     pub width: usize,
     /// The offending physical line, without its line ending.
     pub source_line: String,
-    /// What is wrong.
-    pub kind: ErrorKind,
+    /// What is wrong (boxed to keep `Result`s small).
+    pub kind: Box<ErrorKind>,
 }
 
 impl fmt::Display for DockerfileError {
@@ -400,7 +409,7 @@ impl crate::exit::Classify for DockerfileError {
     }
 
     fn hint(&self) -> Option<String> {
-        match &self.kind {
+        match self.kind.as_ref() {
             ErrorKind::UnsupportedInstruction { .. } => Some(format!(
                 "supported instructions: {}",
                 SUPPORTED_INSTRUCTIONS.join(", ")
@@ -500,7 +509,7 @@ pub(crate) fn make_error(
         column: span.column,
         width: width.min(room).max(1),
         source_line,
-        kind,
+        kind: Box::new(kind),
     }
 }
 

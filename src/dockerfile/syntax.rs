@@ -45,8 +45,7 @@ pub(crate) struct Node {
     pub flags: Vec<RawFlag>,
     /// Byte offset of the arguments in `text` (`text.len()` when there are none).
     pub args_off: usize,
-    /// First and last physical line (heredoc bodies included).
-    pub start_line: usize,
+    /// Last physical line (heredoc bodies included).
     pub end_line: usize,
     /// Heredoc bodies, in the order named.
     pub heredocs: Vec<Heredoc>,
@@ -255,7 +254,6 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Tree, DockerfileError> {
             text,
             flags,
             args_off,
-            start_line,
             end_line,
             heredocs: Vec::new(),
             segs,
@@ -520,9 +518,9 @@ mod tests {
         let n = &tree.nodes;
         assert_eq!(n.len(), 2);
         assert_eq!(n[0].text, "RUN apt-get update &&     apt-get install   foo");
-        assert_eq!((n[0].start_line, n[0].end_line), (2, 6));
+        assert_eq!((n[0].span(&tree.lines).line, n[0].end_line), (2, 6));
         assert_eq!(n[0].args(), "apt-get update &&     apt-get install   foo");
-        assert_eq!(n[1].start_line, 7);
+        assert_eq!(n[1].span(&tree.lines).line, 7);
         assert_eq!(tree.warnings.len(), 1, "empty continuation line");
         // The offset of "foo" maps back to line 6, column 3.
         let off = n[0].text.find("foo").unwrap();
@@ -564,9 +562,9 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.line, 2);
-        assert!(matches!(e.kind, ErrorKind::DuplicateDirective { .. }));
+        assert!(matches!(*e.kind, ErrorKind::DuplicateDirective { .. }));
         let e = parse("# escape=x\nFROM x\n", "D").err().unwrap();
-        assert!(matches!(e.kind, ErrorKind::InvalidDirective { .. }));
+        assert!(matches!(*e.kind, ErrorKind::InvalidDirective { .. }));
     }
 
     #[test]
@@ -600,7 +598,7 @@ mod tests {
         assert!(n[2].heredocs.is_empty());
         let e = parse("RUN cat <<EOF\nno end\n", "D").err().unwrap();
         assert_eq!((e.line, e.column), (1, 9));
-        assert!(matches!(e.kind, ErrorKind::UnterminatedHeredoc { .. }));
+        assert!(matches!(*e.kind, ErrorKind::UnterminatedHeredoc { .. }));
     }
 
     #[test]
@@ -618,11 +616,18 @@ mod tests {
     }
 
     #[test]
+    fn continuation_at_end_of_file() {
+        let n = nodes("FROM a\nRUN echo \\\n# trailing comment\n");
+        assert_eq!(n[1].text, "RUN echo");
+        assert_eq!(n[1].end_line, 3);
+    }
+
+    #[test]
     fn crlf_bom_and_empty() {
         let n = nodes("\u{feff}FROM a\r\nRUN b \\\r\n c\r\n");
         assert_eq!(n[1].text, "RUN b  c");
         let e = parse("# only a comment\n\n", "D").err().unwrap();
-        assert_eq!(e.kind, ErrorKind::Empty);
+        assert_eq!(*e.kind, ErrorKind::Empty);
         assert_eq!(e.to_string(), "D: file with no instructions");
     }
 }
