@@ -1,1 +1,0 @@
-//! dockerfile (being written).
