@@ -16,7 +16,7 @@ use crate::executor::SandboxExecutor;
 use crate::exit::{Classify, ExitCode};
 use crate::platform::Platform;
 use crate::progress::{Event, Sink, Stream};
-use crate::registry::{Reference, RegistryClient, RegistryOptions};
+use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
@@ -440,7 +440,7 @@ fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
     let req = resolve_build(args)?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
     let store = Store::open(&state)?;
-    let registry = RegistryClient::new(RegistryOptions {
+    let registry = OciRegistry::new(RegistryOptions {
         insecure: args.insecure_registries.clone(),
         retries: args.retries,
         ..RegistryOptions::default()

@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::context::{BuildContext, ContextError};
-use crate::dockerfile::{self, Dockerfile, DockerfileError};
+use crate::dockerfile::{self, Dockerfile, DockerfileError, InstructionKind};
 use crate::emulation::{self, EmulationError, Support};
 use crate::executor::{Action, CopySpec, ExecError, Executor, RunSpec, SandboxSpec};
 use crate::exit::{Classify, ExitCode};
@@ -28,10 +28,10 @@ use crate::oci::{
     MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER_GZIP,
     MEDIA_TYPE_OCI_MANIFEST,
 };
-use crate::plan::{self, BaseImage, Step, StepKind};
+use crate::plan::{self, BaseConfig, BaseImage, PlanRequest, Selection, Step, StepKind};
 use crate::platform::{self, Platform};
 use crate::progress::{Event, Sink, Stream};
-use crate::registry::{Reference, Registry, RegistryError};
+use crate::registry::{BlobPush, Reference, Registry, RegistryError};
 use crate::store::{Store, StoreError};
 
 /// Where the finished image goes besides (or instead of) a registry.
@@ -299,9 +299,13 @@ pub struct Deps<R, E> {
 struct Shared<'a> {
     req: &'a BuildRequest,
     dockerfile: &'a Dockerfile,
-    stage: usize,
     context: &'a BuildContext,
     created: String,
+}
+
+/// `file:line` of a step, for progress and errors.
+fn location(df: &Dockerfile, step: &Step) -> String {
+    format!("{}:{}", df.file, step.span.line)
 }
 
 /// Runs a whole build: parse, plan, check the host, fan out, stitch, push or write outputs.
@@ -324,39 +328,55 @@ pub async fn build<R: Registry, E: Executor>(
     })?;
     let display = display_path(&req.dockerfile);
     let df = dockerfile::parse(&text, &display)?;
-    let stage = plan::select_stage(&df, req.target.as_deref())?;
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(BuildError::OpenContext)?;
 
     // Everything that can be checked without I/O is checked for every platform before any
-    // platform starts: the base reference, and whether this host can run the platform.
-    let mut warnings = Vec::new();
-    let mut bases = Vec::new();
-    let needs_run = plan::stage_runs_commands(&df, stage);
+    // platform starts: the stage and base reference, and whether this host can run it.
+    let mut warnings: Vec<String> = df.warnings.clone();
+    let mut selections = Vec::new();
     for p in &req.platforms {
-        let base = plan::base_for(&df, stage, p, &req.build_platform, &req.build_args)?;
-        bases.push(base);
-        if needs_run {
+        let sel = plan::select(
+            &df,
+            &PlanRequest {
+                target_platform: p.clone(),
+                build_platform: req.build_platform.clone(),
+                build_args: req.build_args.clone(),
+                target_stage: req.target.clone(),
+            },
+        )?;
+        for w in &sel.warnings {
+            if !warnings.contains(w) {
+                warnings.push(w.clone());
+            }
+        }
+        selections.push(sel);
+    }
+    let needs_run = selections.first().is_some_and(|sel| {
+        df.stages[sel.stage_index]
+            .instructions
+            .iter()
+            .any(|i| matches!(i.kind, InstructionKind::Run { .. }))
+    });
+    if needs_run {
+        for p in &req.platforms {
             let support = emulation::classify(p, &req.binfmt_dir)?;
             let runs = match &support {
-                Support::Native => "native".to_string(),
-                Support::Emulated { handler, .. } => format!("emulated ({handler})"),
+                Support::Native => "natively".to_string(),
+                Support::Emulated { handler, .. } => format!("emulated through {handler}"),
             };
             deps.sink.emit(Event::PlatformPlanned {
                 platform: p.to_string(),
                 runs,
             });
         }
-    }
-    if needs_run {
         crate::executor::require_root().map_err(|source| BuildError::Exec {
-            platform: req.platforms.first().map(|p| p.to_string()).unwrap_or_default(),
+            platform: req.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
             step: 0,
             location: display.clone(),
             source,
         })?;
     }
-    warnings.extend(plan::unused_build_args(&df, stage, &req.build_args));
     for w in &warnings {
         deps.sink.emit(Event::Warning { message: w.clone() });
     }
@@ -370,7 +390,6 @@ pub async fn build<R: Registry, E: Executor>(
     let shared = Shared {
         req,
         dockerfile: &df,
-        stage,
         context: &context,
         created,
     };
@@ -380,8 +399,8 @@ pub async fn build<R: Registry, E: Executor>(
     let builds = req
         .platforms
         .iter()
-        .zip(bases)
-        .map(|(p, base)| build_platform(&shared, deps, p, base));
+        .zip(selections)
+        .map(|(p, sel)| build_platform(&shared, deps, p, sel));
     let images = futures::future::try_join_all(builds).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
@@ -474,10 +493,10 @@ async fn build_platform<R: Registry, E: Executor>(
     sh: &Shared<'_>,
     deps: &Deps<R, E>,
     platform: &Platform,
-    base: BaseImage,
+    selection: Selection,
 ) -> Result<PlatformImage, BuildError> {
     let pname = platform.to_string();
-    let (mut config, mut layers) = match &base {
+    let (mut config, mut layers) = match &selection.base {
         BaseImage::Scratch => {
             deps.sink.emit(Event::BaseResolved {
                 platform: pname.clone(),
@@ -496,17 +515,16 @@ async fn build_platform<R: Registry, E: Executor>(
     config.os_version = platform.os_version.clone();
     config.created = Some(sh.created.clone());
 
-    let base_env = config.config.env.clone().unwrap_or_default();
-    let steps = plan::steps_for(
+    let plan = selection.resolve(
         sh.dockerfile,
-        sh.stage,
-        platform,
-        &sh.req.build_platform,
-        &sh.req.build_args,
-        &base_env,
+        &BaseConfig {
+            env: config.config.env.clone().unwrap_or_default(),
+            working_dir: config.config.working_dir.clone(),
+            user: config.config.user.clone(),
+        },
     )?;
+    let steps = plan.steps;
     let total = steps.len();
-    let mut cmd_set = false;
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
         let started = Instant::now();
@@ -514,7 +532,7 @@ async fn build_platform<R: Registry, E: Executor>(
             platform: pname.clone(),
             step: n,
             total,
-            location: step.location(),
+            location: location(sh.dockerfile, step),
             text: step.created_by.clone(),
         });
         let made = run_step(sh, deps, platform, &layers, step, n).await?;
@@ -523,7 +541,7 @@ async fn build_platform<R: Registry, E: Executor>(
             config.rootfs.diff_ids.push(layer.diff_id.clone());
             layers.push(layer);
         } else {
-            apply_config(&mut config, &mut cmd_set, &step.kind);
+            apply_config(&mut config, &step.kind);
         }
         config.history.push(History {
             created: Some(sh.created.clone()),
@@ -565,23 +583,17 @@ async fn build_platform<R: Registry, E: Executor>(
             source,
         };
         for desc in manifest.layers.iter().chain(std::iter::once(&manifest.config)) {
-            let existed = deps
+            let path = deps.store.blob_path(&desc.digest);
+            let pushed = deps
                 .registry
-                .blob_exists(target, &desc.digest)
+                .push_blob(target, desc, &path)
                 .await
                 .map_err(reg_err)?;
-            if !existed {
-                let path = deps.store.blob_path(&desc.digest);
-                deps.registry
-                    .push_blob(target, desc, &path)
-                    .await
-                    .map_err(reg_err)?;
-            }
             deps.sink.emit(Event::BlobPushed {
                 platform: pname.clone(),
                 digest: desc.digest.clone(),
                 size: desc.size,
-                existed,
+                existed: pushed == BlobPush::AlreadyPresent,
             });
         }
         let pushed = deps
@@ -716,16 +728,10 @@ async fn pull_base<R: Registry, E: Executor>(
         let dir = if deps.store.has_layer(diff_id) {
             deps.store.layer_dir(diff_id)
         } else {
-            if !deps.store.has_blob(&desc.digest) {
-                let path = deps.store.blob_path(&desc.digest);
-                let mut w = deps.store.blob_writer().map_err(store_err)?;
-                deps.registry
-                    .fetch_blob(&r, desc, &mut w)
-                    .await
-                    .map_err(reg_err)?;
-                w.commit(Some(&desc.digest)).map_err(store_err)?;
-                debug_assert!(path.exists());
-            }
+            fetch_into_store(deps, &r, desc).await.map_err(|e| match e {
+                FetchError::Registry(source) => reg_err(source),
+                FetchError::Store(source) => store_err(source),
+            })?;
             let store = deps.store.clone();
             let (blob, mt, id) = (desc.digest.clone(), desc.media_type.clone(), diff_id.clone());
             tokio::task::spawn_blocking(move || store.unpack_blob(&blob, &mt, Some(&id)))
@@ -769,20 +775,35 @@ enum FetchError {
     Store(StoreError),
 }
 
+/// Downloads a blob into the store unless it is there already; the registry client verifies
+/// the digest while streaming and the store checks it again before renaming it into place.
+async fn fetch_into_store<R: Registry, E: Executor>(
+    deps: &Deps<R, E>,
+    r: &Reference,
+    desc: &Descriptor,
+) -> Result<(), FetchError> {
+    if deps.store.has_blob(&desc.digest) {
+        return Ok(());
+    }
+    let tmp = deps.store.temp_dir("fetch").map_err(FetchError::Store)?;
+    let path = tmp.path().join("blob");
+    deps.registry
+        .fetch_blob(r, desc, &path)
+        .await
+        .map_err(FetchError::Registry)?;
+    deps.store
+        .import_file(&path, &desc.digest)
+        .map_err(FetchError::Store)?;
+    Ok(())
+}
+
 /// Fetches a small blob (a config) through the store, verified.
 async fn fetch_small_blob<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
     r: &Reference,
     desc: &Descriptor,
 ) -> Result<Vec<u8>, FetchError> {
-    if !deps.store.has_blob(&desc.digest) {
-        let mut w = deps.store.blob_writer().map_err(FetchError::Store)?;
-        deps.registry
-            .fetch_blob(r, desc, &mut w)
-            .await
-            .map_err(FetchError::Registry)?;
-        w.commit(Some(&desc.digest)).map_err(FetchError::Store)?;
-    }
+    fetch_into_store(deps, r, desc).await?;
     deps.store
         .read_blob(&desc.digest)
         .map_err(FetchError::Store)
@@ -822,7 +843,7 @@ async fn run_step<R: Registry, E: Executor>(
                 .resolve_copy(sources, dest)
                 .map_err(|source| BuildError::Context {
                     platform: pname.clone(),
-                    location: step.location(),
+                    location: location(sh.dockerfile, step),
                     source,
                 })?;
             for e in &mut entries {
@@ -874,14 +895,14 @@ async fn run_step<R: Registry, E: Executor>(
         .map_err(|source| BuildError::Exec {
             platform: pname.clone(),
             step: n,
-            location: step.location(),
+            location: location(sh.dockerfile, step),
             source,
         })?;
     if outcome.status != 0 {
         return Err(BuildError::StepFailed {
             platform: pname,
             step: n,
-            location: step.location(),
+            location: location(sh.dockerfile, step),
             instruction: step.created_by.clone(),
             status: outcome.status,
             tail: outcome.tail,
@@ -893,7 +914,7 @@ async fn run_step<R: Registry, E: Executor>(
     // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
     let store = deps.store.clone();
     let opts = LayerOptions {
-        source_date_epoch: sh.req.source_date_epoch,
+        source_date_epoch: sh.req.source_date_epoch.map(|e| e.max(0) as u64),
         ..LayerOptions::default()
     };
     let upper2 = upper.clone();
@@ -954,9 +975,7 @@ fn dir_is_empty(p: &Path) -> bool {
 
 /// Applies a config-only step to the image config (Dockerfile reference: ENV, WORKDIR, USER,
 /// LABEL, EXPOSE, CMD, ENTRYPOINT).
-/// `cmd_set` tracks whether this Dockerfile set CMD itself: ENTRYPOINT resets only an inherited
-/// CMD (BuildKit `dispatchEntrypoint`).
-fn apply_config(config: &mut ImageConfig, cmd_set: &mut bool, kind: &StepKind) {
+fn apply_config(config: &mut ImageConfig, kind: &StepKind) {
     let c = &mut config.config;
     match kind {
         StepKind::Env(pairs) => {
@@ -986,15 +1005,12 @@ fn apply_config(config: &mut ImageConfig, cmd_set: &mut bool, kind: &StepKind) {
                 map.insert(p.clone(), oci::EmptyObject {});
             }
         }
-        StepKind::Cmd(argv) => {
-            c.cmd = Some(argv.clone());
-            *cmd_set = true;
-        }
-        StepKind::Entrypoint(argv) => {
+        StepKind::Cmd(argv) => c.cmd = Some(argv.clone()),
+        StepKind::Entrypoint { argv, clears_cmd } => {
             c.entrypoint = Some(argv.clone());
             // Dockerfile reference: "If CMD is defined from the base image, setting ENTRYPOINT
             // will reset CMD to an empty value."
-            if !*cmd_set {
+            if *clears_cmd {
                 c.cmd = None;
             }
         }

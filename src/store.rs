@@ -220,6 +220,36 @@ impl Store {
         })
     }
 
+    /// Moves the finished file `path` (under this store's `tmp/`, e.g. a download into
+    /// [`Store::temp_dir`]) into the store as a blob after hashing it: a file whose sha256 is not
+    /// `expected` is refused (and removed). Returns the digest and size (bytes). When the blob is
+    /// already stored, `path` is removed.
+    ///
+    /// Errors: [`StoreError::DigestMismatch`], [`StoreError::Io`].
+    pub fn import_file(&self, path: &Path, expected: &Digest) -> Result<(Digest, u64), StoreError> {
+        let mut file = File::open(path).map_err(io_err("open", path))?;
+        let mut hashing = DigestWriter::new(io::sink());
+        io::copy(&mut file, &mut hashing).map_err(io_err("read", path))?;
+        let (_, found, size) = hashing.finish();
+        if &found != expected {
+            let _ = fs::remove_file(path);
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                found,
+            });
+        }
+        let dest = self.blob_path(expected);
+        if dest.exists() {
+            fs::remove_file(path).map_err(io_err("remove", path))?;
+            return Ok((found, size));
+        }
+        let mut perms = fs::metadata(path).map_err(io_err("stat", path))?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(path, perms).map_err(io_err("chmod", path))?;
+        fs::rename(path, &dest).map_err(io_err("rename into place", &dest))?;
+        Ok((found, size))
+    }
+
     /// Stores `bytes` as a blob and returns its digest and size (bytes).
     ///
     /// Errors: [`StoreError::Io`].
