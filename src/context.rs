@@ -125,9 +125,9 @@ impl Classify for ContextError {
                 "COPY sources are relative to the build context; check the path and .dockerignore"
                     .into(),
             ),
-            ContextError::OutsideContext { .. } | ContextError::SymlinkEscapes { .. } => {
-                Some("move the file into the build context, or pick a wider context directory".into())
-            }
+            ContextError::OutsideContext { .. } | ContextError::SymlinkEscapes { .. } => Some(
+                "move the file into the build context, or pick a wider context directory".into(),
+            ),
             _ => None,
         }
     }
@@ -191,7 +191,10 @@ pub fn clean_path(path: &str) -> String {
 enum GlobTok {
     Star,
     Any,
-    Class { negate: bool, ranges: Vec<(char, char)> },
+    Class {
+        negate: bool,
+        ranges: Vec<(char, char)>,
+    },
     Lit(char),
 }
 
@@ -490,14 +493,13 @@ impl Ignore {
         }
         let mut ignore = Ignore::default();
         for (line, raw, cleaned) in lines {
-            let compiled = IgnorePattern::new(&cleaned).map_err(|reason| {
-                ContextError::BadIgnorePattern {
+            let compiled =
+                IgnorePattern::new(&cleaned).map_err(|reason| ContextError::BadIgnorePattern {
                     file: file.to_path_buf(),
                     line,
                     pattern: raw.trim().to_string(),
                     reason,
-                }
-            })?;
+                })?;
             if let Some(p) = compiled {
                 ignore.has_exclusions |= p.exclusion;
                 ignore.patterns.push(p);
@@ -785,12 +787,13 @@ impl BuildContext {
                 .to_string();
             let rest: Vec<String> = if target.is_absolute() {
                 // An absolute target is a host path: allowed only when it is inside the context.
-                let inside = target
-                    .strip_prefix(&self.root)
-                    .map_err(|_| ContextError::SymlinkEscapes {
-                        name: name.to_string(),
-                        link: path.clone(),
-                    })?;
+                let inside =
+                    target
+                        .strip_prefix(&self.root)
+                        .map_err(|_| ContextError::SymlinkEscapes {
+                            name: name.to_string(),
+                            link: path.clone(),
+                        })?;
                 done.clear();
                 inside
                     .to_str()
@@ -1078,8 +1081,16 @@ mod tests {
             (&["docs/../src"], "src/x", true),
             (&["*.md", "!README.md"], "README.md", false),
             (&["*.md", "!README.md"], "CHANGES.md", true),
-            (&["*.md", "!README*.md", "README-secret.md"], "README-secret.md", true),
-            (&["*.md", "!README*.md", "README-secret.md"], "README-public.md", false),
+            (
+                &["*.md", "!README*.md", "README-secret.md"],
+                "README-secret.md",
+                true,
+            ),
+            (
+                &["*.md", "!README*.md", "README-secret.md"],
+                "README-public.md",
+                false,
+            ),
             (&["!README.md", "*.md"], "README.md", true),
             (&["dir/**"], "dir/a/b", true),
             (&["dir/**"], "dir", false),
@@ -1124,7 +1135,10 @@ mod tests {
             "{err:?}"
         );
         let err = Ignore::parse("[a-\n", Path::new("x")).unwrap_err();
-        assert!(matches!(err, ContextError::BadIgnorePattern { line: 1, .. }));
+        assert!(matches!(
+            err,
+            ContextError::BadIgnorePattern { line: 1, .. }
+        ));
         assert!(err.to_string().contains("x:1"));
     }
 
@@ -1250,7 +1264,10 @@ mod tests {
         // Parents before children everywhere.
         for (i, x) in e.iter().enumerate() {
             for y in &e[i + 1..] {
-                assert!(!x.dest.starts_with(&format!("{}/", y.dest)), "{x:?} after {y:?}");
+                assert!(
+                    !x.dest.starts_with(&format!("{}/", y.dest)),
+                    "{x:?} after {y:?}"
+                );
             }
         }
     }
@@ -1266,7 +1283,10 @@ mod tests {
         assert!(!d.contains(&"/build/out.bin"));
         assert!(!d.contains(&"/ignored.log"));
         assert!(!d.contains(&"/"), "the root itself is never an entry");
-        assert!(d.contains(&"/lnk-out"), "a symlink inside the tree is copied as a link");
+        assert!(
+            d.contains(&"/lnk-out"),
+            "a symlink inside the tree is copied as a link"
+        );
     }
 
     #[test]
@@ -1276,16 +1296,27 @@ mod tests {
         let e = c.resolve_copy(&srcs(&["*.txt"]), "/d/").unwrap();
         assert_eq!(dests(&e), ["/d/a.txt", "/d/b.txt"]);
         let e = c.resolve_copy(&srcs(&["?.md"]), "/d/c.md").unwrap();
-        assert_eq!(dests(&e), ["/d/c.md"], "one match keeps the file destination");
+        assert_eq!(
+            dests(&e),
+            ["/d/c.md"],
+            "one match keeps the file destination"
+        );
         let e = c.resolve_copy(&srcs(&["[ab].txt"]), "/d").unwrap();
-        assert_eq!(dests(&e), ["/d/a.txt", "/d/b.txt"], "two matches make a directory");
+        assert_eq!(
+            dests(&e),
+            ["/d/a.txt", "/d/b.txt"],
+            "two matches make a directory"
+        );
         let e = c.resolve_copy(&srcs(&["d*/s*/*.txt"]), "/d/").unwrap();
         assert_eq!(dests(&e), ["/d/y.txt"]);
         let err = c.resolve_copy(&srcs(&["*.nope"]), "/d/").unwrap_err();
         assert!(matches!(err, ContextError::NoMatch { .. }));
         assert!(err.to_string().contains("no source files were specified"));
         let err = c.resolve_copy(&srcs(&["*.log"]), "/d/").unwrap_err();
-        assert!(matches!(err, ContextError::NoMatch { .. }), "ignored files do not match");
+        assert!(
+            matches!(err, ContextError::NoMatch { .. }),
+            "ignored files do not match"
+        );
         let err = c.resolve_copy(&srcs(&["[x"]), "/d/").unwrap_err();
         assert!(matches!(err, ContextError::BadWildcard { .. }));
     }
@@ -1296,7 +1327,9 @@ mod tests {
         let err = open(&ctx)
             .resolve_copy(&srcs(&["../outside/secret"]), "/x")
             .unwrap_err();
-        assert!(matches!(&err, ContextError::OutsideContext { name } if name == "../outside/secret"));
+        assert!(
+            matches!(&err, ContextError::OutsideContext { name } if name == "../outside/secret")
+        );
         assert!(err.to_string().contains("../outside/secret"));
         assert_eq!(err.exit_code(), ExitCode::BadInput);
     }
@@ -1314,7 +1347,10 @@ mod tests {
         assert_eq!(dests(&e), ["/d/link"], "the name as written is kept");
         for bad in ["lnk-out/secret", "dir/abs"] {
             let err = c.resolve_copy(&srcs(&[bad]), "/x").unwrap_err();
-            assert!(matches!(err, ContextError::SymlinkEscapes { .. }), "{bad}: {err:?}");
+            assert!(
+                matches!(err, ContextError::SymlinkEscapes { .. }),
+                "{bad}: {err:?}"
+            );
         }
         symlink("loop2", ctx.join("loop1")).unwrap();
         symlink("loop1", ctx.join("loop2")).unwrap();
@@ -1332,7 +1368,10 @@ mod tests {
         let c = open(&ctx);
         for bad in ["nope.txt", "ignored.log", "build/out.bin", "dir/x.txt/more"] {
             let err = c.resolve_copy(&srcs(&[bad]), "/x").unwrap_err();
-            assert!(matches!(&err, ContextError::NotFound { name } if name == bad), "{bad}");
+            assert!(
+                matches!(&err, ContextError::NotFound { name } if name == bad),
+                "{bad}"
+            );
             assert!(err
                 .to_string()
                 .starts_with("file not found in build context or excluded by .dockerignore"));
@@ -1360,7 +1399,10 @@ mod tests {
             Some(ctx.join("docker/app.Dockerfile.dockerignore").as_path())
         );
         assert!(c.ignore().is_excluded("a.txt"));
-        assert!(!c.ignore().is_excluded("ignored.log"), "the general file is not merged");
+        assert!(
+            !c.ignore().is_excluded("ignored.log"),
+            "the general file is not merged"
+        );
         let c = BuildContext::open(&ctx, &ctx.join("Dockerfile")).unwrap();
         assert!(c.ignore().is_excluded("ignored.log"));
         let err = BuildContext::open(&ctx.join("missing"), &df).unwrap_err();

@@ -31,8 +31,8 @@ pub enum EmulationError {
     /// No usable handler runs this platform here.
     #[error("cannot run {platform} binaries on this host: {reason}")]
     NoHandler {
-        /// The platform asked for.
-        platform: Platform,
+        /// The platform asked for (boxed to keep the error small).
+        platform: Box<Platform>,
         /// Why not (not registered, disabled, missing `F`, binfmt_misc not mounted).
         reason: NoHandlerReason,
         /// The registration line for this architecture from our table, when it has one.
@@ -91,7 +91,9 @@ pub enum NoHandlerReason {
     },
     /// A matching, enabled entry lacks the `F` flag, so its interpreter would have to exist inside
     /// the image root filesystem.
-    #[error("binfmt_misc handler {name:?} matches but lacks the F (fix binary) flag (flags {flags:?})")]
+    #[error(
+        "binfmt_misc handler {name:?} matches but lacks the F (fix binary) flag (flags {flags:?})"
+    )]
     MissingFixBinary {
         /// The entry's name.
         name: String,
@@ -239,7 +241,7 @@ pub fn handler_for(platform: &Platform) -> Option<&'static Handler> {
     }
     handlers()
         .iter()
-        .find(|h| h.architectures.iter().any(|a| *a == platform.architecture))
+        .find(|h| h.architectures.contains(&platform.architecture))
 }
 
 /// Decodes a binfmt_misc magic/mask string: `\xHH` escapes and literal characters
@@ -468,13 +470,12 @@ pub fn native_architectures() -> Vec<&'static str> {
 /// an enabled entry with the `F` flag wins (first by name); a matching entry that is disabled or
 /// lacks `F` is reported as such in [`EmulationError::NoHandler`].
 pub fn classify(platform: &Platform, binfmt_dir: &Path) -> Result<Support, EmulationError> {
-    if platform.os == "linux" && native_architectures().contains(&platform.architecture.as_str())
-    {
+    if platform.os == "linux" && native_architectures().contains(&platform.architecture.as_str()) {
         return Ok(Support::Native);
     }
     let handler = handler_for(platform);
     let no = |reason| EmulationError::NoHandler {
-        platform: platform.clone(),
+        platform: Box::new(platform.clone()),
         reason,
         register_line: handler.map(Handler::register_line),
     };
@@ -700,7 +701,10 @@ mod tests {
                 name: "qemu-arm".into()
             }
         );
-        assert!(err.hint().unwrap().contains("echo 1 > /proc/sys/fs/binfmt_misc/qemu-arm"));
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("echo 1 > /proc/sys/fs/binfmt_misc/qemu-arm"));
 
         let enabled_no_f = fixture("arm-disabled-no-f").replacen("disabled", "enabled", 1);
         let dir = binfmt_dir(&[("qemu-arm", enabled_no_f)]);
@@ -708,7 +712,9 @@ mod tests {
         let EmulationError::NoHandler { reason, .. } = &err else {
             panic!("{err:?}")
         };
-        assert!(matches!(reason, NoHandlerReason::MissingFixBinary { name, .. } if name == "qemu-arm"));
+        assert!(
+            matches!(reason, NoHandlerReason::MissingFixBinary { name, .. } if name == "qemu-arm")
+        );
         assert_eq!(err.exit_code(), ExitCode::Host);
         assert!(err.hint().unwrap().contains(":qemu-arm:M::"));
     }
@@ -728,8 +734,14 @@ mod tests {
         let dir = binfmt_dir(&[]);
         let err = classify(&plat("linux/s390x"), dir.path()).unwrap_err();
         let hint = err.hint().unwrap();
-        assert!(hint.contains(":qemu-s390x:M::\\x7f\\x45\\x4c\\x46\\x02\\x02"), "{hint}");
-        assert!(hint.contains("/usr/libexec/qemu-binfmt/s390x-binfmt-P:OPF"), "{hint}");
+        assert!(
+            hint.contains(":qemu-s390x:M::\\x7f\\x45\\x4c\\x46\\x02\\x02"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("/usr/libexec/qemu-binfmt/s390x-binfmt-P:OPF"),
+            "{hint}"
+        );
         assert!(err.to_string().contains("linux/s390x"));
     }
 
