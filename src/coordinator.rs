@@ -30,7 +30,7 @@ use crate::oci::{
 };
 use crate::plan::{self, BaseConfig, BaseImage, PlanRequest, Selection, Step, StepKind};
 use crate::platform::{self, Platform};
-use crate::progress::{Event, Sink, Stream};
+use crate::progress::{Event, Sink};
 use crate::registry::{BlobPush, Reference, Registry, RegistryError};
 use crate::store::{Store, StoreError};
 
@@ -838,7 +838,7 @@ async fn run_step<R: Registry, E: Executor>(
             chown,
             chmod,
         } => {
-            let mut entries = sh
+            let entries = sh
                 .context
                 .resolve_copy(sources, dest)
                 .map_err(|source| BuildError::Context {
@@ -846,15 +846,11 @@ async fn run_step<R: Registry, E: Executor>(
                     location: location(sh.dockerfile, step),
                     source,
                 })?;
-            for e in &mut entries {
-                if let Some(m) = chmod {
-                    e.mode = *m;
-                }
-                if chown.is_some() {
-                    e.chown = chown.clone();
-                }
-            }
-            Action::Copy(CopySpec { entries })
+            Action::Copy(CopySpec {
+                entries,
+                chown: chown.clone(),
+                chmod: *chmod,
+            })
         }
         _ => return Ok(None),
     };
@@ -866,7 +862,13 @@ async fn run_step<R: Registry, E: Executor>(
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
     for d in [&upper, &work] {
-        std::fs::create_dir_all(d).map_err(|e| store_err(StoreError::io(d, e)))?;
+        std::fs::create_dir_all(d).map_err(|source| {
+            store_err(StoreError::Io {
+                action: "create directory",
+                path: d.to_path_buf(),
+                source,
+            })
+        })?;
     }
     let spec = SandboxSpec {
         lowerdirs: layers.iter().rev().map(|l| l.dir.clone()).collect(),
@@ -883,12 +885,8 @@ async fn run_step<R: Registry, E: Executor>(
             sink.emit(Event::Output {
                 platform: p2.clone(),
                 step: n,
-                stream: if line.stderr {
-                    Stream::Stderr
-                } else {
-                    Stream::Stdout
-                },
-                line: line.text,
+                stream: line.stream,
+                line: line.line,
             })
         })
         .await

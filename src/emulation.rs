@@ -1,1 +1,823 @@
-//! emulation (being written).
+//! Emulation: can this host run a platform's binaries, natively or through a qemu-user
+//! binfmt_misc handler?
+//!
+//! Level 1 (sync file reads, explicit paths). Three parts:
+//! - the handler table [`handlers`], data in `qemu/binfmt.toml` (magic and mask as in Debian's
+//!   `/usr/lib/binfmt.d/qemu-*.conf`);
+//! - a parser for the kernel's entry files [`BinfmtEntry::parse`] (`/proc/sys/fs/binfmt_misc/<name>`,
+//!   format: Linux `Documentation/admin-guide/binfmt-misc.rst` and `fs/binfmt_misc.c`
+//!   `bm_entry_read`);
+//! - [`classify`], which decides [`Support`] for one platform by comparing every registered entry's
+//!   magic/mask against that architecture's ELF header, never trusting entry names.
+//!
+//! A handler is only usable for a chroot if it is enabled and has the `F` (fix binary) flag: the
+//! kernel then opens the interpreter at registration time, so it need not exist inside the image
+//! root filesystem.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+use crate::exit::{Classify, ExitCode};
+use crate::platform::Platform;
+
+/// The handler table, `qemu/binfmt.toml`, compiled in.
+const TABLE_TOML: &str = include_str!("../qemu/binfmt.toml");
+
+/// Errors from reading binfmt_misc state or deciding how to run a platform.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulationError {
+    /// No usable handler runs this platform here.
+    #[error("cannot run {platform} binaries on this host: {reason}")]
+    NoHandler {
+        /// The platform asked for (boxed to keep the error small).
+        platform: Box<Platform>,
+        /// Why not (not registered, disabled, missing `F`, binfmt_misc not mounted).
+        reason: NoHandlerReason,
+        /// The registration line for this architecture from our table, when it has one.
+        register_line: Option<String>,
+    },
+    /// An entry or directory under the binfmt_misc mount could not be read.
+    #[error("cannot read binfmt_misc entry {path}")]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A binfmt_misc entry file has content the parser does not understand.
+    #[error("malformed binfmt_misc entry {name:?}, line {line}: {reason}")]
+    Parse {
+        /// The entry's name (file name under the binfmt_misc directory).
+        name: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Why a platform has no usable handler.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoHandlerReason {
+    /// polyarch knows no qemu handler for this architecture (or the OS is not Linux).
+    #[error("no qemu-user emulation is known for this platform")]
+    UnknownArchitecture,
+    /// The binfmt_misc directory has no `register` file: the filesystem is not mounted.
+    #[error("binfmt_misc is not mounted at {dir}")]
+    NotMounted {
+        /// The directory looked at.
+        dir: PathBuf,
+    },
+    /// binfmt_misc as a whole is switched off (`status` reads `disabled`).
+    #[error("binfmt_misc is disabled as a whole ({dir}/status)")]
+    GloballyDisabled {
+        /// The binfmt_misc directory.
+        dir: PathBuf,
+    },
+    /// No registered entry matches the architecture's ELF header.
+    #[error("no binfmt_misc handler is registered for {qemu_arch}")]
+    NotRegistered {
+        /// qemu's name of the architecture (`aarch64`).
+        qemu_arch: String,
+    },
+    /// A matching entry exists but is disabled.
+    #[error("binfmt_misc handler {name:?} matches but is disabled")]
+    Disabled {
+        /// The entry's name.
+        name: String,
+    },
+    /// A matching, enabled entry lacks the `F` flag, so its interpreter would have to exist inside
+    /// the image root filesystem.
+    #[error(
+        "binfmt_misc handler {name:?} matches but lacks the F (fix binary) flag (flags {flags:?})"
+    )]
+    MissingFixBinary {
+        /// The entry's name.
+        name: String,
+        /// Its flags as registered.
+        flags: String,
+    },
+}
+
+impl Classify for EmulationError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        let EmulationError::NoHandler {
+            reason,
+            register_line,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let register = |line: &str| {
+            format!(
+                "register it as root: `echo '{line}' > /proc/sys/fs/binfmt_misc/register` \
+                 (needs qemu-user-static; or run scripts/setup)"
+            )
+        };
+        match reason {
+            NoHandlerReason::UnknownArchitecture => None,
+            NoHandlerReason::NotMounted { dir } => Some(format!(
+                "mount it as root: `mount -t binfmt_misc binfmt_misc {}`, then register the \
+                 handler (or run scripts/setup)",
+                dir.display()
+            )),
+            NoHandlerReason::GloballyDisabled { dir } => Some(format!(
+                "enable it as root: `echo 1 > {}/status`",
+                dir.display()
+            )),
+            NoHandlerReason::NotRegistered { .. } => register_line.as_deref().map(register),
+            NoHandlerReason::Disabled { name } => Some(format!(
+                "enable it as root: `echo 1 > /proc/sys/fs/binfmt_misc/{name}`"
+            )),
+            NoHandlerReason::MissingFixBinary { name, .. } => Some(match register_line {
+                Some(line) => format!(
+                    "re-register it with F as root: `echo -1 > /proc/sys/fs/binfmt_misc/{name}`, \
+                     then `echo '{line}' > /proc/sys/fs/binfmt_misc/register`"
+                ),
+                None => format!(
+                    "re-register {name:?} with the F flag (`echo -1 > /proc/sys/fs/binfmt_misc/{name}` \
+                     removes it)"
+                ),
+            }),
+        }
+    }
+}
+
+/// One row of the handler table (`qemu/binfmt.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Handler {
+    /// qemu's architecture name: handler `qemu-<name>`, binary `qemu-<name>-static`.
+    pub name: String,
+    /// OCI/GOARCH architectures this handler runs (`arm64`, `arm`, `mips64le`, ...).
+    pub architectures: Vec<String>,
+    /// Magic bytes at offset 0, `\xHH`-escaped as in the registration line.
+    pub magic: String,
+    /// Mask, same length and spelling as `magic`.
+    pub mask: String,
+    /// Static emulator binary name, found in `/usr/bin` on Debian.
+    pub qemu: String,
+    /// Interpreter to register: Debian's argv[0]-preserving wrapper.
+    pub interpreter: String,
+    /// Flags to register (`OPF`).
+    pub flags: String,
+}
+
+#[derive(Deserialize)]
+struct Table {
+    handler: Vec<Handler>,
+}
+
+impl Handler {
+    /// The decoded magic bytes. The table is checked by a unit test, so a decoding failure here
+    /// cannot happen at run time; it yields an empty vector rather than a panic.
+    pub fn magic_bytes(&self) -> Vec<u8> {
+        unescape(&self.magic).unwrap_or_default()
+    }
+
+    /// The decoded mask bytes (see [`Handler::magic_bytes`]).
+    pub fn mask_bytes(&self) -> Vec<u8> {
+        unescape(&self.mask).unwrap_or_default()
+    }
+
+    /// The line to write into `/proc/sys/fs/binfmt_misc/register` for this handler
+    /// (`:qemu-<name>:M::<magic>:<mask>:<interpreter>:<flags>`, binfmt-misc.rst).
+    pub fn register_line(&self) -> String {
+        format!(
+            ":qemu-{}:M::{}:{}:{}:{}",
+            self.name, self.magic, self.mask, self.interpreter, self.flags
+        )
+    }
+
+    /// Minimal ELF headers (first 20 bytes) of this architecture's executables: one `ET_EXEC`
+    /// and one `ET_DYN` (PIE) sample, built from the table's magic (ELF spec: `e_ident`,
+    /// `e_type` at byte 16 in the file's byte order, `e_machine` at 18).
+    pub fn elf_samples(&self) -> Vec<Vec<u8>> {
+        let magic = self.magic_bytes();
+        if magic.len() < 20 {
+            return vec![magic];
+        }
+        let big_endian = magic[5] == 2; // EI_DATA: 1 little, 2 big endian
+        [2u8, 3u8]
+            .iter()
+            .map(|e_type| {
+                let mut m = magic.clone();
+                if big_endian {
+                    m[16] = 0;
+                    m[17] = *e_type;
+                } else {
+                    m[16] = *e_type;
+                    m[17] = 0;
+                }
+                m
+            })
+            .collect()
+    }
+}
+
+/// The handler table from `qemu/binfmt.toml`, in file order.
+pub fn handlers() -> &'static [Handler] {
+    static TABLE: OnceLock<Vec<Handler>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        // The file is compiled in and parsed by a unit test (`table_parses_and_decodes`), so a
+        // failure here is a build defect, not a run-time condition.
+        toml::from_str::<Table>(TABLE_TOML)
+            .map(|t| t.handler)
+            .unwrap_or_default()
+    })
+}
+
+/// The table row that runs `platform`'s architecture, if any.
+pub fn handler_for(platform: &Platform) -> Option<&'static Handler> {
+    if platform.os != "linux" {
+        return None;
+    }
+    handlers()
+        .iter()
+        .find(|h| h.architectures.contains(&platform.architecture))
+}
+
+/// Decodes a binfmt_misc magic/mask string: `\xHH` escapes and literal characters
+/// (binfmt-misc.rst: "hex-encoded ... `\x0a`"; `\\` is a backslash).
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            match bytes.get(i + 1) {
+                Some(b'x') => {
+                    let hex = s
+                        .get(i + 2..i + 4)
+                        .ok_or_else(|| format!("short \\x escape at byte {i}"))?;
+                    let b = u8::from_str_radix(hex, 16)
+                        .map_err(|_| format!("bad \\x escape {hex:?} at byte {i}"))?;
+                    out.push(b);
+                    i += 4;
+                }
+                Some(b'\\') => {
+                    out.push(b'\\');
+                    i += 2;
+                }
+                _ => return Err(format!("bad escape at byte {i}")),
+            }
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// How an entry recognises binaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryMatch {
+    /// Magic bytes at an offset, with an optional mask (`M` entries).
+    Magic {
+        /// Byte offset into the file.
+        offset: u64,
+        /// The magic bytes.
+        magic: Vec<u8>,
+        /// The mask ANDed with file and magic before comparing; `None` means all ones.
+        mask: Option<Vec<u8>>,
+    },
+    /// A file name extension (`E` entries), without the dot.
+    Extension(String),
+}
+
+/// A registered binfmt_misc entry as the kernel shows it in `/proc/sys/fs/binfmt_misc/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinfmtEntry {
+    /// The entry's name (its file name).
+    pub name: String,
+    /// `enabled` or `disabled` (first line).
+    pub enabled: bool,
+    /// The interpreter path as registered.
+    pub interpreter: PathBuf,
+    /// The flag letters (`POF`, `F`, `` ``).
+    pub flags: String,
+    /// What the entry matches.
+    pub matcher: EntryMatch,
+}
+
+impl BinfmtEntry {
+    /// Parses an entry file's text. The kernel (`fs/binfmt_misc.c` `entry_status`) writes
+    /// `enabled|disabled`, `interpreter <path>`, `flags: <letters>`, then either
+    /// `offset <n>` + `magic <hex>` [+ `mask <hex>`] or `extension .<ext>`.
+    pub fn parse(name: &str, text: &str) -> Result<BinfmtEntry, EmulationError> {
+        let err = |line: usize, reason: String| EmulationError::Parse {
+            name: name.to_string(),
+            line,
+            reason,
+        };
+        let mut enabled = None;
+        let mut interpreter = None;
+        let mut flags = None;
+        let mut offset = 0u64;
+        let mut magic = None;
+        let mut mask = None;
+        let mut extension = None;
+        for (i, raw) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = raw.trim_end();
+            if line.is_empty() {
+                continue;
+            }
+            let (key, value) = match line.split_once(' ') {
+                Some((k, v)) => (k, v.trim()),
+                None => (line, ""),
+            };
+            match key {
+                "enabled" => enabled = Some(true),
+                "disabled" => enabled = Some(false),
+                "interpreter" => interpreter = Some(PathBuf::from(value)),
+                "flags:" | "flags" => flags = Some(value.to_string()),
+                "offset" => {
+                    offset = value
+                        .parse()
+                        .map_err(|_| err(n, format!("bad offset {value:?}")))?
+                }
+                "magic" => magic = Some(hex::decode(value).map_err(|e| err(n, e.to_string()))?),
+                "mask" => mask = Some(hex::decode(value).map_err(|e| err(n, e.to_string()))?),
+                "extension" => extension = Some(value.trim_start_matches('.').to_string()),
+                other => return Err(err(n, format!("unknown key {other:?}"))),
+            }
+        }
+        let matcher = match (magic, extension) {
+            (Some(magic), _) => {
+                if let Some(m) = &mask {
+                    if m.len() != magic.len() {
+                        return Err(err(0, "mask and magic differ in length".into()));
+                    }
+                }
+                EntryMatch::Magic {
+                    offset,
+                    magic,
+                    mask,
+                }
+            }
+            (None, Some(ext)) => EntryMatch::Extension(ext),
+            (None, None) => return Err(err(0, "neither magic nor extension".into())),
+        };
+        Ok(BinfmtEntry {
+            name: name.to_string(),
+            enabled: enabled.ok_or_else(|| err(1, "missing enabled/disabled line".into()))?,
+            interpreter: interpreter.ok_or_else(|| err(0, "missing interpreter line".into()))?,
+            flags: flags.unwrap_or_default(),
+            matcher,
+        })
+    }
+
+    /// True when the kernel would pick this entry for a file starting with `header`
+    /// (`fs/binfmt_misc.c` `check_file`: masked bytes at `offset` equal the masked magic).
+    pub fn matches_header(&self, header: &[u8]) -> bool {
+        let EntryMatch::Magic {
+            offset,
+            magic,
+            mask,
+        } = &self.matcher
+        else {
+            return false;
+        };
+        let Ok(off) = usize::try_from(*offset) else {
+            return false;
+        };
+        let Some(window) = header.get(off..off + magic.len()) else {
+            return false;
+        };
+        window.iter().zip(magic).enumerate().all(|(i, (h, m))| {
+            let k = mask.as_ref().map_or(0xff, |mask| mask[i]);
+            h & k == m & k
+        })
+    }
+
+    /// True when the `F` (fix binary) flag is set.
+    pub fn fixes_binary(&self) -> bool {
+        self.flags.contains('F')
+    }
+}
+
+/// Reads every entry under a binfmt_misc directory (all files but `register` and `status`),
+/// sorted by name.
+pub fn read_entries(binfmt_dir: &Path) -> Result<Vec<BinfmtEntry>, EmulationError> {
+    let read_err = |path: &Path, source| EmulationError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut names = Vec::new();
+    for item in std::fs::read_dir(binfmt_dir).map_err(|e| read_err(binfmt_dir, e))? {
+        let item = item.map_err(|e| read_err(binfmt_dir, e))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name != "register" && name != "status" {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let path = binfmt_dir.join(&name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => out.push(BinfmtEntry::parse(&name, &text)?),
+            // Removed between listing and reading (`echo -1 > entry`): not an entry any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(read_err(&path, e)),
+        }
+    }
+    Ok(out)
+}
+
+/// How this host runs a platform's binaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// The CPU runs them directly (an amd64 host runs amd64 and 386).
+    Native,
+    /// A binfmt_misc handler runs them through an interpreter (qemu-user).
+    Emulated {
+        /// The binfmt_misc entry's name.
+        handler: String,
+        /// The interpreter it runs.
+        interpreter: PathBuf,
+        /// Its flags (contains `F`).
+        flags: String,
+    },
+}
+
+/// Architectures the host CPU runs without emulation.
+pub fn native_architectures() -> Vec<&'static str> {
+    match Platform::host().architecture.as_str() {
+        "amd64" => vec!["amd64", "386"],
+        "arm64" => vec!["arm64"],
+        "ppc64le" => vec!["ppc64le"],
+        "s390x" => vec!["s390x"],
+        "riscv64" => vec!["riscv64"],
+        "loong64" => vec!["loong64"],
+        "386" => vec!["386"],
+        _ => vec![],
+    }
+}
+
+/// Decides how `platform` runs here. `binfmt_dir` is normally `/proc/sys/fs/binfmt_misc`.
+///
+/// Native architectures need no handler. Otherwise every entry under `binfmt_dir` is compared
+/// against the ELF headers of the platform's architecture (from the table, not the entry names):
+/// an enabled entry with the `F` flag wins (first by name); a matching entry that is disabled or
+/// lacks `F` is reported as such in [`EmulationError::NoHandler`].
+pub fn classify(platform: &Platform, binfmt_dir: &Path) -> Result<Support, EmulationError> {
+    if platform.os == "linux" && native_architectures().contains(&platform.architecture.as_str()) {
+        return Ok(Support::Native);
+    }
+    let handler = handler_for(platform);
+    let no = |reason| EmulationError::NoHandler {
+        platform: Box::new(platform.clone()),
+        reason,
+        register_line: handler.map(Handler::register_line),
+    };
+    let Some(handler) = handler else {
+        return Err(no(NoHandlerReason::UnknownArchitecture));
+    };
+    if !binfmt_dir.join("register").exists() {
+        return Err(no(NoHandlerReason::NotMounted {
+            dir: binfmt_dir.to_path_buf(),
+        }));
+    }
+    let status = binfmt_dir.join("status");
+    if let Ok(s) = std::fs::read_to_string(&status) {
+        if s.trim() == "disabled" {
+            return Err(no(NoHandlerReason::GloballyDisabled {
+                dir: binfmt_dir.to_path_buf(),
+            }));
+        }
+    }
+    let samples = handler.elf_samples();
+    let matching: Vec<BinfmtEntry> = read_entries(binfmt_dir)?
+        .into_iter()
+        .filter(|e| samples.iter().all(|s| e.matches_header(s)))
+        .collect();
+    if let Some(e) = matching.iter().find(|e| e.enabled && e.fixes_binary()) {
+        return Ok(Support::Emulated {
+            handler: e.name.clone(),
+            interpreter: e.interpreter.clone(),
+            flags: e.flags.clone(),
+        });
+    }
+    if let Some(e) = matching.iter().find(|e| e.enabled) {
+        return Err(no(NoHandlerReason::MissingFixBinary {
+            name: e.name.clone(),
+            flags: e.flags.clone(),
+        }));
+    }
+    if let Some(e) = matching.first() {
+        return Err(no(NoHandlerReason::Disabled {
+            name: e.name.clone(),
+        }));
+    }
+    Err(no(NoHandlerReason::NotRegistered {
+        qemu_arch: handler.name.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/emulation")
+            .join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn plat(s: &str) -> Platform {
+        Platform::parse(s).unwrap()
+    }
+
+    /// A fake binfmt_misc directory with the given entries (name, text).
+    fn binfmt_dir(entries: &[(&str, String)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("register"), "").unwrap();
+        std::fs::write(dir.path().join("status"), "enabled\n").unwrap();
+        for (name, text) in entries {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn table_parses_and_decodes() {
+        let t: Table = toml::from_str(TABLE_TOML).expect("qemu/binfmt.toml parses");
+        let names: Vec<&str> = t.handler.iter().map(|h| h.name.as_str()).collect();
+        for want in [
+            "aarch64",
+            "arm",
+            "i386",
+            "ppc64le",
+            "s390x",
+            "riscv64",
+            "mips64el",
+            "mips64",
+            "loongarch64",
+            "x86_64",
+        ] {
+            assert!(names.contains(&want), "{want} missing from table");
+        }
+        for h in &t.handler {
+            let magic = unescape(&h.magic).unwrap();
+            let mask = unescape(&h.mask).unwrap();
+            assert_eq!(magic.len(), 20, "{}", h.name);
+            assert_eq!(mask.len(), magic.len(), "{}", h.name);
+            assert_eq!(&magic[..4], b"\x7fELF", "{}", h.name);
+            assert!(h.flags.contains('F') && h.flags.contains('P'), "{}", h.name);
+            // Every table row maps back from a platform through Platform::qemu_arch.
+            for a in &h.architectures {
+                let p = Platform::new("linux", a, None);
+                assert_eq!(p.qemu_arch(), Some(h.name.as_str()), "{a}");
+            }
+        }
+        assert_eq!(handlers().len(), t.handler.len());
+    }
+
+    #[test]
+    fn table_matches_debians_installed_lines() {
+        // Debian's qemu-user-static ships these; when installed, the table must agree byte for
+        // byte with them (the table cites them as its source).
+        let dir = Path::new("/usr/lib/binfmt.d");
+        for h in handlers() {
+            let Ok(text) = std::fs::read_to_string(dir.join(format!("qemu-{}.conf", h.name)))
+            else {
+                continue;
+            };
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(':'))
+                .expect("registration line");
+            let parts: Vec<&str> = line.split(':').collect();
+            assert_eq!(unescape(parts[4]).unwrap(), h.magic_bytes(), "{}", h.name);
+            assert_eq!(unescape(parts[5]).unwrap(), h.mask_bytes(), "{}", h.name);
+            assert_eq!(parts[6], h.interpreter, "{}", h.name);
+        }
+    }
+
+    #[test]
+    fn unescape_mixes_literals_and_hex() {
+        assert_eq!(unescape(r"\x7fELF\x02").unwrap(), b"\x7fELF\x02");
+        assert_eq!(unescape(r"a\\b").unwrap(), b"a\\b");
+        assert!(unescape(r"\x7").is_err());
+        assert!(unescape(r"\q").is_err());
+    }
+
+    #[test]
+    fn parses_enabled_entry() {
+        let e = BinfmtEntry::parse("qemu-aarch64", &fixture("qemu-aarch64")).unwrap();
+        assert!(e.enabled);
+        assert_eq!(
+            e.interpreter,
+            PathBuf::from("/usr/libexec/qemu-binfmt/aarch64-binfmt-P")
+        );
+        assert_eq!(e.flags, "POF");
+        assert!(e.fixes_binary());
+        let EntryMatch::Magic {
+            offset,
+            magic,
+            mask,
+        } = &e.matcher
+        else {
+            panic!("magic entry expected")
+        };
+        assert_eq!(*offset, 0);
+        assert_eq!(magic.len(), 20);
+        assert_eq!(mask.as_ref().map(Vec::len), Some(20));
+    }
+
+    #[test]
+    fn parses_disabled_entry_without_f_and_extension_entries() {
+        let e = BinfmtEntry::parse("arm", &fixture("arm-disabled-no-f")).unwrap();
+        assert!(!e.enabled);
+        assert_eq!(e.flags, "");
+        assert!(!e.fixes_binary());
+        let e = BinfmtEntry::parse("python3.11", &fixture("python3.11")).unwrap();
+        assert!(e.enabled);
+        assert!(matches!(e.matcher, EntryMatch::Magic { mask: None, .. }));
+        let e = BinfmtEntry::parse("wine", &fixture("extension-exe")).unwrap();
+        assert_eq!(e.matcher, EntryMatch::Extension("exe".into()));
+        assert!(BinfmtEntry::parse("x", "enabled\ninterpreter /x\nbogus 1\n").is_err());
+        assert!(BinfmtEntry::parse("x", "enabled\ninterpreter /x\nflags: F\n").is_err());
+    }
+
+    #[test]
+    fn native_platforms_need_no_handler() {
+        let empty = tempfile::tempdir().unwrap();
+        if Platform::host().architecture == "amd64" {
+            for p in ["linux/amd64", "linux/386", "linux/amd64/v2"] {
+                assert_eq!(classify(&plat(p), empty.path()).unwrap(), Support::Native);
+            }
+        }
+    }
+
+    #[test]
+    fn emulated_when_magic_matches_whatever_the_name() {
+        let dir = binfmt_dir(&[("whatever-name", fixture("qemu-aarch64"))]);
+        let got = classify(&plat("linux/arm64"), dir.path()).unwrap();
+        assert_eq!(
+            got,
+            Support::Emulated {
+                handler: "whatever-name".into(),
+                interpreter: "/usr/libexec/qemu-binfmt/aarch64-binfmt-P".into(),
+                flags: "POF".into(),
+            }
+        );
+        // The aarch64 entry does not run arm or s390x.
+        for p in ["linux/arm/v7", "linux/s390x"] {
+            let err = classify(&plat(p), dir.path()).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    EmulationError::NoHandler {
+                        reason: NoHandlerReason::NotRegistered { .. },
+                        ..
+                    }
+                ),
+                "{p}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn disabled_and_missing_f_are_reported() {
+        let dir = binfmt_dir(&[("qemu-arm", fixture("arm-disabled-no-f"))]);
+        let err = classify(&plat("linux/arm/v7"), dir.path()).unwrap_err();
+        let EmulationError::NoHandler { reason, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            *reason,
+            NoHandlerReason::Disabled {
+                name: "qemu-arm".into()
+            }
+        );
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("echo 1 > /proc/sys/fs/binfmt_misc/qemu-arm"));
+
+        let enabled_no_f = fixture("arm-disabled-no-f").replacen("disabled", "enabled", 1);
+        let dir = binfmt_dir(&[("qemu-arm", enabled_no_f)]);
+        let err = classify(&plat("linux/arm/v6"), dir.path()).unwrap_err();
+        let EmulationError::NoHandler { reason, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            matches!(reason, NoHandlerReason::MissingFixBinary { name, .. } if name == "qemu-arm")
+        );
+        assert_eq!(err.exit_code(), ExitCode::Host);
+        assert!(err.hint().unwrap().contains(":qemu-arm:M::"));
+    }
+
+    #[test]
+    fn an_enabled_f_entry_wins_over_a_disabled_one() {
+        let dir = binfmt_dir(&[
+            ("a-arm", fixture("arm-disabled-no-f")),
+            ("b-arm", fixture("qemu-arm")),
+        ]);
+        let got = classify(&plat("linux/arm/v7"), dir.path()).unwrap();
+        assert!(matches!(got, Support::Emulated { handler, .. } if handler == "b-arm"));
+    }
+
+    #[test]
+    fn not_registered_hint_gives_debians_line() {
+        let dir = binfmt_dir(&[]);
+        let err = classify(&plat("linux/s390x"), dir.path()).unwrap_err();
+        let hint = err.hint().unwrap();
+        assert!(
+            hint.contains(":qemu-s390x:M::\\x7f\\x45\\x4c\\x46\\x02\\x02"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("/usr/libexec/qemu-binfmt/s390x-binfmt-P:OPF"),
+            "{hint}"
+        );
+        assert!(err.to_string().contains("linux/s390x"));
+    }
+
+    #[test]
+    fn unmounted_and_globally_disabled() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = classify(&plat("linux/arm64"), empty.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            EmulationError::NoHandler {
+                reason: NoHandlerReason::NotMounted { .. },
+                ..
+            }
+        ));
+        assert!(err.hint().unwrap().contains("mount -t binfmt_misc"));
+        let dir = binfmt_dir(&[("qemu-aarch64", fixture("qemu-aarch64"))]);
+        std::fs::write(dir.path().join("status"), "disabled\n").unwrap();
+        let err = classify(&plat("linux/arm64"), dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            EmulationError::NoHandler {
+                reason: NoHandlerReason::GloballyDisabled { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_architectures_and_oses() {
+        let dir = binfmt_dir(&[]);
+        for p in ["linux/wasm", "windows/arm64"] {
+            let err = classify(&plat(p), dir.path()).unwrap_err();
+            assert!(matches!(
+                err,
+                EmulationError::NoHandler {
+                    reason: NoHandlerReason::UnknownArchitecture,
+                    ..
+                }
+            ));
+        }
+    }
+
+    #[test]
+    fn every_table_row_matches_its_own_register_line() {
+        // Registering a row's line yields an entry whose magic/mask matches that row's samples
+        // and no other row's (the kernel would otherwise send one arch's binaries to another).
+        for h in handlers() {
+            let entry = BinfmtEntry {
+                name: format!("qemu-{}", h.name),
+                enabled: true,
+                interpreter: h.interpreter.clone().into(),
+                flags: h.flags.clone(),
+                matcher: EntryMatch::Magic {
+                    offset: 0,
+                    magic: h.magic_bytes(),
+                    mask: Some(h.mask_bytes()),
+                },
+            };
+            for other in handlers() {
+                let all = other.elf_samples().iter().all(|s| entry.matches_header(s));
+                assert_eq!(all, other.name == h.name, "{} vs {}", h.name, other.name);
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn real_binfmt_misc_if_registered() {
+        // The host's own state: only checks consistency, since registration is a machine setup.
+        let dir = Path::new("/proc/sys/fs/binfmt_misc");
+        if dir.join("qemu-aarch64").exists() {
+            match classify(&plat("linux/arm64"), dir) {
+                Ok(Support::Emulated { flags, .. }) => assert!(flags.contains('F')),
+                Ok(Support::Native) => {}
+                Err(e) => assert!(matches!(e, EmulationError::NoHandler { .. }), "{e:?}"),
+            }
+        }
+    }
+}

@@ -1,1 +1,580 @@
-//! executor (being written).
+//! Executor: runs one build step (a `RUN` command or a `COPY`) inside an image root filesystem.
+//!
+//! Level 2 (a port to the OS). A step runs in a re-executed helper: our own binary started as
+//! `polyarch __sandbox`, which reads a JSON [`SandboxSpec`] from stdin and calls
+//! [`sandbox_main`] before any async runtime exists (namespaces and `fork` need a
+//! single-threaded process). The helper:
+//! - unshares mount, PID, UTS and IPC namespaces, makes `/` recursively private and mounts an
+//!   overlayfs (`lowerdir` = the image layers, `upperdir` = where this step's changes land);
+//! - for [`Action::Run`], forks a child that becomes PID 1 of the new PID namespace, mounts
+//!   `/proc`, a small `/dev` and the host's `/etc/resolv.conf`, `chroot`s, switches user and
+//!   `execve`s the command with exactly the given environment; mount points it had to create are
+//!   removed from the upper directory afterwards so they never reach a layer;
+//! - for [`Action::Copy`], creates each [`CopyEntry`] inside the merged root, resolving paths with
+//!   `openat2(RESOLVE_IN_ROOT)` so nothing is written outside it.
+//!
+//! The coordinator side is the small [`Executor`] trait: [`SandboxExecutor`] spawns the helper with
+//! tokio and streams its output line by line; [`RecordingExecutor`] is the fake for tests.
+
+mod sandbox;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+
+use crate::context::CopyEntry;
+use crate::exit::{Classify, ExitCode};
+
+/// The hidden subcommand that starts the helper (`polyarch __sandbox`).
+pub const SANDBOX_SUBCOMMAND: &str = "__sandbox";
+
+/// How many output lines [`StepOutcome::tail`] keeps.
+pub const TAIL_LINES: usize = 30;
+
+/// The helper's exit status when it failed before or instead of running the step (as `docker
+/// run` uses 125 for its own errors); a stderr line starting with [`SANDBOX_ERROR_PREFIX`] says
+/// why.
+pub const SANDBOX_ERROR_STATUS: i32 = 125;
+
+/// Prefix of the helper's own error line on stderr.
+pub const SANDBOX_ERROR_PREFIX: &str = "polyarch-sandbox-error: ";
+
+/// Longest output line passed on in one piece, in bytes; longer lines are split.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Everything the helper needs for one step, sent as JSON on its stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Read-only layer directories, top-most first (overlayfs `lowerdir` order). Empty for a
+    /// `FROM scratch` image.
+    pub lowerdirs: Vec<PathBuf>,
+    /// Where this step's changes land (overlayfs `upperdir`).
+    pub upperdir: PathBuf,
+    /// Overlayfs work directory: empty, on the same filesystem as `upperdir`.
+    pub workdir: PathBuf,
+    /// What to do in the merged root.
+    pub action: Action,
+    /// Hostname inside the step's UTS namespace.
+    pub hostname: String,
+}
+
+/// The step itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Execute a command (a `RUN`).
+    Run(RunSpec),
+    /// Create files from the build context (a `COPY`).
+    Copy(CopySpec),
+}
+
+/// A command to execute inside the root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Program and arguments. A program without `/` is looked up in `PATH` from `env` (or
+    /// Docker's default `PATH` when `env` has none), inside the root filesystem.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` pairs: exactly this environment, nothing inherited.
+    pub env: Vec<String>,
+    /// Absolute working directory in the root filesystem; created (mode 0755) if missing.
+    pub cwd: String,
+    /// `name|uid[:group|gid]`, resolved in the root filesystem's `/etc/passwd` and `/etc/group`;
+    /// `None` is root.
+    pub user: Option<String>,
+}
+
+/// Files to create inside the root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySpec {
+    /// Entries, parents before children (as [`crate::context::BuildContext::resolve_copy`]
+    /// returns them).
+    pub entries: Vec<CopyEntry>,
+    /// `--chown`: `name|uid[:group|gid]` resolved in the root filesystem; a missing group means
+    /// the same number as the user (Dockerfile reference, COPY --chown). `None` is `0:0`.
+    #[serde(default)]
+    pub chown: Option<String>,
+    /// `--chmod`: permission bits for every copied file and directory, overriding the source's.
+    #[serde(default)]
+    pub chmod: Option<u32>,
+}
+
+pub use crate::progress::Stream;
+
+/// One line of a step's output, without its line terminator (invalid UTF-8 replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputLine {
+    /// Where it came from.
+    pub stream: Stream,
+    /// The text.
+    pub line: String,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Exit status: the command's exit code, or 128 + signal number when it was killed.
+    pub status: i32,
+    /// The last [`TAIL_LINES`] lines of output (both streams, in arrival order).
+    pub tail: Vec<String>,
+}
+
+impl StepOutcome {
+    /// True for status 0.
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+
+    /// `Ok(self)` for status 0, otherwise [`ExecError::StepFailed`] carrying status and tail.
+    pub fn into_result(self) -> Result<StepOutcome, ExecError> {
+        if self.success() {
+            Ok(self)
+        } else {
+            Err(ExecError::StepFailed {
+                status: self.status,
+                tail: self.tail,
+            })
+        }
+    }
+}
+
+/// Errors from running a step, on either side of the helper boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Not running as root.
+    #[error("RUN steps need root here (running as uid {uid}): namespaces, overlayfs and chroot are privileged")]
+    NotRoot {
+        /// The effective uid.
+        uid: u32,
+    },
+    /// The helper process could not be started.
+    #[error("cannot start the sandbox helper {program}")]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Talking to the helper failed (writing its spec, reading its output, waiting for it).
+    #[error("sandbox helper i/o failed while {action}")]
+    HelperIo {
+        /// What was being done.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The helper reported its own failure (namespaces, mounts, user lookup, copying).
+    #[error("sandbox: {message}")]
+    Sandbox {
+        /// The helper's message.
+        message: String,
+    },
+    /// The step ran longer than allowed and was killed.
+    #[error("step timed out after {after:?} and was killed")]
+    Timeout {
+        /// The limit.
+        after: Duration,
+    },
+    /// The step exited non-zero.
+    #[error("step failed with exit status {status}")]
+    StepFailed {
+        /// The exit status (128 + n for signal n).
+        status: i32,
+        /// Last lines of output.
+        tail: Vec<String>,
+    },
+    /// Helper side: the spec on stdin is not valid JSON for [`SandboxSpec`].
+    #[error("invalid sandbox spec on stdin")]
+    BadSpec {
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Helper side: a system call failed.
+    #[error("{action} failed for {path}")]
+    Sys {
+        /// What was being done (`mount overlay`, `unshare`, `chroot`, ...).
+        action: &'static str,
+        /// The path involved (or `-`).
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Helper side: a path cannot be given to overlayfs (contains `,`, `:` or `\`).
+    #[error("path {path} cannot be used as an overlayfs directory (contains `,`, `:` or `\\`)")]
+    BadOverlayPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Helper side: the overlayfs options exceed the kernel's one-page limit.
+    #[error(
+        "overlayfs options for {layers} layers are {len} bytes, over the kernel's 4096-byte limit"
+    )]
+    TooManyLayers {
+        /// Number of lower directories.
+        layers: usize,
+        /// Length of the option string.
+        len: usize,
+    },
+    /// Helper side: a user or group name is not in the root filesystem's passwd/group files.
+    #[error("unknown {what} {name:?} in the image's /etc/{file}")]
+    UnknownUser {
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// `passwd` or `group`.
+        file: &'static str,
+    },
+    /// Helper side: a copy destination conflicts with what is in the root filesystem.
+    #[error("cannot copy to {dest}: {reason}")]
+    CopyConflict {
+        /// The destination path in the root filesystem.
+        dest: String,
+        /// What is in the way.
+        reason: String,
+    },
+    /// Helper side: the step has nothing to run.
+    #[error("RUN has an empty command")]
+    EmptyCommand,
+}
+
+impl Classify for ExecError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            ExecError::StepFailed { .. } | ExecError::Timeout { .. } => ExitCode::StepFailed,
+            ExecError::UnknownUser { .. } | ExecError::EmptyCommand => ExitCode::BadInput,
+            _ => ExitCode::Host,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ExecError::NotRoot { .. } => Some(
+                "run polyarch as root (e.g. with sudo); rootless RUN steps are not supported yet"
+                    .into(),
+            ),
+            ExecError::TooManyLayers { .. } => {
+                Some("store layers under a shorter path, or squash the base image".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ExecError {
+    fn sys(action: &'static str, path: impl Into<PathBuf>, e: impl Into<std::io::Error>) -> Self {
+        ExecError::Sys {
+            action,
+            path: path.into(),
+            source: e.into(),
+        }
+    }
+}
+
+/// Checks that this process can run steps (effective uid 0).
+pub fn require_root() -> Result<(), ExecError> {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        Ok(())
+    } else {
+        Err(ExecError::NotRoot { uid: uid.as_raw() })
+    }
+}
+
+/// Entry point of `polyarch __sandbox`: reads a [`SandboxSpec`] as JSON from stdin, performs it
+/// and returns the process exit status (the command's status, 128 + n for a signal, or
+/// [`SANDBOX_ERROR_STATUS`] after printing a [`SANDBOX_ERROR_PREFIX`] line on stderr).
+///
+/// Must be called before any other thread exists: `unshare(CLONE_NEWNS)` fails in a
+/// multi-threaded process (unshare(2), EINVAL) and `fork` copies only the calling thread.
+pub fn sandbox_main() -> i32 {
+    use std::io::Read;
+    let mut input = Vec::new();
+    let result = std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| ExecError::sys("read spec from stdin", "-", e))
+        .and_then(|_| {
+            serde_json::from_slice::<SandboxSpec>(&input)
+                .map_err(|source| ExecError::BadSpec { source })
+        })
+        .and_then(|spec| sandbox::run(&spec));
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            report_sandbox_error(&e);
+            SANDBOX_ERROR_STATUS
+        }
+    }
+}
+
+/// Prints the helper's error line (error and causes joined by `: `).
+fn report_sandbox_error(e: &dyn std::error::Error) {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    eprintln!("{SANDBOX_ERROR_PREFIX}{msg}");
+}
+
+/// Runs build steps. Small on purpose: a real implementation and a recording fake.
+pub trait Executor: Send + Sync {
+    /// Runs one step; every output line goes to `on_line` as it arrives. A non-zero exit is an
+    /// `Ok` outcome (see [`StepOutcome::into_result`]); `Err` means the step could not be run.
+    fn run<F>(
+        &self,
+        spec: &SandboxSpec,
+        on_line: F,
+    ) -> impl Future<Output = Result<StepOutcome, ExecError>> + Send
+    where
+        F: FnMut(OutputLine) + Send;
+}
+
+/// The real executor: spawns `program __sandbox` per step.
+#[derive(Debug, Clone)]
+pub struct SandboxExecutor {
+    /// Path of the polyarch binary (normally [`std::env::current_exe`]).
+    pub program: PathBuf,
+    /// Kill the step after this long; `None` waits forever.
+    pub timeout: Option<Duration>,
+}
+
+impl SandboxExecutor {
+    /// An executor re-executing the current binary, without a timeout.
+    pub fn current_exe() -> Result<SandboxExecutor, ExecError> {
+        let program = std::env::current_exe().map_err(|source| ExecError::Spawn {
+            program: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        Ok(SandboxExecutor {
+            program,
+            timeout: None,
+        })
+    }
+
+    /// The same executor with a step timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> SandboxExecutor {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// Splits a pipe into lines (at most [`MAX_LINE`] bytes each) as a stream.
+fn lines_of<R: AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+    stream: Stream,
+) -> impl futures::Stream<Item = Result<OutputLine, std::io::Error>> + Send {
+    futures::stream::unfold(Some(BufReader::new(reader)), move |state| async move {
+        let mut reader = state?;
+        let mut buf = Vec::new();
+        loop {
+            let chunk = match reader.fill_buf().await {
+                Ok(c) => c,
+                Err(e) => return Some((Err(e), None)),
+            };
+            if chunk.is_empty() {
+                if buf.is_empty() {
+                    return None;
+                }
+                break;
+            }
+            let room = MAX_LINE - buf.len();
+            let window = &chunk[..chunk.len().min(room)];
+            if let Some(nl) = window.iter().position(|b| *b == b'\n') {
+                buf.extend_from_slice(&window[..nl]);
+                reader.consume(nl + 1);
+                break;
+            }
+            let n = window.len();
+            buf.extend_from_slice(window);
+            reader.consume(n);
+            if buf.len() >= MAX_LINE {
+                break;
+            }
+        }
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        let line = OutputLine {
+            stream,
+            line: String::from_utf8_lossy(&buf).into_owned(),
+        };
+        Some((Ok(line), Some(reader)))
+    })
+}
+
+/// Exit status of a finished process: its code, or 128 + signal.
+fn status_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(SANDBOX_ERROR_STATUS)
+}
+
+impl Executor for SandboxExecutor {
+    async fn run<F>(&self, spec: &SandboxSpec, mut on_line: F) -> Result<StepOutcome, ExecError>
+    where
+        F: FnMut(OutputLine) + Send,
+    {
+        let json = serde_json::to_vec(spec).map_err(|source| ExecError::BadSpec { source })?;
+        // The helper gets no environment at all: the step's environment travels in the spec, and
+        // nothing of ours (registry credentials included) can leak into a RUN.
+        let mut child = tokio::process::Command::new(&self.program)
+            .arg(SANDBOX_SUBCOMMAND)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        let io_err = |action| move |source| ExecError::HelperIo { action, source };
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ExecError::HelperIo {
+                action: "taking the helper's pipes",
+                source: std::io::Error::other("pipe missing"),
+            });
+        };
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut sandbox_messages: Vec<String> = Vec::new();
+        let body = async {
+            stdin
+                .write_all(&json)
+                .await
+                .map_err(io_err("writing the step spec"))?;
+            drop(stdin);
+            let mut lines = futures::stream::select(
+                lines_of(stdout, Stream::Stdout).boxed(),
+                lines_of(stderr, Stream::Stderr).boxed(),
+            );
+            while let Some(line) = lines.next().await {
+                let line = line.map_err(io_err("reading step output"))?;
+                if line.stream == Stream::Stderr {
+                    if let Some(msg) = line.line.strip_prefix(SANDBOX_ERROR_PREFIX) {
+                        sandbox_messages.push(msg.to_string());
+                        continue;
+                    }
+                }
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line.line.clone());
+                on_line(line);
+            }
+            child.wait().await.map_err(io_err("waiting for the helper"))
+        };
+        let status = match self.timeout {
+            None => body.await?,
+            Some(after) => match tokio::time::timeout(after, body).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    // SIGKILL to the helper; its child (PID 1 of the step's PID namespace) has
+                    // PR_SET_PDEATHSIG = SIGKILL, and with PID 1 gone the kernel kills the rest.
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    return Err(ExecError::Timeout { after });
+                }
+            },
+        };
+        let status = status_code(status);
+        if status == SANDBOX_ERROR_STATUS && !sandbox_messages.is_empty() {
+            return Err(ExecError::Sandbox {
+                message: sandbox_messages.join("; "),
+            });
+        }
+        Ok(StepOutcome {
+            status,
+            tail: tail.into_iter().collect(),
+        })
+    }
+}
+
+/// A scripted result for [`RecordingExecutor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scripted {
+    /// Lines fed to the callback, in order.
+    pub lines: Vec<OutputLine>,
+    /// The exit status to report.
+    pub status: i32,
+}
+
+/// A fake [`Executor`] that records every spec and plays back scripted outcomes in order
+/// (status 0 and no output once the script is exhausted).
+#[derive(Debug, Default)]
+pub struct RecordingExecutor {
+    calls: Mutex<Vec<SandboxSpec>>,
+    script: Mutex<VecDeque<Scripted>>,
+}
+
+impl RecordingExecutor {
+    /// An executor whose every step succeeds silently.
+    pub fn new() -> RecordingExecutor {
+        RecordingExecutor::default()
+    }
+
+    /// Appends a scripted outcome for the next unscripted call.
+    pub fn push(&self, status: i32, lines: Vec<OutputLine>) {
+        self.script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(Scripted { lines, status });
+    }
+
+    /// The specs run so far, in call order.
+    pub fn calls(&self) -> Vec<SandboxSpec> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Executor for RecordingExecutor {
+    async fn run<F>(&self, spec: &SandboxSpec, mut on_line: F) -> Result<StepOutcome, ExecError>
+    where
+        F: FnMut(OutputLine) + Send,
+    {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(spec.clone());
+        let scripted = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+            .unwrap_or(Scripted {
+                lines: Vec::new(),
+                status: 0,
+            });
+        let skip = scripted.lines.len().saturating_sub(TAIL_LINES);
+        let tail = scripted.lines[skip..]
+            .iter()
+            .map(|l| l.line.clone())
+            .collect();
+        for line in scripted.lines {
+            on_line(line);
+        }
+        Ok(StepOutcome {
+            status: scripted.status,
+            tail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

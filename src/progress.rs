@@ -3,12 +3,12 @@
 //!
 //! Level 0: no I/O.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::oci::Digest;
 
 /// Which output stream a RUN step's line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Standard output.
