@@ -481,7 +481,12 @@ fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
         let _ = writeln!(out, "  pushed to {t}");
     }
     for i in &outcome.images {
-        let _ = writeln!(out, "  {:<16} {}", i.platform.to_string(), i.manifest.digest);
+        let _ = writeln!(
+            out,
+            "  {:<16} {}",
+            i.platform.to_string(),
+            i.manifest.digest
+        );
     }
     Ok(())
 }

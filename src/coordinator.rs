@@ -125,11 +125,11 @@ pub enum BuildError {
         location: String,
         /// The cause.
         #[source]
-        source: ContextError,
+        source: Box<ContextError>,
     },
     /// Opening the build context failed.
     #[error(transparent)]
-    OpenContext(ContextError),
+    OpenContext(Box<ContextError>),
     /// A platform this host cannot run.
     #[error(transparent)]
     Emulation(#[from] EmulationError),
@@ -138,8 +138,8 @@ pub enum BuildError {
     NoMatchingPlatform {
         /// The base image reference.
         reference: String,
-        /// The platform wanted.
-        wanted: Platform,
+        /// The platform wanted (`os/arch[/variant]`).
+        wanted: String,
         /// What the index offers, comma-separated.
         available: String,
     },
@@ -320,16 +320,15 @@ pub async fn build<R: Registry, E: Executor>(
             "--push needs at least one -t/--tag naming where to push".into(),
         ));
     }
-    let text = std::fs::read_to_string(&req.dockerfile).map_err(|source| {
-        BuildError::ReadDockerfile {
+    let text =
+        std::fs::read_to_string(&req.dockerfile).map_err(|source| BuildError::ReadDockerfile {
             path: req.dockerfile.clone(),
             source,
-        }
-    })?;
+        })?;
     let display = display_path(&req.dockerfile);
     let df = dockerfile::parse(&text, &display)?;
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
-        .map_err(BuildError::OpenContext)?;
+        .map_err(|e| BuildError::OpenContext(Box::new(e)))?;
 
     // Everything that can be checked without I/O is checked for every platform before any
     // platform starts: the stage and base reference, and whether this host can run it.
@@ -371,7 +370,12 @@ pub async fn build<R: Registry, E: Executor>(
             });
         }
         crate::executor::require_root().map_err(|source| BuildError::Exec {
-            platform: req.platforms.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+            platform: req
+                .platforms
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             step: 0,
             location: display.clone(),
             source,
@@ -582,7 +586,11 @@ async fn build_platform<R: Registry, E: Executor>(
             platform: pname.clone(),
             source,
         };
-        for desc in manifest.layers.iter().chain(std::iter::once(&manifest.config)) {
+        for desc in manifest
+            .layers
+            .iter()
+            .chain(std::iter::once(&manifest.config))
+        {
             let path = deps.store.blob_path(&desc.digest);
             let pushed = deps
                 .registry
@@ -671,7 +679,7 @@ async fn pull_base<R: Registry, E: Executor>(
             let i = platform::best_match(platform, &offered).ok_or_else(|| {
                 BuildError::NoMatchingPlatform {
                     reference: reference.to_string(),
-                    wanted: platform.clone(),
+                    wanted: platform.to_string(),
                     available: offered
                         .iter()
                         .map(|p| p.to_string())
@@ -715,11 +723,10 @@ async fn pull_base<R: Registry, E: Executor>(
             ),
         });
     }
-    if !config.platform().same_as(platform) && !platform_compatible(&config.platform(), platform)
-    {
+    if !config.platform().same_as(platform) && !platform_compatible(&config.platform(), platform) {
         return Err(BuildError::NoMatchingPlatform {
             reference: reference.to_string(),
-            wanted: platform.clone(),
+            wanted: platform.to_string(),
             available: config.platform().to_string(),
         });
     }
@@ -728,12 +735,18 @@ async fn pull_base<R: Registry, E: Executor>(
         let dir = if deps.store.has_layer(diff_id) {
             deps.store.layer_dir(diff_id)
         } else {
-            fetch_into_store(deps, &r, desc).await.map_err(|e| match e {
-                FetchError::Registry(source) => reg_err(source),
-                FetchError::Store(source) => store_err(source),
-            })?;
+            fetch_into_store(deps, &r, desc)
+                .await
+                .map_err(|e| match e {
+                    FetchError::Registry(source) => reg_err(source),
+                    FetchError::Store(source) => store_err(source),
+                })?;
             let store = deps.store.clone();
-            let (blob, mt, id) = (desc.digest.clone(), desc.media_type.clone(), diff_id.clone());
+            let (blob, mt, id) = (
+                desc.digest.clone(),
+                desc.media_type.clone(),
+                diff_id.clone(),
+            );
             tokio::task::spawn_blocking(move || store.unpack_blob(&blob, &mt, Some(&id)))
                 .await
                 .map_err(|e| BuildError::Internal(e.to_string()))?
@@ -838,14 +851,22 @@ async fn run_step<R: Registry, E: Executor>(
             chown,
             chmod,
         } => {
-            let entries = sh
-                .context
-                .resolve_copy(sources, dest)
-                .map_err(|source| BuildError::Context {
-                    platform: pname.clone(),
-                    location: location(sh.dockerfile, step),
-                    source,
-                })?;
+            let mut entries =
+                sh.context
+                    .resolve_copy(sources, dest)
+                    .map_err(|source| BuildError::Context {
+                        platform: pname.clone(),
+                        location: location(sh.dockerfile, step),
+                        source: Box::new(source),
+                    })?;
+            // With SOURCE_DATE_EPOCH, copied files get clamped mtimes already in the rootfs,
+            // not only in the layer tar: later RUN steps (`ls -l`, make) then see the same
+            // times whatever the context's mtimes were, and the build stays reproducible.
+            if let Some(epoch) = sh.req.source_date_epoch {
+                for e in &mut entries {
+                    e.mtime = e.mtime.min(epoch);
+                }
+            }
             Action::Copy(CopySpec {
                 entries,
                 chown: chown.clone(),
@@ -921,12 +942,11 @@ async fn run_step<R: Registry, E: Executor>(
             platform: String::new(),
             source,
         })?;
-        let blob = layer::write_layer(&upper2, &mut w, &opts).map_err(|source| {
-            BuildError::Layer {
+        let blob =
+            layer::write_layer(&upper2, &mut w, &opts).map_err(|source| BuildError::Layer {
                 platform: String::new(),
                 source,
-            }
-        })?;
+            })?;
         w.commit(Some(&blob.digest))
             .map_err(|source| BuildError::Store {
                 platform: String::new(),

@@ -5,7 +5,6 @@
 //! serialised once to exact bytes, which are what is hashed, stored and pushed.
 
 use crate::oci::{self, Descriptor, Digest, ImageIndex, MEDIA_TYPE_OCI_INDEX};
-use crate::platform::Platform;
 
 /// Errors from stitching an index.
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +15,8 @@ pub enum IndexError {
     /// Two children for one platform.
     #[error("two manifests for platform {platform}: {first} and {second}")]
     DuplicatePlatform {
-        /// The platform, normalised.
-        platform: Platform,
+        /// The platform, normalised (`os/arch[/variant]`).
+        platform: String,
         /// The digest of the first child.
         first: Digest,
         /// The digest of the second child.
@@ -75,7 +74,7 @@ pub fn stitch(children: &[Descriptor]) -> Result<StitchedIndex, IndexError> {
             .find(|o| o.platform.as_ref().is_some_and(|q| q.same_as(p)))
         {
             return Err(IndexError::DuplicatePlatform {
-                platform: p.normalized(),
+                platform: p.normalized().to_string(),
                 first: prev.digest.clone(),
                 second: c.digest.clone(),
             });
@@ -100,6 +99,7 @@ pub fn stitch(children: &[Descriptor]) -> Result<StitchedIndex, IndexError> {
 mod tests {
     use super::*;
     use crate::oci::MEDIA_TYPE_OCI_MANIFEST;
+    use crate::platform::Platform;
 
     fn child(p: &str, content: &[u8]) -> Descriptor {
         let mut d = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, Digest::of(content), 10);

@@ -23,7 +23,11 @@ pub struct Platform {
     /// Operating system, GOOS spelling (`linux`).
     pub os: String,
     /// `os.version` (Windows only).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// CPU variant (`v7`, `v8`, `v2`, ...), absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,20 +72,8 @@ const KNOWN_OS: &[&str] = &[
 ];
 
 const KNOWN_ARCH: &[&str] = &[
-    "386",
-    "amd64",
-    "arm",
-    "arm64",
-    "loong64",
-    "mips",
-    "mips64",
-    "mips64le",
-    "mipsle",
-    "ppc64",
-    "ppc64le",
-    "riscv64",
-    "s390x",
-    "wasm",
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
+    "ppc64le", "riscv64", "s390x", "wasm",
 ];
 
 /// containerd `normalizeOS`: lower case, `macos` → `darwin`.
@@ -422,22 +414,34 @@ mod tests {
         for (input, recorded, normal) in cases {
             let got = p(input);
             assert_eq!(got.to_string(), recorded, "recorded form of {input}");
-            assert_eq!(got.normalized().to_string(), normal, "normal form of {input}");
+            assert_eq!(
+                got.normalized().to_string(),
+                normal,
+                "normal form of {input}"
+            );
             assert_eq!(p(&got.to_string()), got, "round trip of {input}");
         }
     }
 
     #[test]
     fn rejects_bad_platforms() {
-        for bad in ["", "linux/", "linux/amd64/v8/x", "linux/sparc99", "plan10/amd64", "a b"] {
+        for bad in [
+            "",
+            "linux/",
+            "linux/amd64/v8/x",
+            "linux/sparc99",
+            "plan10/amd64",
+            "a b",
+        ] {
             assert!(Platform::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn list_collapses_duplicates_after_normalisation() {
-        let l = Platform::parse_list(["linux/arm64/v8,linux/amd64", "linux/aarch64", "linux/arm64"])
-            .unwrap();
+        let l =
+            Platform::parse_list(["linux/arm64/v8,linux/amd64", "linux/aarch64", "linux/arm64"])
+                .unwrap();
         let s: Vec<String> = l.iter().map(|x| x.to_string()).collect();
         assert_eq!(s, ["linux/arm64/v8", "linux/amd64"]);
     }

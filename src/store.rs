@@ -243,7 +243,9 @@ impl Store {
             fs::remove_file(path).map_err(io_err("remove", path))?;
             return Ok((found, size));
         }
-        let mut perms = fs::metadata(path).map_err(io_err("stat", path))?.permissions();
+        let mut perms = fs::metadata(path)
+            .map_err(io_err("stat", path))?
+            .permissions();
         perms.set_readonly(true);
         fs::set_permissions(path, perms).map_err(io_err("chmod", path))?;
         fs::rename(path, &dest).map_err(io_err("rename into place", &dest))?;

@@ -4,7 +4,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use crate::harness::{digest_of, image_files, layout_index, pull_layout, run, skopeo_raw, TestContext};
+use crate::harness::{
+    digest_of, image_files, layout_index, pull_layout, run, skopeo_raw, TestContext,
+};
 
 const TWO: &str = "linux/amd64,linux/arm64/v8";
 
@@ -14,7 +16,9 @@ fn dockerfile_from_base(ctx: &TestContext, body: &str) -> String {
 
 #[test]
 fn two_platforms_record_their_machine_and_run_applets_under_emulation() {
-    let Some(ctx) = TestContext::new() else { return };
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
     let df = dockerfile_from_base(
         &ctx,
         "ARG TARGETARCH\n\
@@ -26,7 +30,15 @@ fn two_platforms_record_their_machine_and_run_applets_under_emulation() {
     let dir = ctx.context("ctx", &[("Dockerfile", &df), ("greeting.txt", "hello\n")]);
     let tag = format!("{}:v1", ctx.repo("two"));
     let r = ctx.run(
-        &["build", "--platform", TWO, "-t", &tag, "--push", dir.to_str().unwrap()],
+        &[
+            "build",
+            "--platform",
+            TWO,
+            "-t",
+            &tag,
+            "--push",
+            dir.to_str().unwrap(),
+        ],
         &[],
     );
     r.assert_code(0);
@@ -38,7 +50,10 @@ fn two_platforms_record_their_machine_and_run_applets_under_emulation() {
     assert_eq!(v["mediaType"], "application/vnd.oci.image.index.v1+json");
     let m = v["manifests"].as_array().unwrap();
     assert_eq!(m.len(), 2, "{v}");
-    assert_eq!(m[0]["platform"], serde_json::json!({"architecture": "amd64", "os": "linux"}));
+    assert_eq!(
+        m[0]["platform"],
+        serde_json::json!({"architecture": "amd64", "os": "linux"})
+    );
     assert_eq!(
         m[1]["platform"],
         serde_json::json!({"architecture": "arm64", "os": "linux", "variant": "v8"})
@@ -57,15 +72,25 @@ fn two_platforms_record_their_machine_and_run_applets_under_emulation() {
         assert!(combined.starts_with("root:x:0:0:"), "{combined}");
         assert!(combined.ends_with("hello\n"), "{combined}");
         let list = String::from_utf8_lossy(&files["bin-list"]).into_owned();
-        assert!(list.lines().any(|l| l == "cat") && list.lines().any(|l| l == "ls"), "{list}");
+        assert!(
+            list.lines().any(|l| l == "cat") && list.lines().any(|l| l == "ls"),
+            "{list}"
+        );
         assert_eq!(files["etc/greeting"], b"hello\n");
-        assert!(!files.keys().any(|k| k == "proc" || k.starts_with("dev/")), "mount points leaked");
+        assert!(
+            !files
+                .keys()
+                .any(|k| k.starts_with("proc/") || k.starts_with("dev/") || k == "etc/resolv.conf"),
+            "mount points leaked"
+        );
     }
 }
 
 #[test]
 fn same_context_twice_gives_the_same_index_digest() {
-    let Some(ctx) = TestContext::new() else { return };
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
     let df = dockerfile_from_base(
         &ctx,
         "COPY . /src/\nRUN ls -l /src > /listing && uname -m > /arch\nENV A=1\n",
@@ -77,7 +102,15 @@ fn same_context_twice_gives_the_same_index_digest() {
     let repo = ctx.repo("repro");
     let build = |tag: &str, state: &str| {
         let r = ctx.run(
-            &["build", "--platform", TWO, "-t", tag, "--push", dir.to_str().unwrap()],
+            &[
+                "build",
+                "--platform",
+                TWO,
+                "-t",
+                tag,
+                "--push",
+                dir.to_str().unwrap(),
+            ],
             &[("SOURCE_DATE_EPOCH", "0"), ("POLYARCH_STATE_DIR", state)],
         );
         r.assert_code(0);
@@ -96,7 +129,10 @@ fn same_context_twice_gives_the_same_index_digest() {
         assert!(st.success());
     }
     let second = build(&format!("{repo}:two"), s2.to_str().unwrap());
-    assert_eq!(first, second, "index digests differ between identical builds");
+    assert_eq!(
+        first, second,
+        "index digests differ between identical builds"
+    );
     assert_eq!(
         digest_of(&skopeo_raw(&format!("{repo}:one")).unwrap()),
         digest_of(&skopeo_raw(&format!("{repo}:two")).unwrap())
@@ -105,14 +141,30 @@ fn same_context_twice_gives_the_same_index_digest() {
 
 #[test]
 fn a_step_failing_on_arm64_only_leaves_the_tag_alone() {
-    let Some(ctx) = TestContext::new() else { return };
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
     let tag = format!("{}:stable", ctx.repo("fail"));
     let good = ctx.context(
         "good",
-        &[("Dockerfile", &dockerfile_from_base(&ctx, "RUN uname -m > /arch\n"))],
+        &[(
+            "Dockerfile",
+            &dockerfile_from_base(&ctx, "RUN uname -m > /arch\n"),
+        )],
     );
-    ctx.run(&["build", "--platform", TWO, "-t", &tag, "--push", good.to_str().unwrap()], &[])
-        .assert_code(0);
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            TWO,
+            "-t",
+            &tag,
+            "--push",
+            good.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert_code(0);
     let before = digest_of(&skopeo_raw(&tag).unwrap());
 
     let bad = ctx.context(
@@ -126,18 +178,35 @@ fn a_step_failing_on_arm64_only_leaves_the_tag_alone() {
             ),
         )],
     );
-    let r = ctx.run(&["build", "--platform", TWO, "-t", &tag, "--push", bad.to_str().unwrap()], &[]);
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            TWO,
+            "-t",
+            &tag,
+            "--push",
+            bad.to_str().unwrap(),
+        ],
+        &[],
+    );
     r.assert_code(1);
     assert!(r.stderr.contains("linux/arm64"), "{}", r.stderr);
     assert!(r.stderr.contains("Dockerfile:3"), "{}", r.stderr);
     assert!(r.stderr.contains("exit status 7"), "{}", r.stderr);
     assert!(r.stderr.contains("no arm64 here"), "{}", r.stderr);
-    assert_eq!(digest_of(&skopeo_raw(&tag).unwrap()), before, "the tag moved");
+    assert_eq!(
+        digest_of(&skopeo_raw(&tag).unwrap()),
+        before,
+        "the tag moved"
+    );
 }
 
 #[test]
 fn oci_layout_output_needs_no_registry() {
-    let Some(ctx) = TestContext::new() else { return };
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
     // FROM scratch + COPY: nothing is pulled, nothing is pushed.
     let dir = ctx.context(
         "ctx",
@@ -154,7 +223,16 @@ fn oci_layout_output_needs_no_registry() {
     let dest = ctx.dir.path().join("layout");
     let out = format!("type=oci,dest={}", dest.display());
     ctx.run(
-        &["build", "--platform", TWO, "-t", "example/local:v2", "--output", &out, dir.to_str().unwrap()],
+        &[
+            "build",
+            "--platform",
+            TWO,
+            "-t",
+            "example/local:v2",
+            "--output",
+            &out,
+            dir.to_str().unwrap(),
+        ],
         &[],
     )
     .assert_code(0);
@@ -172,13 +250,18 @@ fn oci_layout_output_needs_no_registry() {
         assert_eq!(v["Labels"]["arch"], arch);
         let files = image_files(&dest, "v2", arch);
         assert_eq!(files["data/one"], b"1\n");
-        assert!(!files.contains_key("data/ignored.log"), ".dockerignore not honoured");
+        assert!(
+            !files.contains_key("data/ignored.log"),
+            ".dockerignore not honoured"
+        );
     }
 }
 
 #[test]
 fn unsupported_instruction_and_syntax_error_exit_2_with_location() {
-    let Some(ctx) = TestContext::new() else { return };
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
     let cases = [
         ("unsupported", "ADD x /x\n", "Dockerfile:2"),
         ("syntax", "ENV\n", "Dockerfile:2"),
@@ -187,7 +270,18 @@ fn unsupported_instruction_and_syntax_error_exit_2_with_location() {
         let df = dockerfile_from_base(&ctx, body);
         let dir = ctx.context(name, &[("Dockerfile", &df), ("x", "x")]);
         let tag = format!("{}:v1", ctx.repo(name));
-        let r = ctx.run(&["build", "--platform", TWO, "-t", &tag, "--push", dir.to_str().unwrap()], &[]);
+        let r = ctx.run(
+            &[
+                "build",
+                "--platform",
+                TWO,
+                "-t",
+                &tag,
+                "--push",
+                dir.to_str().unwrap(),
+            ],
+            &[],
+        );
         r.assert_code(2);
         assert!(r.stderr.contains(loc), "{name}: {}", r.stderr);
         assert!(skopeo_raw(&tag).is_none(), "{name}: something was pushed");
@@ -196,7 +290,9 @@ fn unsupported_instruction_and_syntax_error_exit_2_with_location() {
 
 #[test]
 fn a_platform_without_emulation_fails_before_any_pull() {
-    let Some(ctx) = TestContext::new() else { return };
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
     if std::path::Path::new("/proc/sys/fs/binfmt_misc/qemu-mips64").exists() {
         eprintln!("skipped: a mips64 handler is registered here");
         return;
@@ -205,7 +301,10 @@ fn a_platform_without_emulation_fails_before_any_pull() {
         "ctx",
         &[("Dockerfile", "FROM 127.0.0.1:1/nothing/here:v1\nRUN true\n")],
     );
-    let r = ctx.run(&["build", "--platform", "linux/mips64", dir.to_str().unwrap()], &[]);
+    let r = ctx.run(
+        &["build", "--platform", "linux/mips64", dir.to_str().unwrap()],
+        &[],
+    );
     r.assert_code(4);
     assert!(r.stderr.contains("linux/mips64"), "{}", r.stderr);
     assert!(r.stderr.contains("hint:"), "{}", r.stderr);
@@ -213,11 +312,21 @@ fn a_platform_without_emulation_fails_before_any_pull() {
 
 #[test]
 fn run_steps_as_non_root_exit_4() {
-    let Some(ctx) = TestContext::new() else { return };
-    let dir = ctx.context("ctx", &[("Dockerfile", &dockerfile_from_base(&ctx, "RUN true\n"))]);
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = ctx.context(
+        "ctx",
+        &[("Dockerfile", &dockerfile_from_base(&ctx, "RUN true\n"))],
+    );
     let state = ctx.dir.path().join("nobody-state");
     std::fs::create_dir_all(&state).unwrap();
-    for p in [ctx.dir.path(), dir.as_path(), &dir.join("Dockerfile"), state.as_path()] {
+    for p in [
+        ctx.dir.path(),
+        dir.as_path(),
+        &dir.join("Dockerfile"),
+        state.as_path(),
+    ] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     let mut c = Command::new("setpriv");
@@ -233,12 +342,24 @@ fn run_steps_as_non_root_exit_4() {
 
 /// Writes a tar entry with raw name and link name bytes (the `tar` crate refuses `..` in
 /// `set_path`, which is exactly what these layers need).
-fn raw_entry(b: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, link: &str, body: &[u8]) {
+fn raw_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    name: &str,
+    link: &str,
+    body: &[u8],
+) {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
-    h.set_mode(if kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_size(body.len() as u64);
     h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
     {
         let g = h.as_gnu_mut().unwrap();
         g.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -250,7 +371,11 @@ fn raw_entry(b: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, li
 
 /// Pushes a single-platform (linux/amd64) image with one layer made of `entries` to `reference`,
 /// through an OCI layout and skopeo (an independent client).
-fn push_crafted(ctx: &TestContext, reference: &str, entries: &[(tar::EntryType, &str, &str, &[u8])]) {
+fn push_crafted(
+    ctx: &TestContext,
+    reference: &str,
+    entries: &[(tar::EntryType, &str, &str, &[u8])],
+) {
     use polyarch::oci::{self, Descriptor, Digest, ImageConfig, ImageManifest};
     let mut b = tar::Builder::new(Vec::new());
     for (kind, name, link, body) in entries {
@@ -271,13 +396,24 @@ fn push_crafted(ctx: &TestContext, reference: &str, entries: &[(tar::EntryType, 
     let manifest = ImageManifest {
         schema_version: 2,
         media_type: Some(oci::MEDIA_TYPE_OCI_MANIFEST.into()),
-        config: Descriptor::new(oci::MEDIA_TYPE_OCI_CONFIG, Digest::of(&config_bytes), config_bytes.len() as u64),
-        layers: vec![Descriptor::new(oci::MEDIA_TYPE_OCI_LAYER_GZIP, Digest::of(&layer), layer.len() as u64)],
+        config: Descriptor::new(
+            oci::MEDIA_TYPE_OCI_CONFIG,
+            Digest::of(&config_bytes),
+            config_bytes.len() as u64,
+        ),
+        layers: vec![Descriptor::new(
+            oci::MEDIA_TYPE_OCI_LAYER_GZIP,
+            Digest::of(&layer),
+            layer.len() as u64,
+        )],
         annotations: None,
     };
     let manifest_bytes = oci::to_bytes(&manifest);
     let n = reference.len() + entries.len();
-    let dir = ctx.dir.path().join(format!("crafted-{n}-{}", Digest::of(&manifest_bytes).hex()));
+    let dir = ctx
+        .dir
+        .path()
+        .join(format!("crafted-{n}-{}", Digest::of(&manifest_bytes).hex()));
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     for body in [&layer, &config_bytes, &manifest_bytes] {
@@ -306,7 +442,9 @@ fn push_crafted(ctx: &TestContext, reference: &str, entries: &[(tar::EntryType, 
 #[test]
 fn crafted_base_layers_never_write_outside_their_directory() {
     use tar::EntryType::{Directory, Link, Regular, Symlink};
-    let Some(ctx) = TestContext::new() else { return };
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
     let victim = ctx.dir.path().join("victim");
     std::fs::create_dir_all(&victim).unwrap();
     let v = victim.to_str().unwrap().trim_start_matches('/').to_string();
@@ -318,7 +456,7 @@ fn crafted_base_layers_never_write_outside_their_directory() {
         (Regular, &dotdot, "", b"a"),
         (Regular, &abs, "", b"b"),
         (Directory, "bin", "", b""),
-        (Symlink, "link", &victim.to_str().unwrap()[..], b""),
+        (Symlink, "link", victim.to_str().unwrap(), b""),
         (Regular, &through, "", b"c"),
         (Symlink, "up", "../../../../..", b""),
         (Regular, "up/via-up", "", b"d"),
@@ -327,28 +465,55 @@ fn crafted_base_layers_never_write_outside_their_directory() {
     ];
     let base = format!("{}:v1", ctx.repo("crafted-ok"));
     push_crafted(&ctx, &base, &placeable);
-    let dir = ctx.context("ok", &[("Dockerfile", &format!("FROM {base}\nCOPY x /x\n")), ("x", "x")]);
+    let dir = ctx.context(
+        "ok",
+        &[
+            ("Dockerfile", &format!("FROM {base}\nCOPY x /x\n")),
+            ("x", "x"),
+        ],
+    );
     let dest = ctx.dir.path().join("out");
     let out = format!("type=oci,dest={}", dest.display());
     let state = ctx.dir.path().join("crafted-state");
     let st = state.to_str().unwrap();
-    ctx.run(&["build", "--platform", "linux/amd64", "-o", &out, dir.to_str().unwrap()], &[("POLYARCH_STATE_DIR", st)])
-        .assert_code(0);
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            &out,
+            dir.to_str().unwrap(),
+        ],
+        &[("POLYARCH_STATE_DIR", st)],
+    )
+    .assert_code(0);
     // Inside the unpacked layer, everything landed as if the layer directory were the root.
     let unpacked: Vec<_> = std::fs::read_dir(state.join("layers"))
         .unwrap()
         .map(|e| e.unwrap().path().join("root"))
         .filter(|p| p.join(&v).join("dotdot").exists())
         .collect();
-    assert_eq!(unpacked.len(), 1, "the crafted layer was not unpacked where expected");
+    assert_eq!(
+        unpacked.len(),
+        1,
+        "the crafted layer was not unpacked where expected"
+    );
     let root = &unpacked[0];
     for (name, body) in [("dotdot", "a"), ("absolute", "b"), ("through-symlink", "c")] {
-        assert_eq!(std::fs::read_to_string(root.join(&v).join(name)).unwrap(), body, "{name}");
+        assert_eq!(
+            std::fs::read_to_string(root.join(&v).join(name)).unwrap(),
+            body,
+            "{name}"
+        );
     }
     assert_eq!(std::fs::read_to_string(root.join("via-up")).unwrap(), "d");
     assert_eq!(std::fs::read_to_string(root.join("hard")).unwrap(), "a");
     let left: Vec<_> = std::fs::read_dir(&victim).unwrap().collect();
-    assert!(left.is_empty(), "a layer wrote outside its directory: {left:?}");
+    assert!(
+        left.is_empty(),
+        "a layer wrote outside its directory: {left:?}"
+    );
     assert!(!std::path::Path::new("/via-up").exists());
 
     // An entry that cannot be placed inside (hardlink to nothing) fails with exit 2 naming it.
@@ -356,8 +521,24 @@ fn crafted_base_layers_never_write_outside_their_directory() {
         vec![(Link, "dangling-hardlink", "no/such/target", b"")];
     let base2 = format!("{}:v1", ctx.repo("crafted-bad"));
     push_crafted(&ctx, &base2, &bad);
-    let dir2 = ctx.context("bad", &[("Dockerfile", &format!("FROM {base2}\nCOPY x /x\n")), ("x", "x")]);
-    let r = ctx.run(&["build", "--platform", "linux/amd64", "-o", &out, dir2.to_str().unwrap()], &[]);
+    let dir2 = ctx.context(
+        "bad",
+        &[
+            ("Dockerfile", &format!("FROM {base2}\nCOPY x /x\n")),
+            ("x", "x"),
+        ],
+    );
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            &out,
+            dir2.to_str().unwrap(),
+        ],
+        &[],
+    );
     r.assert_code(2);
     assert!(r.stderr.contains("dangling-hardlink"), "{}", r.stderr);
 }

@@ -182,7 +182,8 @@ pub fn image_files(layout: &Path, ref_name: &str, arch: &str) -> BTreeMap<String
         .iter()
         .find(|d| d.platform.as_ref().map(|p| p.architecture.as_str()) == Some(arch))
         .unwrap_or_else(|| panic!("no {arch} manifest"));
-    let m: ImageManifest = serde_json::from_slice(&blob(layout, &child.digest.to_string())).unwrap();
+    let m: ImageManifest =
+        serde_json::from_slice(&blob(layout, &child.digest.to_string())).unwrap();
     let mut files = BTreeMap::new();
     for l in &m.layers {
         let gz = blob(layout, &l.digest.to_string());
@@ -190,14 +191,22 @@ pub fn image_files(layout: &Path, ref_name: &str, arch: &str) -> BTreeMap<String
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();
             let path = e.path().unwrap().to_string_lossy().into_owned();
-            let path = path.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string();
+            let path = path
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                .trim_end_matches('/')
+                .to_string();
             let name = path.rsplit('/').next().unwrap_or("");
             if let Some(gone) = name.strip_prefix(".wh.") {
                 let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
                 if gone == ".wh..opq" {
                     files.retain(|k: &String, _| !k.starts_with(&format!("{parent}/")));
                 } else {
-                    let full = if parent.is_empty() { gone.to_string() } else { format!("{parent}/{gone}") };
+                    let full = if parent.is_empty() {
+                        gone.to_string()
+                    } else {
+                        format!("{parent}/{gone}")
+                    };
                     files.retain(|k: &String, _| k != &full && !k.starts_with(&format!("{full}/")));
                 }
                 continue;
