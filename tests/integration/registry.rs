@@ -35,12 +35,12 @@ struct RegistryProcess {
 impl RegistryProcess {
     /// Starts an open registry, or returns `None` (skip) when the binary is missing outside CI.
     fn start() -> Option<RegistryProcess> {
-        RegistryProcess::start_with(include_str!("fixtures/registry/config.yml.in"))
+        RegistryProcess::start_with(include_str!("../fixtures/registry/config.yml.in"))
     }
 
     /// Starts a registry with htpasswd basic auth (see `fixtures/registry/htpasswd`).
     fn start_with_auth() -> Option<RegistryProcess> {
-        RegistryProcess::start_with(include_str!("fixtures/registry/config-auth.yml.in"))
+        RegistryProcess::start_with(include_str!("../fixtures/registry/config-auth.yml.in"))
     }
 
     fn start_with(template: &str) -> Option<RegistryProcess> {

@@ -1,0 +1,190 @@
+//! The command line: clap structs close to the flags, one function that resolves them into a
+//! validated [`BuildRequest`], the tokio runtime, progress renderers and exit codes.
+//!
+//! Level 4 (edge). Errors are printed as `error: ...`, their causes as `  caused by: ...`, and
+//! advice on a separate `hint: ...` line; the exit code comes from [`Classify`].
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::coordinator::{self, BuildOutcome, BuildRequest, Deps, Output};
+use crate::executor::SandboxExecutor;
+use crate::exit::{Classify, ExitCode};
+use crate::platform::Platform;
+use crate::progress::{Event, Sink, Stream};
+use crate::registry::{OciRegistry, Reference, RegistryOptions};
+use crate::store::Store;
+
+mod build;
+mod render;
+
+use build::run_build;
+pub use build::{resolve_build, BuildArgs};
+pub use render::ProgressMode;
+use render::Renderer;
+
+/// polyarch: build one container image per platform from a Dockerfile and publish them under
+/// one tag as an OCI image index.
+#[derive(Debug, Parser)]
+#[command(name = "polyarch", version, about, long_about = None)]
+pub struct Cli {
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory for polyarch's local store (blobs, unpacked layers, temporary step dirs).
+    /// Default: /var/lib/polyarch as root, else $XDG_DATA_HOME/polyarch or ~/.local/share/polyarch.
+    #[arg(long, global = true, env = "POLYARCH_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log diagnostics (tracing) to stderr: -v info, -vv debug, -vvv trace.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// polyarch's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image for each target platform and publish them as one OCI image index.
+    Build(BuildArgs),
+}
+
+/// A flag value that does not make sense, with the flag named.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct UsageError {
+    /// The flag (e.g. `--build-arg`).
+    pub flag: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Classify for UsageError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::BadInput
+    }
+}
+
+fn usage(flag: &str, message: impl Into<String>) -> UsageError {
+    UsageError {
+        flag: flag.into(),
+        message: message.into(),
+    }
+}
+
+/// The default state directory: /var/lib/polyarch as root, otherwise under the user's data dir.
+pub fn default_state_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/polyarch");
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("polyarch");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(home).join(".local/share/polyarch")
+}
+
+/// A failure of any command, boxed with its exit code and hint.
+struct Failure {
+    message: String,
+    causes: Vec<String>,
+    hint: Option<String>,
+    code: ExitCode,
+}
+
+impl<E: Classify + std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let mut causes = Vec::new();
+        let mut src = e.source();
+        let message = e.to_string();
+        while let Some(s) = src {
+            let t = s.to_string();
+            if !message.contains(&t) {
+                causes.push(t);
+            }
+            src = s.source();
+        }
+        Failure {
+            message,
+            causes,
+            hint: e.hint(),
+            code: e.exit_code(),
+        }
+    }
+}
+
+fn write_file_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(body)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POLYARCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Entry point of the binary; returns the process exit code.
+///
+/// `polyarch __sandbox` (hidden) is dispatched first, before any thread or runtime exists: it is
+/// the re-executed helper that runs one step inside new namespaces.
+pub fn main() -> i32 {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__sandbox") {
+        return crate::executor::sandbox_main();
+    }
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::BadInput.code()
+            } else {
+                0
+            };
+        }
+    };
+    init_tracing(cli.global.verbose);
+    let result = match &cli.command {
+        Command::Build(args) => run_build(&cli.global, args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(f) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {}", f.message);
+            for c in &f.causes {
+                let _ = writeln!(err, "  caused by: {c}");
+            }
+            if let Some(h) = &f.hint {
+                let _ = writeln!(err, "hint: {h}");
+            }
+            f.code.code()
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Progress renderers: plain lines or JSON lines on stderr.
+
+use super::*;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// `plain` (bars are not drawn yet; a TTY gets plain lines too).
+    Auto,
+    /// One human-readable line per event on stderr.
+    Plain,
+    /// One JSON object per event on stderr.
+    Json,
+}
+
+/// Renders progress events as plain lines or JSON lines on stderr.
+pub(super) struct Renderer {
+    pub(super) mode: ProgressMode,
+    pub(super) out: Mutex<std::io::Stderr>,
+}
+
+impl Sink for Renderer {
+    fn emit(&self, event: Event) {
+        let line = match self.mode {
+            ProgressMode::Json => serde_json::to_string(&event).unwrap_or_default(),
+            ProgressMode::Plain | ProgressMode::Auto => match plain_line(&event) {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        if let Ok(mut out) = self.out.lock() {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+pub(super) fn plain_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::PlatformPlanned { platform, runs } => format!("[{platform}] runs {runs}"),
+        Event::BaseResolved {
+            platform,
+            reference,
+            digest,
+        } => match digest {
+            Some(d) => format!("[{platform}] base {reference} -> {d}"),
+            None => format!("[{platform}] base {reference}"),
+        },
+        Event::StepStarted {
+            platform,
+            step,
+            total,
+            location,
+            text,
+        } => format!("[{platform}] #{step}/{total} {location}: {text}"),
+        Event::Output {
+            platform,
+            step,
+            stream,
+            line,
+        } => {
+            let s = if *stream == Stream::Stderr { "!" } else { "|" };
+            format!("[{platform}] #{step} {s} {line}")
+        }
+        Event::StepFinished {
+            platform,
+            step,
+            millis,
+            layer,
+        } => match layer {
+            Some(l) => format!("[{platform}] #{step} done in {millis} ms, layer {l}"),
+            None => format!("[{platform}] #{step} done in {millis} ms"),
+        },
+        Event::BlobPushed {
+            platform,
+            digest,
+            size,
+            existed,
+        } => {
+            if *existed {
+                format!("[{platform}] blob {digest} already present")
+            } else {
+                format!("[{platform}] pushed blob {digest} ({size} bytes)")
+            }
+        }
+        Event::PlatformDone {
+            platform, digest, ..
+        } => format!("[{platform}] image {digest}"),
+        Event::IndexPushed { tag, digest } => format!("pushed index {digest} to {tag}"),
+        Event::LayoutWritten {
+            dest,
+            ref_name,
+            digest,
+        } => format!("wrote OCI layout {dest} ({ref_name} -> {digest})"),
+        Event::Warning { message } => format!("warning: {message}"),
+    })
+}

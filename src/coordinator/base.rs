@@ -1,0 +1,185 @@
+//! Resolving, pulling and unpacking a platform's base image (variant-aware, digests verified).
+
+use super::*;
+
+/// Resolves, pulls and unpacks the base image for `platform`: returns its config and layers.
+pub(super) async fn pull_base<R: Registry, E: Executor>(
+    deps: &Deps<R, E>,
+    platform: &Platform,
+    reference: &str,
+) -> Result<(ImageConfig, Vec<BuiltLayer>), BuildError> {
+    let pname = platform.to_string();
+    let reg_err = |source| BuildError::Registry {
+        platform: pname.clone(),
+        source,
+    };
+    let oci_err = |source| BuildError::Oci {
+        platform: pname.clone(),
+        source,
+    };
+    let store_err = |source| BuildError::Store {
+        platform: pname.clone(),
+        source,
+    };
+    let r: Reference = reference.parse().map_err(reg_err)?;
+    let top = deps.registry.get_manifest(&r).await.map_err(reg_err)?;
+    let manifest_raw = match top.media_type.as_str() {
+        MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST => {
+            let idx: ImageIndex = oci::from_bytes(&top.bytes, reference).map_err(oci_err)?;
+            let offered: Vec<Platform> = idx
+                .manifests
+                .iter()
+                .map(|d| {
+                    d.platform.clone().unwrap_or_else(|| Platform {
+                        architecture: "unknown".into(),
+                        os: "unknown".into(),
+                        os_version: None,
+                        variant: None,
+                    })
+                })
+                .collect();
+            let i = platform::best_match(platform, &offered).ok_or_else(|| {
+                BuildError::NoMatchingPlatform {
+                    reference: reference.to_string(),
+                    wanted: platform.to_string(),
+                    available: offered
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })?;
+            let child = r.with_digest(&idx.manifests[i].digest);
+            deps.registry.get_manifest(&child).await.map_err(reg_err)?
+        }
+        _ => top,
+    };
+    if !is_image_manifest(&manifest_raw.media_type) {
+        return Err(BuildError::UnsupportedManifest {
+            reference: reference.to_string(),
+            media_type: manifest_raw.media_type,
+        });
+    }
+    let manifest: ImageManifest =
+        oci::from_bytes(&manifest_raw.bytes, reference).map_err(oci_err)?;
+    deps.sink.emit(Event::BaseResolved {
+        platform: pname.clone(),
+        reference: reference.to_string(),
+        digest: Some(manifest_raw.digest.clone()),
+    });
+    let config_bytes = fetch_small_blob(deps, &r, &manifest.config)
+        .await
+        .map_err(|e| match e {
+            FetchError::Registry(source) => reg_err(source),
+            FetchError::Store(source) => store_err(source),
+        })?;
+    let config: ImageConfig = oci::from_bytes(&config_bytes, reference).map_err(oci_err)?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(BuildError::UnsupportedManifest {
+            reference: reference.to_string(),
+            media_type: format!(
+                "{} (config lists {} diff_ids for {} layers)",
+                manifest_raw.media_type,
+                config.rootfs.diff_ids.len(),
+                manifest.layers.len()
+            ),
+        });
+    }
+    if !config.platform().same_as(platform) && !platform_compatible(&config.platform(), platform) {
+        return Err(BuildError::NoMatchingPlatform {
+            reference: reference.to_string(),
+            wanted: platform.to_string(),
+            available: config.platform().to_string(),
+        });
+    }
+    let mut layers = Vec::new();
+    for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        let dir = if deps.store.has_layer(diff_id) {
+            deps.store.layer_dir(diff_id)
+        } else {
+            fetch_into_store(deps, &r, desc)
+                .await
+                .map_err(|e| match e {
+                    FetchError::Registry(source) => reg_err(source),
+                    FetchError::Store(source) => store_err(source),
+                })?;
+            let store = deps.store.clone();
+            let (blob, mt, id) = (
+                desc.digest.clone(),
+                desc.media_type.clone(),
+                diff_id.clone(),
+            );
+            tokio::task::spawn_blocking(move || store.unpack_blob(&blob, &mt, Some(&id)))
+                .await
+                .map_err(|e| BuildError::Internal(e.to_string()))?
+                .map_err(store_err)?
+        };
+        let mut d = desc.clone();
+        d.media_type = oci_layer_media_type(&d.media_type);
+        d.platform = None;
+        layers.push(BuiltLayer {
+            descriptor: d,
+            diff_id: diff_id.clone(),
+            dir,
+        });
+    }
+    Ok((config, layers))
+}
+
+/// Docker layer media types become their OCI equivalents in the OCI manifest we write (the
+/// bytes are the same format).
+pub(super) fn oci_layer_media_type(mt: &str) -> String {
+    match mt {
+        oci::MEDIA_TYPE_DOCKER_LAYER_GZIP => MEDIA_TYPE_OCI_LAYER_GZIP.into(),
+        other => other.into(),
+    }
+}
+
+pub(super) fn is_image_manifest(mt: &str) -> bool {
+    mt == MEDIA_TYPE_OCI_MANIFEST || mt == oci::MEDIA_TYPE_DOCKER_MANIFEST
+}
+
+/// A single-manifest base whose config names a compatible (older) variant, e.g. an arm/v6 image
+/// used for arm/v7.
+pub(super) fn platform_compatible(have: &Platform, want: &Platform) -> bool {
+    platform::best_match(want, std::slice::from_ref(have)).is_some()
+}
+
+pub(super) enum FetchError {
+    Registry(RegistryError),
+    Store(StoreError),
+}
+
+/// Downloads a blob into the store unless it is there already; the registry client verifies
+/// the digest while streaming and the store checks it again before renaming it into place.
+pub(super) async fn fetch_into_store<R: Registry, E: Executor>(
+    deps: &Deps<R, E>,
+    r: &Reference,
+    desc: &Descriptor,
+) -> Result<(), FetchError> {
+    if deps.store.has_blob(&desc.digest) {
+        return Ok(());
+    }
+    let tmp = deps.store.temp_dir("fetch").map_err(FetchError::Store)?;
+    let path = tmp.path().join("blob");
+    deps.registry
+        .fetch_blob(r, desc, &path)
+        .await
+        .map_err(FetchError::Registry)?;
+    deps.store
+        .import_file(&path, &desc.digest)
+        .map_err(FetchError::Store)?;
+    Ok(())
+}
+
+/// Fetches a small blob (a config) through the store, verified.
+pub(super) async fn fetch_small_blob<R: Registry, E: Executor>(
+    deps: &Deps<R, E>,
+    r: &Reference,
+    desc: &Descriptor,
+) -> Result<Vec<u8>, FetchError> {
+    fetch_into_store(deps, r, desc).await?;
+    deps.store
+        .read_blob(&desc.digest)
+        .map_err(FetchError::Store)
+}

@@ -1,0 +1,185 @@
+//! Why a build failed, and the exit code each failure maps to.
+
+use super::*;
+
+/// Why a build failed. Each variant maps to an exit code (see [`Classify`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile could not be read.
+    #[error("cannot read Dockerfile {path}: {source}")]
+    ReadDockerfile {
+        /// The path given.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Dockerfile is malformed or uses something unsupported.
+    #[error(transparent)]
+    Dockerfile(#[from] DockerfileError),
+    /// The build context is unusable or a COPY source is wrong.
+    #[error("{platform}: {location}: {source}")]
+    Context {
+        /// The platform being built.
+        platform: String,
+        /// `file:line` of the instruction, or `context`.
+        location: String,
+        /// The cause.
+        #[source]
+        source: Box<ContextError>,
+    },
+    /// Opening the build context failed.
+    #[error(transparent)]
+    OpenContext(Box<ContextError>),
+    /// A platform this host cannot run.
+    #[error(transparent)]
+    Emulation(#[from] EmulationError),
+    /// The base image has no manifest for a target platform.
+    #[error("{reference} has no image for {wanted}; it offers: {available}")]
+    NoMatchingPlatform {
+        /// The base image reference.
+        reference: String,
+        /// The platform wanted (`os/arch[/variant]`).
+        wanted: String,
+        /// What the index offers, comma-separated.
+        available: String,
+    },
+    /// The base image manifest is of a kind polyarch cannot use.
+    #[error("{reference}: unsupported manifest media type {media_type}")]
+    UnsupportedManifest {
+        /// The base image reference.
+        reference: String,
+        /// The media type received.
+        media_type: String,
+    },
+    /// A RUN step exited non-zero.
+    #[error(
+        "{platform}: step {step} at {location} failed with exit status {status}: {instruction}{}",
+        tail_text(.tail)
+    )]
+    StepFailed {
+        /// The platform.
+        platform: String,
+        /// 1-based step number.
+        step: usize,
+        /// `file:line` of the instruction.
+        location: String,
+        /// The instruction text.
+        instruction: String,
+        /// The exit status (128+n for a signal).
+        status: i32,
+        /// The last lines the step printed.
+        tail: Vec<String>,
+    },
+    /// Running a step failed before the step itself could run.
+    #[error("{platform}: step {step} at {location}: {source}")]
+    Exec {
+        /// The platform.
+        platform: String,
+        /// 1-based step number.
+        step: usize,
+        /// `file:line` of the instruction.
+        location: String,
+        /// The cause.
+        #[source]
+        source: ExecError,
+    },
+    /// A registry operation failed.
+    #[error("{platform}: {source}")]
+    Registry {
+        /// The platform, or `index` for the final push.
+        platform: String,
+        /// The cause.
+        #[source]
+        source: RegistryError,
+    },
+    /// A layer could not be written or unpacked.
+    #[error("{platform}: {source}")]
+    Layer {
+        /// The platform.
+        platform: String,
+        /// The cause.
+        #[source]
+        source: LayerError,
+    },
+    /// The local store failed.
+    #[error("{platform}: {source}")]
+    Store {
+        /// The platform, or `index`.
+        platform: String,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// A malformed OCI document.
+    #[error("{platform}: {source}")]
+    Oci {
+        /// The platform.
+        platform: String,
+        /// The cause.
+        #[source]
+        source: OciError,
+    },
+    /// The index could not be stitched.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// `--push` without a tag, or a tag on two registries.
+    #[error("{0}")]
+    Usage(String),
+    /// A background task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        let mut s = String::from("\n  output (last lines):");
+        for l in tail {
+            s.push_str("\n  | ");
+            s.push_str(l);
+        }
+        s
+    }
+}
+
+impl Classify for BuildError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            BuildError::ReadDockerfile { .. } | BuildError::Usage(_) => ExitCode::BadInput,
+            BuildError::Dockerfile(e) => e.exit_code(),
+            BuildError::Context { source, .. } | BuildError::OpenContext(source) => {
+                source.exit_code()
+            }
+            BuildError::Emulation(e) => e.exit_code(),
+            BuildError::NoMatchingPlatform { .. } | BuildError::UnsupportedManifest { .. } => {
+                ExitCode::BadInput
+            }
+            BuildError::StepFailed { .. } => ExitCode::StepFailed,
+            BuildError::Exec { source, .. } => source.exit_code(),
+            BuildError::Registry { source, .. } => source.exit_code(),
+            BuildError::Layer { source, .. } => source.exit_code(),
+            BuildError::Store { source, .. } => source.exit_code(),
+            BuildError::Oci { source, .. } => source.exit_code(),
+            BuildError::Index(e) => e.exit_code(),
+            BuildError::Internal(_) => ExitCode::Host,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Dockerfile(e) => e.hint(),
+            BuildError::Context { source, .. } | BuildError::OpenContext(source) => source.hint(),
+            BuildError::Emulation(e) => e.hint(),
+            BuildError::Exec { source, .. } => source.hint(),
+            BuildError::Registry { source, .. } => source.hint(),
+            BuildError::Layer { source, .. } => source.hint(),
+            BuildError::NoMatchingPlatform { .. } => Some(
+                "pick platforms the base image offers, or use a base image built for this one"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
