@@ -94,15 +94,18 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
     }
     let mut layers = Vec::new();
     for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        // The compressed blob is kept even when its layer is already unpacked: pushing the image
+        // and writing an OCI layout need exactly the bytes this manifest names (the same diff_id
+        // can have been stored under another compression).
+        fetch_into_store(deps, &r, desc)
+            .await
+            .map_err(|e| match e {
+                FetchError::Registry(source) => reg_err(source),
+                FetchError::Store(source) => store_err(source),
+            })?;
         let dir = if deps.store.has_layer(diff_id) {
             deps.store.layer_dir(diff_id)
         } else {
-            fetch_into_store(deps, &r, desc)
-                .await
-                .map_err(|e| match e {
-                    FetchError::Registry(source) => reg_err(source),
-                    FetchError::Store(source) => store_err(source),
-                })?;
             let store = deps.store.clone();
             let (blob, mt, id) = (
                 desc.digest.clone(),
