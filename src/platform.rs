@@ -147,7 +147,11 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
     match arch.as_str() {
         "i386" => ("386".into(), String::new()),
         "x86_64" | "x86-64" | "amd64" => {
-            let v = if variant == "v1" { String::new() } else { variant };
+            let v = if variant == "v1" {
+                String::new()
+            } else {
+                variant
+            };
             ("amd64".into(), v)
         }
         "aarch64" | "arm64" => {
@@ -350,7 +354,11 @@ impl Platform {
             }
             2 => Platform::new(&os, parts[1], None),
             3 => Platform::new(&os, parts[1], Some(parts[2])),
-            _ => return Err(err("too many parts: expected os/architecture[/variant]".into())),
+            _ => {
+                return Err(err(
+                    "too many parts: expected os/architecture[/variant]".into()
+                ))
+            }
         };
         if !KNOWN_OS.contains(&p.os.as_str()) {
             return Err(err(format!("unknown operating system {:?}", p.os)));
@@ -992,8 +1000,14 @@ mod tests {
                 "linux/386"
             ]
         );
-        assert_eq!(v("linux/arm/v7"), ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]);
-        assert_eq!(v("linux/arm"), ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]);
+        assert_eq!(
+            v("linux/arm/v7"),
+            ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]
+        );
+        assert_eq!(
+            v("linux/arm"),
+            ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]
+        );
         assert_eq!(v("linux/arm/v5"), ["linux/arm/v5"]);
         let arm64 = [
             "linux/arm64/v8",
