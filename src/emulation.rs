@@ -797,6 +797,53 @@ mod tests {
     }
 
     #[test]
+    fn parses_entries_the_kernel_wrote_disabled_or_without_f() {
+        // Captured from Linux 6.18 (a private binfmt_misc): an enabled s390x entry without F,
+        // and a riscv64 entry with POF that was then disabled (`echo 0 > entry`).
+        let no_f = BinfmtEntry::parse("qemu-s390x", &fixture("qemu-s390x-enabled-no-f")).unwrap();
+        assert!(no_f.enabled && !no_f.fixes_binary() && no_f.preserves_argv0());
+        assert_eq!(no_f.flags, "PO");
+        let s390x = handlers().iter().find(|h| h.name == "s390x").unwrap();
+        assert!(no_f.runs(s390x));
+        assert!(!no_f.runs(handlers().iter().find(|h| h.name == "ppc64le").unwrap()));
+        let disabled =
+            BinfmtEntry::parse("qemu-riscv64", &fixture("qemu-riscv64-disabled")).unwrap();
+        assert!(!disabled.enabled && disabled.fixes_binary());
+        // The register line an entry reproduces registers the same bytes as Debian's line.
+        let riscv = handlers().iter().find(|h| h.name == "riscv64").unwrap();
+        let line = disabled.register_line();
+        let parts: Vec<&str> = line.split(':').collect();
+        assert_eq!(unescape(parts[4]).unwrap(), riscv.magic_bytes());
+        assert_eq!(unescape(parts[5]).unwrap(), riscv.mask_bytes());
+        assert_eq!(parts[7], "POF");
+
+        let dir = binfmt_dir(&[
+            ("qemu-s390x", fixture("qemu-s390x-enabled-no-f")),
+            ("qemu-riscv64", fixture("qemu-riscv64-disabled")),
+        ]);
+        let err = classify(&plat("linux/s390x"), dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            EmulationError::NoHandler {
+                reason: NoHandlerReason::MissingFixBinary { .. },
+                ..
+            }
+        ));
+        let err = classify(&plat("linux/riscv64"), dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            EmulationError::NoHandler {
+                reason: NoHandlerReason::Disabled { .. },
+                ..
+            }
+        ));
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("`polyarch qemu install --force riscv64`"));
+    }
+
+    #[test]
     fn parses_disabled_entry_without_f_and_extension_entries() {
         let e = BinfmtEntry::parse("arm", &fixture("arm-disabled-no-f")).unwrap();
         assert!(!e.enabled);

@@ -112,13 +112,13 @@ pub fn resolve_handlers(
 /// Runs `polyarch qemu ...`.
 pub(super) fn run_qemu(global: &GlobalArgs, args: &QemuArgs) -> Result<(), Failure> {
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
+    // Probe programs go to temporary directories under the store's `tmp/` (created on first use,
+    // after the root check for install).
+    let work = state.join("tmp");
     let binfmt_dir = PathBuf::from(BINFMT_DIR);
     match &args.action {
         QemuAction::Status { json } => {
-            let store = Store::open(&state)?;
-            let work = store.temp_dir("qemu-probes")?;
-            let report =
-                emulation::status(&binfmt_dir, work.path(), Isolation::for_this_process())?;
+            let report = emulation::status(&binfmt_dir, &work, Isolation::for_this_process())?;
             let mut out = std::io::stdout().lock();
             if *json {
                 let body = serde_json::to_string_pretty(&status_json(&report)).unwrap_or_default();
@@ -135,26 +135,46 @@ pub(super) fn run_qemu(global: &GlobalArgs, args: &QemuArgs) -> Result<(), Failu
                 targets.clone()
             };
             let handlers = resolve_handlers(&targets, true)?;
-            let store = Store::open(&state)?;
-            let work = store.temp_dir("qemu-probes")?;
             let outcomes = emulation::install(
                 &handlers,
                 &InstallOptions {
                     binfmt_dir,
-                    work_dir: work.path().to_path_buf(),
+                    work_dir: work,
                     force: *force,
                 },
             )?;
             let mut out = std::io::stdout().lock();
             let mut failed = Vec::new();
-            let mut hints = Vec::new();
+            let mut hints: Vec<String> = Vec::new();
+            let mut to_force = Vec::new();
             for (h, o) in handlers.iter().zip(&outcomes) {
                 let platform = row_platform(h);
                 let _ = writeln!(out, "{}", install_line(&platform, o));
-                if let InstallOutcome::Failed { reason, hint } = o {
+                if let InstallOutcome::Failed {
+                    reason,
+                    needs_force,
+                    hint,
+                } = o
+                {
                     failed.push(format!("{platform}: {reason}"));
-                    hints.extend(hint.clone());
+                    if *needs_force {
+                        to_force.push(platform.architecture.clone());
+                    }
+                    if let Some(h) = hint {
+                        if !hints.contains(h) {
+                            hints.push(h.clone());
+                        }
+                    }
                 }
+            }
+            if !to_force.is_empty() {
+                hints.insert(
+                    0,
+                    format!(
+                        "`polyarch qemu install --force {}` replaces the registrations in the way",
+                        to_force.join(" ")
+                    ),
+                );
             }
             if failed.is_empty() {
                 return Ok(());
@@ -255,7 +275,7 @@ fn status_text(r: &StatusReport) -> String {
         }
     );
     s.push_str(&format!(
-        "{:<16} {:<9} {:<20} {:<44} {}\n",
+        "{:<16} {:<9} {:<24} {:<44} {}\n",
         "PLATFORM", "RUNS", "HANDLER", "INTERPRETER", "FLAGS"
     ));
     for a in &r.archs {
@@ -268,7 +288,7 @@ fn status_text(r: &StatusReport) -> String {
             None => ("-".into(), "-".into(), "-".into()),
         };
         s.push_str(&format!(
-            "{:<16} {:<9} {:<20} {:<44} {}\n",
+            "{:<16} {:<9} {:<24} {:<44} {}\n",
             a.platform.to_string(),
             runs_word(a.runs),
             name,

@@ -74,7 +74,9 @@ pub enum InstallOutcome {
     Failed {
         /// What went wrong, naming the entry, interpreter or probe result.
         reason: String,
-        /// How to fix it, when known.
+        /// An existing registration is in the way: `--force` would replace it.
+        needs_force: bool,
+        /// Any other fix, when known.
         hint: Option<String>,
     },
 }
@@ -344,6 +346,7 @@ fn install_one(
         }
     } else if !in_the_way.is_empty() && !opts.force {
         let names: Vec<String> = in_the_way.iter().map(|e| format!("{:?}", e.name)).collect();
+        // The reason names the entries; `--force` (the CLI's hint) removes them.
         let reason = match &current.problem {
             Some(p) if in_the_way.iter().any(|e| e.runs(h)) => {
                 format!("an existing registration does not work: {p}")
@@ -355,11 +358,8 @@ fn install_one(
         };
         return Ok(InstallOutcome::Failed {
             reason,
-            hint: Some(format!(
-                "`polyarch qemu install --force {}` removes {} and registers polyarch's handler",
-                h.name,
-                names.join(", ")
-            )),
+            needs_force: true,
+            hint: None,
         });
     }
     let interp = match interp {
@@ -367,6 +367,7 @@ fn install_one(
         Err(notes) => {
             return Ok(InstallOutcome::Failed {
                 reason: format!("no usable qemu-user emulator for {}: {notes}", h.name),
+                needs_force: false,
                 hint: Some(
                     "install Debian's qemu-user-static (`apt-get install qemu-user-static`)".into(),
                 ),
@@ -382,6 +383,7 @@ fn install_one(
     if let Err(e) = write_control(&dir.join("register"), &line) {
         return Ok(InstallOutcome::Failed {
             reason: format!("the kernel refused the registration {line:?}: {e}"),
+            needs_force: false,
             hint: None,
         });
     }
@@ -393,6 +395,7 @@ fn install_one(
                 "registered {line:?}, but the probe {}; the registration was removed again",
                 probe.describe()
             ),
+            needs_force: false,
             hint: None,
         });
     }
