@@ -1,18 +1,23 @@
 //! Emulation: can this host run a platform's binaries, natively or through a qemu-user
-//! binfmt_misc handler?
+//! binfmt_misc handler, and managing those handlers.
 //!
-//! Level 1 (sync file reads, explicit paths). Three parts:
+//! Level 1 (sync file reads, explicit paths, subprocesses by path and argv). Parts:
 //! - the handler table [`handlers`], data in `qemu/binfmt.toml` (magic and mask as in Debian's
 //!   `/usr/lib/binfmt.d/qemu-*.conf`);
 //! - a parser for the kernel's entry files [`BinfmtEntry::parse`] (`/proc/sys/fs/binfmt_misc/<name>`,
 //!   format: Linux `Documentation/admin-guide/binfmt-misc.rst` and `fs/binfmt_misc.c`
 //!   `bm_entry_read`);
 //! - [`classify`], which decides [`Support`] for one platform by comparing every registered entry's
-//!   magic/mask against that architecture's ELF header, never trusting entry names.
+//!   magic/mask against that architecture's ELF header, never trusting entry names, and
+//!   [`verify`], which then proves it by running the platform's probe program;
+//! - probe programs (`probe.rs`, machine code in `qemu/probes.toml`): [`run_probe`];
+//! - [`status`] (`status.rs`): every architecture of the table, probed and explained;
+//! - [`install`] and [`uninstall`] (`install.rs`): registering and removing handlers.
 //!
 //! A handler is only usable for a chroot if it is enabled and has the `F` (fix binary) flag: the
 //! kernel then opens the interpreter at registration time, so it need not exist inside the image
-//! root filesystem.
+//! root filesystem. It must also keep `argv[0]` (`P`), or multi-call programs such as busybox
+//! break.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -244,7 +249,7 @@ pub struct Handler {
     pub mask: String,
     /// Static emulator binary name, found in `/usr/bin` on Debian.
     pub qemu: String,
-    /// Interpreter to register: Debian's argv[0]-preserving wrapper.
+    /// Interpreter to register: Debian's `argv[0]`-preserving wrapper.
     pub interpreter: String,
     /// Flags to register (`OPF`).
     pub flags: String,
@@ -483,7 +488,7 @@ impl BinfmtEntry {
         self.flags.contains('F')
     }
 
-    /// True when the `P` (preserve argv[0]) flag is set.
+    /// True when the `P` (preserve `argv[0]`) flag is set.
     pub fn preserves_argv0(&self) -> bool {
         self.flags.contains('P')
     }

@@ -284,7 +284,7 @@ fn is_ours(entry: &BinfmtEntry, handler: &Handler, interp: &Interpreter) -> bool
 
 /// Registers (or keeps) a qemu-user handler for each of `handlers` so that its probe runs, then
 /// proves it by running the probe in a chroot. Idempotent: a working registration is kept; a
-/// conflicting one (disabled, without `F`, broken, argv[0] lost, or an entry of the same name for
+/// conflicting one (disabled, without `F`, broken, `argv[0]` lost, or an entry of the same name for
 /// other binaries) is reported and replaced only with `force`, which also replaces working
 /// registrations that are not polyarch's own.
 ///

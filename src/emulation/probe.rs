@@ -65,7 +65,7 @@ pub fn probe_marker() -> &'static str {
 
 /// The probe executable for `handler`: an ELF header (class, byte order and `e_machine` taken
 /// from the handler's magic), one `PT_LOAD` program header mapping the whole file read+execute at
-/// [`LOAD_ADDRESS`], then the code (ELF gABI "ELF Header", "Program Header"). `None` when
+/// 0x400000, then the code (ELF gABI "ELF Header", "Program Header"). `None` when
 /// `qemu/probes.toml` has no program for this handler or its data is malformed.
 pub fn probe_elf(handler: &Handler) -> Option<Vec<u8>> {
     let def = probe_file()
@@ -405,7 +405,7 @@ pub fn run_probe(
 
 /// The execve(2) arguments of a probe, prepared before the fork: the program (`/probe` inside
 /// the chroot, else its host path), argv (just the marker) and the environment (one padding
-/// variable, so that a 20-byte read of a shorter argv[0] stays inside the strings on the stack).
+/// variable, so that a 20-byte read of a shorter `argv[0]` stays inside the strings on the stack).
 struct ExecArgs {
     path: CString,
     root: Option<CString>,

@@ -10,7 +10,7 @@ use super::*;
 pub enum Runs {
     /// The CPU runs them itself.
     Native,
-    /// A binfmt_misc handler runs them (qemu-user), fit for a chroot: enabled, `F`, argv[0] kept.
+    /// A binfmt_misc handler runs them (qemu-user), fit for a chroot: enabled, `F`, `argv[0]` kept.
     Emulated,
     /// They do not run here, or not in a way a build can use.
     No,
