@@ -7,7 +7,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${POLYARCH_DEV_STATE:-$REPO/.state}
 REGISTRY=${POLYARCH_DEV_REGISTRY:-127.0.0.1:5000}
-BASE_ARCHES=${POLYARCH_BASE_ARCHES:-"amd64 arm64"}
+# Debian architectures of the base image (Debian's busybox-static for each).
+BASE_ARCHES=${POLYARCH_BASE_ARCHES:-"amd64 arm64 armhf ppc64el s390x"}
 BUSYBOX_TAG=1.35.0
 BASE_IMAGE="$REGISTRY/library/busybox:$BUSYBOX_TAG"
 export POLYARCH_STATE_DIR=${POLYARCH_STATE_DIR:-$STATE/polyarch}
@@ -20,13 +21,17 @@ need_root() {
   [ "$(id -u)" = 0 ] || die "set-up installs packages and registers binfmt handlers: run as root" 4
 }
 
-# apt-get update fails transiently now and then ("Mirror sync in progress?"): retry it.
+# apt-get update fails transiently now and then ("Mirror sync in progress?"), more often right
+# after several foreign architectures were added: retry it. With $1 = lenient, a last failure is
+# only a warning: the indexes that did arrive may be all that is needed (the caller then fails
+# clearly if a package cannot be found).
 apt_update() {
   local i
   for i in 1 2 3 4 5; do
     if DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null; then return 0; fi
     log "apt-get update failed (try $i), retrying"; sleep $((i * 3))
   done
+  [ "${1:-}" = lenient ] && { log "apt-get update kept failing; going on with the indexes it got"; return 0; }
   die "apt-get update kept failing" 4
 }
 
@@ -52,35 +57,42 @@ ensure_busybox_debs() {
       dpkg --add-architecture "$arch"; need_update=1
     fi
   done
-  [ "$need_update" = 1 ] && apt_update
+  if [ "$need_update" = 1 ]; then apt_update lenient; fi
   for arch in $BASE_ARCHES; do
     [ -x "$STATE/debs/$arch/bin/busybox" ] && continue
     log "fetching busybox-static:$arch"
     local dl; dl=$(mktemp -d)
-    (cd "$dl" && apt-get download -qq "busybox-static:$arch" >/dev/null 2>&1) || { apt_update; (cd "$dl" && apt-get download -qq "busybox-static:$arch" >/dev/null); }
+    (cd "$dl" && apt-get download -qq "busybox-static:$arch" >/dev/null 2>&1) || { apt_update lenient; (cd "$dl" && apt-get download -qq "busybox-static:$arch" >/dev/null); }
     rm -rf "$STATE/debs/$arch.tmp" && mkdir -p "$STATE/debs/$arch.tmp"
     dpkg -x "$dl"/busybox-static_*.deb "$STATE/debs/$arch.tmp"
     rm -rf "$dl" "$STATE/debs/$arch" && mv "$STATE/debs/$arch.tmp" "$STATE/debs/$arch"
   done
 }
 
-# qemu-user handlers in binfmt_misc with Debian's lines (interpreter *-binfmt-P, flags POF:
-# argv[0] preserved, interpreter opened at registration so chroots need no qemu inside).
+# A Debian architecture's OCI platform ($1 = amd64, arm64, armhf, ppc64el, s390x, riscv64).
+debian_platform() {
+  case "$1" in
+    amd64) echo linux/amd64 ;; arm64) echo linux/arm64/v8 ;; armhf) echo linux/arm/v7 ;;
+    ppc64el) echo linux/ppc64le ;; s390x) echo linux/s390x ;; riscv64) echo linux/riscv64 ;;
+    *) die "no OCI platform known for Debian architecture $1" 4 ;;
+  esac
+}
+
+# The same platform's architecture (TARGETARCH; the base image's rootfs/<arch> directory).
+debian_goarch() { local p; p=$(debian_platform "$1"); p=${p#linux/}; echo "${p%%/*}"; }
+
+# qemu-user handlers for the base architectures, registered and verified by polyarch itself
+# (Debian's *-binfmt-P interpreters with flags POF: argv[0] preserved, interpreter opened at
+# registration so chroots need no qemu inside). Needs the binary: run after ensure_build.
 ensure_binfmt() {
-  mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
-    || die "cannot mount binfmt_misc" 4
-  local arch q
+  local arch platforms=()
   for arch in $BASE_ARCHES; do
-    case "$arch" in
-      amd64) continue ;;
-      arm64) q=aarch64 ;; armhf) q=arm ;; ppc64el) q=ppc64le ;; s390x) q=s390x ;; riscv64) q=riscv64 ;;
-      *) die "no qemu mapping for $arch" 4 ;;
-    esac
-    if [ -e "/proc/sys/fs/binfmt_misc/qemu-$q" ] && grep -q '^enabled' "/proc/sys/fs/binfmt_misc/qemu-$q"; then continue; fi
-    [ -e "/proc/sys/fs/binfmt_misc/qemu-$q" ] && echo -1 > "/proc/sys/fs/binfmt_misc/qemu-$q"
-    log "registering binfmt handler qemu-$q"
-    cat "/usr/lib/binfmt.d/qemu-$q.conf" > /proc/sys/fs/binfmt_misc/register
+    [ "$arch" = "$(dpkg --print-architecture)" ] && continue
+    platforms+=("$(debian_platform "$arch")")
   done
+  [ ${#platforms[@]} -eq 0 ] && return 0
+  log "polyarch qemu install ${platforms[*]}"
+  "$POLYARCH" qemu install "${platforms[@]}" >&2 || die "polyarch qemu install failed" 4
 }
 
 registry_up() { curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null; }
@@ -124,13 +136,22 @@ ensure_build() {
   POLYARCH="$REPO/target/$profile/polyarch"
 }
 
-# The multi-platform busybox base image, built with polyarch itself (FROM scratch + COPY).
+# The multi-platform busybox base image, built with polyarch itself (FROM scratch + COPY). An
+# existing tag is reused only if it offers every platform of $BASE_ARCHES.
 ensure_base_image() {
-  if skopeo inspect --raw --tls-verify=false "docker://$BASE_IMAGE" >/dev/null 2>&1; then return 0; fi
-  local ctx="$STATE/base-busybox" arch platforms=() applet
+  local raw arch missing=()
+  if raw=$(skopeo inspect --raw --tls-verify=false "docker://$BASE_IMAGE" 2>/dev/null); then
+    for arch in $BASE_ARCHES; do
+      grep -q "\"architecture\":\"$(debian_goarch "$arch")\"" <<<"$raw" || missing+=("$arch")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "$BASE_IMAGE lacks ${missing[*]}: rebuilding it"
+  fi
+  local ctx="$STATE/base-busybox" platforms=() applet
   rm -rf "$ctx" && mkdir -p "$ctx/rootfs"
   for arch in $BASE_ARCHES; do
-    local root="$ctx/rootfs/$arch"
+    # The Dockerfile copies rootfs/${TARGETARCH}/: one directory per OCI architecture.
+    local root; root="$ctx/rootfs/$(debian_goarch "$arch")"
     mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,dev,sys,tmp,root,var}
     chmod 1777 "$root/tmp"; chmod 700 "$root/root"
     cp "$STATE/debs/$arch/bin/busybox" "$root/bin/busybox"
@@ -143,10 +164,7 @@ ensure_base_image() {
     done < <("$STATE/debs/amd64/bin/busybox" --list-full)
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
-    case "$arch" in
-      amd64) platforms+=(linux/amd64) ;; arm64) platforms+=(linux/arm64/v8) ;; armhf) platforms+=(linux/arm/v7) ;;
-      ppc64el) platforms+=(linux/ppc64le) ;; s390x) platforms+=(linux/s390x) ;; riscv64) platforms+=(linux/riscv64) ;;
-    esac
+    platforms+=("$(debian_platform "$arch")")
   done
   log "building $BASE_IMAGE for ${platforms[*]}"
   local IFS=,
@@ -159,8 +177,8 @@ setup_all() {
   need_root
   ensure_packages
   ensure_busybox_debs
-  ensure_binfmt
   ensure_registry
   ensure_build "${1:-release}"
+  ensure_binfmt
   ensure_base_image
 }

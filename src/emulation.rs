@@ -1,18 +1,23 @@
 //! Emulation: can this host run a platform's binaries, natively or through a qemu-user
-//! binfmt_misc handler?
+//! binfmt_misc handler, and managing those handlers.
 //!
-//! Level 1 (sync file reads, explicit paths). Three parts:
+//! Level 1 (sync file reads, explicit paths, subprocesses by path and argv). Parts:
 //! - the handler table [`handlers`], data in `qemu/binfmt.toml` (magic and mask as in Debian's
 //!   `/usr/lib/binfmt.d/qemu-*.conf`);
 //! - a parser for the kernel's entry files [`BinfmtEntry::parse`] (`/proc/sys/fs/binfmt_misc/<name>`,
 //!   format: Linux `Documentation/admin-guide/binfmt-misc.rst` and `fs/binfmt_misc.c`
 //!   `bm_entry_read`);
 //! - [`classify`], which decides [`Support`] for one platform by comparing every registered entry's
-//!   magic/mask against that architecture's ELF header, never trusting entry names.
+//!   magic/mask against that architecture's ELF header, never trusting entry names, and
+//!   [`verify`], which then proves it by running the platform's probe program;
+//! - probe programs (`probe.rs`, machine code in `qemu/probes.toml`): [`run_probe`];
+//! - [`status`] (`status.rs`): every architecture of the table, probed and explained;
+//! - [`install`] and [`uninstall`] (`install.rs`): registering and removing handlers.
 //!
 //! A handler is only usable for a chroot if it is enabled and has the `F` (fix binary) flag: the
 //! kernel then opens the interpreter at registration time, so it need not exist inside the image
-//! root filesystem.
+//! root filesystem. It must also keep `argv[0]` (`P`), or multi-call programs such as busybox
+//! break.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -21,6 +26,17 @@ use serde::Deserialize;
 
 use crate::exit::{Classify, ExitCode};
 use crate::platform::Platform;
+
+mod install;
+mod probe;
+mod status;
+
+pub use install::{
+    find_interpreter, install, uninstall, InstallOptions, InstallOutcome, Interpreter,
+    UninstallOutcome,
+};
+pub use probe::{probe_elf, probe_marker, run_probe, Isolation, ProbeResult, PROBE_TIMEOUT};
+pub use status::{status, ArchStatus, Runs, StatusReport};
 
 /// The handler table, `qemu/binfmt.toml`, compiled in.
 const TABLE_TOML: &str = include_str!("../qemu/binfmt.toml");
@@ -44,6 +60,47 @@ pub enum EmulationError {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A probe program could not be written to run it.
+    #[error("cannot prepare a probe program at {path}")]
+    ProbeSetup {
+        /// The directory or file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Changing binfmt_misc registrations needs root.
+    #[error("changing binfmt_misc registrations needs root (effective uid is {uid})")]
+    NotRoot {
+        /// The effective uid of this process.
+        uid: u32,
+    },
+    /// binfmt_misc is not mounted and mounting it failed.
+    #[error("cannot mount binfmt_misc at {dir}")]
+    Mount {
+        /// The mount point.
+        dir: PathBuf,
+        /// The error from mount(2).
+        #[source]
+        source: std::io::Error,
+    },
+    /// binfmt_misc as a whole is switched off, so nothing registered in it runs.
+    #[error("binfmt_misc is disabled as a whole ({dir}/status reads `disabled`)")]
+    GloballyDisabled {
+        /// The binfmt_misc directory.
+        dir: PathBuf,
+    },
+    /// Removing a registration failed.
+    #[error("cannot remove binfmt_misc entry {name:?} (writing -1 to {path})")]
+    Unregister {
+        /// The entry's name.
+        name: String,
+        /// The entry file.
+        path: PathBuf,
+        /// The error.
         #[source]
         source: std::io::Error,
     },
@@ -89,6 +146,38 @@ pub enum NoHandlerReason {
         /// The entry's name.
         name: String,
     },
+    /// The CPU should run this architecture itself, but the probe program does not run (e.g. a
+    /// kernel without 32-bit support).
+    #[error("this host should run it natively, but the probe {detail}")]
+    NativeFails {
+        /// What happened to the probe.
+        detail: String,
+    },
+    /// A matching, enabled entry with `F` is there, but the probe program does not run through it
+    /// (the interpreter is broken or is not an emulator for this architecture).
+    #[error(
+        "binfmt_misc handler {name:?} (interpreter {interpreter}) is broken: the probe {detail}"
+    )]
+    Broken {
+        /// The entry's name.
+        name: String,
+        /// Its interpreter.
+        interpreter: PathBuf,
+        /// What happened to the probe.
+        detail: String,
+    },
+    /// The handler runs programs but loses their `argv[0]` (no `P` flag or an interpreter that
+    /// ignores it): multi-call programs such as busybox then break.
+    #[error(
+        "binfmt_misc handler {name:?} (flags {flags:?}) does not preserve argv[0]: multi-call \
+         programs such as busybox would break"
+    )]
+    ArgvNotPreserved {
+        /// The entry's name.
+        name: String,
+        /// Its flags as registered.
+        flags: String,
+    },
     /// A matching, enabled entry lacks the `F` flag, so its interpreter would have to exist inside
     /// the image root filesystem.
     #[error(
@@ -108,45 +197,41 @@ impl Classify for EmulationError {
     }
 
     fn hint(&self) -> Option<String> {
-        let EmulationError::NoHandler {
-            reason,
-            register_line,
-            ..
-        } = self
-        else {
-            return None;
-        };
-        let register = |line: &str| {
-            format!(
-                "register it as root: `echo '{line}' > /proc/sys/fs/binfmt_misc/register` \
-                 (needs qemu-user-static; or run scripts/setup)"
-            )
-        };
-        match reason {
-            NoHandlerReason::UnknownArchitecture => None,
-            NoHandlerReason::NotMounted { dir } => Some(format!(
-                "mount it as root: `mount -t binfmt_misc binfmt_misc {}`, then register the \
-                 handler (or run scripts/setup)",
+        match self {
+            EmulationError::NoHandler {
+                platform, reason, ..
+            } => {
+                let arch = &platform.normalized().architecture;
+                let install = format!("run as root: `polyarch qemu install {arch}`");
+                let force = format!(
+                    "run as root: `polyarch qemu install --force {arch}` (replaces the existing \
+                     registration; `polyarch qemu status` shows it)"
+                );
+                match reason {
+                    NoHandlerReason::UnknownArchitecture => None,
+                    NoHandlerReason::NotMounted { .. }
+                    | NoHandlerReason::NotRegistered { .. }
+                    | NoHandlerReason::NativeFails { .. } => Some(install),
+                    NoHandlerReason::GloballyDisabled { dir } => Some(format!(
+                        "enable it as root: `echo 1 > {}/status`",
+                        dir.display()
+                    )),
+                    NoHandlerReason::Disabled { .. }
+                    | NoHandlerReason::MissingFixBinary { .. }
+                    | NoHandlerReason::Broken { .. }
+                    | NoHandlerReason::ArgvNotPreserved { .. } => Some(force),
+                }
+            }
+            EmulationError::NotRoot { .. } => {
+                Some("run it as root (sudo polyarch qemu ...)".into())
+            }
+            EmulationError::Mount { dir, .. } => Some(format!(
+                "binfmt_misc needs CONFIG_BINFMT_MISC and the right to mount it (root, or the \
+                 owner of a user namespace on Linux 6.7+); check `mount -t binfmt_misc binfmt_misc \
+                 {}`",
                 dir.display()
             )),
-            NoHandlerReason::GloballyDisabled { dir } => Some(format!(
-                "enable it as root: `echo 1 > {}/status`",
-                dir.display()
-            )),
-            NoHandlerReason::NotRegistered { .. } => register_line.as_deref().map(register),
-            NoHandlerReason::Disabled { name } => Some(format!(
-                "enable it as root: `echo 1 > /proc/sys/fs/binfmt_misc/{name}`"
-            )),
-            NoHandlerReason::MissingFixBinary { name, .. } => Some(match register_line {
-                Some(line) => format!(
-                    "re-register it with F as root: `echo -1 > /proc/sys/fs/binfmt_misc/{name}`, \
-                     then `echo '{line}' > /proc/sys/fs/binfmt_misc/register`"
-                ),
-                None => format!(
-                    "re-register {name:?} with the F flag (`echo -1 > /proc/sys/fs/binfmt_misc/{name}` \
-                     removes it)"
-                ),
-            }),
+            _ => None,
         }
     }
 }
@@ -164,7 +249,7 @@ pub struct Handler {
     pub mask: String,
     /// Static emulator binary name, found in `/usr/bin` on Debian.
     pub qemu: String,
-    /// Interpreter to register: Debian's argv[0]-preserving wrapper.
+    /// Interpreter to register: Debian's `argv[0]`-preserving wrapper.
     pub interpreter: String,
     /// Flags to register (`OPF`).
     pub flags: String,
@@ -402,6 +487,42 @@ impl BinfmtEntry {
     pub fn fixes_binary(&self) -> bool {
         self.flags.contains('F')
     }
+
+    /// True when the `P` (preserve `argv[0]`) flag is set.
+    pub fn preserves_argv0(&self) -> bool {
+        self.flags.contains('P')
+    }
+
+    /// True when the kernel would pick this entry for every ELF header sample of `handler`
+    /// (executables and position-independent executables of its architecture).
+    pub fn runs(&self, handler: &Handler) -> bool {
+        let samples = handler.elf_samples();
+        !samples.is_empty() && samples.iter().all(|s| self.matches_header(s))
+    }
+
+    /// The line that registers this entry again, exactly as it is (binfmt-misc.rst
+    /// `:name:type:offset:magic:mask:interpreter:flags`, every magic and mask byte `\xHH`
+    /// escaped). Used to restore an entry that was replaced.
+    pub fn register_line(&self) -> String {
+        let esc = |b: &[u8]| b.iter().map(|x| format!("\\x{x:02x}")).collect::<String>();
+        let interp = self.interpreter.display();
+        match &self.matcher {
+            EntryMatch::Magic {
+                offset,
+                magic,
+                mask,
+            } => format!(
+                ":{}:M:{offset}:{}:{}:{interp}:{}",
+                self.name,
+                esc(magic),
+                mask.as_deref().map(esc).unwrap_or_default(),
+                self.flags
+            ),
+            EntryMatch::Extension(ext) => {
+                format!(":{}:E::{ext}::{interp}:{}", self.name, self.flags)
+            }
+        }
+    }
 }
 
 /// Reads every entry under a binfmt_misc directory (all files but `register` and `status`),
@@ -523,6 +644,51 @@ pub fn classify(platform: &Platform, binfmt_dir: &Path) -> Result<Support, Emula
     }))
 }
 
+/// [`classify`], then proof by running: the platform's probe program (see [`run_probe`]) is
+/// executed through the kernel, in an empty chroot when this process is root, so a handler whose
+/// interpreter is broken or loses `argv[0]` is caught before a build starts. `work_dir` receives
+/// the probe's temporary directory.
+pub fn verify(
+    platform: &Platform,
+    binfmt_dir: &Path,
+    work_dir: &Path,
+) -> Result<Support, EmulationError> {
+    let support = classify(platform, binfmt_dir)?;
+    let Some(handler) = handler_for(platform) else {
+        return Ok(support);
+    };
+    let no = |reason| EmulationError::NoHandler {
+        platform: Box::new(platform.clone()),
+        reason,
+        register_line: Some(handler.register_line()),
+    };
+    let result = run_probe(handler, work_dir, Isolation::for_this_process())?;
+    match (result, &support) {
+        (ProbeResult::Ran | ProbeResult::NoProbe, _) => Ok(support),
+        (r, Support::Native) => Err(no(NoHandlerReason::NativeFails {
+            detail: r.describe(),
+        })),
+        (ProbeResult::ArgvLost { .. }, Support::Emulated { handler, flags, .. }) => {
+            Err(no(NoHandlerReason::ArgvNotPreserved {
+                name: handler.clone(),
+                flags: flags.clone(),
+            }))
+        }
+        (
+            r,
+            Support::Emulated {
+                handler,
+                interpreter,
+                ..
+            },
+        ) => Err(no(NoHandlerReason::Broken {
+            name: handler.clone(),
+            interpreter: interpreter.clone(),
+            detail: r.describe(),
+        })),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,6 +802,53 @@ mod tests {
     }
 
     #[test]
+    fn parses_entries_the_kernel_wrote_disabled_or_without_f() {
+        // Captured from Linux 6.18 (a private binfmt_misc): an enabled s390x entry without F,
+        // and a riscv64 entry with POF that was then disabled (`echo 0 > entry`).
+        let no_f = BinfmtEntry::parse("qemu-s390x", &fixture("qemu-s390x-enabled-no-f")).unwrap();
+        assert!(no_f.enabled && !no_f.fixes_binary() && no_f.preserves_argv0());
+        assert_eq!(no_f.flags, "PO");
+        let s390x = handlers().iter().find(|h| h.name == "s390x").unwrap();
+        assert!(no_f.runs(s390x));
+        assert!(!no_f.runs(handlers().iter().find(|h| h.name == "ppc64le").unwrap()));
+        let disabled =
+            BinfmtEntry::parse("qemu-riscv64", &fixture("qemu-riscv64-disabled")).unwrap();
+        assert!(!disabled.enabled && disabled.fixes_binary());
+        // The register line an entry reproduces registers the same bytes as Debian's line.
+        let riscv = handlers().iter().find(|h| h.name == "riscv64").unwrap();
+        let line = disabled.register_line();
+        let parts: Vec<&str> = line.split(':').collect();
+        assert_eq!(unescape(parts[4]).unwrap(), riscv.magic_bytes());
+        assert_eq!(unescape(parts[5]).unwrap(), riscv.mask_bytes());
+        assert_eq!(parts[7], "POF");
+
+        let dir = binfmt_dir(&[
+            ("qemu-s390x", fixture("qemu-s390x-enabled-no-f")),
+            ("qemu-riscv64", fixture("qemu-riscv64-disabled")),
+        ]);
+        let err = classify(&plat("linux/s390x"), dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            EmulationError::NoHandler {
+                reason: NoHandlerReason::MissingFixBinary { .. },
+                ..
+            }
+        ));
+        let err = classify(&plat("linux/riscv64"), dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            EmulationError::NoHandler {
+                reason: NoHandlerReason::Disabled { .. },
+                ..
+            }
+        ));
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("`polyarch qemu install --force riscv64`"));
+    }
+
+    #[test]
     fn parses_disabled_entry_without_f_and_extension_entries() {
         let e = BinfmtEntry::parse("arm", &fixture("arm-disabled-no-f")).unwrap();
         assert!(!e.enabled);
@@ -704,7 +917,7 @@ mod tests {
         assert!(err
             .hint()
             .unwrap()
-            .contains("echo 1 > /proc/sys/fs/binfmt_misc/qemu-arm"));
+            .contains("`polyarch qemu install --force arm`"));
 
         let enabled_no_f = fixture("arm-disabled-no-f").replacen("disabled", "enabled", 1);
         let dir = binfmt_dir(&[("qemu-arm", enabled_no_f)]);
@@ -716,7 +929,10 @@ mod tests {
             matches!(reason, NoHandlerReason::MissingFixBinary { name, .. } if name == "qemu-arm")
         );
         assert_eq!(err.exit_code(), ExitCode::Host);
-        assert!(err.hint().unwrap().contains(":qemu-arm:M::"));
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("`polyarch qemu install --force arm`"));
     }
 
     #[test]
@@ -730,19 +946,25 @@ mod tests {
     }
 
     #[test]
-    fn not_registered_hint_gives_debians_line() {
+    fn not_registered_hint_names_the_install_command() {
         let dir = binfmt_dir(&[]);
         let err = classify(&plat("linux/s390x"), dir.path()).unwrap_err();
         let hint = err.hint().unwrap();
-        assert!(
-            hint.contains(":qemu-s390x:M::\\x7f\\x45\\x4c\\x46\\x02\\x02"),
-            "{hint}"
-        );
-        assert!(
-            hint.contains("/usr/libexec/qemu-binfmt/s390x-binfmt-P:OPF"),
-            "{hint}"
-        );
+        assert!(hint.contains("`polyarch qemu install s390x`"), "{hint}");
         assert!(err.to_string().contains("linux/s390x"));
+        // The platform's own architecture name, whatever the spelling asked for.
+        let err = classify(&plat("linux/aarch64"), dir.path()).unwrap_err();
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("`polyarch qemu install arm64`"));
+        let EmulationError::NoHandler { register_line, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(register_line
+            .as_deref()
+            .unwrap()
+            .starts_with(":qemu-aarch64:M::"));
     }
 
     #[test]
@@ -756,7 +978,10 @@ mod tests {
                 ..
             }
         ));
-        assert!(err.hint().unwrap().contains("mount -t binfmt_misc"));
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("`polyarch qemu install arm64`"));
         let dir = binfmt_dir(&[("qemu-aarch64", fixture("qemu-aarch64"))]);
         std::fs::write(dir.path().join("status"), "disabled\n").unwrap();
         let err = classify(&plat("linux/arm64"), dir.path()).unwrap_err();

@@ -1,14 +1,27 @@
-//! Platforms: `os/architecture[/variant]`, parsed and normalised the way containerd's
-//! `platforms` package does (containerd `platforms/database.go` `normalizeArch`/`normalizeOS`,
-//! `platforms/platforms.go` `Parse`), and matched against the platforms an image index offers.
+//! Platforms: `os[(os.version)]/architecture[/variant]`, parsed, normalised, formatted and
+//! matched exactly the way containerd's `platforms` package does it (github.com/containerd/platforms:
+//! `platforms.go` `Parse`/`Normalize`/`FormatAll`, `database.go` `normalizeOS`/`normalizeArch`/
+//! `isKnownOS`/`isKnownArch`, `compare.go` `platformVector`/`Only`, `platform_windows_compat.go`).
 //!
 //! Level 0: pure. Two spellings matter:
-//! - the *recorded* form ([`Platform::parse`]): architecture normalised, the variant kept as the
-//!   user spelled it in its normalised spelling (`linux/arm64/8` → variant `v8`), which is what
-//!   the image config and the index descriptor carry;
-//! - the *normalised* form ([`Platform::normalized`]): containerd's identity, where
-//!   `linux/arm64/v8`, `linux/arm64` and `linux/aarch64` are one platform with no variant. It is
-//!   used for matching, de-duplication and the automatic `TARGET*` build args.
+//! - the *recorded* form, what [`Platform::parse`] returns (containerd's `Parse`): aliases
+//!   resolved (`aarch64` → `arm64`, `armel` → `arm/v6`), numeric variants spelled `vN`, but a
+//!   variant the user wrote is kept (`linux/arm64/v8` → variant `v8`) and one that is merely
+//!   implied is not (`linux/armhf` → `linux/arm`). This is what the image config and the index
+//!   descriptor carry.
+//! - the *normalised* form, [`Platform::normalized`] (containerd's `Normalize`): the identity used
+//!   for matching, de-duplication and the automatic `TARGET*` build args, where `linux/arm64/v8`,
+//!   `linux/arm64` and `linux/aarch64` are one platform without a variant and `linux/arm` is
+//!   `linux/arm/v7` (as in BuildKit).
+//!
+//! Deliberate differences from containerd, each for a builder's sake:
+//! - containerd accepts any `os/arch` pair of valid characters; polyarch also requires the OS and
+//!   the architecture to be in containerd's own lists of known values, so a typo fails at once.
+//! - `os.features` (`linux(+gpu)/amd64`) parse in containerd; polyarch rejects them because it
+//!   records no features.
+//! - [`best_match`] (base image resolution) never crosses architectures: containerd's `Only` lets
+//!   `amd64` use a `386` image and `arm64` an `arm` one, but an image built on such a base would
+//!   claim one architecture while holding another's binaries. [`only_match`] is the exact rule.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,54 +66,98 @@ impl crate::exit::Classify for PlatformError {
     }
 }
 
+/// containerd `isKnownOS` (generated from Go's `go/build/syslist.go`).
 const KNOWN_OS: &[&str] = &[
     "aix",
     "android",
     "darwin",
     "dragonfly",
     "freebsd",
+    "hurd",
     "illumos",
     "ios",
     "js",
     "linux",
+    "nacl",
     "netbsd",
     "openbsd",
     "plan9",
     "solaris",
-    "wasip1",
     "windows",
+    "zos",
 ];
 
+/// containerd `isKnownArch`.
 const KNOWN_ARCH: &[&str] = &[
-    "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
-    "ppc64le", "riscv64", "s390x", "wasm",
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "ppc64",
+    "ppc64le",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "riscv",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sparc",
+    "sparc64",
+    "wasm",
 ];
 
-/// containerd `normalizeOS`: lower case, `macos` → `darwin`.
+/// Names people type that containerd does not alias (Debian, `uname -m` and qemu spellings), with
+/// the platform they mean: only used to suggest a fix in an error.
+const SUGGESTIONS: &[(&str, &str)] = &[
+    ("ppc64el", "linux/ppc64le"),
+    ("mips64el", "linux/mips64le"),
+    ("loongarch64", "linux/loong64"),
+    ("i686", "linux/386"),
+    ("x86", "linux/386"),
+    ("armv7l", "linux/arm/v7"),
+    ("armv6l", "linux/arm/v6"),
+    ("armv5tel", "linux/arm/v5"),
+    ("arm64v8", "linux/arm64/v8"),
+];
+
+/// containerd `normalizeOS`: lower case, `macos` → `darwin` (an empty OS, which `parse` never
+/// produces, would be the host's).
 fn normalize_os(os: &str) -> String {
     let os = os.to_ascii_lowercase();
-    if os == "macos" {
-        "darwin".into()
-    } else {
-        os
+    match os.as_str() {
+        "macos" => "darwin".into(),
+        "" => "linux".into(),
+        _ => os,
     }
 }
 
-/// Architecture aliases and the variant they imply, with numeric variants spelled `vN`.
-/// Returns the *recorded* form: variants are not dropped here.
-fn normalize_arch_recorded(arch: &str, variant: &str) -> (String, String) {
+/// containerd `normalizeArch`, case by case.
+fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
     let arch = arch.to_ascii_lowercase();
-    let mut variant = variant.to_ascii_lowercase();
-    if !variant.is_empty() && variant.as_bytes()[0].is_ascii_digit() {
-        variant = format!("v{variant}");
-    }
+    let variant = variant.to_ascii_lowercase();
     match arch.as_str() {
-        "i386" | "i686" | "x86" => ("386".into(), String::new()),
-        "x86_64" | "x86-64" | "amd64" => ("amd64".into(), variant),
+        "i386" => ("386".into(), String::new()),
+        "x86_64" | "x86-64" | "amd64" => {
+            let v = if variant == "v1" {
+                String::new()
+            } else {
+                variant
+            };
+            ("amd64".into(), v)
+        }
         "aarch64" | "arm64" => {
             let v = match variant.as_str() {
-                "v8.0" => "v8".to_string(),
-                "v9.0" => "v9".to_string(),
+                "8" | "v8" | "v8.0" => String::new(),
+                "9" | "9.0" | "v9.0" => "v9".into(),
                 _ => variant,
             };
             ("arm64".into(), v)
@@ -108,23 +165,136 @@ fn normalize_arch_recorded(arch: &str, variant: &str) -> (String, String) {
         "armhf" => ("arm".into(), "v7".into()),
         "armel" => ("arm".into(), "v6".into()),
         "arm" => {
-            let v = if variant.is_empty() {
-                "v7".into()
-            } else {
-                variant
+            let v = match variant.as_str() {
+                "" | "7" => "v7".into(),
+                "5" | "6" | "8" => format!("v{variant}"),
+                _ => variant,
             };
             ("arm".into(), v)
         }
-        "loongarch64" => ("loong64".into(), variant),
         _ => (arch, variant),
     }
 }
 
+/// containerd's `specifierRe`: `^[A-Za-z0-9_.-]+$`.
+fn valid_component(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Characters of an OS option (version or feature) in containerd's `osRe`: `[A-Za-z0-9_.%-]`.
+fn valid_os_option(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'%' | b'-'))
+}
+
+/// containerd's `osRe`, `^([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.%-]*)((?:\+[A-Za-z0-9_.%-]+)*)\))?$`:
+/// returns the OS name, the raw version and the raw `+feature` list.
+fn split_os(part: &str) -> Option<(&str, &str, &str)> {
+    let (name, rest) = match part.find('(') {
+        Some(i) => (&part[..i], Some(&part[i + 1..])),
+        None => (part, None),
+    };
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    {
+        return None;
+    }
+    let Some(rest) = rest else {
+        return Some((name, "", ""));
+    };
+    let inner = rest.strip_suffix(')')?;
+    let (version, features) = match inner.find('+') {
+        Some(i) => (&inner[..i], &inner[i..]),
+        None => (inner, ""),
+    };
+    if !valid_os_option(version) {
+        return None;
+    }
+    if !features.is_empty()
+        && !features[1..]
+            .split('+')
+            .all(|f| !f.is_empty() && valid_os_option(f))
+    {
+        return None;
+    }
+    Some((name, version, features))
+}
+
+/// containerd `decodeOSOption`: percent-decoding (`url.PathUnescape`) when a `%` is present.
+fn decode_os_option(v: &str) -> Result<String, String> {
+    if !v.contains('%') {
+        return Ok(v.to_string());
+    }
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = v
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| format!("invalid escape {:?} in os version", &v[i..]))?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|e| e.to_string())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "os version is not UTF-8 after decoding".to_string())
+}
+
+/// containerd `encodeOSOption`: `%`, `+`, `(`, `)` and `/` percent-encoded.
+fn encode_os_option(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '+' => out.push_str("%2B"),
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            '/' => out.push_str("%2F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a `--platform` list asks for: explicit platforms (de-duplicated) and whether `all` (every
+/// platform the base image offers that this host can run) was among them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Targets {
+    /// The explicit platforms in the order given, no two alike after normalisation (`local`
+    /// resolved to the host).
+    pub platforms: Vec<Platform>,
+    /// `all` was given.
+    pub all: bool,
+}
+
 impl Platform {
-    /// A platform from its parts, normalised into the recorded form.
+    /// A platform from its parts, exactly as [`Platform::parse`] would return
+    /// `os/architecture[/variant]` (containerd `Parse`, two- and three-part cases; no validation).
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        let (architecture, variant) =
-            normalize_arch_recorded(architecture, variant.unwrap_or_default());
+        let (architecture, variant) = match variant {
+            Some(v) => {
+                let (a, mut v) = normalize_arch(architecture, v);
+                if a == "arm64" && v.is_empty() {
+                    v = "v8".into();
+                }
+                (a, v)
+            }
+            None => {
+                let (a, mut v) = normalize_arch(architecture, "");
+                if a == "arm" && v == "v7" {
+                    v.clear();
+                }
+                (a, v)
+            }
+        };
         Platform {
             os: normalize_os(os),
             architecture,
@@ -133,73 +303,78 @@ impl Platform {
         }
     }
 
-    /// Parses `os/arch[/variant]`, `arch` alone (os `linux`) or `os` alone (the host's
-    /// architecture), as containerd's `platforms.Parse`. Windows may carry a version as
-    /// `windows(10.0.17763)/amd64`. Errors name the offending string.
+    /// Parses a platform specifier as containerd's `platforms.Parse` does:
+    /// `os[(version)]/architecture[/variant]`, `architecture` alone (the OS is Linux) or an OS
+    /// alone (the host's architecture). `windows(10.0.17763)/amd64` carries an `os.version`
+    /// (percent-encoded where it holds `%+()/`). Then polyarch's check: the OS and architecture
+    /// must be known. Errors name the string and the reason.
     pub fn parse(spec: &str) -> Result<Platform, PlatformError> {
-        let err = |reason: &str| PlatformError {
+        let err = |reason: String| PlatformError {
             value: spec.to_string(),
-            reason: reason.to_string(),
+            reason,
         };
-        let s = spec.trim();
-        if s.is_empty() {
-            return Err(err("empty"));
+        if spec.contains('*') {
+            return Err(err("wildcards are not supported".into()));
         }
-        let parts: Vec<&str> = s.split('/').collect();
-        if parts.len() > 3 {
-            return Err(err("too many parts: expected os/architecture[/variant]"));
+        let parts: Vec<&str> = spec.splitn(4, '/').collect();
+        let Some((os_name, raw_version, features)) = split_os(parts[0]) else {
+            return Err(err(format!(
+                "{:?} is not an OS component: expected os or os(version)",
+                parts[0]
+            )));
+        };
+        if !features.is_empty() {
+            return Err(err(format!(
+                "os features ({features}) are not supported: polyarch records none"
+            )));
         }
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(err("empty component"));
-        }
-        for p in &parts {
-            if !p
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.()".contains(c))
-            {
-                return Err(err("unexpected character"));
+        let os_version = decode_os_option(raw_version).map_err(err)?;
+        for part in &parts[1..] {
+            if !valid_component(part) {
+                return Err(err(format!(
+                    "{part:?} is not a valid component (letters, digits, `_`, `.`, `-`)"
+                )));
             }
         }
-        let (os_part, os_version) = match parts[0].split_once('(') {
-            Some((os, rest)) => {
-                let v = rest
-                    .strip_suffix(')')
-                    .ok_or_else(|| err("unclosed `(` in os version"))?;
-                (os, Some(v.to_string()))
-            }
-            None => (parts[0], None),
-        };
+        let os = normalize_os(os_name);
         let mut p = match parts.len() {
+            1 if KNOWN_OS.contains(&os.as_str()) => Platform {
+                os,
+                ..Platform::host()
+            },
             1 => {
-                let one = os_part.to_ascii_lowercase();
-                if KNOWN_OS.contains(&normalize_os(&one).as_str()) {
-                    let host = Platform::host();
-                    Platform {
-                        os: normalize_os(&one),
-                        ..host
-                    }
-                } else {
-                    let (arch, _) = normalize_arch_recorded(&one, "");
-                    if !KNOWN_ARCH.contains(&arch.as_str()) {
-                        return Err(err("unknown operating system or architecture"));
-                    }
-                    Platform::new("linux", &one, None)
+                let q = Platform::new("linux", parts[0], None);
+                if !KNOWN_ARCH.contains(&q.architecture.as_str()) {
+                    return Err(err(with_suggestion(
+                        "unknown operating system or architecture",
+                        parts[0],
+                    )));
                 }
+                q
             }
-            2 => Platform::new(os_part, parts[1], None),
-            _ => Platform::new(os_part, parts[1], Some(parts[2])),
+            2 => Platform::new(&os, parts[1], None),
+            3 => Platform::new(&os, parts[1], Some(parts[2])),
+            _ => {
+                return Err(err(
+                    "too many parts: expected os/architecture[/variant]".into()
+                ))
+            }
         };
         if !KNOWN_OS.contains(&p.os.as_str()) {
-            return Err(err(&format!("unknown operating system {:?}", p.os)));
+            return Err(err(format!("unknown operating system {:?}", p.os)));
         }
         if !KNOWN_ARCH.contains(&p.architecture.as_str()) {
-            return Err(err(&format!("unknown architecture {:?}", p.architecture)));
+            return Err(err(with_suggestion(
+                &format!("unknown architecture {:?}", p.architecture),
+                &p.architecture,
+            )));
         }
-        p.os_version = os_version;
+        p.os_version = (!os_version.is_empty()).then_some(os_version);
         Ok(p)
     }
 
-    /// The platform this binary runs on: Linux and the compile-time architecture.
+    /// The platform this binary runs on: Linux and the compile-time architecture (containerd
+    /// `DefaultSpec`; an arm host is taken as v7, containerd's unnamed default).
     pub fn host() -> Platform {
         let arch = match std::env::consts::ARCH {
             "x86_64" => "amd64",
@@ -209,29 +384,49 @@ impl Platform {
             "powerpc64" => "ppc64",
             "loongarch64" => "loong64",
             "mips64" if cfg!(target_endian = "little") => "mips64le",
+            "mips" if cfg!(target_endian = "little") => "mipsle",
             other => other,
         };
         Platform::new("linux", arch, None)
     }
 
-    /// containerd's normalised identity: `arm64` drops `v8`, `amd64` drops `v1`, so that
-    /// spellings of one platform compare equal.
+    /// containerd's `Normalize`: the identity of the platform. `arm64/v8` and `amd64/v1` lose
+    /// their variant, `arm` without one becomes `arm/v7`, aliases are resolved; `os.version` is
+    /// kept.
     pub fn normalized(&self) -> Platform {
-        let mut p = self.clone();
-        let drop = matches!(
-            (p.architecture.as_str(), p.variant.as_deref()),
-            ("arm64", Some("v8")) | ("amd64", Some("v1"))
-        );
-        if drop {
-            p.variant = None;
+        let (architecture, variant) = normalize_arch(&self.architecture, self.variant_str());
+        Platform {
+            os: normalize_os(&self.os),
+            architecture,
+            os_version: self.os_version.clone(),
+            variant: (!variant.is_empty()).then_some(variant),
         }
-        p
     }
 
-    /// True when both are the same platform after normalisation.
+    /// True when both are the same platform: equal after normalisation, `os.version` included.
+    /// (Used to de-duplicate targets; for "can this image serve that platform" see
+    /// [`Platform::matches`].)
     pub fn same_as(&self, other: &Platform) -> bool {
-        let (a, b) = (self.normalized(), other.normalized());
-        a.os == b.os && a.architecture == b.architecture && a.variant == b.variant
+        self.normalized() == other.normalized()
+    }
+
+    /// containerd's `NewMatcher(self).Match(candidate)`: OS, architecture and variant equal after
+    /// normalising both; for Windows, the candidate's `os.version` must be one a host of this
+    /// version can run (an empty version on either side matches any).
+    pub fn matches(&self, candidate: &Platform) -> bool {
+        let (m, c) = (self.normalized(), candidate.normalized());
+        if m.os != c.os || m.architecture != c.architecture || m.variant != c.variant {
+            return false;
+        }
+        if self.os != "windows" {
+            return true;
+        }
+        let host = WindowsVersion::parse(self.os_version.as_deref().unwrap_or(""));
+        match candidate.os_version.as_deref() {
+            None | Some("") => true,
+            Some(_) if host.is_empty() => true,
+            Some(v) => windows_compatible(host, WindowsVersion::parse(v)),
+        }
     }
 
     /// The variant, or `""`.
@@ -242,12 +437,14 @@ impl Platform {
     /// The machine name `uname -m` prints for this architecture on Linux (`x86_64`, `aarch64`,
     /// `armv7l`, ...), as a RUN step sees it under emulation. `None` when unknown.
     pub fn machine(&self) -> Option<&'static str> {
-        Some(match self.architecture.as_str() {
+        let n = self.normalized();
+        Some(match n.architecture.as_str() {
             "amd64" => "x86_64",
             "arm64" => "aarch64",
-            "arm" => match self.variant_str() {
+            "arm" => match n.variant_str() {
                 "v5" => "armv5tel",
                 "v6" => "armv6l",
+                "v8" => "armv8l",
                 _ => "armv7l",
             },
             "386" => "i686",
@@ -255,8 +452,7 @@ impl Platform {
             "ppc64" => "ppc64",
             "s390x" => "s390x",
             "riscv64" => "riscv64",
-            "mips64le" => "mips64",
-            "mips64" => "mips64",
+            "mips64le" | "mips64" => "mips64",
             "loong64" => "loongarch64",
             _ => return None,
         })
@@ -265,7 +461,7 @@ impl Platform {
     /// The qemu-user name of this architecture (`qemu-<name>`, binfmt handler `qemu-<name>`):
     /// `aarch64`, `arm`, `x86_64`, `ppc64le`, ... `None` when qemu has none.
     pub fn qemu_arch(&self) -> Option<&'static str> {
-        Some(match self.architecture.as_str() {
+        Some(match self.normalized().architecture.as_str() {
             "amd64" => "x86_64",
             "arm64" => "aarch64",
             "arm" => "arm",
@@ -281,36 +477,65 @@ impl Platform {
         })
     }
 
-    /// Parses a comma-separated list (the `--platform` flag), keeping order and collapsing
-    /// duplicates after normalisation (the first spelling wins).
-    pub fn parse_list<'a>(
+    /// Parses a comma-separated, repeatable list (the `--platform` flag): `local` is the host,
+    /// `all` sets [`Targets::all`]; duplicates after normalisation collapse to the first
+    /// spelling, in order.
+    pub fn parse_targets<'a>(
         specs: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Vec<Platform>, PlatformError> {
-        let mut out: Vec<Platform> = Vec::new();
+    ) -> Result<Targets, PlatformError> {
+        let mut out = Targets::default();
         for spec in specs {
             for one in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                let p = if one == "local" {
-                    Platform::host()
-                } else {
-                    Platform::parse(one)?
+                let p = match one {
+                    "local" => Platform::host(),
+                    "all" => {
+                        out.all = true;
+                        continue;
+                    }
+                    _ => Platform::parse(one)?,
                 };
-                if !out.iter().any(|q| q.same_as(&p)) {
-                    out.push(p);
+                if !out.platforms.iter().any(|q| q.same_as(&p)) {
+                    out.platforms.push(p);
                 }
             }
         }
         Ok(out)
     }
+
+    /// [`Platform::parse_targets`] without `all`, which is an error here because it needs a base
+    /// image to mean something.
+    pub fn parse_list<'a>(
+        specs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<Platform>, PlatformError> {
+        let specs: Vec<&str> = specs.into_iter().collect();
+        let t = Platform::parse_targets(specs.iter().copied())?;
+        if t.all {
+            return Err(PlatformError {
+                value: specs.join(","),
+                reason: "`all` means the base image's platforms and is not allowed here".into(),
+            });
+        }
+        Ok(t.platforms)
+    }
 }
 
+fn with_suggestion(reason: &str, word: &str) -> String {
+    let lower = word.to_ascii_lowercase();
+    match SUGGESTIONS.iter().find(|(k, _)| *k == lower) {
+        Some((_, s)) => format!("{reason} (did you mean {s}?)"),
+        None => reason.to_string(),
+    }
+}
+
+/// containerd `FormatAll`: `os[(version)]/architecture[/variant]` with the version encoded.
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.os)?;
-        if let Some(v) = &self.os_version {
-            write!(f, "({v})")?;
+        if let Some(v) = self.os_version.as_deref().filter(|v| !v.is_empty()) {
+            write!(f, "({})", encode_os_option(v))?;
         }
         write!(f, "/{}", self.architecture)?;
-        if let Some(v) = &self.variant {
+        if let Some(v) = self.variant.as_deref().filter(|v| !v.is_empty()) {
             write!(f, "/{v}")?;
         }
         Ok(())
@@ -324,54 +549,167 @@ impl FromStr for Platform {
     }
 }
 
-/// The variants a wanted platform can run, best first (containerd's `Only` matcher: arm v8 runs
-/// v8..v5, arm v7 runs v7..v5, amd64 v3 runs v3, v2 and v1).
-fn compatible_variants(p: &Platform) -> Vec<String> {
-    let v = p.normalized().variant.unwrap_or_default();
-    let ladder = |prefix: &str, top: u32, bottom: u32, empty_bottom: bool| -> Vec<String> {
-        (bottom..=top)
-            .rev()
-            .map(|n| {
-                if empty_bottom && n == bottom {
-                    String::new()
-                } else {
-                    format!("{prefix}{n}")
-                }
-            })
-            .collect()
-    };
-    match p.architecture.as_str() {
-        "arm" => match v.as_str() {
-            "v8" => ladder("v", 8, 5, false),
-            "v7" => ladder("v", 7, 5, false),
-            "v6" => ladder("v", 6, 5, false),
-            other => vec![other.to_string()],
-        },
-        "amd64" => match v.as_str() {
-            "v4" => ladder("v", 4, 1, true),
-            "v3" => ladder("v", 3, 1, true),
-            "v2" => ladder("v", 2, 1, true),
-            other => vec![other.to_string()],
-        },
-        _ => vec![v],
+/// A Windows `major.minor.build` version (containerd `windowsOSVersion`); all zero when the text
+/// has fewer than three parts or does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct WindowsVersion {
+    major: u8,
+    minor: u8,
+    build: u16,
+}
+
+impl WindowsVersion {
+    /// containerd `getWindowsOSVersion`.
+    fn parse(v: &str) -> WindowsVersion {
+        let mut it = v.split('.');
+        let (Some(a), Some(b), Some(c)) = (it.next(), it.next(), it.next()) else {
+            return WindowsVersion::default();
+        };
+        match (a.parse(), b.parse(), c.parse()) {
+            (Ok(major), Ok(minor), Ok(build)) => WindowsVersion {
+                major,
+                minor,
+                build,
+            },
+            _ => WindowsVersion::default(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == WindowsVersion::default()
     }
 }
 
-/// Picks the best entry of `available` for `wanted`: an exact match after normalisation first,
-/// then the closest older variant the wanted one can run. Among equals, the first in order wins
-/// (as registries list them). Returns the index into `available`.
-pub fn best_match(wanted: &Platform, available: &[Platform]) -> Option<usize> {
-    let w = wanted.normalized();
-    for v in compatible_variants(wanted) {
-        let found = available.iter().position(|a| {
-            let a = a.normalized();
-            a.os == w.os && a.architecture == w.architecture && a.variant.unwrap_or_default() == v
-        });
-        if found.is_some() {
-            return found;
-        }
+/// Windows Server 2022 (ltsc2022) and 2025 (ltsc2025) builds: the stable-ABI releases
+/// (containerd `compatLTSCReleases`, ascending).
+const WINDOWS_LTSC: &[u16] = &[20348, 26100];
+
+/// containerd `checkWindowsHostAndContainerCompat`: same major.minor; before ltsc2022 the build
+/// must be equal; from it on, a host runs containers from the latest LTSC before it up to itself.
+fn windows_compatible(host: WindowsVersion, ctr: WindowsVersion) -> bool {
+    if host.major != ctr.major || host.minor != ctr.minor {
+        return false;
     }
-    None
+    if host.build < WINDOWS_LTSC[0] {
+        return host.build == ctr.build;
+    }
+    let supported = WINDOWS_LTSC
+        .iter()
+        .rev()
+        .find(|&&l| host.build > l)
+        .copied()
+        .unwrap_or(WINDOWS_LTSC[0]);
+    supported <= ctr.build && ctr.build <= host.build
+}
+
+/// arm64 variants and the (major, newest minor) versions each can run, newest first
+/// (containerd `arm64variantToVersion`).
+fn arm64_versions(variant: &str) -> Option<&'static [(u32, u32)]> {
+    Some(match variant {
+        "v8" | "v8.0" => &[(8, 0)],
+        "v8.1" => &[(8, 1)],
+        "v8.2" => &[(8, 2)],
+        "v8.3" => &[(8, 3)],
+        "v8.4" => &[(8, 4)],
+        "v8.5" => &[(8, 5)],
+        "v8.6" => &[(8, 6)],
+        "v8.7" => &[(8, 7)],
+        "v8.8" => &[(8, 8)],
+        "v8.9" => &[(8, 9)],
+        "v9" | "v9.0" => &[(9, 0), (8, 5)],
+        "v9.1" => &[(9, 1), (8, 6)],
+        "v9.2" => &[(9, 2), (8, 7)],
+        "v9.3" => &[(9, 3), (8, 8)],
+        "v9.4" => &[(9, 4), (8, 9)],
+        "v9.5" => &[(9, 5), (8, 9)],
+        "v9.6" => &[(9, 6), (8, 9)],
+        "v9.7" => &[(9, 7), (8, 9)],
+        _ => return None,
+    })
+}
+
+fn numeric_variant(v: &str) -> Option<u32> {
+    v.strip_prefix('v').unwrap_or(v).parse().ok()
+}
+
+/// containerd `platformVector(Normalize(p))`: the platforms `p` can run, best first.
+/// `amd64/vN` runs `v(N-1)` .. `v1`, then `386`; `arm/vN` runs down to `v5`; `arm64/v9.x` runs
+/// `v9.x..v9`, then `v8.(x+5)..v8`; any arm64 runs `arm/v8..v5`; other architectures only
+/// themselves. An arm64 variant containerd does not know runs nothing.
+pub fn platform_vector(p: &Platform) -> Vec<Platform> {
+    let p = p.normalized();
+    let with = |arch: &str, variant: Option<String>| Platform {
+        architecture: arch.into(),
+        os: p.os.clone(),
+        os_version: p.os_version.clone(),
+        variant,
+    };
+    let mut vector = vec![p.clone()];
+    match p.architecture.as_str() {
+        "amd64" => {
+            if let Some(n) = numeric_variant(p.variant_str()).filter(|n| *n > 1) {
+                vector.extend((1..n).rev().map(|k| with("amd64", Some(format!("v{k}")))));
+            }
+            vector.push(with("386", None));
+        }
+        "arm" => {
+            if let Some(n) = numeric_variant(p.variant_str()).filter(|n| *n > 5) {
+                vector.extend((5..n).rev().map(|k| with("arm", Some(format!("v{k}")))));
+            }
+        }
+        "arm64" => {
+            let variant = match p.variant_str() {
+                "" => "v8",
+                v => v,
+            };
+            vector.clear();
+            if let Some(versions) = arm64_versions(variant) {
+                for &(major, newest) in versions {
+                    for minor in (0..=newest).rev() {
+                        let v = if minor == 0 {
+                            format!("v{major}")
+                        } else {
+                            format!("v{major}.{minor}")
+                        };
+                        vector.push(with("arm64", Some(v)));
+                    }
+                }
+                let arm = if variant.starts_with("v8") || variant.starts_with("v9") {
+                    "v8".to_string()
+                } else {
+                    variant.to_string()
+                };
+                vector.extend(platform_vector(&with("arm", Some(arm))));
+            }
+        }
+        _ => {}
+    }
+    vector
+}
+
+/// containerd `Only(wanted)` applied to an index: the entry of `available` matching the earliest
+/// platform of [`platform_vector`]`(wanted)`, the first in `available` order among equals.
+/// Returns its position.
+pub fn only_match(wanted: &Platform, available: &[Platform]) -> Option<usize> {
+    pick(platform_vector(wanted), available)
+}
+
+/// The base image entry to build `wanted` on: [`only_match`] restricted to `wanted`'s own
+/// architecture (arm64 with or without `v8`; `arm/v7` takes `v6`/`v5` only when nothing better
+/// exists; `amd64/v3` takes `v2`, `v1`). Returns the position in `available`.
+pub fn best_match(wanted: &Platform, available: &[Platform]) -> Option<usize> {
+    let arch = wanted.normalized().architecture;
+    let vector = platform_vector(wanted)
+        .into_iter()
+        .filter(|p| p.architecture == arch)
+        .collect();
+    pick(vector, available)
+}
+
+fn pick(vector: Vec<Platform>, available: &[Platform]) -> Option<usize> {
+    vector
+        .iter()
+        .find_map(|m| available.iter().position(|a| m.matches(a)))
 }
 
 #[cfg(test)]
@@ -379,39 +717,139 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Platform {
-        Platform::parse(s).unwrap()
+        Platform::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn plat(os: &str, arch: &str, variant: &str) -> Platform {
+        Platform {
+            os: os.into(),
+            architecture: arch.into(),
+            os_version: None,
+            variant: (!variant.is_empty()).then(|| variant.to_string()),
+        }
     }
 
     #[test]
-    fn normalisation_table() {
+    fn normalize_arch_table_is_containerds() {
+        // Every case of containerd database.go normalizeArch, plus pass-through.
         let cases = [
-            ("linux/amd64", "linux/amd64", "linux/amd64"),
-            ("linux/x86_64", "linux/amd64", "linux/amd64"),
-            ("linux/x86-64", "linux/amd64", "linux/amd64"),
-            ("linux/amd64/v1", "linux/amd64/v1", "linux/amd64"),
-            ("linux/amd64/v3", "linux/amd64/v3", "linux/amd64/v3"),
-            ("linux/aarch64", "linux/arm64", "linux/arm64"),
-            ("linux/arm64/v8", "linux/arm64/v8", "linux/arm64"),
-            ("linux/arm64/8", "linux/arm64/v8", "linux/arm64"),
-            ("linux/arm64", "linux/arm64", "linux/arm64"),
-            ("linux/armhf", "linux/arm/v7", "linux/arm/v7"),
-            ("linux/armel", "linux/arm/v6", "linux/arm/v6"),
-            ("linux/arm", "linux/arm/v7", "linux/arm/v7"),
-            ("linux/arm/7", "linux/arm/v7", "linux/arm/v7"),
-            ("linux/arm/v5", "linux/arm/v5", "linux/arm/v5"),
-            ("linux/i386", "linux/386", "linux/386"),
-            ("LINUX/AMD64", "linux/amd64", "linux/amd64"),
-            ("linux/ppc64le", "linux/ppc64le", "linux/ppc64le"),
-            ("linux/s390x", "linux/s390x", "linux/s390x"),
-            ("linux/riscv64", "linux/riscv64", "linux/riscv64"),
-            ("aarch64", "linux/arm64", "linux/arm64"),
-            (
-                "windows(10.0.17763)/amd64",
-                "windows(10.0.17763)/amd64",
-                "windows(10.0.17763)/amd64",
-            ),
+            (("i386", ""), ("386", "")),
+            (("i386", "v2"), ("386", "")),
+            (("I386", ""), ("386", "")),
+            (("x86_64", ""), ("amd64", "")),
+            (("x86-64", ""), ("amd64", "")),
+            (("X86_64", "V1"), ("amd64", "")),
+            (("amd64", "v1"), ("amd64", "")),
+            (("amd64", "v2"), ("amd64", "v2")),
+            (("amd64", "v3"), ("amd64", "v3")),
+            (("amd64", "v4"), ("amd64", "v4")),
+            (("amd64", "2"), ("amd64", "2")),
+            (("aarch64", ""), ("arm64", "")),
+            (("AArch64", "V8"), ("arm64", "")),
+            (("arm64", "8"), ("arm64", "")),
+            (("arm64", "v8"), ("arm64", "")),
+            (("arm64", "v8.0"), ("arm64", "")),
+            (("arm64", "v8.2"), ("arm64", "v8.2")),
+            (("arm64", "9"), ("arm64", "v9")),
+            (("arm64", "9.0"), ("arm64", "v9")),
+            (("arm64", "v9.0"), ("arm64", "v9")),
+            (("arm64", "v9"), ("arm64", "v9")),
+            (("armhf", ""), ("arm", "v7")),
+            (("armhf", "v6"), ("arm", "v7")),
+            (("armel", ""), ("arm", "v6")),
+            (("armel", "v7"), ("arm", "v6")),
+            (("arm", ""), ("arm", "v7")),
+            (("arm", "7"), ("arm", "v7")),
+            (("arm", "v7"), ("arm", "v7")),
+            (("arm", "5"), ("arm", "v5")),
+            (("arm", "6"), ("arm", "v6")),
+            (("arm", "8"), ("arm", "v8")),
+            (("arm", "v5"), ("arm", "v5")),
+            (("arm", "9"), ("arm", "9")),
+            (("ppc64le", ""), ("ppc64le", "")),
+            (("S390X", ""), ("s390x", "")),
+            (("riscv64", "rva22u64"), ("riscv64", "rva22u64")),
+            (("loong64", ""), ("loong64", "")),
         ];
-        for (input, recorded, normal) in cases {
+        for ((a, v), (na, nv)) in cases {
+            assert_eq!(
+                normalize_arch(a, v),
+                (na.to_string(), nv.to_string()),
+                "{a}/{v}"
+            );
+        }
+        assert_eq!(normalize_os("Linux"), "linux");
+        assert_eq!(normalize_os("macOS"), "darwin");
+        assert_eq!(normalize_os("WINDOWS"), "windows");
+    }
+
+    /// (input, recorded form = parse + format, normalised form).
+    const TABLE: &[(&str, &str, &str)] = &[
+        ("linux/amd64", "linux/amd64", "linux/amd64"),
+        ("linux/x86_64", "linux/amd64", "linux/amd64"),
+        ("linux/x86-64", "linux/amd64", "linux/amd64"),
+        ("Linux/X86_64", "linux/amd64", "linux/amd64"),
+        ("LINUX/AMD64", "linux/amd64", "linux/amd64"),
+        ("linux/amd64/v1", "linux/amd64", "linux/amd64"),
+        ("linux/amd64/v2", "linux/amd64/v2", "linux/amd64/v2"),
+        ("linux/amd64/v3", "linux/amd64/v3", "linux/amd64/v3"),
+        ("linux/amd64/V4", "linux/amd64/v4", "linux/amd64/v4"),
+        ("linux/arm64", "linux/arm64", "linux/arm64"),
+        ("linux/aarch64", "linux/arm64", "linux/arm64"),
+        ("linux/arm64/v8", "linux/arm64/v8", "linux/arm64"),
+        ("linux/arm64/8", "linux/arm64/v8", "linux/arm64"),
+        ("linux/arm64/v8.0", "linux/arm64/v8", "linux/arm64"),
+        ("linux/aarch64/v8", "linux/arm64/v8", "linux/arm64"),
+        ("linux/arm64/v8.2", "linux/arm64/v8.2", "linux/arm64/v8.2"),
+        ("linux/arm64/9", "linux/arm64/v9", "linux/arm64/v9"),
+        ("linux/arm64/v9.0", "linux/arm64/v9", "linux/arm64/v9"),
+        ("linux/arm", "linux/arm", "linux/arm/v7"),
+        ("linux/armhf", "linux/arm", "linux/arm/v7"),
+        ("linux/armel", "linux/arm/v6", "linux/arm/v6"),
+        ("linux/arm/7", "linux/arm/v7", "linux/arm/v7"),
+        ("linux/arm/v7", "linux/arm/v7", "linux/arm/v7"),
+        ("linux/arm/v6", "linux/arm/v6", "linux/arm/v6"),
+        ("linux/arm/6", "linux/arm/v6", "linux/arm/v6"),
+        ("linux/arm/5", "linux/arm/v5", "linux/arm/v5"),
+        ("linux/arm/v8", "linux/arm/v8", "linux/arm/v8"),
+        ("linux/armhf/v7", "linux/arm/v7", "linux/arm/v7"),
+        ("linux/i386", "linux/386", "linux/386"),
+        ("linux/386", "linux/386", "linux/386"),
+        ("linux/ppc64le", "linux/ppc64le", "linux/ppc64le"),
+        ("linux/s390x", "linux/s390x", "linux/s390x"),
+        ("linux/riscv64", "linux/riscv64", "linux/riscv64"),
+        ("linux/mips64le", "linux/mips64le", "linux/mips64le"),
+        ("linux/loong64", "linux/loong64", "linux/loong64"),
+        ("macos/arm64", "darwin/arm64", "darwin/arm64"),
+        ("aarch64", "linux/arm64", "linux/arm64"),
+        ("Aarch64", "linux/arm64", "linux/arm64"),
+        ("x86_64", "linux/amd64", "linux/amd64"),
+        ("i386", "linux/386", "linux/386"),
+        ("arm", "linux/arm", "linux/arm/v7"),
+        ("armhf", "linux/arm", "linux/arm/v7"),
+        ("armel", "linux/arm/v6", "linux/arm/v6"),
+        ("s390x", "linux/s390x", "linux/s390x"),
+        (
+            "windows(10.0.17763)/amd64",
+            "windows(10.0.17763)/amd64",
+            "windows(10.0.17763)/amd64",
+        ),
+        (
+            "windows(10.0.17763%2Bbuild.42)/amd64",
+            "windows(10.0.17763%2Bbuild.42)/amd64",
+            "windows(10.0.17763%2Bbuild.42)/amd64",
+        ),
+        (
+            "windows(50%25done)/x86_64",
+            "windows(50%25done)/amd64",
+            "windows(50%25done)/amd64",
+        ),
+        ("windows()/amd64", "windows/amd64", "windows/amd64"),
+    ];
+
+    #[test]
+    fn normalisation_table_and_round_trips() {
+        for &(input, recorded, normal) in TABLE {
             let got = p(input);
             assert_eq!(got.to_string(), recorded, "recorded form of {input}");
             assert_eq!(
@@ -419,56 +857,318 @@ mod tests {
                 normal,
                 "normal form of {input}"
             );
+            // Round trips: format → parse gives the same value, for both forms; normalising is
+            // idempotent; the normal form is the same platform as the input.
             assert_eq!(p(&got.to_string()), got, "round trip of {input}");
+            let n = got.normalized();
+            assert_eq!(p(&n.to_string()), n, "round trip of normal form of {input}");
+            assert_eq!(n.normalized(), n, "normalising {input} twice");
+            assert!(got.same_as(&n) && n.same_as(&got), "{input}");
+            assert!(got.matches(&n) && n.matches(&got), "{input}");
+            // The JSON shape round-trips too.
+            let j = serde_json::to_string(&got).unwrap();
+            assert_eq!(serde_json::from_str::<Platform>(&j).unwrap(), got, "{j}");
         }
+    }
+
+    #[test]
+    fn windows_os_version_fields() {
+        let w = p("windows(10.0.17763%2Bbuild.42)/amd64");
+        assert_eq!(w.os_version.as_deref(), Some("10.0.17763+build.42"));
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            serde_json::json!({"architecture": "amd64", "os": "windows",
+                               "os.version": "10.0.17763+build.42"})
+        );
+        let odd = Platform {
+            os_version: Some("1.0(beta)/a".into()),
+            ..plat("windows", "amd64", "")
+        };
+        assert_eq!(odd.to_string(), "windows(1.0%28beta%29%2Fa)/amd64");
+        assert_eq!(p(&odd.to_string()), odd);
+        assert!(Platform::parse("windows(10%zz)/amd64").is_err());
+    }
+
+    #[test]
+    fn os_alone_means_the_host_architecture() {
+        let host = Platform::host();
+        let l = p("linux");
+        assert_eq!(
+            (l.os.as_str(), &l.architecture),
+            ("linux", &host.architecture)
+        );
+        let w = p("windows(10.0.20348)");
+        assert_eq!(w.os, "windows");
+        assert_eq!(w.os_version.as_deref(), Some("10.0.20348"));
+        assert_eq!(w.architecture, host.architecture);
+        assert_eq!(p("macOS").os, "darwin");
     }
 
     #[test]
     fn rejects_bad_platforms() {
         for bad in [
             "",
+            "/linux/arm",
+            "linux/arm/",
+            "linux /arm",
+            "linux/&arm",
+            "linux/arm/foo/bar",
+            "linux/*",
+            "*",
             "linux/",
-            "linux/amd64/v8/x",
             "linux/sparc99",
             "plan10/amd64",
             "a b",
+            "notanarch",
+            "linux(+gpu)/amd64",
+            "windows(10.0.17763+win32k)/amd64",
+            "windows(10.0/amd64",
         ] {
-            assert!(Platform::parse(bad).is_err(), "{bad}");
+            assert!(Platform::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let e = Platform::parse("linux/ppc64el").unwrap_err();
+        assert!(e.reason.contains("did you mean linux/ppc64le"), "{e}");
+        let e = Platform::parse("loongarch64").unwrap_err();
+        assert!(e.reason.contains("linux/loong64"), "{e}");
+    }
+
+    #[test]
+    fn targets_collapse_duplicates_after_normalisation() {
+        let l = Platform::parse_list([
+            "linux/arm64/v8,linux/amd64",
+            "linux/aarch64",
+            "linux/arm64",
+            "linux/amd64/v1, linux/x86_64",
+            "linux/armhf,linux/arm/v7,linux/arm,linux/arm/7",
+        ])
+        .unwrap();
+        let s: Vec<String> = l.iter().map(|x| x.to_string()).collect();
+        assert_eq!(s, ["linux/arm64/v8", "linux/amd64", "linux/arm"]);
+
+        let t = Platform::parse_targets(["local,all", "linux/s390x", "local"]).unwrap();
+        assert!(t.all);
+        assert_eq!(t.platforms, vec![Platform::host(), p("linux/s390x")]);
+        assert!(Platform::parse_list(["all"]).is_err());
+        assert!(Platform::parse_list(["linux/amd64,bogus/x"]).is_err());
+    }
+
+    #[test]
+    fn build_arg_parts_come_from_the_normalised_form() {
+        for (input, arch, variant) in [
+            ("linux/arm64/v8", "arm64", ""),
+            ("linux/aarch64", "arm64", ""),
+            ("linux/arm", "arm", "v7"),
+            ("linux/armhf", "arm", "v7"),
+            ("linux/armel", "arm", "v6"),
+            ("linux/amd64/v1", "amd64", ""),
+            ("linux/amd64/v3", "amd64", "v3"),
+        ] {
+            let n = p(input).normalized();
+            assert_eq!((n.architecture.as_str(), n.variant_str()), (arch, variant));
         }
     }
 
     #[test]
-    fn list_collapses_duplicates_after_normalisation() {
-        let l =
-            Platform::parse_list(["linux/arm64/v8,linux/amd64", "linux/aarch64", "linux/arm64"])
-                .unwrap();
-        let s: Vec<String> = l.iter().map(|x| x.to_string()).collect();
-        assert_eq!(s, ["linux/arm64/v8", "linux/amd64"]);
-    }
-
-    #[test]
-    fn matching_follows_containerd() {
-        let idx = [p("linux/amd64"), p("linux/arm64/v8"), p("linux/arm/v6")];
-        assert_eq!(best_match(&p("linux/arm64"), &idx), Some(1));
-        assert_eq!(best_match(&p("linux/aarch64"), &idx), Some(1));
-        assert_eq!(best_match(&p("linux/arm/v7"), &idx), Some(2));
-        assert_eq!(best_match(&p("linux/arm/v5"), &idx), None);
-        assert_eq!(best_match(&p("linux/amd64/v3"), &idx), Some(0));
-        assert_eq!(best_match(&p("linux/s390x"), &idx), None);
-        let idx2 = [p("linux/arm/v5"), p("linux/arm/v7"), p("linux/arm/v6")];
-        assert_eq!(best_match(&p("linux/arm/v7"), &idx2), Some(1));
-        assert_eq!(best_match(&p("linux/arm/v6"), &idx2), Some(2));
-        let plain = [p("linux/arm64")];
-        assert_eq!(best_match(&p("linux/arm64/v8"), &plain), Some(0));
-    }
-
-    #[test]
-    fn descriptor_json_shape() {
+    fn descriptor_json_shape_keeps_the_spelled_variant() {
         let j = serde_json::to_string(&p("linux/arm64/v8")).unwrap();
         assert_eq!(j, r#"{"architecture":"arm64","os":"linux","variant":"v8"}"#);
         assert_eq!(
-            serde_json::to_string(&p("linux/amd64")).unwrap(),
-            r#"{"architecture":"amd64","os":"linux"}"#
+            serde_json::to_string(&p("linux/arm64")).unwrap(),
+            r#"{"architecture":"arm64","os":"linux"}"#
         );
+        assert_eq!(
+            serde_json::to_string(&p("linux/arm/v7")).unwrap(),
+            r#"{"architecture":"arm","os":"linux","variant":"v7"}"#
+        );
+    }
+
+    #[test]
+    fn vectors_are_containerds() {
+        let v = |s: &str| -> Vec<String> {
+            platform_vector(&p(s))
+                .iter()
+                .map(|x| x.to_string())
+                .collect()
+        };
+        assert_eq!(v("linux/amd64"), ["linux/amd64", "linux/386"]);
+        assert_eq!(
+            v("linux/amd64/v3"),
+            [
+                "linux/amd64/v3",
+                "linux/amd64/v2",
+                "linux/amd64/v1",
+                "linux/386"
+            ]
+        );
+        assert_eq!(
+            v("linux/arm/v7"),
+            ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]
+        );
+        assert_eq!(
+            v("linux/arm"),
+            ["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"]
+        );
+        assert_eq!(v("linux/arm/v5"), ["linux/arm/v5"]);
+        let arm64 = [
+            "linux/arm64/v8",
+            "linux/arm/v8",
+            "linux/arm/v7",
+            "linux/arm/v6",
+            "linux/arm/v5",
+        ];
+        assert_eq!(v("linux/arm64"), arm64);
+        assert_eq!(v("linux/arm64/v8"), arm64);
+        assert_eq!(
+            v("linux/arm64/v8.2")[..3],
+            ["linux/arm64/v8.2", "linux/arm64/v8.1", "linux/arm64/v8"]
+        );
+        let v9 = v("linux/arm64/v9");
+        assert_eq!(
+            v9[..7],
+            [
+                "linux/arm64/v9",
+                "linux/arm64/v8.5",
+                "linux/arm64/v8.4",
+                "linux/arm64/v8.3",
+                "linux/arm64/v8.2",
+                "linux/arm64/v8.1",
+                "linux/arm64/v8"
+            ]
+        );
+        assert_eq!(v9[7], "linux/arm/v8");
+        assert!(v("linux/arm64/v10").is_empty());
+        assert_eq!(v("linux/s390x"), ["linux/s390x"]);
+    }
+
+    #[test]
+    fn matching_with_and_without_variants() {
+        // An index that records variants (Docker official images) ...
+        let with = [
+            p("linux/amd64"),
+            p("linux/arm/v5"),
+            p("linux/arm/v7"),
+            p("linux/arm64/v8"),
+            p("linux/386"),
+            p("linux/ppc64le"),
+        ];
+        // ... and one that does not.
+        let without = [plat("linux", "amd64", ""), plat("linux", "arm64", "")];
+        for (wanted, in_with, in_without) in [
+            ("linux/arm64", Some(3), Some(1)),
+            ("linux/arm64/v8", Some(3), Some(1)),
+            ("linux/aarch64", Some(3), Some(1)),
+            ("linux/arm64/8", Some(3), Some(1)),
+            ("linux/amd64", Some(0), Some(0)),
+            ("linux/amd64/v1", Some(0), Some(0)),
+            ("linux/amd64/v3", Some(0), Some(0)),
+            ("linux/x86_64", Some(0), Some(0)),
+            ("linux/arm/v7", Some(2), None),
+            ("linux/arm", Some(2), None),
+            ("linux/armhf", Some(2), None),
+            ("linux/arm/v6", Some(1), None),
+            ("linux/armel", Some(1), None),
+            ("linux/386", Some(4), None),
+            ("linux/s390x", None, None),
+            ("linux/arm64/v9", Some(3), Some(1)),
+        ] {
+            assert_eq!(best_match(&p(wanted), &with), in_with, "{wanted} in with");
+            assert_eq!(
+                best_match(&p(wanted), &without),
+                in_without,
+                "{wanted} in without"
+            );
+        }
+        // An arm64/v8 descriptor with a spelled variant matches a plain arm64 entry and back.
+        assert!(p("linux/arm64").matches(&plat("linux", "arm64", "v8")));
+        assert!(p("linux/arm64/v8").matches(&plat("linux", "aarch64", "")));
+        assert!(!p("linux/arm64").matches(&plat("linux", "arm64", "v8.2")));
+        assert!(!p("linux/arm/v7").matches(&plat("linux", "arm", "v6")));
+        assert!(p("linux/arm/v7").matches(&plat("linux", "arm", "")));
+    }
+
+    #[test]
+    fn arm_prefers_the_best_older_variant_only_when_nothing_better_exists() {
+        let idx = [p("linux/arm/v5"), p("linux/arm/v6"), p("linux/arm/v7")];
+        assert_eq!(best_match(&p("linux/arm/v7"), &idx), Some(2));
+        assert_eq!(best_match(&p("linux/arm/v6"), &idx), Some(1));
+        assert_eq!(best_match(&p("linux/arm/v8"), &idx), Some(2));
+        let older = [p("linux/arm/v5"), p("linux/arm/v6")];
+        assert_eq!(best_match(&p("linux/arm/v7"), &older), Some(1));
+        assert_eq!(best_match(&p("linux/arm/v5"), &[p("linux/arm/v6")]), None);
+        // The first entry wins among equals, as the registry lists them.
+        let twice = [plat("linux", "arm", "v7"), plat("linux", "arm", "")];
+        assert_eq!(best_match(&p("linux/arm"), &twice), Some(0));
+    }
+
+    #[test]
+    fn amd64_micro_architecture_levels() {
+        let idx = [p("linux/amd64/v2"), p("linux/amd64")];
+        assert_eq!(best_match(&p("linux/amd64/v4"), &idx), Some(0));
+        assert_eq!(best_match(&p("linux/amd64/v3"), &idx), Some(0));
+        assert_eq!(best_match(&p("linux/amd64/v2"), &idx), Some(0));
+        assert_eq!(best_match(&p("linux/amd64"), &idx), Some(1));
+        assert_eq!(best_match(&p("linux/amd64"), &[p("linux/amd64/v2")]), None);
+        let v3 = [p("linux/amd64/v3"), p("linux/amd64/v1")];
+        assert_eq!(best_match(&p("linux/amd64/v2"), &v3), Some(1));
+    }
+
+    #[test]
+    fn only_match_crosses_architectures_best_match_does_not() {
+        let arm_only = [p("linux/arm/v7")];
+        assert_eq!(only_match(&p("linux/arm64"), &arm_only), Some(0));
+        assert_eq!(best_match(&p("linux/arm64"), &arm_only), None);
+        let i386 = [p("linux/386")];
+        assert_eq!(only_match(&p("linux/amd64"), &i386), Some(0));
+        assert_eq!(best_match(&p("linux/amd64"), &i386), None);
+        // Same architecture first even when the other one comes first in the index.
+        let both = [p("linux/386"), p("linux/amd64")];
+        assert_eq!(only_match(&p("linux/amd64"), &both), Some(1));
+    }
+
+    #[test]
+    fn windows_versions_match_as_containerd() {
+        let host = |v: &str| p(&format!("windows({v})/amd64"));
+        let img = |v: &str| Platform {
+            os_version: Some(v.into()),
+            ..plat("windows", "amd64", "")
+        };
+        // Before ltsc2022: the build must be equal (revision ignored).
+        assert!(host("10.0.17763").matches(&img("10.0.17763.1234")));
+        assert!(!host("10.0.17763").matches(&img("10.0.17134.1")));
+        // ltsc2022 hosts run ltsc2022 images; 2025 runs 2022..2025; 11 (22621) runs 2022.
+        assert!(host("10.0.20348").matches(&img("10.0.20348.1")));
+        assert!(!host("10.0.20348").matches(&img("10.0.17763.1")));
+        assert!(host("10.0.26100").matches(&img("10.0.20348.1")));
+        assert!(!host("10.0.26100").matches(&img("10.0.26200.1")));
+        assert!(host("10.0.22621").matches(&img("10.0.20348.1")));
+        assert!(!host("10.0.22621").matches(&img("10.0.26100.1")));
+        // Different major.minor never; an empty version on either side always.
+        assert!(!host("6.3.20348").matches(&img("10.0.20348.1")));
+        assert!(p("windows/amd64").matches(&img("10.0.17763.1")));
+        assert!(host("10.0.17763").matches(&plat("windows", "amd64", "")));
+        // The version takes part in picking the image.
+        let idx = [img("10.0.17763.5"), img("10.0.20348.7")];
+        assert_eq!(best_match(&host("10.0.20348"), &idx), Some(1));
+        assert_eq!(best_match(&host("10.0.17763"), &idx), Some(0));
+    }
+
+    #[test]
+    fn machine_and_qemu_names() {
+        for (input, machine, qemu) in [
+            ("linux/amd64", "x86_64", "x86_64"),
+            ("linux/arm64/v8", "aarch64", "aarch64"),
+            ("linux/arm", "armv7l", "arm"),
+            ("linux/arm/v7", "armv7l", "arm"),
+            ("linux/armel", "armv6l", "arm"),
+            ("linux/ppc64le", "ppc64le", "ppc64le"),
+            ("linux/s390x", "s390x", "s390x"),
+            ("linux/386", "i686", "i386"),
+            ("linux/mips64le", "mips64", "mips64el"),
+            ("linux/loong64", "loongarch64", "loongarch64"),
+        ] {
+            assert_eq!(p(input).machine(), Some(machine), "{input}");
+            assert_eq!(p(input).qemu_arch(), Some(qemu), "{input}");
+        }
+        assert_eq!(p("linux/wasm").qemu_arch(), None);
     }
 }

@@ -9,7 +9,8 @@ pub struct BuildArgs {
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
     /// Target platforms, os/arch[/variant], repeatable and comma-separated (default: this
-    /// host's platform; `local` also means it).
+    /// host's platform; `local` also means it; `all` means every platform the base image offers
+    /// that this host can run).
     #[arg(long = "platform", value_name = "PLATFORMS", env = "POLYARCH_PLATFORM")]
     pub platforms: Vec<String>,
     /// The Dockerfile (default: CONTEXT/Dockerfile).
@@ -49,13 +50,16 @@ pub struct BuildArgs {
 /// Resolves `polyarch build` flags into a [`BuildRequest`] (flags, then settings: uv's habit).
 /// Errors name the flag and the value.
 pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
-    let platforms = if args.platforms.is_empty() {
-        vec![Platform::host()]
+    let targets = if args.platforms.is_empty() {
+        crate::platform::Targets {
+            platforms: vec![Platform::host()],
+            all: false,
+        }
     } else {
-        Platform::parse_list(args.platforms.iter().map(String::as_str))
+        Platform::parse_targets(args.platforms.iter().map(String::as_str))
             .map_err(|e| usage("--platform", e.to_string()))?
     };
-    if platforms.is_empty() {
+    if targets.platforms.is_empty() && !targets.all {
         return Err(usage("--platform", "no platform given"));
     }
     let context_dir = std::fs::canonicalize(&args.context).map_err(|e| {
@@ -161,7 +165,8 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
     Ok(BuildRequest {
         context_dir,
         dockerfile,
-        platforms,
+        platforms: targets.platforms,
+        all_platforms: targets.all,
         build_platform: Platform::host(),
         build_args,
         target: args.target.clone(),

@@ -20,6 +20,7 @@ use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
 mod build;
+mod qemu;
 mod render;
 
 use build::run_build;
@@ -57,6 +58,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build an image for each target platform and publish them as one OCI image index.
     Build(BuildArgs),
+    /// Show, install and remove the qemu-user emulators (binfmt_misc handlers) that run foreign
+    /// platforms' programs.
+    Qemu(qemu::QemuArgs),
 }
 
 /// A flag value that does not make sense, with the flag named.
@@ -172,6 +176,7 @@ pub fn main() -> i32 {
     init_tracing(cli.global.verbose);
     let result = match &cli.command {
         Command::Build(args) => run_build(&cli.global, args),
+        Command::Qemu(args) => qemu::run_qemu(&cli.global, args),
     };
     match result {
         Ok(()) => 0,

@@ -44,6 +44,19 @@ pub enum BuildError {
         /// What the index offers, comma-separated.
         available: String,
     },
+    /// `--platform all` found nothing in the base image that this host can run.
+    #[error(
+        "--platform all: this host runs none of the platforms {reference} offers ({})",
+        offered.join(", ")
+    )]
+    NothingRunsHere {
+        /// The base image reference.
+        reference: String,
+        /// What its index offers.
+        offered: Vec<String>,
+        /// Each offered platform with why it does not run.
+        skipped: Vec<String>,
+    },
     /// The base image manifest is of a kind polyarch cannot use.
     #[error("{reference}: unsupported manifest media type {media_type}")]
     UnsupportedManifest {
@@ -163,7 +176,7 @@ impl Classify for BuildError {
             BuildError::Store { source, .. } => source.exit_code(),
             BuildError::Oci { source, .. } => source.exit_code(),
             BuildError::Index(e) => e.exit_code(),
-            BuildError::Internal(_) => ExitCode::Host,
+            BuildError::Internal(_) | BuildError::NothingRunsHere { .. } => ExitCode::Host,
         }
     }
 
@@ -175,6 +188,11 @@ impl Classify for BuildError {
             BuildError::Exec { source, .. } => source.hint(),
             BuildError::Registry { source, .. } => source.hint(),
             BuildError::Layer { source, .. } => source.hint(),
+            BuildError::NothingRunsHere { .. } => Some(
+                "`polyarch qemu status` shows what runs here; `polyarch qemu install ARCH` (as \
+                 root) adds an emulator"
+                    .into(),
+            ),
             BuildError::NoMatchingPlatform { .. } => Some(
                 "pick platforms the base image offers, or use a base image built for this one"
                     .into(),

@@ -37,6 +37,7 @@ use crate::store::{Store, StoreError};
 mod base;
 mod error;
 mod image;
+mod platforms;
 
 pub use error::BuildError;
 use image::build_platform;
@@ -63,6 +64,9 @@ pub struct BuildRequest {
     pub dockerfile: PathBuf,
     /// Target platforms, in the order the index lists them; no two alike after normalisation.
     pub platforms: Vec<Platform>,
+    /// `--platform all`: also every platform the base image offers that this host can run
+    /// (after `platforms`, without duplicates).
+    pub all_platforms: bool,
     /// The platform of this host (for `BUILDPLATFORM`).
     pub build_platform: Platform,
     /// `--build-arg` values.
@@ -155,12 +159,11 @@ pub async fn build<R: Registry, E: Executor>(
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;
 
-    // Everything that can be checked without I/O is checked for every platform before any
-    // platform starts: the stage and base reference, and whether this host can run it.
-    let mut warnings: Vec<String> = df.warnings.clone();
-    let mut selections = Vec::new();
-    for p in &req.platforms {
-        let sel = plan::select(
+    // Everything is checked for every platform before any layer is pulled: the stage and base
+    // reference (no I/O), whether this host runs it (binfmt_misc entries and a probe program),
+    // and whether the base image offers it (its index only).
+    let plan_for = |p: &Platform| {
+        plan::select(
             &df,
             &PlanRequest {
                 target_platform: p.clone(),
@@ -168,7 +171,25 @@ pub async fn build<R: Registry, E: Executor>(
                 build_args: req.build_args.clone(),
                 target_stage: req.target.clone(),
             },
-        )?;
+        )
+    };
+    let first = plan_for(req.platforms.first().unwrap_or(&req.build_platform))?;
+    let needs_run = df.stages[first.stage_index]
+        .instructions
+        .iter()
+        .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
+    let targets = if req.all_platforms {
+        platforms::expand_all(req, deps, &first.base, needs_run).await?
+    } else {
+        req.platforms.clone()
+    };
+    if targets.is_empty() {
+        return Err(BuildError::Usage("no target platform given".into()));
+    }
+    let mut warnings: Vec<String> = df.warnings.clone();
+    let mut selections = Vec::new();
+    for p in &targets {
+        let sel = plan_for(p)?;
         for w in &sel.warnings {
             if !warnings.contains(w) {
                 warnings.push(w.clone());
@@ -176,15 +197,23 @@ pub async fn build<R: Registry, E: Executor>(
         }
         selections.push(sel);
     }
-    let needs_run = selections.first().is_some_and(|sel| {
-        df.stages[sel.stage_index]
-            .instructions
-            .iter()
-            .any(|i| matches!(i.kind, InstructionKind::Run { .. }))
-    });
+    let bases: Vec<(Platform, &BaseImage)> = targets
+        .iter()
+        .cloned()
+        .zip(selections.iter().map(|s| &s.base))
+        .collect();
     if needs_run {
-        for p in &req.platforms {
-            let support = emulation::classify(p, &req.binfmt_dir)?;
+        // Local checks first: a platform this host cannot run fails (exit 4) before any registry
+        // call.
+        let work = deps
+            .store
+            .temp_dir("probe")
+            .map_err(|source| BuildError::Store {
+                platform: "probe".into(),
+                source,
+            })?;
+        for p in &targets {
+            let support = emulation::verify(p, &req.binfmt_dir, work.path())?;
             let runs = match &support {
                 Support::Native => "natively".to_string(),
                 Support::Emulated { handler, .. } => format!("emulated through {handler}"),
@@ -195,8 +224,7 @@ pub async fn build<R: Registry, E: Executor>(
             });
         }
         crate::executor::require_root().map_err(|source| BuildError::Exec {
-            platform: req
-                .platforms
+            platform: targets
                 .iter()
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
@@ -206,6 +234,9 @@ pub async fn build<R: Registry, E: Executor>(
             source,
         })?;
     }
+    // Then the base image must offer every platform (exit 2, listing what it offers); only its
+    // index is fetched.
+    platforms::check_offers(deps, &bases).await?;
     for w in &warnings {
         deps.sink.emit(Event::Warning { message: w.clone() });
     }
@@ -225,8 +256,7 @@ pub async fn build<R: Registry, E: Executor>(
 
     // Fan out: one future per platform, all polled concurrently; the first error drops the
     // others (their sandbox processes are killed on drop) and is returned.
-    let builds = req
-        .platforms
+    let builds = targets
         .iter()
         .zip(selections)
         .map(|(p, sel)| build_platform(&shared, deps, p, sel));

@@ -3,14 +3,187 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use flate2::read::GzDecoder;
 use polyarch::oci::{ImageIndex, ImageManifest};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The machine's binfmt_misc registrations are global: builds run RUN steps through them while
+/// some tests change them. Builds hold this shared ([`TestContext::run`] does it for `build`),
+/// tests that register or remove handlers hold it exclusively ([`BinfmtRestore`]), so the two
+/// never overlap. Do not nest guards in one test (a waiting writer would block the inner one).
+static BINFMT: RwLock<()> = RwLock::new(());
+
+/// A shared hold on the machine's binfmt_misc registrations, for running builds.
+pub fn binfmt_shared() -> RwLockReadGuard<'static, ()> {
+    BINFMT.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The machine's binfmt_misc directory.
+pub const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+
+/// Exclusive hold on the machine's binfmt_misc registrations that puts them back as they were
+/// when dropped, also when the test panics: entries added are removed, entries removed or
+/// changed are registered again (disabled ones disabled again).
+pub struct BinfmtRestore {
+    before: Vec<polyarch::emulation::BinfmtEntry>,
+    _exclusive: RwLockWriteGuard<'static, ()>,
+}
+
+impl BinfmtRestore {
+    /// Waits for running builds to finish, then records the current registrations.
+    pub fn take() -> BinfmtRestore {
+        let exclusive = BINFMT.write().unwrap_or_else(|e| e.into_inner());
+        let before = polyarch::emulation::read_entries(Path::new(BINFMT_DIR))
+            .expect("read binfmt_misc entries");
+        BinfmtRestore {
+            before,
+            _exclusive: exclusive,
+        }
+    }
+}
+
+impl Drop for BinfmtRestore {
+    fn drop(&mut self) {
+        let dir = Path::new(BINFMT_DIR);
+        let now = polyarch::emulation::read_entries(dir).unwrap_or_default();
+        let write = |path: PathBuf, text: &str| {
+            let r = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(text.as_bytes()));
+            if let Err(e) = r {
+                eprintln!(
+                    "restoring binfmt_misc: writing {text:?} to {}: {e}",
+                    path.display()
+                );
+            }
+        };
+        for e in &now {
+            if !self.before.contains(e) {
+                write(dir.join(&e.name), "-1");
+            }
+        }
+        for e in &self.before {
+            if !now.contains(e) {
+                write(dir.join("register"), &e.register_line());
+                if !e.enabled {
+                    write(dir.join(&e.name), "0");
+                }
+            }
+        }
+    }
+}
+
+/// A private binfmt_misc instance (Linux 6.7+ mounts one per user namespace): a user and mount
+/// namespace held open by a `sleep` we start, with binfmt_misc mounted over
+/// /proc/sys/fs/binfmt_misc inside. Commands entered into it (nsenter) see and change only that
+/// instance, so tests can remove handlers, even aarch64's, without touching the machine's.
+pub struct PrivateBinfmt {
+    holder: Child,
+}
+
+impl PrivateBinfmt {
+    /// Creates the namespaces and mounts binfmt_misc in them. Panics when that is impossible.
+    pub fn new() -> PrivateBinfmt {
+        let ns = PrivateBinfmt::unmounted();
+        let r = run(ns.command("mount", &["-t", "binfmt_misc", "binfmt_misc", BINFMT_DIR]));
+        assert_eq!(r.code, 0, "mounting a private binfmt_misc: {}", r.stderr);
+        ns
+    }
+
+    /// The namespaces with an empty directory (a tmpfs) where binfmt_misc would be mounted, as
+    /// on a machine where nobody mounted it.
+    pub fn unmounted() -> PrivateBinfmt {
+        let holder = Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--",
+                "sleep",
+                "3600",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let pid = holder.id();
+        let me = std::fs::read_link("/proc/self/ns/user").unwrap();
+        let started = std::time::Instant::now();
+        // Wait until unshare has entered its namespaces and written its uid map.
+        loop {
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+            let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
+            if ns.is_some_and(|n| n != me) && !map.trim().is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "unshare did not create a user namespace"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let ns = PrivateBinfmt { holder };
+        let r = run(ns.command("mount", &["-t", "tmpfs", "tmpfs", BINFMT_DIR]));
+        assert_eq!(r.code, 0, "hiding binfmt_misc: {}", r.stderr);
+        ns
+    }
+
+    /// `program args...` inside the namespaces (as their root).
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.holder.id().to_string())
+            .args(["--user", "--mount", "--"])
+            .arg(program)
+            .args(args);
+        c
+    }
+
+    /// polyarch inside the namespaces, with its own state directory under the test's.
+    pub fn polyarch(&self, ctx: &TestContext, args: &[&str]) -> Run {
+        let mut c = self.command(env!("CARGO_BIN_EXE_polyarch"), args);
+        c.env_remove("SOURCE_DATE_EPOCH")
+            .env("POLYARCH_PROGRESS", "plain")
+            .env("POLYARCH_STATE_DIR", ctx.dir.path().join("ns-state"));
+        run(c)
+    }
+
+    /// Writes `text` into a file of the private binfmt_misc (`register`, an entry) in one write.
+    pub fn write(&self, file: &str, text: &str) {
+        let path = format!("{BINFMT_DIR}/{file}");
+        let mut c = self.command("tee", &[&path]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("nsenter tee");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "writing {text:?} to {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateBinfmt {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
 
 /// Per-test state: a temp dir, the registry and base image names.
 pub struct TestContext {
@@ -95,8 +268,14 @@ impl TestContext {
         c
     }
 
-    /// Runs polyarch with `args` (and `envs`).
+    /// Runs polyarch with `args` (and `envs`); a `build` holds [`binfmt_shared`] while it runs.
     pub fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let _shared = (args.first() == Some(&"build")).then(binfmt_shared);
+        self.run_unlocked(args, envs)
+    }
+
+    /// Runs polyarch without taking the binfmt_misc lock (for tests that hold it exclusively).
+    pub fn run_unlocked(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
         let mut c = self.command();
         c.args(args);
         for (k, v) in envs {

@@ -5,4 +5,5 @@
 
 mod build;
 mod harness;
+mod qemu;
 mod registry;

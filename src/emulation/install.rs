@@ -1,0 +1,556 @@
+//! `polyarch qemu install` and `uninstall`: registering qemu-user handlers in binfmt_misc and
+//! removing them, verified by running the probe programs.
+//!
+//! Registration format and flags: Linux `Documentation/admin-guide/binfmt-misc.rst`
+//! (`:name:type:offset:magic:mask:interpreter:flags`; `F` opens the interpreter at registration so
+//! that it works inside a chroot, `P` passes the original `argv[0]`, `O` hands the interpreter an
+//! open file descriptor). An interpreter preserves `argv[0]` under `P` if it is Debian's
+//! `<arch>-binfmt-P` wrapper (Debian's qemu patch "linux-user: handle binfmt-misc P flag as a
+//! separate exe name") or qemu 6.0 or newer on Linux 5.12 or newer, which reads the
+//! `AT_FLAGS_PRESERVE_ARGV0` auxiliary vector bit (qemu `linux-user/main.c`).
+
+use std::io::Write;
+use std::process::Command;
+
+use super::status::{binfmt_state, pick_entry};
+use super::*;
+
+/// Where Debian installs the `<arch>-binfmt-P` wrappers (symlinks to `qemu-<arch>-static`).
+const DEBIAN_WRAPPER_DIR: &str = "/usr/libexec/qemu-binfmt";
+
+/// An emulator found for a handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpreter {
+    /// The path to register (not canonicalised: the wrapper's name is what makes it keep
+    /// `argv[0]`).
+    pub path: PathBuf,
+    /// It keeps `argv[0]` when registered with `P`.
+    pub preserves_argv0: bool,
+}
+
+impl Interpreter {
+    /// The flags to register it with: `F` always (chroots), `O`, and `P` when supported.
+    pub fn flags(&self) -> &'static str {
+        if self.preserves_argv0 {
+            "POF"
+        } else {
+            "OF"
+        }
+    }
+}
+
+/// Options of [`install`].
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// The binfmt_misc directory (normally `/proc/sys/fs/binfmt_misc`); mounted when needed.
+    pub binfmt_dir: PathBuf,
+    /// Where probe programs are written.
+    pub work_dir: PathBuf,
+    /// Replace existing registrations that conflict (broken, disabled, without `F`, or simply not
+    /// polyarch's own).
+    pub force: bool,
+}
+
+/// What [`install`] did for one handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// The CPU runs this architecture itself; nothing was registered.
+    Native,
+    /// A working registration was already there and was kept.
+    AlreadyInstalled {
+        /// The entry.
+        entry: BinfmtEntry,
+        /// It is not what polyarch would have registered (someone else's); `--force` replaces it.
+        foreign: bool,
+    },
+    /// A registration was made and the probe ran through it.
+    Installed {
+        /// The new entry as the kernel shows it.
+        entry: BinfmtEntry,
+        /// Entries removed first (`--force`).
+        replaced: Vec<String>,
+    },
+    /// The architecture does not run here now.
+    Failed {
+        /// What went wrong, naming the entry, interpreter or probe result.
+        reason: String,
+        /// An existing registration is in the way: `--force` would replace it.
+        needs_force: bool,
+        /// Any other fix, when known.
+        hint: Option<String>,
+    },
+}
+
+impl InstallOutcome {
+    /// True when the architecture now runs here.
+    pub fn ok(&self) -> bool {
+        !matches!(self, InstallOutcome::Failed { .. })
+    }
+}
+
+/// What [`uninstall`] did for one handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UninstallOutcome {
+    /// These entries were removed.
+    Removed {
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// Nothing handled this architecture.
+    NotInstalled,
+}
+
+fn require_root() -> Result<(), EmulationError> {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        Ok(())
+    } else {
+        Err(EmulationError::NotRoot { uid: uid.as_raw() })
+    }
+}
+
+/// Mounts binfmt_misc at `dir` unless it is mounted there already.
+fn ensure_mounted(dir: &Path) -> Result<(), EmulationError> {
+    if dir.join("register").exists() {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("binfmt_misc"),
+        dir,
+        Some("binfmt_misc"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| EmulationError::Mount {
+        dir: dir.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// Writes one control string into a binfmt_misc file in a single write(2), as the kernel expects.
+fn write_control(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let n = f.write(text.as_bytes())?;
+    if n != text.len() {
+        return Err(std::io::Error::other(format!(
+            "short write ({n} of {} bytes)",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+fn remove_entry(dir: &Path, name: &str) -> Result<(), EmulationError> {
+    let path = dir.join(name);
+    match write_control(&path, "-1") {
+        Ok(()) => Ok(()),
+        // Gone already (someone else removed it): the goal is reached.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(EmulationError::Unregister {
+            name: name.to_string(),
+            path,
+            source,
+        }),
+    }
+}
+
+/// True when `path` is an ELF executable without a `PT_INTERP` program header (a static program,
+/// loadable inside any chroot). ELF gABI: `e_phoff`, `e_phentsize`, `e_phnum`; `PT_INTERP` = 3.
+fn is_static_elf(path: &Path) -> std::io::Result<bool> {
+    let bytes = std::fs::read(path)?;
+    let bad = || std::io::Error::other("truncated ELF header");
+    if bytes.len() < 52 || &bytes[..4] != b"\x7fELF" {
+        return Ok(false);
+    }
+    let is64 = bytes[4] == 2;
+    let big = bytes[5] == 2;
+    let rd = |off: usize, len: usize| -> std::io::Result<u64> {
+        let s = bytes.get(off..off + len).ok_or_else(bad)?;
+        let mut v = 0u64;
+        for i in 0..len {
+            let b = if big { s[i] } else { s[len - 1 - i] };
+            v = (v << 8) | u64::from(b);
+        }
+        Ok(v)
+    };
+    let (phoff, phentsize, phnum) = if is64 {
+        (rd(32, 8)?, rd(54, 2)?, rd(56, 2)?)
+    } else {
+        (rd(28, 4)?, rd(42, 2)?, rd(44, 2)?)
+    };
+    for i in 0..phnum {
+        let off = usize::try_from(phoff + i * phentsize).map_err(|_| bad())?;
+        if rd(off, 4)? == 3 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// `(major, minor)` of the running kernel, from uname(2).
+fn kernel_version() -> (u32, u32) {
+    let u = rustix::system::uname();
+    let release = u.release().to_string_lossy().into_owned();
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// qemu's major version from `qemu-<arch>-static --version` (`qemu-aarch64 version 7.2.22 ...`).
+fn qemu_major(path: &Path) -> Option<u32> {
+    let out = Command::new(path).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rest = &text[text.find("version ")? + "version ".len()..];
+    rest.split('.').next()?.trim().parse().ok()
+}
+
+/// Finds the emulator to register for `handler`, the way Debian lays qemu out: first the
+/// `<arch>-binfmt-P` wrapper (in `$PATH` or `/usr/libexec/qemu-binfmt`), which keeps `argv[0]`
+/// under `P`; then `qemu-<arch>-static` in `$PATH`, which keeps it if it is qemu 6.0+ on Linux
+/// 5.12+. Candidates must be static executables (with `F` the kernel loads them inside the
+/// build's chroot). Errors say what was looked for and where.
+pub fn find_interpreter(handler: &Handler) -> Result<Interpreter, String> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.push(PathBuf::from(DEBIAN_WRAPPER_DIR));
+    let search = std::env::join_paths(&dirs).unwrap_or(path);
+    let cwd = PathBuf::from("/");
+    let wrapper = format!("{}-binfmt-P", handler.name);
+    let mut notes = Vec::new();
+    let mut candidates = Vec::new();
+    match which::which_in(&wrapper, Some(&search), &cwd) {
+        Ok(p) => candidates.push((p, true)),
+        Err(_) => notes.push(format!("no {wrapper} in $PATH or {DEBIAN_WRAPPER_DIR}")),
+    }
+    match which::which_in(&handler.qemu, Some(&search), &cwd) {
+        Ok(p) => {
+            let new_enough = qemu_major(&p).is_some_and(|m| m >= 6) && kernel_version() >= (5, 12);
+            candidates.push((p, new_enough));
+        }
+        Err(_) => notes.push(format!("no {} in $PATH", handler.qemu)),
+    }
+    for (p, preserves_argv0) in candidates {
+        match is_static_elf(&p) {
+            Ok(true) => {
+                return Ok(Interpreter {
+                    path: p,
+                    preserves_argv0,
+                })
+            }
+            Ok(false) => notes.push(format!(
+                "{} is not a static executable, so it would not load inside a build's root",
+                p.display()
+            )),
+            Err(e) => notes.push(format!("cannot read {}: {e}", p.display())),
+        }
+    }
+    Err(notes.join("; "))
+}
+
+/// The line polyarch registers for `handler` with `interp`.
+fn register_line(handler: &Handler, interp: &Interpreter) -> String {
+    format!(
+        ":qemu-{}:M::{}:{}:{}:{}",
+        handler.name,
+        handler.magic,
+        handler.mask,
+        interp.path.display(),
+        interp.flags()
+    )
+}
+
+/// True when `entry` is exactly what polyarch registers for `handler` with `interp` (flags
+/// compared as sets: the kernel prints them in its own order).
+fn is_ours(entry: &BinfmtEntry, handler: &Handler, interp: &Interpreter) -> bool {
+    let set = |f: &str| {
+        let mut v: Vec<char> = f.chars().collect();
+        v.sort_unstable();
+        v
+    };
+    entry.name == format!("qemu-{}", handler.name)
+        && entry.enabled
+        && entry.interpreter == interp.path
+        && set(&entry.flags) == set(interp.flags())
+        && entry.matcher
+            == EntryMatch::Magic {
+                offset: 0,
+                magic: handler.magic_bytes(),
+                mask: Some(handler.mask_bytes()),
+            }
+}
+
+/// Registers (or keeps) a qemu-user handler for each of `handlers` so that its probe runs, then
+/// proves it by running the probe in a chroot. Idempotent: a working registration is kept; a
+/// conflicting one (disabled, without `F`, broken, `argv[0]` lost, or an entry of the same name for
+/// other binaries) is reported and replaced only with `force`, which also replaces working
+/// registrations that are not polyarch's own.
+///
+/// Errors (exit 4) when this process is not root, binfmt_misc cannot be mounted or is disabled,
+/// or entries cannot be read or removed; per-architecture failures are
+/// [`InstallOutcome::Failed`].
+pub fn install(
+    handlers: &[&'static Handler],
+    opts: &InstallOptions,
+) -> Result<Vec<InstallOutcome>, EmulationError> {
+    require_root()?;
+    let dir = opts.binfmt_dir.as_path();
+    ensure_mounted(dir)?;
+    let (_, enabled) = binfmt_state(dir);
+    if !enabled {
+        return Err(EmulationError::GloballyDisabled {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let native = native_architectures();
+    let mut out = Vec::new();
+    for &h in handlers {
+        let is_native = h.architectures.iter().any(|a| native.contains(&a.as_str()));
+        out.push(install_one(h, is_native, opts)?);
+    }
+    Ok(out)
+}
+
+fn install_one(
+    h: &'static Handler,
+    is_native: bool,
+    opts: &InstallOptions,
+) -> Result<InstallOutcome, EmulationError> {
+    let dir = opts.binfmt_dir.as_path();
+    let work = opts.work_dir.as_path();
+    let entries = read_entries(dir)?;
+    let probe = run_probe(h, work, Isolation::Chroot)?;
+    let current = super::status::judge(h, is_native, &entries, probe, (dir, true, true));
+    if current.runs == Runs::Native {
+        return Ok(InstallOutcome::Native);
+    }
+    let own_name = format!("qemu-{}", h.name);
+    // Everything that handles this architecture, and an entry that would block our name.
+    let mut in_the_way: Vec<&BinfmtEntry> = entries.iter().filter(|e| e.runs(h)).collect();
+    if let Some(clash) = entries.iter().find(|e| e.name == own_name && !e.runs(h)) {
+        in_the_way.push(clash);
+    }
+    let interp = find_interpreter(h);
+    if current.runs == Runs::Emulated {
+        let entry = pick_entry(h, &entries).cloned();
+        let foreign = match (&entry, &interp) {
+            (Some(e), Ok(i)) => !is_ours(e, h, i),
+            _ => true,
+        };
+        if !(opts.force && foreign) {
+            if let Some(entry) = entry {
+                return Ok(InstallOutcome::AlreadyInstalled { entry, foreign });
+            }
+        }
+    } else if !in_the_way.is_empty() && !opts.force {
+        let names: Vec<String> = in_the_way.iter().map(|e| format!("{:?}", e.name)).collect();
+        // The reason names the entries; `--force` (the CLI's hint) removes them.
+        let reason = match &current.problem {
+            Some(p) if in_the_way.iter().any(|e| e.runs(h)) => {
+                format!("an existing registration does not work: {p}")
+            }
+            _ => format!(
+                "an entry named {own_name:?} exists but handles other binaries ({})",
+                names.join(", ")
+            ),
+        };
+        return Ok(InstallOutcome::Failed {
+            reason,
+            needs_force: true,
+            hint: None,
+        });
+    }
+    let interp = match interp {
+        Ok(i) => i,
+        Err(notes) => {
+            return Ok(InstallOutcome::Failed {
+                reason: format!("no usable qemu-user emulator for {}: {notes}", h.name),
+                needs_force: false,
+                hint: Some(
+                    "install Debian's qemu-user-static (`apt-get install qemu-user-static`)".into(),
+                ),
+            })
+        }
+    };
+    let mut replaced = Vec::new();
+    for e in &in_the_way {
+        remove_entry(dir, &e.name)?;
+        replaced.push(e.name.clone());
+    }
+    let line = register_line(h, &interp);
+    if let Err(e) = write_control(&dir.join("register"), &line) {
+        return Ok(InstallOutcome::Failed {
+            reason: format!("the kernel refused the registration {line:?}: {e}"),
+            needs_force: false,
+            hint: None,
+        });
+    }
+    let probe = run_probe(h, work, Isolation::Chroot)?;
+    if !probe.ran() {
+        remove_entry(dir, &own_name)?;
+        return Ok(InstallOutcome::Failed {
+            reason: format!(
+                "registered {line:?}, but the probe {}; the registration was removed again",
+                probe.describe()
+            ),
+            needs_force: false,
+            hint: None,
+        });
+    }
+    let entry = read_entries(dir)?
+        .into_iter()
+        .find(|e| e.name == own_name)
+        .ok_or_else(|| EmulationError::Read {
+            path: dir.join(&own_name),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the new entry vanished after registration",
+            ),
+        })?;
+    Ok(InstallOutcome::Installed { entry, replaced })
+}
+
+/// Removes every binfmt_misc entry that handles each of `handlers`' architectures (matched by
+/// magic and mask, whatever its name) and any entry named `qemu-<name>`. Errors (exit 4) when
+/// not root or an entry cannot be removed; an unmounted binfmt_misc has nothing to remove.
+pub fn uninstall(
+    handlers: &[&'static Handler],
+    binfmt_dir: &Path,
+) -> Result<Vec<UninstallOutcome>, EmulationError> {
+    require_root()?;
+    let (mounted, _) = binfmt_state(binfmt_dir);
+    let mut out = Vec::new();
+    for &h in handlers {
+        if !mounted {
+            out.push(UninstallOutcome::NotInstalled);
+            continue;
+        }
+        let own_name = format!("qemu-{}", h.name);
+        let names: Vec<String> = read_entries(binfmt_dir)?
+            .into_iter()
+            .filter(|e| e.runs(h) || e.name == own_name)
+            .map(|e| e.name)
+            .collect();
+        if names.is_empty() {
+            out.push(UninstallOutcome::NotInstalled);
+            continue;
+        }
+        for n in &names {
+            remove_entry(binfmt_dir, n)?;
+        }
+        out.push(UninstallOutcome::Removed { names });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str) -> &'static Handler {
+        handlers().iter().find(|h| h.name == name).unwrap()
+    }
+
+    #[test]
+    fn finds_debians_wrapper_first_and_it_is_static() {
+        let Ok(i) = find_interpreter(row("aarch64")) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "qemu-user-static missing under CI"
+            );
+            return;
+        };
+        if Path::new("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists() {
+            // The wrapper's own path, not the qemu binary it links to.
+            assert_eq!(
+                i.path,
+                PathBuf::from("/usr/libexec/qemu-binfmt/aarch64-binfmt-P")
+            );
+            assert!(i.preserves_argv0);
+            assert_eq!(i.flags(), "POF");
+        }
+        assert!(is_static_elf(&i.path).unwrap());
+    }
+
+    #[test]
+    fn dynamic_and_non_elf_files_are_not_static() {
+        // The test binary itself is dynamically linked (PT_INTERP); a text file is no ELF.
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_static_elf(&me).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("t");
+        std::fs::write(&txt, "#!/bin/sh\n").unwrap();
+        assert!(!is_static_elf(&txt).unwrap());
+        // Every probe is a static ELF by construction.
+        for h in handlers() {
+            let f = dir.path().join(&h.name);
+            std::fs::write(&f, probe_elf(h).unwrap()).unwrap();
+            assert!(is_static_elf(&f).unwrap(), "{}", h.name);
+        }
+    }
+
+    #[test]
+    fn registration_lines_and_identity() {
+        let h = row("riscv64");
+        let i = Interpreter {
+            path: "/usr/libexec/qemu-binfmt/riscv64-binfmt-P".into(),
+            preserves_argv0: true,
+        };
+        let line = register_line(h, &i);
+        assert!(line.starts_with(":qemu-riscv64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01"));
+        assert!(line.ends_with(":/usr/libexec/qemu-binfmt/riscv64-binfmt-P:POF"));
+        // What the kernel shows after registering that line is "ours", in any flag order.
+        let shown = BinfmtEntry::parse(
+            "qemu-riscv64",
+            "enabled\ninterpreter /usr/libexec/qemu-binfmt/riscv64-binfmt-P\nflags: POF\n\
+             offset 0\nmagic 7f454c460201010000000000000000000200f300\n\
+             mask ffffffffffffff00fffffffffffffffffeffffff\n",
+        )
+        .unwrap();
+        assert!(is_ours(&shown, h, &i));
+        let mut other = shown.clone();
+        other.flags = "F".into();
+        assert!(!is_ours(&other, h, &i));
+        let mut other = shown.clone();
+        other.name = "riscv".into();
+        assert!(!is_ours(&other, h, &i));
+        // An entry's own register line reproduces it (used to restore replaced entries).
+        let again = shown.register_line();
+        assert_eq!(
+            again,
+            ":qemu-riscv64:M:0:\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\
+             \\x00\\x00\\x00\\x02\\x00\\xf3\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\
+             \\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:\
+             /usr/libexec/qemu-binfmt/riscv64-binfmt-P:POF"
+        );
+        assert_eq!(
+            Interpreter {
+                path: "/usr/bin/qemu-riscv64-static".into(),
+                preserves_argv0: false
+            }
+            .flags(),
+            "OF"
+        );
+    }
+
+    #[test]
+    fn kernel_and_qemu_versions_parse() {
+        let (major, _) = kernel_version();
+        assert!(major >= 3, "{major}");
+        if let Ok(q) = which::which("qemu-aarch64-static") {
+            assert!(qemu_major(&q).is_some_and(|m| m >= 2));
+        }
+    }
+
+    #[test]
+    fn not_root_is_an_error_with_exit_4() {
+        if rustix::process::geteuid().is_root() {
+            return;
+        }
+        let err = uninstall(&[row("riscv64")], Path::new("/proc/sys/fs/binfmt_misc")).unwrap_err();
+        assert!(matches!(err, EmulationError::NotRoot { .. }));
+        assert_eq!(err.exit_code(), ExitCode::Host);
+    }
+}

@@ -1,0 +1,580 @@
+//! Probe programs: a minimal static ELF executable per handler, built from the machine code in
+//! `qemu/probes.toml`, and running one through the kernel to see what really happens.
+//!
+//! Each probe writes its own `argv[0]` (20 bytes) to stdout and exits 0. It is started with
+//! `argv[0]` set to [`probe_marker`], inside an otherwise empty root directory when this process
+//! may `chroot` (root), so the run exercises exactly what a `RUN` step needs: a binfmt_misc
+//! handler that matches, is enabled, has its interpreter opened at registration (`F`, since the
+//! chroot holds no qemu) and preserves `argv[0]` (`P`).
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// The probe table, `qemu/probes.toml`, compiled in.
+const PROBES_TOML: &str = include_str!("../../qemu/probes.toml");
+
+/// Where the single PT_LOAD segment is mapped (above every architecture's `mmap_min_addr`).
+const LOAD_ADDRESS: u64 = 0x40_0000;
+/// Segment alignment: the largest page size of the architectures in the table (64 KiB).
+const SEGMENT_ALIGN: u64 = 0x1_0000;
+
+#[derive(Debug, Deserialize)]
+struct ProbeFile {
+    marker: String,
+    probe: Vec<ProbeDef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProbeDef {
+    handler: String,
+    e_flags: u32,
+    insn: Vec<Insn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Insn {
+    #[allow(dead_code)] // documentation in the data file; shown by tests on failure
+    asm: String,
+    word: Option<u32>,
+    bytes: Option<String>,
+}
+
+fn probe_file() -> &'static ProbeFile {
+    static FILE: OnceLock<ProbeFile> = OnceLock::new();
+    FILE.get_or_init(|| {
+        // Compiled in and parsed by a unit test (`every_handler_has_a_probe`): a failure here is a
+        // build defect; an empty table then makes every probe report "no probe".
+        toml::from_str(PROBES_TOML).unwrap_or(ProbeFile {
+            marker: String::new(),
+            probe: Vec::new(),
+        })
+    })
+}
+
+/// The `argv[0]` every probe is started with and prints back when the handler preserves it.
+pub fn probe_marker() -> &'static str {
+    &probe_file().marker
+}
+
+/// The probe executable for `handler`: an ELF header (class, byte order and `e_machine` taken
+/// from the handler's magic), one `PT_LOAD` program header mapping the whole file read+execute at
+/// 0x400000, then the code (ELF gABI "ELF Header", "Program Header"). `None` when
+/// `qemu/probes.toml` has no program for this handler or its data is malformed.
+pub fn probe_elf(handler: &Handler) -> Option<Vec<u8>> {
+    let def = probe_file()
+        .probe
+        .iter()
+        .find(|p| p.handler == handler.name)?;
+    let magic = handler.magic_bytes();
+    if magic.len() < 20 {
+        return None;
+    }
+    let is64 = magic[4] == 2; // EI_CLASS: 1 ELFCLASS32, 2 ELFCLASS64
+    let big = magic[5] == 2; // EI_DATA: 1 little, 2 big endian
+    let machine = if big {
+        u16::from_be_bytes([magic[18], magic[19]])
+    } else {
+        u16::from_le_bytes([magic[18], magic[19]])
+    };
+    let mut code = Vec::new();
+    for i in &def.insn {
+        match (i.word, &i.bytes) {
+            (Some(w), None) => code.extend(if big {
+                w.to_be_bytes()
+            } else {
+                w.to_le_bytes()
+            }),
+            (None, Some(b)) => {
+                for h in b.split_whitespace() {
+                    code.push(u8::from_str_radix(h, 16).ok()?);
+                }
+            }
+            _ => return None,
+        }
+    }
+    let mut w = ElfWriter {
+        out: Vec::new(),
+        big,
+    };
+    let (ehsize, phentsize) = if is64 { (64u16, 56u16) } else { (52, 32) };
+    let total = u64::from(ehsize) + u64::from(phentsize) + code.len() as u64;
+    let entry = LOAD_ADDRESS + u64::from(ehsize) + u64::from(phentsize);
+    // e_ident: magic, class, data, EI_VERSION 1, EI_OSABI 0 (System V), padding.
+    w.out.extend_from_slice(b"\x7fELF");
+    w.out.extend_from_slice(&[magic[4], magic[5], 1, 0]);
+    w.out.extend_from_slice(&[0; 8]);
+    w.u16(2); // e_type ET_EXEC
+    w.u16(machine);
+    w.u32(1); // e_version
+    w.addr(is64, entry);
+    w.addr(is64, u64::from(ehsize)); // e_phoff: right after the header
+    w.addr(is64, 0); // e_shoff: no sections
+    w.u32(def.e_flags);
+    w.u16(ehsize);
+    w.u16(phentsize);
+    w.u16(1); // e_phnum
+    w.u16(if is64 { 64 } else { 40 }); // e_shentsize
+    w.u16(0); // e_shnum
+    w.u16(0); // e_shstrndx
+    const PT_LOAD: u32 = 1;
+    const PF_R_X: u32 = 4 | 1;
+    if is64 {
+        w.u32(PT_LOAD);
+        w.u32(PF_R_X);
+        w.u64(0); // p_offset
+        w.u64(LOAD_ADDRESS); // p_vaddr
+        w.u64(LOAD_ADDRESS); // p_paddr
+        w.u64(total); // p_filesz
+        w.u64(total); // p_memsz
+        w.u64(SEGMENT_ALIGN);
+    } else {
+        w.u32(PT_LOAD);
+        w.u32(0); // p_offset
+        w.u32(LOAD_ADDRESS as u32);
+        w.u32(LOAD_ADDRESS as u32);
+        w.u32(total as u32);
+        w.u32(total as u32);
+        w.u32(PF_R_X);
+        w.u32(SEGMENT_ALIGN as u32);
+    }
+    w.out.extend_from_slice(&code);
+    Some(w.out)
+}
+
+struct ElfWriter {
+    out: Vec<u8>,
+    big: bool,
+}
+
+impl ElfWriter {
+    fn u16(&mut self, v: u16) {
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend_from_slice(&b);
+    }
+    fn u32(&mut self, v: u32) {
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend_from_slice(&b);
+    }
+    fn u64(&mut self, v: u64) {
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend_from_slice(&b);
+    }
+    fn addr(&mut self, is64: bool, v: u64) {
+        if is64 {
+            self.u64(v)
+        } else {
+            self.u32(v as u32)
+        }
+    }
+}
+
+/// How a probe is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Inside an empty directory made the root (`chroot`), as a RUN step sees binfmt_misc: a
+    /// handler without `F` fails here. Needs root.
+    Chroot,
+    /// From the host's file system: what a non-root caller can check; a handler's `F` flag is then
+    /// judged from its entry.
+    Host,
+}
+
+impl Isolation {
+    /// [`Isolation::Chroot`] when this process is root (effective uid 0), else [`Isolation::Host`].
+    pub fn for_this_process() -> Isolation {
+        if rustix::process::geteuid().is_root() {
+            Isolation::Chroot
+        } else {
+            Isolation::Host
+        }
+    }
+}
+
+/// What happened when a probe ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// It ran, exited 0 and printed its `argv[0]` back.
+    Ran,
+    /// It ran and exited 0 but printed something else: `argv[0]` was not preserved (no `P`).
+    ArgvLost {
+        /// What it printed instead (lossy UTF-8, NULs shown as `\0`).
+        printed: String,
+    },
+    /// The kernel refused to start it (`execve` failed).
+    ExecFailed {
+        /// The errno, when known (`ENOEXEC` 8: nothing handles the format; `ENOENT` 2: the
+        /// interpreter is not found, e.g. inside a chroot without `F`).
+        errno: Option<i32>,
+        /// The error text.
+        message: String,
+    },
+    /// It started but exited non-zero or was killed by a signal: the interpreter is broken.
+    Failed {
+        /// `exit status N` or `signal N`.
+        status: String,
+        /// The last line it printed on stderr, if any.
+        stderr: String,
+    },
+    /// It did not finish within the time limit and was killed.
+    TimedOut {
+        /// The limit in seconds.
+        seconds: u64,
+    },
+    /// polyarch has no probe program for this handler.
+    NoProbe,
+}
+
+impl ProbeResult {
+    /// True for [`ProbeResult::Ran`].
+    pub fn ran(&self) -> bool {
+        matches!(self, ProbeResult::Ran)
+    }
+
+    /// One line for humans.
+    pub fn describe(&self) -> String {
+        match self {
+            ProbeResult::Ran => "ran, argv[0] preserved".into(),
+            ProbeResult::ArgvLost { printed } => {
+                format!("ran but argv[0] was not preserved (it saw {printed:?})")
+            }
+            ProbeResult::ExecFailed { message, .. } => format!("could not start: {message}"),
+            ProbeResult::Failed { status, stderr } if stderr.is_empty() => {
+                format!("started but ended with {status}")
+            }
+            ProbeResult::Failed { status, stderr } => {
+                format!("started but ended with {status}: {stderr}")
+            }
+            ProbeResult::TimedOut { seconds } => format!("did not finish within {seconds} s"),
+            ProbeResult::NoProbe => "no probe program for this architecture".into(),
+        }
+    }
+
+    /// A short machine-readable name (`ran`, `argv0-lost`, `exec-failed`, `failed`, `timed-out`,
+    /// `no-probe`), used in `polyarch qemu status --json`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeResult::Ran => "ran",
+            ProbeResult::ArgvLost { .. } => "argv0-lost",
+            ProbeResult::ExecFailed { .. } => "exec-failed",
+            ProbeResult::Failed { .. } => "failed",
+            ProbeResult::TimedOut { .. } => "timed-out",
+            ProbeResult::NoProbe => "no-probe",
+        }
+    }
+}
+
+/// How long one probe may take (qemu starts in milliseconds; a hung interpreter is broken).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Writes `handler`'s probe into a fresh directory under `work_dir` and runs it through the
+/// kernel (so binfmt_misc decides how), isolated as `isolation` says, with [`PROBE_TIMEOUT`].
+///
+/// Errors only when the probe cannot be set up (the directory or file cannot be written); every
+/// outcome of running it is a [`ProbeResult`].
+pub fn run_probe(
+    handler: &Handler,
+    work_dir: &Path,
+    isolation: Isolation,
+) -> Result<ProbeResult, EmulationError> {
+    let Some(elf) = probe_elf(handler) else {
+        return Ok(ProbeResult::NoProbe);
+    };
+    let setup = |path: &Path, source| EmulationError::ProbeSetup {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(work_dir).map_err(|e| setup(work_dir, e))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("probe-{}-", handler.name))
+        .tempdir_in(work_dir)
+        .map_err(|e| setup(work_dir, e))?;
+    let file = dir.path().join("probe");
+    std::fs::write(&file, &elf).map_err(|e| setup(&file, e))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| setup(&file, e))?;
+    let root = match isolation {
+        Isolation::Host => None,
+        Isolation::Chroot => Some(dir.path()),
+    };
+    let exec = ExecArgs::new(&file, root).map_err(|e| setup(&file, e))?;
+    // std runs programs with execvp(3), which glibc retries through /bin/sh when execve(2) fails
+    // with ENOEXEC; that would turn "nothing handles this format" into a shell error. So the
+    // child makes the execve(2) call itself.
+    let mut cmd = Command::new(&file);
+    // SAFETY: runs in the forked child before std's own exec. It makes only the chroot(2),
+    // chdir(2) and execve(2) system calls, on strings and pointer arrays prepared before the fork
+    // (no allocation, no locks), all async-signal-safe. execve returns only on failure, which is
+    // returned as the spawn error.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The whole value is captured (not its fields one by one), so the closure is Send.
+            let exec = &exec;
+            if let Some(root) = &exec.root {
+                rustix::process::chroot(root.as_c_str())?;
+                rustix::process::chdir(c"/")?;
+            }
+            nix::libc::execve(
+                exec.path.as_ptr(),
+                exec.argv_ptrs.as_ptr(),
+                exec.envp_ptrs.as_ptr(),
+            );
+            Err(std::io::Error::last_os_error())
+        });
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(ProbeResult::ExecFailed {
+                errno: e.raw_os_error(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if started.elapsed() >= PROBE_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(ProbeResult::TimedOut {
+                    seconds: PROBE_TIMEOUT.as_secs(),
+                });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => {
+                return Ok(ProbeResult::Failed {
+                    status: format!("an error waiting for it ({e})"),
+                    stderr: String::new(),
+                })
+            }
+        }
+    };
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_end(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_end(&mut err);
+    }
+    if let Some(sig) = status.signal() {
+        return Ok(ProbeResult::Failed {
+            status: format!("signal {sig}"),
+            stderr: last_line(&err),
+        });
+    }
+    match status.code() {
+        Some(0) if out == probe_marker().as_bytes() => Ok(ProbeResult::Ran),
+        Some(0) => Ok(ProbeResult::ArgvLost {
+            printed: String::from_utf8_lossy(&out).replace('\0', "\\0"),
+        }),
+        Some(n) => Ok(ProbeResult::Failed {
+            status: format!("exit status {n}"),
+            stderr: last_line(&err),
+        }),
+        None => Ok(ProbeResult::Failed {
+            status: "an unknown status".into(),
+            stderr: last_line(&err),
+        }),
+    }
+}
+
+/// The execve(2) arguments of a probe, prepared before the fork: the program (`/probe` inside
+/// the chroot, else its host path), argv (just the marker) and the environment (one padding
+/// variable, so that a 20-byte read of a shorter `argv[0]` stays inside the strings on the stack).
+struct ExecArgs {
+    path: CString,
+    root: Option<CString>,
+    _strings: Vec<CString>,
+    argv_ptrs: Vec<*const std::ffi::c_char>,
+    envp_ptrs: Vec<*const std::ffi::c_char>,
+}
+
+// SAFETY: the raw pointers point into the heap buffers of `_strings`, owned by the same value
+// and never mutated; the value is only read (in the forked child).
+unsafe impl Send for ExecArgs {}
+// SAFETY: as above; shared access is read-only.
+unsafe impl Sync for ExecArgs {}
+
+impl ExecArgs {
+    fn new(file: &Path, root: Option<&Path>) -> std::io::Result<ExecArgs> {
+        let cstr = |b: &[u8]| CString::new(b).map_err(std::io::Error::other);
+        let path = match root {
+            Some(_) => cstr(b"/probe")?,
+            None => cstr(file.as_os_str().as_bytes())?,
+        };
+        let root = root.map(|r| cstr(r.as_os_str().as_bytes())).transpose()?;
+        let strings = vec![
+            cstr(probe_marker().as_bytes())?,
+            cstr(format!("POLYARCH_PROBE_PAD={}", "x".repeat(64)).as_bytes())?,
+        ];
+        let argv_ptrs = vec![strings[0].as_ptr(), std::ptr::null()];
+        let envp_ptrs = vec![strings[1].as_ptr(), std::ptr::null()];
+        Ok(ExecArgs {
+            path,
+            root,
+            _strings: strings,
+            argv_ptrs,
+            envp_ptrs,
+        })
+    }
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_handler_has_a_probe_that_its_own_entry_matches() {
+        let file: ProbeFile = toml::from_str(PROBES_TOML).expect("qemu/probes.toml parses");
+        assert_eq!(file.marker.len(), 20, "the probes write exactly 20 bytes");
+        for h in handlers() {
+            let elf = probe_elf(h).unwrap_or_else(|| panic!("no probe for {}", h.name));
+            // The kernel would pick this handler's entry for the probe, and no other row's.
+            for other in handlers() {
+                let entry = BinfmtEntry {
+                    name: other.name.clone(),
+                    enabled: true,
+                    interpreter: other.interpreter.clone().into(),
+                    flags: other.flags.clone(),
+                    matcher: EntryMatch::Magic {
+                        offset: 0,
+                        magic: other.magic_bytes(),
+                        mask: Some(other.mask_bytes()),
+                    },
+                };
+                assert_eq!(
+                    entry.matches_header(&elf),
+                    other.name == h.name,
+                    "{} probe vs {} entry",
+                    h.name,
+                    other.name
+                );
+            }
+            assert!(elf.len() < 200, "{}: {} bytes", h.name, elf.len());
+        }
+        for def in &file.probe {
+            assert!(
+                handlers().iter().any(|h| h.name == def.handler),
+                "probe for unknown handler {}",
+                def.handler
+            );
+            for i in &def.insn {
+                assert!(
+                    i.word.is_some() != i.bytes.is_some(),
+                    "{}: {:?} needs exactly one of word/bytes",
+                    def.handler,
+                    i.asm
+                );
+            }
+        }
+    }
+
+    /// Runs every probe directly under Debian's `qemu-<name>-static` (no binfmt_misc involved):
+    /// `-0` sets the guest's argv[0], so each must print the marker and exit 0. This is what
+    /// proves the hand-assembled code in `qemu/probes.toml`.
+    #[test]
+    fn every_probe_runs_under_its_qemu() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ran = 0;
+        for h in handlers() {
+            let Ok(qemu) = which::which(&h.qemu) else {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{} missing under CI (install qemu-user-static)",
+                    h.qemu
+                );
+                continue;
+            };
+            let file = dir.path().join(format!("probe-{}", h.name));
+            std::fs::write(&file, probe_elf(h).unwrap()).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let out = Command::new(&qemu)
+                .args(["-0", probe_marker()])
+                .arg(&file)
+                .env_clear()
+                .env("POLYARCH_PROBE_PAD", "x".repeat(64))
+                .output()
+                .unwrap();
+            assert_eq!(
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                ),
+                (Some(0), probe_marker().to_string()),
+                "{} under {}: stderr {}",
+                h.name,
+                qemu.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        }
+        if std::env::var_os("CI").is_some() {
+            assert_eq!(ran, handlers().len());
+        }
+    }
+
+    #[test]
+    fn the_native_probe_runs_on_the_host_and_keeps_argv0() {
+        // No emulation involved: the host's own architecture runs its probe directly.
+        let host = Platform::host();
+        let Some(h) = handler_for(&host) else { return };
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            run_probe(h, dir.path(), Isolation::Host).unwrap(),
+            ProbeResult::Ran
+        );
+        if Isolation::for_this_process() == Isolation::Chroot {
+            assert_eq!(
+                run_probe(h, dir.path(), Isolation::Chroot).unwrap(),
+                ProbeResult::Ran
+            );
+        }
+    }
+
+    #[test]
+    fn describe_and_kind() {
+        let r = ProbeResult::ExecFailed {
+            errno: Some(8),
+            message: "Exec format error (os error 8)".into(),
+        };
+        assert_eq!(r.kind(), "exec-failed");
+        assert!(r.describe().contains("Exec format error"));
+        assert!(!r.ran());
+        assert_eq!(last_line(b"a\nqemu: boom\n\n"), "qemu: boom");
+    }
+}
