@@ -5,7 +5,9 @@
 //!   `upperdir` = the diff), so the kernel records the changes as they happen.
 //! - **copy**: for hosts where overlayfs cannot be mounted (the state directory is on a
 //!   filesystem overlayfs refuses as upper, such as overlayfs itself; the kernel lacks it; the
-//!   mount is not permitted; or layer paths overlayfs cannot take). The merged view of the lower
+//!   mount is not permitted; or layer paths overlayfs cannot take). Whiteouts are still 0/0
+//!   character devices, so on a state directory that refuses those (overlayfs does) a step that
+//!   deletes a lower entry fails with the `mknod` error. The merged view of the lower
 //!   layers is copied into a scratch directory, the step runs in it exactly as on the overlay
 //!   (the same namespaces, `/proc`, `/dev`, `resolv.conf`, and the same removal of mount
 //!   points), and afterwards the scratch tree is walked and compared with the lower view to
@@ -15,9 +17,12 @@
 //! - **auto** (the default): overlay, and copy when the overlay mount fails with `EPERM`,
 //!   `ENODEV`, `EINVAL` or `EOPNOTSUPP`, or the layer paths cannot be given to overlayfs.
 //!
-//! Known difference: hardlinks between lower files stay hardlinks in the copy (as in the image),
-//! so writing through one name changes every name, and the diff then lists all of them;
-//! overlayfs (with `index=off`) breaks the link on copy-up and lists only the written name.
+//! Known differences, both about files that already had several names (hardlinks) in the lower
+//! layers: they stay hardlinks in the copy (as in the image), so writing through one name changes
+//! every name and the diff lists all of them, where overlayfs (with `index=off`) breaks the link
+//! on copy-up and lists only the written name; and adding yet another name to such a file lists
+//! all its names, where overlayfs lists the one linked from. Removing or renaming one of the
+//! names lists nothing else, as with overlayfs.
 //!
 //! The helper tells the executor which snapshotter a step used with a
 //! [`super::SANDBOX_INFO_PREFIX`] line on stderr; the executor reports it through tracing.
@@ -146,7 +151,7 @@ pub(super) enum Snapshot {
     Overlay,
     /// The merged directory holds a copy of the lower view, bind-mounted onto itself so that
     /// detaching it detaches everything the step mounted below it, as for the overlay.
-    Copy(CopyState),
+    Copy(Box<CopyState>),
 }
 
 /// What the copy snapshotter needs after the step.
@@ -222,12 +227,12 @@ impl Snapshot {
         )
         .map_err(|e| ExecError::sys("bind-mount the copied root", merged, io::Error::from(e)))?;
         Report::Used(Snapshotter::Copy).announce();
-        Ok(Snapshot::Copy(CopyState {
+        Ok(Snapshot::Copy(Box::new(CopyState {
             lowers,
             root: merged.to_path_buf(),
             record,
             clock,
-        }))
+        })))
     }
 
     /// Where the step's writes land, for removing mount points afterwards: the overlay's upper

@@ -228,6 +228,11 @@ pub(super) struct Copier {
 }
 
 impl Copier {
+    /// The first copy of every multiply-linked inode copied so far.
+    pub(super) fn copies(&self) -> impl Iterator<Item = &Path> {
+        self.links.values().map(PathBuf::as_path)
+    }
+
     /// Creates at `dst` a copy of the non-directory `src` whose stat is `st`: regular files are
     /// streamed (`copy_file_range` where the kernel can), symlinks, devices, fifos and sockets
     /// recreated; then owner, mode, xattrs and times are set. A name of an inode already

@@ -148,6 +148,8 @@ fn path_key(rel: &Path) -> u64 {
 pub(super) struct CopyRecord {
     /// Inode of each directory the copy created → [`path_key`] of its path.
     dirs: HashMap<u64, u64>,
+    /// Inode of each multiply-linked file the copy created → its link count after the copy.
+    links: HashMap<u64, u32>,
 }
 
 /// Materialises the merged view of `lowers` into the existing empty directory `root`: every
@@ -165,6 +167,10 @@ pub(super) fn copy_lowers(lowers: &[PathBuf], root: &Path) -> Result<CopyRecord,
     };
     copy.dir(Path::new(""), &layers)?;
     fsops::set_times(&top, root)?;
+    for first in copy.copier.copies() {
+        let st = fsops::lstat(first).map_err(sys("stat copy", first))?;
+        copy.record.links.insert(st.stx_ino, st.stx_nlink);
+    }
     Ok(copy.record)
 }
 
@@ -222,7 +228,10 @@ pub(super) struct ChangeClock {
 ///
 /// A non-directory counts as changed when its type, mode, owner, size, mtime or device number
 /// differ, or its ctime is past the copy's watermark (which catches a rewrite keeping size and
-/// mtime); with an unreliable clock, also when its symlink target, xattrs or content differ.
+/// mtime). Two cases compare symlink target, xattrs and content instead of trusting ctime: an
+/// unreliable clock, and a file that had several names in the copy and gained none, whose ctime
+/// also moves when another of its names is removed or renamed (overlayfs leaves the remaining
+/// names alone then).
 /// A directory present on both sides is kept when its mode, owner, mtime or xattrs differ.
 pub(super) fn diff(
     lowers: &[PathBuf],
@@ -393,7 +402,6 @@ impl Differ<'_> {
     ) -> Result<bool, ExecError> {
         let ft = fsops::file_type(st);
         if ft != fsops::file_type(lst)
-            || fsops::ts(&st.stx_ctime) > self.clock.watermark
             || fsops::perm(st) != fsops::perm(lst)
             || st.stx_uid != lst.stx_uid
             || st.stx_gid != lst.stx_gid
@@ -403,7 +411,16 @@ impl Differ<'_> {
         {
             return Ok(true);
         }
-        if self.clock.reliable {
+        let ctime_moved = fsops::ts(&st.stx_ctime) > self.clock.watermark;
+        let lost_names_only = self
+            .record
+            .links
+            .get(&st.stx_ino)
+            .is_some_and(|&n| st.stx_nlink <= n);
+        if ctime_moved && !lost_names_only {
+            return Ok(true);
+        }
+        if !ctime_moved && self.clock.reliable {
             return Ok(false);
         }
         let mine = fsops::xattrs(path).map_err(sys("read xattrs", path))?;
