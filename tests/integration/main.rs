@@ -6,3 +6,4 @@
 mod build;
 mod harness;
 mod registry;
+mod snapshotter;
