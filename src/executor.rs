@@ -5,7 +5,9 @@
 //! [`sandbox_main`] before any async runtime exists (namespaces and `fork` need a
 //! single-threaded process). The helper:
 //! - unshares mount, PID, UTS and IPC namespaces, makes `/` recursively private and mounts an
-//!   overlayfs (`lowerdir` = the image layers, `upperdir` = where this step's changes land);
+//!   overlayfs (`lowerdir` = the image layers, `upperdir` = where this step's changes land), or
+//!   where overlayfs cannot be mounted, copies the layers and compares afterwards to write the
+//!   same upper directory (see [`Snapshotter`]);
 //! - for [`Action::Run`], forks a child that becomes PID 1 of the new PID namespace, mounts
 //!   `/proc`, a small `/dev` and the host's `/etc/resolv.conf`, `chroot`s, switches user and
 //!   `execve`s the command with exactly the given environment; mount points it had to create are
@@ -17,6 +19,7 @@
 //! tokio and streams its output line by line; [`RecordingExecutor`] is the fake for tests.
 
 mod sandbox;
+mod snapshot;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -46,6 +49,10 @@ pub const SANDBOX_ERROR_STATUS: i32 = 125;
 /// Prefix of the helper's own error line on stderr.
 pub const SANDBOX_ERROR_PREFIX: &str = "polyarch-sandbox-error: ";
 
+/// Prefix of the helper's report lines on stderr (`snapshotter=<name>`, `fallback=<reason>`),
+/// taken out of the step's output by [`SandboxExecutor`].
+pub const SANDBOX_INFO_PREFIX: &str = "polyarch-sandbox-info: ";
+
 /// Longest output line passed on in one piece, in bytes; longer lines are split.
 const MAX_LINE: usize = 64 * 1024;
 
@@ -63,6 +70,10 @@ pub struct SandboxSpec {
     pub action: Action,
     /// Hostname inside the step's UTS namespace.
     pub hostname: String,
+    /// How the step's changes are captured; `auto` (also when absent from the JSON) lets
+    /// [`SandboxExecutor::snapshotter`] decide, then the helper.
+    #[serde(default)]
+    pub snapshotter: Snapshotter,
 }
 
 /// The step itself.
@@ -105,6 +116,7 @@ pub struct CopySpec {
 }
 
 pub use crate::progress::Stream;
+pub use snapshot::Snapshotter;
 
 /// One line of a step's output, without its line terminator (invalid UTF-8 replaced).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +134,9 @@ pub struct StepOutcome {
     pub status: i32,
     /// The last [`TAIL_LINES`] lines of output (both streams, in arrival order).
     pub tail: Vec<String>,
+    /// The snapshotter the helper reports having used (`overlay` or `copy`); `None` when it
+    /// reported none (a fake executor, or a failure before the root filesystem was set up).
+    pub snapshotter: Option<Snapshotter>,
 }
 
 impl StepOutcome {
@@ -348,6 +363,9 @@ pub struct SandboxExecutor {
     pub program: PathBuf,
     /// Kill the step after this long; `None` waits forever.
     pub timeout: Option<Duration>,
+    /// The snapshotter for specs that leave it at `auto` (`--snapshotter`,
+    /// `POLYARCH_SNAPSHOTTER`).
+    pub snapshotter: Snapshotter,
 }
 
 impl SandboxExecutor {
@@ -360,12 +378,19 @@ impl SandboxExecutor {
         Ok(SandboxExecutor {
             program,
             timeout: None,
+            snapshotter: Snapshotter::Auto,
         })
     }
 
     /// The same executor with a step timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> SandboxExecutor {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The same executor, capturing steps with `snapshotter` unless a spec names one itself.
+    pub fn with_snapshotter(mut self, snapshotter: Snapshotter) -> SandboxExecutor {
+        self.snapshotter = snapshotter;
         self
     }
 }
@@ -428,7 +453,17 @@ impl Executor for SandboxExecutor {
     where
         F: FnMut(OutputLine) + Send,
     {
-        let json = serde_json::to_vec(spec).map_err(|source| ExecError::BadSpec { source })?;
+        let spec = if spec.snapshotter == Snapshotter::Auto && self.snapshotter != Snapshotter::Auto
+        {
+            std::borrow::Cow::Owned(SandboxSpec {
+                snapshotter: self.snapshotter,
+                ..spec.clone()
+            })
+        } else {
+            std::borrow::Cow::Borrowed(spec)
+        };
+        let json =
+            serde_json::to_vec(spec.as_ref()).map_err(|source| ExecError::BadSpec { source })?;
         // The helper gets no environment at all: the step's environment travels in the spec, and
         // nothing of ours (registry credentials included) can leak into a RUN.
         let mut child = tokio::process::Command::new(&self.program)
@@ -454,6 +489,7 @@ impl Executor for SandboxExecutor {
         };
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let mut sandbox_messages: Vec<String> = Vec::new();
+        let mut used: Option<Snapshotter> = None;
         let body = async {
             stdin
                 .write_all(&json)
@@ -469,6 +505,18 @@ impl Executor for SandboxExecutor {
                 if line.stream == Stream::Stderr {
                     if let Some(msg) = line.line.strip_prefix(SANDBOX_ERROR_PREFIX) {
                         sandbox_messages.push(msg.to_string());
+                        continue;
+                    }
+                    if let Some(info) = line.line.strip_prefix(SANDBOX_INFO_PREFIX) {
+                        match snapshot::Report::parse(info) {
+                            Some(snapshot::Report::Used(s)) => used = Some(s),
+                            Some(snapshot::Report::Fallback(reason)) => tracing::info!(
+                                upperdir = %spec.upperdir.display(),
+                                %reason,
+                                "overlayfs cannot be mounted here; capturing the step by copy and compare"
+                            ),
+                            None => tracing::debug!(line = info, "unknown sandbox report"),
+                        }
                         continue;
                     }
                 }
@@ -502,6 +550,7 @@ impl Executor for SandboxExecutor {
         Ok(StepOutcome {
             status,
             tail: tail.into_iter().collect(),
+            snapshotter: used,
         })
     }
 }
@@ -572,6 +621,7 @@ impl Executor for RecordingExecutor {
         Ok(StepOutcome {
             status: scripted.status,
             tail,
+            snapshotter: None,
         })
     }
 }

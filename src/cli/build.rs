@@ -45,6 +45,21 @@ pub struct BuildArgs {
     /// Retries for each registry request that fails in a retryable way (5xx, 429, resets).
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub retries: u32,
+    /// How RUN and COPY changes are captured: overlay (overlayfs), copy (copy the layers, then
+    /// walk and compare; for hosts where overlayfs cannot be mounted), or auto (overlay, falling
+    /// back to copy when the mount is refused).
+    #[arg(long, value_enum, default_value_t = Snapshotter::Auto, env = "POLYARCH_SNAPSHOTTER")]
+    pub snapshotter: Snapshotter,
+}
+
+impl ValueEnum for Snapshotter {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Snapshotter::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 /// Resolves `polyarch build` flags into a [`BuildRequest`] (flags, then settings: uv's habit).
@@ -244,7 +259,7 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         retries: args.retries,
         ..RegistryOptions::default()
     })?;
-    let executor = SandboxExecutor::current_exe()?;
+    let executor = SandboxExecutor::current_exe()?.with_snapshotter(args.snapshotter);
     let sink: Arc<dyn Sink> = Arc::new(Renderer {
         mode: args.progress,
         out: Mutex::new(std::io::stderr()),

@@ -225,6 +225,7 @@ pub(super) async fn run_step<R: Registry, E: Executor>(
         workdir: work.clone(),
         action,
         hostname: "polyarch".into(),
+        snapshotter: Snapshotter::Auto,
     };
     let sink = deps.sink.clone();
     let p2 = pname.clone();
@@ -245,6 +246,9 @@ pub(super) async fn run_step<R: Registry, E: Executor>(
             location: location(sh.dockerfile, step),
             source,
         })?;
+    if let Some(snapshotter) = outcome.snapshotter {
+        tracing::debug!(platform = %pname, step = n, %snapshotter, "step changes captured");
+    }
     if outcome.status != 0 {
         return Err(BuildError::StepFailed {
             platform: pname,

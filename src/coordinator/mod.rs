@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::context::{BuildContext, ContextError};
 use crate::dockerfile::{self, Dockerfile, DockerfileError, InstructionKind};
 use crate::emulation::{self, EmulationError, Support};
-use crate::executor::{Action, CopySpec, ExecError, Executor, RunSpec, SandboxSpec};
+use crate::executor::{Action, CopySpec, ExecError, Executor, RunSpec, SandboxSpec, Snapshotter};
 use crate::exit::{Classify, ExitCode};
 use crate::index::{self, IndexError, StitchedIndex};
 use crate::layer::{self, LayerError, LayerOptions};

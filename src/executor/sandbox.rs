@@ -17,6 +17,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps};
 
+use super::snapshot::{ParentTimes, Snapshot};
 use super::{Action, CopySpec, ExecError, RunSpec, SandboxSpec};
 use crate::context::{CopyEntry, EntryKind};
 
@@ -106,15 +107,18 @@ pub(super) fn run(spec: &SandboxSpec) -> Result<i32, ExecError> {
         Some(e) => vec![e.path()],
         None => spec.lowerdirs.iter().map(PathBuf::as_path).collect(),
     };
-    mount_overlay(&lowers, &spec.upperdir, &spec.workdir, merged.path())?;
+    // overlayfs, or the copy snapshotter where overlayfs cannot be mounted (snapshot.rs).
+    let snapshot = Snapshot::start(spec, &lowers, merged.path(), || {
+        mount_overlay(&lowers, &spec.upperdir, &spec.workdir, merged.path())
+    })?;
 
     let result = match &spec.action {
-        Action::Run(run) => run_step(spec, run, merged.path()),
+        Action::Run(run) => run_step(spec, run, merged.path(), snapshot.writes(spec)),
         Action::Copy(copy) => copy_step(copy, merged.path()).map(|()| 0),
     };
     // Best effort: a failed unmount leaves an empty directory the caller owns anyway.
     let _ = umount2(merged.path(), MntFlags::MNT_DETACH);
-    result
+    snapshot.finish(spec, result)
 }
 
 /// Mounts overlayfs. Options per the kernel's Documentation/filesystems/overlayfs.rst:
@@ -181,6 +185,8 @@ struct Scaffolding {
     /// Directories that existed only in a lower layer and were copied up because we created
     /// something inside them: (relative path, mode, uid, gid) as they were.
     copied_up: Vec<(String, u32, u32, u32)>,
+    /// Times of the directories we created something in, to put back.
+    parent_times: ParentTimes,
 }
 
 fn open_path_dir(dir: BorrowedFd<'_>, name: &str) -> rustix::io::Result<OwnedFd> {
@@ -240,6 +246,7 @@ impl Scaffolding {
                             self.copied_up.push(c);
                         }
                     }
+                    let before = ParentTimes::before(cur.as_fd());
                     match kind {
                         Want::Dir => rustix::fs::mkdirat(&cur, *comp, Mode::from_raw_mode(0o755))
                             .map_err(sys_rx("create mount point", prefix.clone()))?,
@@ -253,6 +260,8 @@ impl Scaffolding {
                             .map_err(sys_rx("create mount point", prefix.clone()))?;
                         }
                     }
+                    self.parent_times
+                        .record(&comps[..i].join("/"), before, cur.as_fd());
                     self.created.push((prefix.clone(), kind));
                 }
                 Err(e) => return Err(sys_rx("stat mount point", prefix)(e)),
@@ -283,6 +292,7 @@ impl Scaffolding {
         ) else {
             return;
         };
+        let untouched = self.parent_times.untouched(upper_fd.as_fd());
         for (rel, kind) in self.created.iter().rev() {
             let Ok(st) = rustix::fs::statat(&upper_fd, rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
             else {
@@ -300,6 +310,7 @@ impl Scaffolding {
                 _ => {}
             }
         }
+        ParentTimes::restore(&untouched, upper_fd.as_fd());
         for (rel, mode, uid, gid) in self.copied_up.iter().rev() {
             let Ok(st) = rustix::fs::statat(&upper_fd, rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
             else {
@@ -410,7 +421,15 @@ fn setup_dev(root: BorrowedFd<'_>, dev: OwnedFd) -> Result<(), ExecError> {
 
 /// The RUN path: scaffolding and mounts in the helper, then a child that becomes PID 1 of the new
 /// PID namespace and execs the command; the helper waits, cleans up and returns the status.
-fn run_step(spec: &SandboxSpec, run: &RunSpec, merged: &Path) -> Result<i32, ExecError> {
+///
+/// `writes` is where the step's writes land (the overlay's upper directory, or the copied root):
+/// mount points created there are removed again afterwards.
+fn run_step(
+    spec: &SandboxSpec,
+    run: &RunSpec,
+    merged: &Path,
+    writes: &Path,
+) -> Result<i32, ExecError> {
     if run.argv.is_empty() {
         return Err(ExecError::EmptyCommand);
     }
@@ -421,11 +440,11 @@ fn run_step(spec: &SandboxSpec, run: &RunSpec, merged: &Path) -> Result<i32, Exe
     )
     .map_err(sys_rx("open merged root", merged))?;
     let upper = rustix::fs::open(
-        &spec.upperdir,
+        writes,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(sys_rx("open upper directory", &spec.upperdir))?;
+    .map_err(sys_rx("open upper directory", writes))?;
     let mut scaffold = Scaffolding::default();
     let result = (|| {
         let proc_fd = scaffold.ensure(root.as_fd(), upper.as_fd(), "proc", Want::Dir)?;
@@ -491,7 +510,7 @@ fn run_step(spec: &SandboxSpec, run: &RunSpec, merged: &Path) -> Result<i32, Exe
     drop(root);
     // Detaching the overlay detaches everything mounted below it (umount(2), MNT_DETACH).
     let _ = umount2(merged, MntFlags::MNT_DETACH);
-    scaffold.remove_from_upper(&spec.upperdir);
+    scaffold.remove_from_upper(writes);
     result
 }
 

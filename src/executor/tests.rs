@@ -95,6 +95,7 @@ fn spec_json_round_trips() {
             chmod: None,
         }),
         hostname: "h".into(),
+        snapshotter: Snapshotter::Auto,
     };
     let json = serde_json::to_string(&spec).unwrap();
     assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), spec);
@@ -140,6 +141,7 @@ async fn recording_executor_records_and_plays_back() {
             user: None,
         }),
         hostname: "h".into(),
+        snapshotter: Snapshotter::Auto,
     };
     let mut seen = Vec::new();
     let out = rec.run(&spec, |l| seen.push(l.line)).await.unwrap();
@@ -232,6 +234,7 @@ impl Rootfs {
             workdir: self.tmp.path().join("work"),
             action,
             hostname: "polyarch-test".into(),
+            snapshotter: Snapshotter::Auto,
         }
     }
 
@@ -267,6 +270,7 @@ fn executor() -> SandboxExecutor {
     SandboxExecutor {
         program: std::env::current_exe().unwrap(),
         timeout: Some(Duration::from_secs(120)),
+        snapshotter: Snapshotter::Auto,
     }
 }
 
@@ -541,6 +545,7 @@ async fn timeout_kills_the_step() {
     let ex = SandboxExecutor {
         program: std::env::current_exe().unwrap(),
         timeout: Some(Duration::from_millis(1500)),
+        snapshotter: Snapshotter::Auto,
     };
     let started = std::time::Instant::now();
     let err = ex.run(&fs.spec(sh("sleep 60")), |_| {}).await.unwrap_err();

@@ -390,6 +390,11 @@ pub fn image_files(layout: &Path, ref_name: &str, arch: &str) -> BTreeMap<String
                 }
                 continue;
             }
+            // A non-directory replaces whatever was there, a directory's contents included
+            // (image-spec layer.md "Changeset over existing files").
+            if !e.header().entry_type().is_dir() {
+                files.retain(|k: &String, _| !k.starts_with(&format!("{path}/")));
+            }
             let mut body = Vec::new();
             e.read_to_end(&mut body).unwrap();
             files.insert(path, body);

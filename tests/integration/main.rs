@@ -7,3 +7,4 @@ mod build;
 mod harness;
 mod qemu;
 mod registry;
+mod snapshotter;
