@@ -1,5 +1,6 @@
-//! The command line: clap structs close to the flags, one function that resolves them into a
-//! validated [`BuildRequest`], the tokio runtime, progress renderers and exit codes.
+//! The command line: clap structs close to the flags, functions that resolve them into
+//! validated requests ([`BuildRequest`], [`crate::merge::MergeRequest`]), the tokio runtime,
+//! progress renderers and exit codes.
 //!
 //! Level 4 (edge). Errors are printed as `error: ...`, their causes as `  caused by: ...`, and
 //! advice on a separate `hint: ...` line; the exit code comes from [`Classify`].
@@ -20,10 +21,16 @@ use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
 mod build;
+mod inspect;
+mod merge;
+mod registry;
 mod render;
 
 use build::run_build;
 pub use build::{resolve_build, BuildArgs};
+pub use inspect::InspectArgs;
+pub use merge::MergeArgs;
+pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
 use render::Renderer;
 
@@ -57,6 +64,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build an image for each target platform and publish them as one OCI image index.
     Build(BuildArgs),
+    /// Stitch images already pushed (e.g. by a CI matrix) into one index and push it to tags.
+    Merge(MergeArgs),
+    /// Show what a reference points at: index entries per platform, or a manifest's layers.
+    Inspect(InspectArgs),
 }
 
 /// A flag value that does not make sense, with the flag named.
@@ -172,6 +183,8 @@ pub fn main() -> i32 {
     init_tracing(cli.global.verbose);
     let result = match &cli.command {
         Command::Build(args) => run_build(&cli.global, args),
+        Command::Merge(args) => merge::run_merge(args),
+        Command::Inspect(args) => inspect::run_inspect(args),
     };
     match result {
         Ok(()) => 0,
