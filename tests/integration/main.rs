@@ -5,4 +5,5 @@
 
 mod build;
 mod harness;
+mod publish;
 mod registry;

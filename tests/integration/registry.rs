@@ -23,10 +23,10 @@ use polyarch::registry::{
 };
 
 /// A `docker-registry serve` process, killed on drop.
-struct RegistryProcess {
+pub(crate) struct RegistryProcess {
     child: Child,
     /// `127.0.0.1:<port>`.
-    addr: String,
+    pub(crate) addr: String,
     /// Its storage root (inside `_dir`).
     root: PathBuf,
     _dir: tempfile::TempDir,
@@ -44,6 +44,15 @@ impl RegistryProcess {
     }
 
     fn start_with(template: &str) -> Option<RegistryProcess> {
+        RegistryProcess::start_custom(template, &[])
+    }
+
+    /// Starts a registry from a config `template` with `@ROOT@`, `@ADDR@`, `@HTPASSWD@` and
+    /// the extra `replacements` filled in.
+    pub(crate) fn start_custom(
+        template: &str,
+        replacements: &[(&str, String)],
+    ) -> Option<RegistryProcess> {
         let bin = required_tool("docker-registry")?;
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("storage");
@@ -55,14 +64,14 @@ impl RegistryProcess {
         let htpasswd =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/registry/htpasswd");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            template
-                .replace("@ROOT@", &root.display().to_string())
-                .replace("@ADDR@", &addr)
-                .replace("@HTPASSWD@", &htpasswd.display().to_string()),
-        )
-        .expect("write config");
+        let mut text = template
+            .replace("@ROOT@", &root.display().to_string())
+            .replace("@ADDR@", &addr)
+            .replace("@HTPASSWD@", &htpasswd.display().to_string());
+        for (k, v) in replacements {
+            text = text.replace(k, v);
+        }
+        std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
         let child = Command::new(bin)
             .arg("serve")
@@ -83,7 +92,7 @@ impl RegistryProcess {
     }
 
     /// Polls `GET /v2/` until it answers 200, or 401 when auth is on (distribution-spec
-    /// "Determining support").
+    /// "Determining support"), or 400 when it speaks TLS (Go's answer to plain HTTP there).
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -95,7 +104,9 @@ impl RegistryProcess {
                 let mut answer = String::new();
                 if stream.write_all(request.as_bytes()).is_ok()
                     && stream.read_to_string(&mut answer).is_ok()
-                    && (answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401"))
+                    && (answer.starts_with("HTTP/1.1 200")
+                        || answer.starts_with("HTTP/1.1 401")
+                        || answer.starts_with("HTTP/1.0 400"))
                 {
                     return;
                 }
@@ -131,7 +142,7 @@ impl Drop for RegistryProcess {
 }
 
 /// The path of `tool`, or `None` to skip; panics when `CI` is set and it is missing.
-fn required_tool(tool: &str) -> Option<PathBuf> {
+pub(crate) fn required_tool(tool: &str) -> Option<PathBuf> {
     match which::which(tool) {
         Ok(path) => Some(path),
         Err(_) if std::env::var_os("CI").is_some() => {
@@ -645,4 +656,58 @@ async fn a_registry_serving_other_bytes_than_its_digest_header_is_refused() {
         matches!(err, RegistryError::DigestMismatch { ref expected, .. } if *expected == wanted),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let ok: Answer = (200, vec![], index.to_vec());
+    let server = ScriptedServer::start(vec![
+        (
+            429,
+            vec![("Retry-After", "1".into())],
+            b"slow down".to_vec(),
+        ),
+        ok,
+    ]);
+    let reference = Reference::parse(&format!("{}/x/y:1", server.addr)).unwrap();
+    let started = Instant::now();
+    client().get_manifest(&reference).await.unwrap();
+    // The client's own backoff is 10-50 ms here: only Retry-After explains a full second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_retried_upload_first_asks_whether_the_blob_arrived() {
+    // The commit's answer is lost (503) although the registry stored the blob: the retry's
+    // HEAD finds it and nothing is sent again.
+    let server = ScriptedServer::start(vec![
+        (404, vec![], Vec::new()),
+        (
+            202,
+            vec![("Location", "/v2/x/y/blobs/uploads/u1".into())],
+            Vec::new(),
+        ),
+        (503, vec![], b"lost".to_vec()),
+        (200, vec![], Vec::new()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    // The scripted server reads no bodies: an empty blob keeps the exchange in step.
+    let (path, desc) = blob_file(dir.path(), "blob", b"", MEDIA_TYPE_OCI_LAYER_GZIP);
+    let repo = Reference::parse(&format!("{}/x/y", server.addr)).unwrap();
+    assert_eq!(
+        client().push_blob(&repo, &desc, &path).await.unwrap(),
+        BlobPush::AlreadyPresent
+    );
+    let methods: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(methods, ["HEAD", "POST", "PUT", "HEAD"]);
 }
