@@ -171,6 +171,7 @@ pub(super) fn from_reqwest(err: reqwest::Error, registry: &str, what: &str) -> R
             message: err.to_string(),
         };
     }
+    tracing::debug!(error = ?err, %what, "request failed without an answer");
     if let Some(problem) = tls_problem(&err) {
         return RegistryError::Tls {
             registry: registry.to_string(),
@@ -187,27 +188,32 @@ pub(super) fn from_reqwest(err: reqwest::Error, registry: &str, what: &str) -> R
 }
 
 /// A certificate or handshake failure somewhere in `err`'s causes (rustls's error, carried
-/// inside an `io::Error` by the connector), as a message. Such failures are not retried.
+/// inside one or more `io::Error`s by the connector), as a message. Such failures are not
+/// retried.
 fn tls_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        let found = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        match found {
-            Some(
-                tls @ (rustls::Error::InvalidCertificate(_)
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![err];
+    while let Some(e) = pending.pop() {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(_)
                 | rustls::Error::NoCertificatesPresented
                 | rustls::Error::UnsupportedNameType
                 | rustls::Error::AlertReceived(_)
                 | rustls::Error::PeerIncompatible(_)
-                | rustls::Error::PeerMisbehaved(_)),
-            ) => return Some(tls.to_string()),
-            _ => {}
+                | rustls::Error::PeerMisbehaved(_) => Some(tls.to_string()),
+                _ => None,
+            };
         }
-        cur = e.source();
+        // `io::Error::source` skips the error it wraps: look inside it too.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            pending.push(inner);
+        }
+        if let Some(next) = e.source() {
+            pending.push(next);
+        }
     }
     None
 }
