@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod faults;
 mod harness;
 mod publish;
 mod registry;
