@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use polyarch::exit::{Classify, ExitCode};
 use polyarch::oci::{
     self, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, MEDIA_TYPE_OCI_CONFIG,
@@ -514,6 +515,9 @@ type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
 struct ScriptedServer {
     addr: String,
     requests: Arc<Mutex<Vec<String>>>,
+    /// The `Authorization` header of each recorded request.
+    auths: Arc<Mutex<Vec<Option<String>>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 impl ScriptedServer {
@@ -521,15 +525,31 @@ impl ScriptedServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let auths = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let seen = requests.clone();
+        let (seen, seen_auth, all) = (requests.clone(), auths.clone(), script.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (seen, script) = (seen.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &seen, &script));
+                let (seen, seen_auth, script) = (seen.clone(), seen_auth.clone(), all.clone());
+                std::thread::spawn(move || serve(stream, &seen, &seen_auth, &script));
             }
         });
-        ScriptedServer { addr, requests }
+        ScriptedServer {
+            addr,
+            requests,
+            auths,
+            script,
+        }
+    }
+
+    /// Replaces the answers still to be given.
+    fn replace_script(&self, script: Vec<Answer>) {
+        *self.script.lock().unwrap() = VecDeque::from(script);
+    }
+
+    /// The `Authorization` headers of the requests, in order.
+    fn auths(&self) -> Vec<Option<String>> {
+        self.auths.lock().unwrap().clone()
     }
 
     /// Request lines other than `GET /v2/`.
@@ -538,7 +558,12 @@ impl ScriptedServer {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>, script: &Mutex<VecDeque<Answer>>) {
+fn serve(
+    stream: TcpStream,
+    seen: &Mutex<Vec<String>>,
+    seen_auth: &Mutex<Vec<Option<String>>>,
+    script: &Mutex<VecDeque<Answer>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     loop {
@@ -547,17 +572,28 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>, script: &Mutex<VecDeque<A
             return;
         }
         let request = line.trim_end().to_string();
-        // Skip the headers (the requests sent here carry no body).
+        // Headers: keep Authorization, and skip a body of Content-Length bytes.
+        let mut auth = None;
+        let mut length = 0u64;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                 break;
             }
+            if let Some((k, v)) = header.split_once(':') {
+                if k.eq_ignore_ascii_case("authorization") {
+                    auth = Some(v.trim().to_string());
+                } else if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
         }
+        let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
         let (status, headers, body) = if request.starts_with("GET /v2/ ") {
             (200, vec![], b"{}".to_vec())
         } else {
             seen.lock().unwrap().push(request.clone());
+            seen_auth.lock().unwrap().push(auth);
             script.lock().unwrap().pop_front().unwrap_or((
                 404,
                 vec![],
@@ -710,4 +746,100 @@ async fn a_retried_upload_first_asks_whether_the_blob_arrived() {
         .map(|r| r.split(' ').next().unwrap().to_string())
         .collect();
     assert_eq!(methods, ["HEAD", "POST", "PUT", "HEAD"]);
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_per_scope_and_refreshed_when_refused() {
+    let challenge = |addr: &str, scope: &str| -> Answer {
+        (
+            401,
+            vec![(
+                "WWW-Authenticate",
+                format!(r#"Bearer realm="http://{addr}/token",service="svc",scope="{scope}""#),
+            )],
+            b"{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"token\"}]}".to_vec(),
+        )
+    };
+    let token = |t: &str| -> Answer {
+        (
+            200,
+            vec![],
+            format!(r#"{{"token":"{t}","expires_in":300}}"#).into_bytes(),
+        )
+    };
+    // The server must know its own address for the realm: start it with an empty script and
+    // fill the script in afterwards.
+    let server = ScriptedServer::start(vec![]);
+    let a = server.addr.clone();
+    let script = vec![
+        challenge(&a, "repository:x/y:pull"), // HEAD blob, anonymous
+        token("t-pull"),                      // GET /token (pull)
+        (404, vec![], Vec::new()),            // HEAD blob with t-pull
+        token("t-push"),                      // GET /token (pull,push)
+        (
+            202,
+            vec![("Location", "/v2/x/y/blobs/uploads/u1".into())],
+            Vec::new(),
+        ), // POST
+        challenge(&a, "repository:x/y:pull,push"), // PUT: the token expired mid-push
+        token("t-fresh"),                     // GET /token again
+        (201, vec![], Vec::new()),            // PUT with the fresh token
+    ];
+    server.replace_script(script);
+    let mut options = test_options();
+    options.auth.insert(
+        a.clone(),
+        Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        },
+    );
+    let client = OciRegistry::new(options).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, desc) = blob_file(
+        dir.path(),
+        "blob",
+        b"bearer layer",
+        MEDIA_TYPE_OCI_LAYER_GZIP,
+    );
+    let repo = Reference::parse(&format!("{a}/x/y")).unwrap();
+    assert_eq!(
+        client.push_blob(&repo, &desc, &path).await.unwrap(),
+        BlobPush::Uploaded
+    );
+    let requests = server.requests();
+    let methods: Vec<&str> = requests
+        .iter()
+        .map(|r| r.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        ["HEAD", "GET", "HEAD", "GET", "POST", "PUT", "GET", "PUT"],
+        "{requests:?}"
+    );
+    assert!(
+        requests[1].contains("service=svc")
+            && requests[1].contains("scope=repository%3Ax%2Fy%3Apull"),
+        "{}",
+        requests[1]
+    );
+    assert!(requests[3].contains("pull%2Cpush"), "{}", requests[3]);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("u:p")
+    );
+    let auths = server.auths();
+    assert_eq!(
+        auths,
+        [
+            None,
+            Some(basic.clone()),
+            Some("Bearer t-pull".into()),
+            Some(basic.clone()),
+            Some("Bearer t-push".into()),
+            Some("Bearer t-push".into()),
+            Some(basic),
+            Some("Bearer t-fresh".into()),
+        ]
+    );
 }
