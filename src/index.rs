@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::oci::{self, Descriptor, Digest, ImageIndex, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_INDEX};
+use crate::oci::{
+    self, Descriptor, Digest, ImageIndex, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_INDEX,
+};
 
 /// Annotation naming what kind of reference an index entry is (BuildKit
 /// `docs/attestations/attestation-storage.md`).
@@ -208,9 +210,10 @@ pub fn stitch_with(
         if is_attestation(c) {
             continue;
         }
-        if let Some(prev) = children[..i].iter().find(|o| {
-            !is_attestation(o) && o.platform.as_ref().is_some_and(|q| q.same_as(p))
-        }) {
+        if let Some(prev) = children[..i]
+            .iter()
+            .find(|o| !is_attestation(o) && o.platform.as_ref().is_some_and(|q| q.same_as(p)))
+        {
             return Err(IndexError::DuplicatePlatform {
                 platform: p.normalized().to_string(),
                 first: prev.digest.clone(),
@@ -332,7 +335,10 @@ mod tests {
         let mut d = child("linux/amd64", content);
         d.platform = Some(Platform::new("unknown", "unknown", None));
         d.annotations = Some(BTreeMap::from([
-            (ANNOTATION_REFERENCE_TYPE.to_string(), ATTESTATION_MANIFEST.to_string()),
+            (
+                ANNOTATION_REFERENCE_TYPE.to_string(),
+                ATTESTATION_MANIFEST.to_string(),
+            ),
             (
                 ANNOTATION_REFERENCE_DIGEST.to_string(),
                 for_image.digest.to_string(),
@@ -345,7 +351,12 @@ mod tests {
     fn attestations_are_not_platforms_and_docker_lists_refuse_them() {
         let amd = child("linux/amd64", b"a");
         let arm = child("linux/arm64", b"b");
-        let children = [amd.clone(), attestation(&amd, b"x"), arm.clone(), attestation(&arm, b"y")];
+        let children = [
+            amd.clone(),
+            attestation(&amd, b"x"),
+            arm.clone(),
+            attestation(&arm, b"y"),
+        ];
         let s = stitch(&children).unwrap();
         assert_eq!(s.index.manifests.len(), 4);
         assert!(matches!(
@@ -362,13 +373,15 @@ mod tests {
         ));
         let list = stitch_with(&[amd.clone(), arm.clone()], &docker).unwrap();
         assert_eq!(list.descriptor().media_type, MEDIA_TYPE_DOCKER_LIST);
-        assert!(String::from_utf8(list.bytes).unwrap().contains(MEDIA_TYPE_DOCKER_LIST));
+        assert!(String::from_utf8(list.bytes)
+            .unwrap()
+            .contains(MEDIA_TYPE_DOCKER_LIST));
         let annotated = IndexOptions {
             format: IndexFormat::Docker,
             annotations: BTreeMap::from([("k".to_string(), "v".to_string())]),
         };
         assert!(matches!(
-            stitch_with(&[amd.clone()], &annotated),
+            stitch_with(std::slice::from_ref(&amd), &annotated),
             Err(IndexError::AnnotationsInDockerList { .. })
         ));
         let oci = IndexOptions {
@@ -376,7 +389,9 @@ mod tests {
             ..annotated
         };
         let s = stitch_with(&[amd], &oci).unwrap();
-        assert!(String::from_utf8(s.bytes).unwrap().ends_with(r#""annotations":{"k":"v"}}"#));
+        assert!(String::from_utf8(s.bytes)
+            .unwrap()
+            .ends_with(r#""annotations":{"k":"v"}}"#));
     }
 
     #[test]
@@ -385,10 +400,18 @@ mod tests {
         let amd2 = child("linux/amd64", b"a2");
         let arm = child("linux/arm64/v8", b"b");
         let att = attestation(&amd, b"x");
-        let entries = [amd.clone(), att.clone(), arm.clone(), amd.clone(), amd2.clone()];
+        let entries = [
+            amd.clone(),
+            att.clone(),
+            arm.clone(),
+            amd.clone(),
+            amd2.clone(),
+        ];
         // The same manifest twice is one entry; a second amd64 image is a clash.
         let e = select(&entries, Selection::default()).unwrap_err();
-        assert!(matches!(e, IndexError::DuplicatePlatform { ref platform, .. } if platform == "linux/amd64"));
+        assert!(
+            matches!(e, IndexError::DuplicatePlatform { ref platform, .. } if platform == "linux/amd64")
+        );
         // With --replace the later amd64 wins, and the attestation of the replaced one goes.
         let kept = select(
             &entries,

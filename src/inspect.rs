@@ -251,7 +251,10 @@ mod tests {
         let mut att = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, Digest::of(b"att"), 3);
         att.platform = Some(Platform::new("unknown", "unknown", None));
         att.annotations = Some(BTreeMap::from([
-            (index::ANNOTATION_REFERENCE_TYPE.into(), index::ATTESTATION_MANIFEST.into()),
+            (
+                index::ANNOTATION_REFERENCE_TYPE.into(),
+                index::ATTESTATION_MANIFEST.into(),
+            ),
             (index::ANNOTATION_REFERENCE_DIGEST.into(), md.to_string()),
         ]));
         let idx = ImageIndex {
@@ -262,7 +265,9 @@ mod tests {
         };
         let ib = oci::to_bytes(&idx);
         fake.insert_manifest(&repo, Some("v1"), &ib, MEDIA_TYPE_OCI_INDEX);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let got = rt
             .block_on(inspect(&fake, &repo.with_tag("v1").unwrap(), true))
             .unwrap();

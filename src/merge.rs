@@ -142,7 +142,7 @@ pub enum MergeError {
         origin: String,
         /// The parse error.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// A platform that does not parse (in a metadata file or `--platforms`).
     #[error("{origin}: {source}")]
@@ -200,7 +200,7 @@ pub enum MergeError {
         what: String,
         /// The cause.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// A child that should be in the target repository did not show up in time.
     #[error("{reference} is not in the target repository (waited {waited_secs} s)")]
@@ -312,7 +312,7 @@ pub fn read_sources(arg: &str) -> Result<Vec<Source>, MergeError> {
     let Some(path) = arg.strip_prefix('@') else {
         let reference = Reference::parse(arg).map_err(|source| MergeError::BadReference {
             origin: arg.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         return Ok(vec![Source {
             reference,
@@ -354,13 +354,15 @@ fn read_metadata_file(path: &Path) -> Result<Source, MergeError> {
     let reference =
         Reference::parse(&found.reference).map_err(|source| MergeError::BadReference {
             origin: origin.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let platform = match found.platform {
-        Some(p) => Some(Platform::parse(&p).map_err(|source| MergeError::BadPlatform {
-            origin: origin.clone(),
-            source,
-        })?),
+        Some(p) => Some(
+            Platform::parse(&p).map_err(|source| MergeError::BadPlatform {
+                origin: origin.clone(),
+                source,
+            })?,
+        ),
         None => None,
     };
     Ok(Source {
@@ -379,7 +381,10 @@ struct Entry {
 
 fn reg_err(what: impl Into<String>) -> impl FnOnce(RegistryError) -> MergeError {
     let what = what.into();
-    move |source| MergeError::Registry { what, source }
+    move |source| MergeError::Registry {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// Sleeps before the next look at something not visible yet; `false` when `deadline` passed.
@@ -457,19 +462,21 @@ async fn resolve<R: Registry>(
         ..source.reference.clone()
     };
     if raw.is_index() {
-        let idx: ImageIndex = oci::from_bytes(&raw.bytes, &source.origin).map_err(|e| {
-            MergeError::Malformed {
+        let idx: ImageIndex =
+            oci::from_bytes(&raw.bytes, &source.origin).map_err(|e| MergeError::Malformed {
                 origin: source.origin.clone(),
                 source: e,
-            }
-        })?;
+            })?;
         let mut out = Vec::new();
         for mut desc in idx.manifests {
             if desc.platform.is_none() {
                 let child = registry
                     .get_manifest(&repo.with_digest(&desc.digest))
                     .await
-                    .map_err(reg_err(format!("child {} of {}", desc.digest, source.origin)))?;
+                    .map_err(reg_err(format!(
+                        "child {} of {}",
+                        desc.digest, source.origin
+                    )))?;
                 if !child.is_index() {
                     desc.platform =
                         Some(image_platform(registry, &repo, &child, &source.origin).await?);
@@ -508,15 +515,20 @@ fn copy_manifest<'a, R: Registry>(
     label: &'a str,
 ) -> futures::future::BoxFuture<'a, Result<usize, MergeError>> {
     Box::pin(async move {
-        let what = format!("copy {}@{} to {}", from.repo_string(), desc.digest, to.repo_string());
+        let what = format!(
+            "copy {}@{} to {}",
+            from.repo_string(),
+            desc.digest,
+            to.repo_string()
+        );
         let raw = registry
             .get_manifest(&from.with_digest(&desc.digest))
             .await
             .map_err(reg_err(what.clone()))?;
         let mut copied = 0;
         if raw.is_index() {
-            let idx: ImageIndex = oci::from_bytes(&raw.bytes, &what)
-                .map_err(|source| MergeError::Malformed {
+            let idx: ImageIndex =
+                oci::from_bytes(&raw.bytes, &what).map_err(|source| MergeError::Malformed {
                     origin: what.clone(),
                     source,
                 })?;
@@ -524,16 +536,17 @@ fn copy_manifest<'a, R: Registry>(
                 copied += copy_manifest(registry, from, to, child, sink, label).await?;
             }
         } else {
-            let m: ImageManifest = oci::from_bytes(&raw.bytes, &what).map_err(|source| {
-                MergeError::Malformed {
+            let m: ImageManifest =
+                oci::from_bytes(&raw.bytes, &what).map_err(|source| MergeError::Malformed {
                     origin: what.clone(),
                     source,
-                }
-            })?;
+                })?;
             for blob in std::iter::once(&m.config).chain(&m.layers) {
                 // Foreign / non-distributable layers are fetched from their URLs by clients,
                 // not from the registry (image-spec layer.md).
-                if blob.media_type.contains("foreign") || blob.media_type.contains("nondistributable") {
+                if blob.media_type.contains("foreign")
+                    || blob.media_type.contains("nondistributable")
+                {
                     continue;
                 }
                 let how = registry
@@ -620,9 +633,9 @@ fn arrange(entries: Vec<Entry>, order: &[Platform]) -> Vec<Entry> {
     let mut out = images.clone();
     let mut rest = attestations;
     for img in &images {
-        let (mine, others): (Vec<Entry>, Vec<Entry>) = rest.into_iter().partition(|a| {
-            index::attestation_subject(&a.desc).as_ref() == Some(&img.desc.digest)
-        });
+        let (mine, others): (Vec<Entry>, Vec<Entry>) = rest
+            .into_iter()
+            .partition(|a| index::attestation_subject(&a.desc).as_ref() == Some(&img.desc.digest));
         out.extend(mine);
         rest = others;
     }
@@ -711,7 +724,10 @@ pub async fn merge<R: Registry>(
             }
             AnnotationTarget::Descriptor(platform) => {
                 let mut hit = false;
-                for e in chosen.iter_mut().filter(|e| !index::is_attestation(&e.desc)) {
+                for e in chosen
+                    .iter_mut()
+                    .filter(|e| !index::is_attestation(&e.desc))
+                {
                     let matches = match (platform, &e.desc.platform) {
                         (None, _) => true,
                         (Some(want), Some(have)) => want.same_as(have),

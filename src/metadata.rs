@@ -106,7 +106,11 @@ pub fn read_source(bytes: &[u8]) -> Result<MetadataSource, MetadataError> {
     let obj = v
         .as_object()
         .ok_or_else(|| MetadataError::NotJson("not an object".into()))?;
-    let s = |k: &str| obj.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let s = |k: &str| {
+        obj.get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
     let platform = s("platform").map(str::to_string);
     let check = |d: &str| {
         d.parse::<Digest>()
@@ -183,8 +187,14 @@ mod tests {
     fn unusable_files() {
         assert_eq!(read_source(b"").unwrap_err(), MetadataError::Empty);
         assert_eq!(read_source(b" \n").unwrap_err(), MetadataError::Empty);
-        assert!(matches!(read_source(b"{").unwrap_err(), MetadataError::NotJson(_)));
-        assert!(matches!(read_source(b"[]").unwrap_err(), MetadataError::NotJson(_)));
+        assert!(matches!(
+            read_source(b"{").unwrap_err(),
+            MetadataError::NotJson(_)
+        ));
+        assert!(matches!(
+            read_source(b"[]").unwrap_err(),
+            MetadataError::NotJson(_)
+        ));
         assert_eq!(read_source(b"{}").unwrap_err(), MetadataError::NoImage);
         assert!(matches!(
             read_source(br#"{"repository":"r/a","digest":"sha256:12"}"#).unwrap_err(),

@@ -161,7 +161,13 @@ fn duplicates_need_replace_and_sources_elsewhere_are_mounted_or_copied() {
     let mut req = request("127.0.0.1:5000/team/app:v2", sources);
     req.replace = true;
     let out = run(merge(&req, &fake, &NullSink)).unwrap();
-    let digests: Vec<&Digest> = out.index.index.manifests.iter().map(|d| &d.digest).collect();
+    let digests: Vec<&Digest> = out
+        .index
+        .index
+        .manifests
+        .iter()
+        .map(|d| &d.digest)
+        .collect();
     assert_eq!(digests, [&amd_new, &arm]);
     // Config and layer of each foreign image went into the target, then its manifest; the
     // amd64 config is the same blob as the old amd64 image's, already there.
@@ -194,19 +200,28 @@ fn annotations_formats_append_and_dry_run() {
     req.dry_run = true;
     let out = run(merge(&req, &fake, &NullSink)).unwrap();
     let text = String::from_utf8(out.index.bytes.clone()).unwrap();
-    assert!(text.contains(r#""annotations":{"com.example.note":"x86"}"#), "{text}");
+    assert!(
+        text.contains(r#""annotations":{"com.example.note":"x86"}"#),
+        "{text}"
+    );
     assert!(text.ends_with(r#""annotations":{"org.opencontainers.image.version":"3"}}"#));
     assert!(tag_pushes(&fake).is_empty(), "a dry run pushed");
 
     // A platform not in the index, and annotations in a Docker list, are refused.
     req.annotations = vec![parse_annotation("manifest-descriptor[linux/arm64]:k=v").unwrap()];
     let err = run(merge(&req, &fake, &NullSink)).unwrap_err();
-    assert!(matches!(err, MergeError::AnnotationPlatform { .. }), "{err:?}");
+    assert!(
+        matches!(err, MergeError::AnnotationPlatform { .. }),
+        "{err:?}"
+    );
     req.annotations = vec![parse_annotation("k=v").unwrap()];
     req.format = IndexFormat::Docker;
     let err = run(merge(&req, &fake, &NullSink)).unwrap_err();
     assert!(
-        matches!(err, MergeError::Index(IndexError::AnnotationsInDockerList { .. })),
+        matches!(
+            err,
+            MergeError::Index(IndexError::AnnotationsInDockerList { .. })
+        ),
         "{err:?}"
     );
 
@@ -218,7 +233,13 @@ fn annotations_formats_append_and_dry_run() {
     more.append = true;
     more.format = IndexFormat::Docker;
     let out = run(merge(&more, &fake, &NullSink)).unwrap();
-    let digests: Vec<&Digest> = out.index.index.manifests.iter().map(|d| &d.digest).collect();
+    let digests: Vec<&Digest> = out
+        .index
+        .index
+        .manifests
+        .iter()
+        .map(|d| &d.digest)
+        .collect();
     assert_eq!(digests, [&amd, &arm]);
     assert_eq!(
         fake.manifest(&repo, "v3").unwrap().media_type,
@@ -233,13 +254,24 @@ fn a_metadata_platform_must_match_the_image() {
     let amd = image(&fake, &repo, "linux/amd64", "");
     let mut s = source(&repo, &amd);
     s.platform = Some(Platform::parse("linux/arm64").unwrap());
-    let err = run(merge(&request("127.0.0.1:5000/team/app:v1", vec![s]), &fake, &NullSink))
-        .unwrap_err();
-    assert!(matches!(err, MergeError::PlatformMismatch { .. }), "{err:?}");
+    let err = run(merge(
+        &request("127.0.0.1:5000/team/app:v1", vec![s]),
+        &fake,
+        &NullSink,
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, MergeError::PlatformMismatch { .. }),
+        "{err:?}"
+    );
     // A source that never shows up is not found (bad input), after the visibility wait.
     let gone = source(&repo, &Digest::of(b"never pushed"));
-    let err = run(merge(&request("127.0.0.1:5000/team/app:v1", vec![gone]), &fake, &NullSink))
-        .unwrap_err();
+    let err = run(merge(
+        &request("127.0.0.1:5000/team/app:v1", vec![gone]),
+        &fake,
+        &NullSink,
+    ))
+    .unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::BadInput, "{err:?}");
 }
 
@@ -261,7 +293,12 @@ fn annotation_syntax() {
         parse_annotation("index:url=http://x:1/").unwrap().value,
         "http://x:1/"
     );
-    for bad in ["manifest:k=v", "novalue", "index:=v", "manifest-descriptor[nope]:k=v"] {
+    for bad in [
+        "manifest:k=v",
+        "novalue",
+        "index:=v",
+        "manifest-descriptor[nope]:k=v",
+    ] {
         assert!(parse_annotation(bad).is_err(), "{bad}");
     }
 }

@@ -408,9 +408,9 @@ impl OciRegistry {
             .adjust(|err, delay| {
                 let wait = match err {
                     RegistryError::Status {
-                        retry_after: Some(after),
+                        retry_after_secs: Some(after),
                         ..
-                    } => (*after).min(MAX_RETRY_AFTER),
+                    } => Duration::from_secs(u64::from(*after)).min(MAX_RETRY_AFTER),
                     _ => Duration::ZERO,
                 };
                 delay.map(|d| d.max(wait))
@@ -484,7 +484,7 @@ impl OciRegistry {
                     .await
                     .map_err(|source| RegistryError::Credentials {
                         registry: host.registry.clone(),
-                        source,
+                        source: Box::new(source),
                     })
             })
             .await

@@ -503,7 +503,7 @@ mod tests {
                     what: "w".into(),
                     status: 503,
                     body_excerpt: String::new(),
-                    retry_after: None,
+                    retry_after_secs: None,
                 },
             );
             let err = fake.blob_exists(&repo(), &d).await.unwrap_err();

@@ -219,9 +219,9 @@ pub enum RegistryError {
     Credentials {
         /// The registry host.
         registry: String,
-        /// The cause.
+        /// The cause (boxed: it is large and rare).
         #[source]
-        source: AuthError,
+        source: Box<AuthError>,
     },
     /// A token expired while a body that cannot be sent twice was on its way; the whole
     /// operation is started again (transient).
@@ -241,8 +241,9 @@ pub enum RegistryError {
         status: u16,
         /// The start of the response body, on one line.
         body_excerpt: String,
-        /// How long the registry asked to wait (`Retry-After`), if it did.
-        retry_after: Option<std::time::Duration>,
+        /// How long the registry asked to wait (`Retry-After`), in whole seconds, if it did
+        /// (seconds are the header's own resolution; a small field keeps the error small).
+        retry_after_secs: Option<u32>,
     },
     /// The registry answered with an error envelope (distribution-spec "Error Codes").
     #[error("registry {registry} refused {what}: {code}: {message}")]
@@ -543,7 +544,7 @@ mod tests {
             what: "w".into(),
             status,
             body_excerpt: String::new(),
-            retry_after: None,
+            retry_after_secs: None,
         };
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(status(s).is_transient(), "{s}");

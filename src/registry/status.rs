@@ -83,6 +83,11 @@ fn parse_imf_fixdate(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
+/// Whole seconds of `d`, rounded up, saturating.
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(u32::MAX)
+}
+
 /// Maps a non-success answer to our error.
 ///
 /// `status` is the HTTP status, `body` the start of the response body, `retry_after` the parsed
@@ -138,7 +143,7 @@ pub(super) fn from_answer(
             what: what.to_string(),
             status,
             body_excerpt: excerpt(body),
-            retry_after,
+            retry_after_secs: retry_after.map(secs),
         },
         _ => match envelope {
             Some(first) if !first.code.is_empty() => RegistryError::Rejected {
@@ -152,7 +157,7 @@ pub(super) fn from_answer(
                 what: what.to_string(),
                 status,
                 body_excerpt: excerpt(body),
-                retry_after,
+                retry_after_secs: retry_after.map(secs),
             },
         },
     }
