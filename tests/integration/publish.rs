@@ -156,6 +156,14 @@ fn a_ci_matrix_pushes_by_digest_and_merge_publishes_one_index() {
     over_v1.assert_code(2);
     assert_eq!(raw(&tag).unwrap(), index, "v1 was changed");
 
+    // --append: amd64 first, then arm64 added to what the tag holds.
+    let appended = format!("{repo}:v5");
+    merge(&appended, &[&amd], &[]).assert_code(0);
+    let grown = merge(&appended, &[&arm], &["--append"]);
+    grown.assert_code(0);
+    assert_eq!(grown.index_digest(), first.index_digest());
+    assert_eq!(raw(&appended).unwrap(), index);
+
     // No sources at all (an empty artifact directory) is an error, never an empty index.
     let empty = ctx.dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
