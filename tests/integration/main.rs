@@ -9,3 +9,4 @@ mod faults;
 mod harness;
 mod publish;
 mod registry;
+mod token;
