@@ -672,7 +672,9 @@ impl OciRegistry {
         mut req: Req,
     ) -> Result<Response, RegistryError> {
         let mut scopes: Vec<String> = scopes.to_vec();
-        for attempt in 0..2 {
+        // At most two sends: the second with what the first one's 401 taught.
+        let mut first = true;
+        loop {
             let auth = self.authorization(host, &scopes).await?;
             let (body, len) = req.body.make().await?;
             let mut builder = host
@@ -724,19 +726,16 @@ impl OciRegistry {
                 )));
             }
             let have_creds = self.creds(host).await?.is_some();
-            if matches!(challenge, Some(Challenge::Basic { .. })) && !have_creds {
-                return Err(refused(format!(
-                    "{what} needs credentials and none are configured for {}",
-                    host.registry
-                )));
-            }
-            if attempt == 1
-                || (auth.is_some() && matches!(challenge, Some(Challenge::Basic { .. })))
-            {
-                return Err(refused(if body.trim().is_empty() {
-                    format!("the credentials were refused for {what}")
-                } else {
-                    format!("{what}: {}", status::excerpt(&body))
+            let is_basic = matches!(challenge, Some(Challenge::Basic { .. }));
+            // Basic credentials that were sent and refused will be refused again.
+            if !first || (is_basic && (auth.is_some() || !have_creds)) {
+                return Err(refused(match (have_creds, body.trim().is_empty()) {
+                    (false, _) => format!(
+                        "{what} needs credentials and none are configured for {}",
+                        host.registry
+                    ),
+                    (true, true) => format!("the credentials were refused for {what}"),
+                    (true, false) => format!("{what}: {}", status::excerpt(&body)),
                 }));
             }
             if !req.body.replayable() {
@@ -744,8 +743,8 @@ impl OciRegistry {
                     registry: host.registry.clone(),
                 });
             }
+            first = false;
         }
-        unreachable!("the loop returns on its second pass")
     }
 
     /// Sends and checks that the status is one of `ok`; other statuses become errors.
