@@ -2,10 +2,11 @@
 //! under one tag as an OCI image index.
 //!
 //! Modules are layered; dependencies point down only:
-//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`], [`progress`]
+//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`], [`progress`],
+//!   [`metadata`]
 //! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`]
 //! - level 2, ports: [`executor`], [`registry`]
-//! - level 3, orchestration: [`coordinator`]
+//! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`]
 //! - level 4, edge: [`cli`]
 #![deny(missing_docs)]
 
@@ -17,7 +18,10 @@ pub mod emulation;
 pub mod executor;
 pub mod exit;
 pub mod index;
+pub mod inspect;
 pub mod layer;
+pub mod merge;
+pub mod metadata;
 pub mod oci;
 pub mod plan;
 pub mod platform;

@@ -26,8 +26,17 @@ pub struct BuildArgs {
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
     /// Push every image by digest, then the index to each tag.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "push_by_digest")]
     pub push: bool,
+    /// Push the image(s) by digest to this repository, REGISTRY/REPO, and to no tag: one job
+    /// of a CI matrix. With several platforms their index is pushed by digest too. Combine the
+    /// results with `polyarch merge`.
+    #[arg(long, value_name = "REPO")]
+    pub push_by_digest: Option<String>,
+    /// Write what was pushed as REPO@sha256:... to this file (the image for one platform
+    /// pushed by digest, else the index).
+    #[arg(long, value_name = "PATH")]
+    pub digest_file: Option<PathBuf>,
     /// Write the result locally: `type=oci,dest=DIR` (an OCI image layout). Default when
     /// --push is not given: type=oci,dest=./polyarch-out.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
@@ -38,13 +47,9 @@ pub struct BuildArgs {
     /// Progress output on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "POLYARCH_PROGRESS")]
     pub progress: ProgressMode,
-    /// Speak plain HTTP (or unverified HTTPS) to this registry host[:port]; loopback
-    /// registries always use plain HTTP. Repeatable.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
-    /// Retries for each registry request that fails in a retryable way (5xx, 429, resets).
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub retries: u32,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// How RUN and COPY changes are captured: overlay (overlayfs), copy (copy the layers, then
     /// walk and compare; for hosts where overlayfs cannot be mounted), or auto (overlay, falling
     /// back to copy when the mount is refused).
@@ -133,6 +138,33 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
     if args.push && tags.is_empty() {
         return Err(usage("--push", "needs at least one -t/--tag to push to"));
     }
+    let push_by_digest = match &args.push_by_digest {
+        Some(repo) => {
+            let r: Reference = repo.parse().map_err(|e: crate::registry::RegistryError| {
+                usage("--push-by-digest", e.to_string())
+            })?;
+            if r.tag.is_some() || r.digest.is_some() {
+                return Err(usage(
+                    "--push-by-digest",
+                    format!("{repo}: give a repository, REGISTRY/REPO, without tag or digest"),
+                ));
+            }
+            if !tags.is_empty() {
+                return Err(usage(
+                    "--push-by-digest",
+                    "pushes to no tag: leave out -t/--tag (tag the merged index with polyarch merge)",
+                ));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    if args.digest_file.is_some() && !args.push && push_by_digest.is_none() {
+        return Err(usage(
+            "--digest-file",
+            "needs --push or --push-by-digest (nothing is pushed otherwise)",
+        ));
+    }
     if let Some(first) = tags.first() {
         if let Some(other) = tags.iter().find(|t| t.registry != first.registry) {
             return Err(usage(
@@ -162,7 +194,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
     for spec in &args.outputs {
         outputs.push(parse_output(spec, &ref_name)?);
     }
-    if outputs.is_empty() && !args.push {
+    if outputs.is_empty() && !args.push && push_by_digest.is_none() {
         outputs.push(Output::OciLayout {
             dest: PathBuf::from("polyarch-out"),
             ref_name: ref_name.clone(),
@@ -187,6 +219,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         target: args.target.clone(),
         tags,
         push: args.push,
+        push_by_digest,
         outputs,
         source_date_epoch,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
@@ -250,15 +283,56 @@ pub(super) fn metadata_json(outcome: &BuildOutcome, req: &BuildRequest) -> serde
     })
 }
 
+/// What `--push-by-digest` pushed, for the metadata and digest files: the image for one
+/// platform, else the index (buildx's `containerimage.*` keys and plain ones).
+pub(super) fn pushed_by_digest(
+    outcome: &BuildOutcome,
+    repo: &Reference,
+) -> crate::metadata::PushedByDigest {
+    let platforms: Vec<crate::metadata::PlatformEntry> = outcome
+        .images
+        .iter()
+        .map(|i| crate::metadata::PlatformEntry {
+            platform: i.platform.normalized().to_string(),
+            digest: i.manifest.digest.clone(),
+            size: i.manifest.size,
+            media_type: i.manifest.media_type.clone(),
+            config: i.config.clone(),
+        })
+        .collect();
+    let (descriptor, config, platform) = match outcome.images.as_slice() {
+        [one] => (
+            one.manifest.clone(),
+            Some(one.config.clone()),
+            Some(one.platform.normalized().to_string()),
+        ),
+        _ => (outcome.index.descriptor(), None, None),
+    };
+    crate::metadata::PushedByDigest {
+        containerimage_digest: descriptor.digest.clone(),
+        containerimage_config_digest: config,
+        image_name: repo.repo_string(),
+        repository: repo.repo_string(),
+        reference: format!("{}@{}", repo.repo_string(), descriptor.digest),
+        digest: descriptor.digest.clone(),
+        size: descriptor.size,
+        media_type: descriptor.media_type.clone(),
+        platform,
+        platforms,
+        containerimage_descriptor: descriptor,
+    }
+}
+
 pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
     let req = resolve_build(args)?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
     let store = Store::open(&state)?;
-    let registry = OciRegistry::new(RegistryOptions {
-        insecure: args.insecure_registries.clone(),
-        retries: args.retries,
-        ..RegistryOptions::default()
-    })?;
+    let destination = req
+        .push_by_digest
+        .as_ref()
+        .or(req.tags.first().filter(|_| req.push))
+        .map(|r| r.registry.clone());
+    let registry = OciRegistry::new(args.registry.resolve(destination.as_deref())?)?;
     let executor = SandboxExecutor::current_exe()?.with_snapshotter(args.snapshotter);
     let sink: Arc<dyn Sink> = Arc::new(Renderer {
         mode: args.progress,
@@ -280,17 +354,39 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
             code: ExitCode::Host,
         })?;
     let outcome = rt.block_on(coordinator::build(&req, &deps))?;
-    if let Some(path) = &args.metadata_file {
-        let body = serde_json::to_vec_pretty(&metadata_json(&outcome, &req)).unwrap_or_default();
-        write_file_atomic(path, &body).map_err(|e| Failure {
-            message: format!("cannot write metadata file {}: {e}", path.display()),
+    let by_digest = req
+        .push_by_digest
+        .as_ref()
+        .map(|repo| pushed_by_digest(&outcome, repo));
+    let write = |path: &Path, body: &[u8], what: &str| {
+        write_file_atomic(path, body).map_err(|e| Failure {
+            message: format!("cannot write {what} {}: {e}", path.display()),
             causes: vec![],
             hint: None,
             code: ExitCode::Host,
-        })?;
+        })
+    };
+    if let Some(path) = &args.metadata_file {
+        let value = match &by_digest {
+            Some(p) => serde_json::to_value(p).unwrap_or_default(),
+            None => metadata_json(&outcome, &req),
+        };
+        let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        write(path, &body, "metadata file")?;
+    }
+    if let Some(path) = &args.digest_file {
+        let line = match (&by_digest, req.tags.first()) {
+            (Some(p), _) => p.reference.clone(),
+            (None, Some(tag)) => format!("{}@{}", tag.repo_string(), outcome.index.digest),
+            (None, None) => String::new(),
+        };
+        write(path, format!("{line}\n").as_bytes(), "digest file")?;
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "index {}", outcome.index.digest);
+    if let Some(p) = &by_digest {
+        let _ = writeln!(out, "  pushed {}", p.reference);
+    }
     for t in &outcome.pushed_tags {
         let _ = writeln!(out, "  pushed to {t}");
     }

@@ -1,5 +1,6 @@
-//! The command line: clap structs close to the flags, one function that resolves them into a
-//! validated [`BuildRequest`], the tokio runtime, progress renderers and exit codes.
+//! The command line: clap structs close to the flags, functions that resolve them into
+//! validated requests ([`BuildRequest`], [`crate::merge::MergeRequest`]), the tokio runtime,
+//! progress renderers and exit codes.
 //!
 //! Level 4 (edge). Errors are printed as `error: ...`, their causes as `  caused by: ...`, and
 //! advice on a separate `hint: ...` line; the exit code comes from [`Classify`].
@@ -20,11 +21,17 @@ use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
 mod build;
+mod inspect;
+mod merge;
 mod qemu;
+mod registry;
 mod render;
 
 use build::run_build;
 pub use build::{resolve_build, BuildArgs};
+pub use inspect::InspectArgs;
+pub use merge::MergeArgs;
+pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
 use render::Renderer;
 
@@ -61,6 +68,10 @@ pub enum Command {
     /// Show, install and remove the qemu-user emulators (binfmt_misc handlers) that run foreign
     /// platforms' programs.
     Qemu(qemu::QemuArgs),
+    /// Stitch images already pushed (e.g. by a CI matrix) into one index and push it to tags.
+    Merge(MergeArgs),
+    /// Show what a reference points at: index entries per platform, or a manifest's layers.
+    Inspect(InspectArgs),
 }
 
 /// A flag value that does not make sense, with the flag named.
@@ -145,8 +156,10 @@ fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POLYARCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // The TLS verifier logs each failed verification at ERROR; polyarch reports it itself.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POLYARCH_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},rustls_platform_verifier=off"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -177,6 +190,8 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Build(args) => run_build(&cli.global, args),
         Command::Qemu(args) => qemu::run_qemu(&cli.global, args),
+        Command::Merge(args) => merge::run_merge(args),
+        Command::Inspect(args) => inspect::run_inspect(args),
     };
     match result {
         Ok(()) => 0,

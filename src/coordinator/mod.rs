@@ -77,6 +77,9 @@ pub struct BuildRequest {
     pub tags: Vec<Reference>,
     /// Push the images and index to the registry of the tags.
     pub push: bool,
+    /// Push the images (and, for several platforms, the index) by digest to this repository
+    /// and to no tag: one job of a CI matrix (`--push-by-digest REPO`; `tags` is empty).
+    pub push_by_digest: Option<Reference>,
     /// Local outputs.
     pub outputs: Vec<Output>,
     /// `SOURCE_DATE_EPOCH`: clamps layer mtimes and sets `created` times (seconds).
@@ -274,6 +277,26 @@ pub async fn build<R: Registry, E: Executor>(
     debug_assert_eq!(idx_blob.0, stitched.digest);
 
     let mut pushed_tags = Vec::new();
+    if let (Some(repo), true) = (&req.push_by_digest, req.platforms.len() > 1) {
+        // Several platforms pushed by digest: their index too, so that one reference names
+        // the job's whole result (`polyarch merge` flattens it).
+        deps.registry
+            .push_manifest(
+                repo,
+                &stitched.digest.to_string(),
+                &stitched.bytes,
+                MEDIA_TYPE_OCI_INDEX,
+            )
+            .await
+            .map_err(|source| BuildError::Registry {
+                platform: "index".into(),
+                source,
+            })?;
+        deps.sink.emit(Event::IndexPushed {
+            tag: format!("{}@{}", repo.repo_string(), stitched.digest),
+            digest: stitched.digest.clone(),
+        });
+    }
     if req.push {
         for tag in &req.tags {
             let name = tag.tag.clone().unwrap_or_else(|| "latest".into());
@@ -339,9 +362,12 @@ struct BuiltLayer {
     dir: PathBuf,
 }
 
-/// The registry the images are pushed to: the repository of the first tag.
+/// The registry the images are pushed to: the `--push-by-digest` repository, else the
+/// repository of the first tag.
 fn push_target(req: &BuildRequest) -> Option<&Reference> {
-    if req.push {
+    if let Some(repo) = &req.push_by_digest {
+        Some(repo)
+    } else if req.push {
         req.tags.first()
     } else {
         None

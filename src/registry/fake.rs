@@ -45,6 +45,20 @@ pub enum Call {
         /// The blob's digest.
         digest: Digest,
     },
+    /// [`Registry::head_manifest`].
+    HeadManifest {
+        /// The reference, canonical form.
+        reference: String,
+    },
+    /// [`Registry::copy_blob`].
+    CopyBlob {
+        /// Source `registry/repository`.
+        from: String,
+        /// Target `registry/repository`.
+        to: String,
+        /// The blob's digest.
+        digest: Digest,
+    },
     /// [`Registry::push_manifest`].
     PushManifest {
         /// `registry/repository`.
@@ -65,6 +79,8 @@ impl Call {
             Call::BlobExists { .. } => CallKind::BlobExists,
             Call::PushBlob { .. } => CallKind::PushBlob,
             Call::PushManifest { .. } => CallKind::PushManifest,
+            Call::HeadManifest { .. } => CallKind::HeadManifest,
+            Call::CopyBlob { .. } => CallKind::CopyBlob,
         }
     }
 }
@@ -82,6 +98,10 @@ pub enum CallKind {
     PushBlob,
     /// [`Registry::push_manifest`].
     PushManifest,
+    /// [`Registry::head_manifest`].
+    HeadManifest,
+    /// [`Registry::copy_blob`].
+    CopyBlob,
 }
 
 #[derive(Default)]
@@ -210,8 +230,48 @@ impl Registry for FakeRegistry {
                 });
             }
         }
-        manifest_media_type(&found.bytes, &what)?;
+        manifest_media_type(&found.bytes, None, &what)?;
         Ok(found)
+    }
+
+    async fn head_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        self.enter(Call::HeadManifest {
+            reference: reference.to_string(),
+        })?;
+        Ok(self
+            .manifest(reference, &reference.manifest_reference())
+            .map(|m| m.descriptor()))
+    }
+
+    async fn copy_blob(
+        &self,
+        from: &Reference,
+        to: &Reference,
+        desc: &Descriptor,
+    ) -> Result<BlobPush, RegistryError> {
+        self.enter(Call::CopyBlob {
+            from: from.repo_string(),
+            to: to.repo_string(),
+            digest: desc.digest.clone(),
+        })?;
+        if self.blob(to, &desc.digest).is_some() {
+            return Ok(BlobPush::AlreadyPresent);
+        }
+        let Some(bytes) = self.blob(from, &desc.digest) else {
+            return Err(RegistryError::NotFound {
+                reference: format!("blob {} in {}", desc.digest, from.repo_string()),
+            });
+        };
+        self.insert_blob_as(to, &desc.digest, &bytes);
+        // One registry mounts; across registries the bytes travel.
+        Ok(if from.registry == to.registry {
+            BlobPush::Mounted
+        } else {
+            BlobPush::Uploaded
+        })
     }
 
     async fn fetch_blob(
@@ -443,6 +503,7 @@ mod tests {
                     what: "w".into(),
                     status: 503,
                     body_excerpt: String::new(),
+                    retry_after_secs: None,
                 },
             );
             let err = fake.blob_exists(&repo(), &d).await.unwrap_err();

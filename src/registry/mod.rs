@@ -1,19 +1,22 @@
 //! The registry port: fetch and push manifests and blobs (OCI distribution-spec v1.1).
 //!
 //! Level 2. [`Registry`] is the small trait the coordinator is generic over; [`OciRegistry`] is
-//! the real implementation (oci-client underneath, with our own retries, transport choice and
-//! digest checks) and [`fake::FakeRegistry`] an in-memory one that records calls for the tests
-//! of higher layers. [`Reference`] parses image references the way Docker does.
+//! the real implementation (our own distribution-spec client on reqwest, with retries,
+//! authentication, TLS roots and digest checks) and [`fake::FakeRegistry`] an in-memory one that
+//! records calls for the tests of higher layers. [`Reference`] parses image references the way
+//! Docker does; [`auth`] finds credentials.
 //!
 //! Every blob and manifest that crosses this boundary is checked against its digest: what is
 //! fetched is verified before it is handed on, and manifests are pushed as the exact bytes given
 //! (never re-serialised) so that the digest the caller computed is the digest the registry
 //! stores.
 
+pub mod auth;
+pub mod challenge;
 mod client;
 pub mod fake;
-mod oci_errors;
 mod reference;
+mod status;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -27,7 +30,8 @@ use crate::oci::{
     MEDIA_TYPE_OCI_MANIFEST,
 };
 
-pub use client::{Credentials, OciRegistry, RegistryOptions};
+pub use auth::{AuthError, CredentialSources, Credentials};
+pub use client::{OciRegistry, RegistryOptions};
 pub use reference::{Reference, DEFAULT_REGISTRY};
 
 /// A manifest or index exactly as the registry served it.
@@ -62,8 +66,10 @@ impl RawManifest {
 pub enum BlobPush {
     /// The blob was already in the repository (HEAD answered 200); nothing was sent.
     AlreadyPresent,
-    /// The blob was uploaded.
+    /// The blob was uploaded (or copied through this client).
     Uploaded,
+    /// The registry mounted the blob from another repository of its own; nothing was sent.
+    Mounted,
 }
 
 /// A container registry, as the rest of polyarch sees it.
@@ -95,6 +101,29 @@ pub trait Registry: Send + Sync {
         desc: &Descriptor,
         dest: &Path,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// The descriptor (media type, digest, size; no platform) of the manifest `reference`
+    /// names, from a HEAD request with all four media types accepted; `Ok(None)` on 404.
+    ///
+    /// Errors: [`RegistryError::DigestMismatch`] when the registry reports another digest than
+    /// the one asked for, and the transport/auth/status errors.
+    fn head_manifest(
+        &self,
+        reference: &Reference,
+    ) -> impl Future<Output = Result<Option<Descriptor>, RegistryError>> + Send;
+
+    /// Makes the blob `desc` of `from` present in `to`: nothing when it is there already, a
+    /// cross-repository mount when both are on one registry and it agrees, else a streamed
+    /// copy (the source's body is the upload's body; the target checks the digest).
+    ///
+    /// Errors: [`RegistryError::NotFound`] when `from` lacks the blob,
+    /// [`RegistryError::SizeMismatch`], and the transport/auth/status errors of either side.
+    fn copy_blob(
+        &self,
+        from: &Reference,
+        to: &Reference,
+        desc: &Descriptor,
+    ) -> impl Future<Output = Result<BlobPush, RegistryError>> + Send;
 
     /// Whether `repo` holds the blob `digest` (a HEAD request; 404 is `Ok(false)`).
     fn blob_exists(
@@ -158,13 +187,48 @@ pub enum RegistryError {
         detail: String,
     },
     /// The connection failed, was reset or timed out (after retries).
-    #[error("cannot talk to registry {registry}")]
+    #[error("cannot talk to registry {registry} ({what})")]
     Transport {
         /// The registry host.
         registry: String,
+        /// The request.
+        what: String,
         /// The underlying network error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The TLS handshake failed: an untrusted or wrong certificate, or a peer that does not
+    /// speak TLS as expected. Not retried.
+    #[error("TLS with registry {registry} failed: {problem}")]
+    Tls {
+        /// The registry host.
+        registry: String,
+        /// What the TLS library reported.
+        problem: String,
+    },
+    /// A CA or client certificate file that cannot be used.
+    #[error("cannot use certificate file {path}: {reason}")]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Looking up the credentials for a registry failed (a config file or helper).
+    #[error("cannot get credentials for {registry}")]
+    Credentials {
+        /// The registry host.
+        registry: String,
+        /// The cause (boxed: it is large and rare).
+        #[source]
+        source: Box<AuthError>,
+    },
+    /// A token expired while a body that cannot be sent twice was on its way; the whole
+    /// operation is started again (transient).
+    #[error("the credentials for {registry} expired during a streamed upload")]
+    AuthExpired {
+        /// The registry host.
+        registry: String,
     },
     /// An unexpected HTTP status (after retries for 408, 429 and 5xx).
     #[error("registry {registry} answered HTTP {status} for {what}: {body_excerpt}")]
@@ -177,6 +241,9 @@ pub enum RegistryError {
         status: u16,
         /// The start of the response body, on one line.
         body_excerpt: String,
+        /// How long the registry asked to wait (`Retry-After`), in whole seconds, if it did
+        /// (seconds are the header's own resolution; a small field keeps the error small).
+        retry_after_secs: Option<u32>,
     },
     /// The registry answered with an error envelope (distribution-spec "Error Codes").
     #[error("registry {registry} refused {what}: {code}: {message}")]
@@ -267,7 +334,7 @@ impl RegistryError {
     /// 401, 403 and 404 are final.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Transport { .. } => true,
+            RegistryError::Transport { .. } | RegistryError::AuthExpired { .. } => true,
             RegistryError::Status { status, .. } => {
                 *status == 408 || *status == 429 || (500..600).contains(status)
             }
@@ -286,7 +353,11 @@ impl Classify for RegistryError {
             | RegistryError::UnsupportedManifest { .. }
             | RegistryError::MalformedManifest { .. } => ExitCode::BadInput,
             RegistryError::BlobFileSize { .. } | RegistryError::Io { .. } => ExitCode::Host,
+            RegistryError::CaCert { .. } => ExitCode::BadInput,
+            RegistryError::Credentials { source, .. } => source.exit_code(),
             RegistryError::Unauthorized { .. }
+            | RegistryError::Tls { .. }
+            | RegistryError::AuthExpired { .. }
             | RegistryError::Transport { .. }
             | RegistryError::Status { .. }
             | RegistryError::Rejected { .. }
@@ -306,12 +377,19 @@ impl Classify for RegistryError {
             RegistryError::NotFound { .. } => {
                 Some("check the repository name and tag, and that you may read it".into())
             }
-            RegistryError::Unauthorized { registry, .. } => {
-                Some(format!("check the credentials given for {registry}"))
-            }
-            RegistryError::Transport { registry, .. } => Some(format!(
-                "check that {registry} is reachable; if it serves plain HTTP, mark it insecure"
+            RegistryError::Unauthorized { registry, .. } => Some(format!(
+                "check the credentials for {registry}: --creds USER:PASSWORD, \
+                 --password-stdin, or docker/podman login"
             )),
+            RegistryError::Transport { registry, .. } => Some(format!(
+                "check that {registry} is reachable; if it serves plain HTTP, mark it \
+                 --insecure-registry {registry}"
+            )),
+            RegistryError::Tls { registry, .. } => Some(format!(
+                "trust the registry's CA with --ca-cert FILE or certs.d/{registry}/ca.crt, \
+                 or mark it --insecure-registry {registry}"
+            )),
+            RegistryError::Credentials { source, .. } => source.hint(),
             _ => None,
         }
     }
@@ -348,13 +426,17 @@ pub(crate) fn check_manifest_push(
     Ok(digest)
 }
 
-/// Tells a manifest's media type from its bytes.
+/// Tells a manifest's media type from its bytes and the `Content-Type` it was served with.
 ///
-/// oci-client hands back the body without its `Content-Type`, so the `mediaType` field decides
-/// (Docker schema 2 documents always carry it; image-spec v1.1 says OCI ones SHOULD). An OCI
-/// document without it is an index when it has `manifests` and an image manifest when it has
-/// `config` (image-spec manifest.md and image-index.md, the only two kinds we ask for).
-pub(crate) fn manifest_media_type(bytes: &[u8], reference: &str) -> Result<String, RegistryError> {
+/// The `mediaType` field decides (Docker schema 2 documents always carry it; image-spec v1.1
+/// says OCI ones SHOULD); then the `Content-Type` when it is one of the four; then the shape: an
+/// OCI document with `manifests` is an index and one with `config` an image manifest
+/// (image-spec manifest.md and image-index.md, the only two kinds we ask for).
+pub(crate) fn manifest_media_type(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    reference: &str,
+) -> Result<String, RegistryError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -367,8 +449,18 @@ pub(crate) fn manifest_media_type(bytes: &[u8], reference: &str) -> Result<Strin
             reference: reference.to_string(),
             source,
         })?;
+    let known = [
+        MEDIA_TYPE_OCI_INDEX,
+        MEDIA_TYPE_OCI_MANIFEST,
+        MEDIA_TYPE_DOCKER_LIST,
+        MEDIA_TYPE_DOCKER_MANIFEST,
+    ];
+    let served = content_type
+        .map(|c| c.split(';').next().unwrap_or(c).trim())
+        .filter(|c| known.contains(c));
     let media_type = match (probe.media_type, probe.manifests, probe.config) {
         (Some(media_type), _, _) => media_type,
+        (None, _, _) if served.is_some() => served.unwrap_or_default().to_string(),
         (None, Some(_), _) => MEDIA_TYPE_OCI_INDEX.to_string(),
         (None, None, Some(_)) => MEDIA_TYPE_OCI_MANIFEST.to_string(),
         (None, None, None) => String::new(),
@@ -420,7 +512,7 @@ mod tests {
             ),
         ];
         for (doc, want) in cases {
-            let got = manifest_media_type(doc.as_bytes(), "r");
+            let got = manifest_media_type(doc.as_bytes(), None, "r");
             match want {
                 Some(want) => assert_eq!(got.unwrap(), *want, "{doc}"),
                 None => assert!(
@@ -430,9 +522,19 @@ mod tests {
             }
         }
         assert!(matches!(
-            manifest_media_type(b"not json", "r"),
+            manifest_media_type(b"not json", None, "r"),
             Err(RegistryError::MalformedManifest { .. })
         ));
+        // Without a mediaType field, a known Content-Type decides over the shape.
+        assert_eq!(
+            manifest_media_type(
+                br#"{"schemaVersion":2,"manifests":[]}"#,
+                Some("application/vnd.docker.distribution.manifest.list.v2+json; charset=x"),
+                "r"
+            )
+            .unwrap(),
+            MEDIA_TYPE_DOCKER_LIST
+        );
     }
 
     #[test]
@@ -442,6 +544,7 @@ mod tests {
             what: "w".into(),
             status,
             body_excerpt: String::new(),
+            retry_after_secs: None,
         };
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(status(s).is_transient(), "{s}");

@@ -3,8 +3,12 @@
 //! `POLYARCH_TEST_REGISTRY` and `POLYARCH_TEST_BASE`; when `CI` is set a missing part fails the
 //! test instead of skipping it.
 
+mod auth;
 mod build;
+mod faults;
 mod harness;
+mod publish;
 mod qemu;
 mod registry;
 mod snapshotter;
+mod token;

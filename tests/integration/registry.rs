@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use polyarch::exit::{Classify, ExitCode};
 use polyarch::oci::{
     self, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, MEDIA_TYPE_OCI_CONFIG,
@@ -23,10 +24,10 @@ use polyarch::registry::{
 };
 
 /// A `docker-registry serve` process, killed on drop.
-struct RegistryProcess {
+pub(crate) struct RegistryProcess {
     child: Child,
     /// `127.0.0.1:<port>`.
-    addr: String,
+    pub(crate) addr: String,
     /// Its storage root (inside `_dir`).
     root: PathBuf,
     _dir: tempfile::TempDir,
@@ -44,6 +45,15 @@ impl RegistryProcess {
     }
 
     fn start_with(template: &str) -> Option<RegistryProcess> {
+        RegistryProcess::start_custom(template, &[])
+    }
+
+    /// Starts a registry from a config `template` with `@ROOT@`, `@ADDR@`, `@HTPASSWD@` and
+    /// the extra `replacements` filled in.
+    pub(crate) fn start_custom(
+        template: &str,
+        replacements: &[(&str, String)],
+    ) -> Option<RegistryProcess> {
         let bin = required_tool("docker-registry")?;
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("storage");
@@ -55,14 +65,14 @@ impl RegistryProcess {
         let htpasswd =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/registry/htpasswd");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            template
-                .replace("@ROOT@", &root.display().to_string())
-                .replace("@ADDR@", &addr)
-                .replace("@HTPASSWD@", &htpasswd.display().to_string()),
-        )
-        .expect("write config");
+        let mut text = template
+            .replace("@ROOT@", &root.display().to_string())
+            .replace("@ADDR@", &addr)
+            .replace("@HTPASSWD@", &htpasswd.display().to_string());
+        for (k, v) in replacements {
+            text = text.replace(k, v);
+        }
+        std::fs::write(&config, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
         let child = Command::new(bin)
             .arg("serve")
@@ -83,7 +93,7 @@ impl RegistryProcess {
     }
 
     /// Polls `GET /v2/` until it answers 200, or 401 when auth is on (distribution-spec
-    /// "Determining support").
+    /// "Determining support"), or 400 when it speaks TLS (Go's answer to plain HTTP there).
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
@@ -95,7 +105,9 @@ impl RegistryProcess {
                 let mut answer = String::new();
                 if stream.write_all(request.as_bytes()).is_ok()
                     && stream.read_to_string(&mut answer).is_ok()
-                    && (answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401"))
+                    && (answer.starts_with("HTTP/1.1 200")
+                        || answer.starts_with("HTTP/1.1 401")
+                        || answer.starts_with("HTTP/1.0 400"))
                 {
                     return;
                 }
@@ -131,7 +143,7 @@ impl Drop for RegistryProcess {
 }
 
 /// The path of `tool`, or `None` to skip; panics when `CI` is set and it is missing.
-fn required_tool(tool: &str) -> Option<PathBuf> {
+pub(crate) fn required_tool(tool: &str) -> Option<PathBuf> {
     match which::which(tool) {
         Ok(path) => Some(path),
         Err(_) if std::env::var_os("CI").is_some() => {
@@ -503,6 +515,9 @@ type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
 struct ScriptedServer {
     addr: String,
     requests: Arc<Mutex<Vec<String>>>,
+    /// The `Authorization` header of each recorded request.
+    auths: Arc<Mutex<Vec<Option<String>>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 impl ScriptedServer {
@@ -510,15 +525,31 @@ impl ScriptedServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let auths = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let seen = requests.clone();
+        let (seen, seen_auth, all) = (requests.clone(), auths.clone(), script.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (seen, script) = (seen.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &seen, &script));
+                let (seen, seen_auth, script) = (seen.clone(), seen_auth.clone(), all.clone());
+                std::thread::spawn(move || serve(stream, &seen, &seen_auth, &script));
             }
         });
-        ScriptedServer { addr, requests }
+        ScriptedServer {
+            addr,
+            requests,
+            auths,
+            script,
+        }
+    }
+
+    /// Replaces the answers still to be given.
+    fn replace_script(&self, script: Vec<Answer>) {
+        *self.script.lock().unwrap() = VecDeque::from(script);
+    }
+
+    /// The `Authorization` headers of the requests, in order.
+    fn auths(&self) -> Vec<Option<String>> {
+        self.auths.lock().unwrap().clone()
     }
 
     /// Request lines other than `GET /v2/`.
@@ -527,7 +558,12 @@ impl ScriptedServer {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>, script: &Mutex<VecDeque<Answer>>) {
+fn serve(
+    stream: TcpStream,
+    seen: &Mutex<Vec<String>>,
+    seen_auth: &Mutex<Vec<Option<String>>>,
+    script: &Mutex<VecDeque<Answer>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     loop {
@@ -536,17 +572,28 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<String>>, script: &Mutex<VecDeque<A
             return;
         }
         let request = line.trim_end().to_string();
-        // Skip the headers (the requests sent here carry no body).
+        // Headers: keep Authorization, and skip a body of Content-Length bytes.
+        let mut auth = None;
+        let mut length = 0u64;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                 break;
             }
+            if let Some((k, v)) = header.split_once(':') {
+                if k.eq_ignore_ascii_case("authorization") {
+                    auth = Some(v.trim().to_string());
+                } else if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
         }
+        let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
         let (status, headers, body) = if request.starts_with("GET /v2/ ") {
             (200, vec![], b"{}".to_vec())
         } else {
             seen.lock().unwrap().push(request.clone());
+            seen_auth.lock().unwrap().push(auth);
             script.lock().unwrap().pop_front().unwrap_or((
                 404,
                 vec![],
@@ -644,5 +691,155 @@ async fn a_registry_serving_other_bytes_than_its_digest_header_is_refused() {
     assert!(
         matches!(err, RegistryError::DigestMismatch { ref expected, .. } if *expected == wanted),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let ok: Answer = (200, vec![], index.to_vec());
+    let server = ScriptedServer::start(vec![
+        (
+            429,
+            vec![("Retry-After", "1".into())],
+            b"slow down".to_vec(),
+        ),
+        ok,
+    ]);
+    let reference = Reference::parse(&format!("{}/x/y:1", server.addr)).unwrap();
+    let started = Instant::now();
+    client().get_manifest(&reference).await.unwrap();
+    // The client's own backoff is 10-50 ms here: only Retry-After explains a full second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_retried_upload_first_asks_whether_the_blob_arrived() {
+    // The commit's answer is lost (503) although the registry stored the blob: the retry's
+    // HEAD finds it and nothing is sent again.
+    let server = ScriptedServer::start(vec![
+        (404, vec![], Vec::new()),
+        (
+            202,
+            vec![("Location", "/v2/x/y/blobs/uploads/u1".into())],
+            Vec::new(),
+        ),
+        (503, vec![], b"lost".to_vec()),
+        (200, vec![], Vec::new()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    // The scripted server reads no bodies: an empty blob keeps the exchange in step.
+    let (path, desc) = blob_file(dir.path(), "blob", b"", MEDIA_TYPE_OCI_LAYER_GZIP);
+    let repo = Reference::parse(&format!("{}/x/y", server.addr)).unwrap();
+    assert_eq!(
+        client().push_blob(&repo, &desc, &path).await.unwrap(),
+        BlobPush::AlreadyPresent
+    );
+    let methods: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(methods, ["HEAD", "POST", "PUT", "HEAD"]);
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_per_scope_and_refreshed_when_refused() {
+    let challenge = |addr: &str, scope: &str| -> Answer {
+        (
+            401,
+            vec![(
+                "WWW-Authenticate",
+                format!(r#"Bearer realm="http://{addr}/token",service="svc",scope="{scope}""#),
+            )],
+            b"{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"token\"}]}".to_vec(),
+        )
+    };
+    let token = |t: &str| -> Answer {
+        (
+            200,
+            vec![],
+            format!(r#"{{"token":"{t}","expires_in":300}}"#).into_bytes(),
+        )
+    };
+    // The server must know its own address for the realm: start it with an empty script and
+    // fill the script in afterwards.
+    let server = ScriptedServer::start(vec![]);
+    let a = server.addr.clone();
+    let script = vec![
+        challenge(&a, "repository:x/y:pull"), // HEAD blob, anonymous
+        token("t-pull"),                      // GET /token (pull)
+        (404, vec![], Vec::new()),            // HEAD blob with t-pull
+        token("t-push"),                      // GET /token (pull,push)
+        (
+            202,
+            vec![("Location", "/v2/x/y/blobs/uploads/u1".into())],
+            Vec::new(),
+        ), // POST
+        challenge(&a, "repository:x/y:pull,push"), // PUT: the token expired mid-push
+        token("t-fresh"),                     // GET /token again
+        (201, vec![], Vec::new()),            // PUT with the fresh token
+    ];
+    server.replace_script(script);
+    let mut options = test_options();
+    options.auth.insert(
+        a.clone(),
+        Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        },
+    );
+    let client = OciRegistry::new(options).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, desc) = blob_file(
+        dir.path(),
+        "blob",
+        b"bearer layer",
+        MEDIA_TYPE_OCI_LAYER_GZIP,
+    );
+    let repo = Reference::parse(&format!("{a}/x/y")).unwrap();
+    assert_eq!(
+        client.push_blob(&repo, &desc, &path).await.unwrap(),
+        BlobPush::Uploaded
+    );
+    let requests = server.requests();
+    let methods: Vec<&str> = requests
+        .iter()
+        .map(|r| r.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        ["HEAD", "GET", "HEAD", "GET", "POST", "PUT", "GET", "PUT"],
+        "{requests:?}"
+    );
+    assert!(
+        requests[1].contains("service=svc")
+            && requests[1].contains("scope=repository%3Ax%2Fy%3Apull"),
+        "{}",
+        requests[1]
+    );
+    assert!(requests[3].contains("pull%2Cpush"), "{}", requests[3]);
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("u:p")
+    );
+    let auths = server.auths();
+    assert_eq!(
+        auths,
+        [
+            None,
+            Some(basic.clone()),
+            Some("Bearer t-pull".into()),
+            Some(basic.clone()),
+            Some("Bearer t-push".into()),
+            Some("Bearer t-push".into()),
+            Some(basic),
+            Some("Bearer t-fresh".into()),
+        ]
     );
 }

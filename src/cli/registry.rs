@@ -1,0 +1,225 @@
+//! Registry flags shared by `build`, `merge` and `inspect` (one flattened clap struct), and
+//! their resolution into [`RegistryOptions`].
+
+use std::io::Read;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::*;
+use crate::registry::{CredentialSources, Credentials};
+
+/// A flag value that must never be printed (`Debug` shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// Parses a duration: `500ms`, `2s`, `1m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 1m)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("{s:?} is not a duration (e.g. 500ms, 2s, 1m)"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// How polyarch talks to registries: credentials, TLS, retries, concurrency.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Credentials for the registry written to (inspect: read from), USER:PASSWORD, or USER
+    /// with --password-stdin. Other registries use docker/podman login files and helpers.
+    #[arg(
+        long,
+        value_name = "USER[:PASSWORD]",
+        env = "POLYARCH_CREDS",
+        hide_env_values = true
+    )]
+    pub creds: Option<Secret>,
+    /// Read the password for --creds USER from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Also trust the CA certificates in this PEM file, for every registry. Repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Docker-style certificates directory: DIR/HOST[:PORT]/*.crt are trusted for that
+    /// registry (default: /etc/docker/certs.d and /etc/containers/certs.d).
+    #[arg(long, value_name = "DIR", env = "POLYARCH_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
+    /// Allow plain HTTP or an unverified certificate for this registry host[:port]; loopback
+    /// registries may always use plain HTTP. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Retries of a registry request that failed in a retryable way (connect errors, resets,
+    /// timeouts, 408, 429, 5xx).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub retries: u32,
+    /// First delay between retries (doubled each time, with jitter, up to 30s; at least what
+    /// a Retry-After header asks).
+    #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_delay: Duration,
+    /// Registry operations in flight at once per registry.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+}
+
+impl RegistryArgs {
+    /// The options for the registry client; `--creds` applies to `destination` (the registry
+    /// written to, or read by inspect). Reads standard input for `--password-stdin`.
+    pub fn resolve(&self, destination: Option<&str>) -> Result<RegistryOptions, UsageError> {
+        if self.jobs == 0 {
+            return Err(usage("--jobs", "must be at least 1"));
+        }
+        let mut auth = BTreeMap::new();
+        match (&self.creds, self.password_stdin) {
+            (None, true) => {
+                return Err(usage(
+                    "--password-stdin",
+                    "needs --creds USER to go with it",
+                ))
+            }
+            (None, false) => {}
+            (Some(Secret(c)), stdin) => {
+                let (user, password) =
+                    match (c.split_once(':'), stdin) {
+                        (Some(_), true) => return Err(usage(
+                            "--creds",
+                            "give only USER with --password-stdin (the password comes from stdin)",
+                        )),
+                        (Some((u, p)), false) => (u.to_string(), p.to_string()),
+                        (None, true) => {
+                            let mut p = String::new();
+                            std::io::stdin()
+                                .read_to_string(&mut p)
+                                .map_err(|e| usage("--password-stdin", e.to_string()))?;
+                            (c.clone(), p.trim_end_matches(['\n', '\r']).to_string())
+                        }
+                        (None, false) => {
+                            return Err(usage(
+                                "--creds",
+                                "expected USER:PASSWORD (or USER with --password-stdin)",
+                            ))
+                        }
+                    };
+                if user.is_empty() || password.is_empty() {
+                    return Err(usage(
+                        "--creds",
+                        "the user name and password must not be empty",
+                    ));
+                }
+                let Some(registry) = destination else {
+                    return Err(usage(
+                        "--creds",
+                        "applies to the registry written to, and this command writes to none; \
+                         log in with docker or podman for registries that are only read",
+                    ));
+                };
+                auth.insert(
+                    registry.to_string(),
+                    Credentials {
+                        username: user,
+                        password,
+                    },
+                );
+            }
+        }
+        let defaults = RegistryOptions::default();
+        Ok(RegistryOptions {
+            insecure: self.insecure_registries.clone(),
+            retries: self.retries,
+            auth,
+            credential_sources: CredentialSources::from_env(),
+            ca_certs: self.ca_certs.clone(),
+            certs_dirs: match &self.certs_dir {
+                Some(d) => vec![d.clone()],
+                None => defaults.certs_dirs.clone(),
+            },
+            jobs: self.jobs,
+            min_backoff: self.retry_delay,
+            max_backoff: defaults.max_backoff.max(self.retry_delay),
+            ..defaults
+        })
+    }
+}
+
+/// A multi-threaded tokio runtime for a command (the library does not pick one).
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            message: format!("cannot start the async runtime: {e}"),
+            causes: vec![],
+            hint: None,
+            code: ExitCode::Host,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn creds_go_to_the_destination_and_never_show() {
+        let args = RegistryArgs {
+            creds: Some(Secret("me:pa:ss".into())),
+            password_stdin: false,
+            ca_certs: vec![],
+            certs_dir: None,
+            insecure_registries: vec![],
+            retries: 4,
+            retry_delay: Duration::from_millis(500),
+            jobs: 4,
+        };
+        assert!(!format!("{args:?}").contains("pa:ss"));
+        let o = args.resolve(Some("reg:5000")).unwrap();
+        assert_eq!(o.auth["reg:5000"].password, "pa:ss");
+        let err = args.resolve(None).unwrap_err();
+        assert!(!err.to_string().contains("pa:ss"));
+        let no_password = RegistryArgs {
+            creds: Some(Secret("me".into())),
+            ..args.clone()
+        };
+        assert!(no_password.resolve(Some("r")).is_err());
+        let stdin_alone = RegistryArgs {
+            creds: None,
+            password_stdin: true,
+            ..args
+        };
+        assert!(stdin_alone.resolve(Some("r")).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! Fault injection: a small HTTP proxy between polyarch and the real registry that answers a
+//! set share of requests with 500, 502 or 503, resets the connection, or delays it (a real
+//! registry cannot be made to fail on demand, so this is the one fake part). With a fifth of
+//! the requests failing, `build --push-by-digest` and `merge` still succeed; with every request
+//! failing, the command exits 3 within its retry budget and the tag is untouched.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::harness::{skopeo_raw, Run, TestContext};
+
+/// How the proxy treats requests; shared with its threads and changed by the test.
+struct Policy {
+    /// Share of requests that fail (500, 502, 503 or a reset), per mille.
+    share: AtomicU32,
+    /// Whether another tenth of the requests is delayed (a delay is not a failure).
+    delays: AtomicBool,
+    /// xorshift state.
+    rng: AtomicU64,
+    requests: AtomicU32,
+    failures: AtomicU32,
+}
+
+impl Policy {
+    fn next(&self) -> u64 {
+        let mut x = self.rng.load(Ordering::SeqCst);
+        loop {
+            let mut y = x;
+            y ^= y << 13;
+            y ^= y >> 7;
+            y ^= y << 17;
+            match self
+                .rng
+                .compare_exchange(x, y, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return y,
+                Err(seen) => x = seen,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Status(u16),
+    Reset,
+    Delay,
+}
+
+struct FaultProxy {
+    addr: String,
+    policy: Arc<Policy>,
+}
+
+impl FaultProxy {
+    fn start(upstream: &str, share_per_mille: u32, seed: u64) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let policy = Arc::new(Policy {
+            share: AtomicU32::new(share_per_mille),
+            delays: AtomicBool::new(true),
+            rng: AtomicU64::new(seed | 1),
+            requests: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+        });
+        let (p, up) = (policy.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (p, up) = (p.clone(), up.clone());
+                std::thread::spawn(move || handle(stream, &p, &up));
+            }
+        });
+        FaultProxy { addr, policy }
+    }
+
+    fn set(&self, share_per_mille: u32, delays: bool) {
+        self.policy.share.store(share_per_mille, Ordering::SeqCst);
+        self.policy.delays.store(delays, Ordering::SeqCst);
+    }
+
+    fn failures(&self) -> u32 {
+        self.policy.failures.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> u32 {
+        self.policy.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// One connection, one request (answers say `Connection: close`).
+fn handle(mut client: TcpStream, policy: &Policy, upstream: &str) {
+    policy.requests.fetch_add(1, Ordering::SeqCst);
+    let roll = policy.next() % 1000;
+    let share = u64::from(policy.share.load(Ordering::SeqCst));
+    let fault = if roll < share {
+        const FAILURES: [Fault; 4] = [
+            Fault::Status(500),
+            Fault::Status(502),
+            Fault::Status(503),
+            Fault::Reset,
+        ];
+        Some(FAILURES[(policy.next() % 4) as usize])
+    } else if policy.delays.load(Ordering::SeqCst) && roll < share + 100 {
+        Some(Fault::Delay)
+    } else {
+        None
+    };
+    if matches!(fault, Some(Fault::Status(_) | Fault::Reset)) {
+        policy.failures.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Some(Fault::Reset) = fault {
+        // Read a little and close with the rest unread: the kernel answers with RST.
+        let mut byte = [0u8; 1];
+        let _ = client.read(&mut byte);
+        return;
+    }
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut head = Vec::new();
+    let mut length = 0u64;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        head.push(line);
+    }
+    match fault {
+        Some(Fault::Status(status)) => {
+            let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
+            let body =
+                format!(r#"{{"errors":[{{"code":"UNAVAILABLE","message":"injected {status}"}}]}}"#);
+            let _ = write!(
+                client,
+                "HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        Some(Fault::Delay) => std::thread::sleep(Duration::from_millis(300)),
+        _ => {}
+    }
+    let Ok(mut up) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let mut request = head.concat();
+    request.push_str("Connection: close\r\n\r\n");
+    if up.write_all(request.as_bytes()).is_err() {
+        return;
+    }
+    if std::io::copy(&mut (&mut reader).take(length), &mut up).is_err() {
+        return;
+    }
+    let _ = std::io::copy(&mut up, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+/// A build of `platform` pushed by digest through the proxy.
+fn job(
+    ctx: &TestContext,
+    dir: &Path,
+    platform: &str,
+    repo: &str,
+    meta: &Path,
+    retries: &[&str],
+) -> Run {
+    let mut args = vec![
+        "build",
+        "--platform",
+        platform,
+        "--push-by-digest",
+        repo,
+        "--metadata-file",
+        meta.to_str().unwrap(),
+    ];
+    args.extend_from_slice(retries);
+    args.push(dir.to_str().unwrap());
+    ctx.run(&args, &[])
+}
+
+#[test]
+fn a_fifth_of_requests_failing_is_survived_and_all_failing_exits_3() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let proxy = FaultProxy::start(&ctx.registry, 200, 0x5eed_1234_abcd);
+    let path = ctx
+        .repo("faults")
+        .strip_prefix(&format!("{}/", ctx.registry))
+        .unwrap()
+        .to_string();
+    let via = format!("{}/{path}", proxy.addr);
+    let direct = format!("{}/{path}", ctx.registry);
+    // The base image is read through the proxy too.
+    let base = ctx.base.replacen(&ctx.registry, &proxy.addr, 1);
+    let df = format!("FROM {base}\nARG NONCE\nRUN echo \"$NONCE\" > /nonce\n");
+    let dir = ctx.context("faults", &[("Dockerfile", &df)]);
+    let patient = ["--retries", "12", "--retry-delay", "20ms", "--build-arg"];
+    let nonce = format!("NONCE={path}");
+    let mut retries: Vec<&str> = patient.to_vec();
+    retries.push(&nonce);
+
+    let amd = ctx.dir.path().join("amd64.json");
+    let arm = ctx.dir.path().join("arm64.json");
+    job(&ctx, &dir, "linux/amd64", &via, &amd, &retries).assert_code(0);
+    job(&ctx, &dir, "linux/arm64", &via, &arm, &retries).assert_code(0);
+    let tag = format!("{via}:v1");
+    let merged = ctx.run(
+        &[
+            "merge",
+            "--retries",
+            "12",
+            "--retry-delay",
+            "20ms",
+            "--platforms",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &tag,
+            &format!("@{}", amd.display()),
+            &format!("@{}", arm.display()),
+        ],
+        &[],
+    );
+    merged.assert_code(0);
+    // About a fifth (the draws are seeded; thread timing only reorders them).
+    assert!(
+        proxy.failures() * 100 >= proxy.requests() * 12,
+        "only {} of {} requests failed",
+        proxy.failures(),
+        proxy.requests()
+    );
+    eprintln!(
+        "{} of {} requests failed on purpose",
+        proxy.failures(),
+        proxy.requests()
+    );
+    // What skopeo reads straight from the registry is the merged index of both images.
+    let index = skopeo_raw(&format!("{direct}:v1")).expect("the tag exists");
+    let v: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 2, "{v}");
+    for (i, meta) in [&amd, &arm].into_iter().enumerate() {
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+        assert_eq!(v["manifests"][i]["digest"], m["digest"]);
+    }
+
+    // Every request fails: exit 3 within the retry budget, and the tag does not move.
+    proxy.set(1000, false);
+    let started = Instant::now();
+    let refused = ctx.run(
+        &[
+            "merge",
+            "--retries",
+            "2",
+            "--retry-delay",
+            "50ms",
+            "-t",
+            &tag,
+            &format!("@{}", amd.display()),
+        ],
+        &[],
+    );
+    refused.assert_code(3);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        skopeo_raw(&format!("{direct}:v1")).unwrap() == index,
+        "the tag moved"
+    );
+    let failed_build = job(
+        &ctx,
+        &dir,
+        "linux/amd64",
+        &via,
+        &ctx.dir.path().join("never.json"),
+        &["--retries", "2", "--retry-delay", "50ms"],
+    );
+    failed_build.assert_code(3);
+    assert!(!ctx.dir.path().join("never.json").exists());
+}
