@@ -2,9 +2,10 @@
 //! under one tag as an OCI image index.
 //!
 //! Modules are layered; dependencies point down only:
-//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`], [`progress`]
+//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
+//!   [`progress`], [`schedule`]
 //! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`]
-//! - level 2, ports: [`executor`], [`registry`]
+//! - level 2, ports: [`executor`], [`node`], [`registry`]
 //! - level 3, orchestration: [`coordinator`]
 //! - level 4, edge: [`cli`]
 #![deny(missing_docs)]
@@ -18,9 +19,11 @@ pub mod executor;
 pub mod exit;
 pub mod index;
 pub mod layer;
+pub mod node;
 pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod registry;
+pub mod schedule;
 pub mod store;

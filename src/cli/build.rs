@@ -1,6 +1,9 @@
 //! `polyarch build`: flags, their resolution into a [`BuildRequest`], and the run.
 
 use super::*;
+use crate::coordinator::{BuildPlan, NodeState, Nodes};
+use crate::node::protocol::WireCredentials;
+use crate::schedule::Policy;
 
 /// Flags of `polyarch build`.
 #[derive(Debug, Args)]
@@ -45,6 +48,39 @@ pub struct BuildArgs {
     /// Retries for each registry request that fails in a retryable way (5xx, 429, resets).
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub retries: u32,
+    /// Build nodes (--node, --nodes, --ssh-config).
+    #[command(flatten)]
+    pub nodes: NodeOpts,
+    /// Where platforms may run: prefer-native (a node declaring it, natively running ones
+    /// first, then this host natively, then this host emulated), native-only (no emulation
+    /// here: a platform with neither fails before anything is built, exit 4), local-only.
+    #[arg(long, value_enum, default_value_t = NodePolicy::PreferNative, env = "POLYARCH_NODE_POLICY")]
+    pub node_policy: NodePolicy,
+    /// Print where each platform would run and why (probing this host and the nodes), then
+    /// stop: nothing is pulled, built or pushed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `--node-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodePolicy {
+    /// Nodes that declare the platform, then this host natively, then this host emulated.
+    PreferNative,
+    /// Nodes, then this host natively; never emulated here.
+    NativeOnly,
+    /// This host only.
+    LocalOnly,
+}
+
+impl From<NodePolicy> for Policy {
+    fn from(p: NodePolicy) -> Policy {
+        match p {
+            NodePolicy::PreferNative => Policy::PreferNative,
+            NodePolicy::NativeOnly => Policy::NativeOnly,
+            NodePolicy::LocalOnly => Policy::LocalOnly,
+        }
+    }
 }
 
 /// Resolves `polyarch build` flags into a [`BuildRequest`] (flags, then settings: uv's habit).
@@ -230,6 +266,7 @@ pub(super) fn metadata_json(outcome: &BuildOutcome, req: &BuildRequest) -> serde
             "size": i.manifest.size,
             "mediaType": i.manifest.media_type,
             "config": i.config.to_string(),
+            "node": i.node.as_deref().unwrap_or("local"),
         })).collect::<Vec<_>>(),
         "warnings": outcome.warnings,
     })
@@ -239,11 +276,36 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
     let req = resolve_build(args)?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
     let store = Store::open(&state)?;
+    // Credentials for the registry pushed to: used here, and handed to build nodes over their
+    // SSH channel only.
+    let credentials = req
+        .tags
+        .first()
+        .filter(|_| req.push)
+        .and_then(|t| creds::lookup(&t.registry).map(|c| (t.registry.clone(), c)));
     let registry = OciRegistry::new(RegistryOptions {
         insecure: args.insecure_registries.clone(),
         retries: args.retries,
+        auth: credentials.iter().cloned().collect(),
         ..RegistryOptions::default()
     })?;
+    let set = args.nodes.resolve()?;
+    let transport = if set.nodes.is_empty() {
+        None
+    } else {
+        Some(NodeOpts::transport(&set)?)
+    };
+    let nodes = Nodes {
+        set,
+        policy: args.node_policy.into(),
+        transport,
+        credentials: credentials.map(|(_, c)| WireCredentials {
+            username: c.username,
+            password: c.password,
+        }),
+        insecure_registries: args.insecure_registries.clone(),
+        retries: args.retries,
+    };
     let executor = SandboxExecutor::current_exe()?;
     let sink: Arc<dyn Sink> = Arc::new(Renderer {
         mode: args.progress,
@@ -264,7 +326,13 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
             hint: None,
             code: ExitCode::Host,
         })?;
-    let outcome = rt.block_on(coordinator::build(&req, &deps))?;
+    if args.dry_run {
+        let plan = rt.block_on(coordinator::plan(&req, &deps, &nodes))?;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{}", plan_text(&plan));
+        return Ok(());
+    }
+    let outcome = rt.block_on(coordinator::build_with(&req, &deps, &nodes))?;
     if let Some(path) = &args.metadata_file {
         let body = serde_json::to_vec_pretty(&metadata_json(&outcome, &req)).unwrap_or_default();
         write_file_atomic(path, &body).map_err(|e| Failure {
@@ -288,6 +356,62 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         );
     }
     Ok(())
+}
+
+/// The `--dry-run` report: per platform where it runs, why, and the fallback; then the nodes.
+pub(super) fn plan_text(plan: &BuildPlan) -> String {
+    let mut s = format!("plan (--node-policy {}):\n", plan.schedule.policy);
+    for pl in &plan.schedule.placements {
+        s.push_str(&format!(
+            "  {:<16} {}\n",
+            pl.platform.to_string(),
+            pl.first().describe()
+        ));
+        s.push_str(&format!("  {:<16}   why: {}\n", "", pl.why));
+        let fallback = pl
+            .fallback()
+            .map(|p| p.describe())
+            .unwrap_or_else(|| "none (the build fails if it drops)".into());
+        if pl.first().node().is_some() {
+            s.push_str(&format!("  {:<16}   if the node drops: {fallback}\n", ""));
+        }
+    }
+    if !plan.nodes.is_empty() {
+        s.push_str("nodes:\n");
+        for n in &plan.nodes {
+            let state = match &n.state {
+                NodeState::Ready {
+                    version,
+                    running_builds,
+                    used_for,
+                    ..
+                } => format!(
+                    "polyarch {version}, {running_builds} build(s) running, limit {}, used for {}",
+                    n.spec.limit,
+                    if used_for.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        used_for
+                            .iter()
+                            .map(|(p, r)| format!("{p} ({})", r.describe()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+                NodeState::Unreachable { error } => format!("left out: {error}"),
+                NodeState::NotProbed { why } => format!("not used: {why}"),
+            };
+            s.push_str(&format!(
+                "  {:<12} {:<32} {state}\n",
+                n.spec.name,
+                n.spec.address()
+            ));
+        }
+    }
+    for note in &plan.notes {
+        s.push_str(&format!("note: {note}\n"));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -20,13 +20,18 @@ use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
 mod build;
+mod creds;
+mod node;
 mod qemu;
 mod render;
+mod worker;
 
 use build::run_build;
 pub use build::{resolve_build, BuildArgs};
+pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use render::ProgressMode;
 use render::Renderer;
+pub use worker::WorkerArgs;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
 /// one tag as an OCI image index.
@@ -61,6 +66,12 @@ pub enum Command {
     /// Show, install and remove the qemu-user emulators (binfmt_misc handlers) that run foreign
     /// platforms' programs.
     Qemu(qemu::QemuArgs),
+    /// List and check build nodes: machines reached over SSH that build some platforms.
+    Node(NodeArgs),
+    /// The node's end of a build node session (started by `polyarch build` over SSH; speaks
+    /// the worker protocol on stdin/stdout).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
 }
 
 /// A flag value that does not make sense, with the flag named.
@@ -177,6 +188,8 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Build(args) => run_build(&cli.global, args),
         Command::Qemu(args) => qemu::run_qemu(&cli.global, args),
+        Command::Node(args) => node::run_node(&cli.global, args),
+        Command::Worker(args) => worker::run_worker(&cli.global, args),
     };
     match result {
         Ok(()) => 0,

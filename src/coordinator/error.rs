@@ -136,6 +136,13 @@ pub enum BuildError {
     /// The index could not be stitched.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A build node failed: unusable, dropped with nowhere left to go, or its build failed.
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
+    /// No place may build some platform (`--node-policy native-only`), or a node declares a
+    /// platform it cannot run.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     /// `--push` without a tag, or a tag on two registries.
     #[error("{0}")]
     Usage(String),
@@ -176,6 +183,8 @@ impl Classify for BuildError {
             BuildError::Store { source, .. } => source.exit_code(),
             BuildError::Oci { source, .. } => source.exit_code(),
             BuildError::Index(e) => e.exit_code(),
+            BuildError::Node(e) => e.exit_code(),
+            BuildError::Schedule(e) => e.exit_code(),
             BuildError::Internal(_) | BuildError::NothingRunsHere { .. } => ExitCode::Host,
         }
     }
@@ -188,6 +197,8 @@ impl Classify for BuildError {
             BuildError::Exec { source, .. } => source.hint(),
             BuildError::Registry { source, .. } => source.hint(),
             BuildError::Layer { source, .. } => source.hint(),
+            BuildError::Node(e) => e.hint(),
+            BuildError::Schedule(e) => e.hint(),
             BuildError::NothingRunsHere { .. } => Some(
                 "`polyarch qemu status` shows what runs here; `polyarch qemu install ARCH` (as \
                  root) adds an emulator"
