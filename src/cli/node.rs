@@ -201,8 +201,8 @@ pub(super) fn run_node(_global: &GlobalArgs, args: &NodeArgs) -> Result<(), Fail
             }
             let _ = writeln!(
                 out,
-                "{:<12} {:<32} {:<9} {:<9} {:<28} {:<40} {}",
-                "NAME", "ADDRESS", "REACHABLE", "VERSION", "NATIVE", "EMULATED", "BUILDS"
+                "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} EMULATED",
+                "NAME", "ADDRESS", "REACHABLE", "VERSION", "BUILDS", "NATIVE"
             );
             let mut problems = Vec::new();
             for (spec, probe) in set.nodes.iter().zip(&probes) {
@@ -213,14 +213,14 @@ pub(super) fn run_node(_global: &GlobalArgs, args: &NodeArgs) -> Result<(), Fail
                             emulated.into_iter().map(|(p, _)| p).collect();
                         let _ = writeln!(
                             out,
-                            "{:<12} {:<32} {:<9} {:<9} {:<28} {:<40} {}",
+                            "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} {}",
                             spec.name,
                             spec.address(),
                             "yes",
                             r.version,
+                            r.running_builds,
                             platforms_text(&native),
-                            platforms_text(&emulated),
-                            r.running_builds
+                            platforms_text(&emulated)
                         );
                         if let Err(e) = usable(spec, r) {
                             problems.push((e.to_string(), e.hint()));
@@ -230,11 +230,10 @@ pub(super) fn run_node(_global: &GlobalArgs, args: &NodeArgs) -> Result<(), Fail
                         let reachable = if e.is_unreachable() { "no" } else { "yes" };
                         let _ = writeln!(
                             out,
-                            "{:<12} {:<32} {:<9} {:<9} {:<28} {:<40} {}",
+                            "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} -",
                             spec.name,
                             spec.address(),
                             reachable,
-                            "-",
                             "-",
                             "-",
                             "-"

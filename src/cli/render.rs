@@ -96,7 +96,7 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             from,
             to,
             reason,
-        } => format!("[{platform}] {from} failed: {reason}; retrying on {to}"),
+        } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
         Event::Warning { message } => format!("warning: {message}"),
     })
 }

@@ -138,7 +138,7 @@ pub enum BuildError {
     Index(#[from] IndexError),
     /// A build node failed: unusable, dropped with nowhere left to go, or its build failed.
     #[error(transparent)]
-    Node(#[from] crate::node::NodeError),
+    Node(Box<crate::node::NodeError>),
     /// No place may build some platform (`--node-policy native-only`), or a node declares a
     /// platform it cannot run.
     #[error(transparent)]
@@ -149,6 +149,12 @@ pub enum BuildError {
     /// A background task died.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<crate::node::NodeError> for BuildError {
+    fn from(e: crate::node::NodeError) -> BuildError {
+        BuildError::Node(Box::new(e))
+    }
 }
 
 fn tail_text(tail: &[String]) -> String {

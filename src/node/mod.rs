@@ -123,6 +123,8 @@ pub enum NodeError {
         detail: String,
         /// The host as known_hosts names it (`[host]:port` for a port other than 22).
         known_hosts_name: String,
+        /// True when known_hosts has another key for it; false when it has none.
+        changed: bool,
     },
     /// The node refused our keys.
     #[error("node {node} ({address}): authentication failed: {detail}")]
@@ -281,11 +283,22 @@ impl Classify for NodeError {
     fn hint(&self) -> Option<String> {
         match self {
             NodeError::HostKey {
-                known_hosts_name, ..
+                known_hosts_name,
+                changed: true,
+                ..
             } => Some(format!(
                 "if the node was reinstalled, remove its old key with `ssh-keygen -R \
-                 '{known_hosts_name}'` and accept the new one after checking it (connect once \
-                 with ssh); polyarch never accepts unknown host keys itself"
+                 '{known_hosts_name}'` and accept the new one after checking its fingerprint \
+                 (connect once with ssh); polyarch never accepts host keys itself"
+            )),
+            NodeError::HostKey {
+                known_hosts_name,
+                changed: false,
+                ..
+            } => Some(format!(
+                "add the key of {known_hosts_name} to known_hosts after checking its \
+                 fingerprint (connect once with ssh and answer yes); polyarch never accepts host \
+                 keys itself"
             )),
             NodeError::AuthFailed { node, .. } => Some(format!(
                 "make `ssh` log in to node {node} without a password (ssh-copy-id, an \
@@ -344,14 +357,37 @@ pub fn classify_ssh_failure(node: &NodeSpec, text: &str) -> NodeError {
     let lower = text.to_ascii_lowercase();
     if lower.contains("host key verification failed")
         || lower.contains("remote host identification has changed")
-        || lower.contains("no matching host key")
         || lower.contains("host key for")
+        || lower.contains("host key is known for")
     {
+        // ssh names the host as known_hosts does (after resolving a config alias):
+        // "Host key for [127.0.0.1]:2201 has changed ..." or "No ED25519 host key is known for
+        // [127.0.0.1]:2201 and you have requested strict checking."
+        let named = regex::Regex::new(
+            r"(?:Host key for|host key is known for) (\S+) (?:has changed|and you)",
+        )
+        .ok()
+        .and_then(|re| re.captures(text).map(|c| c[1].to_string()));
+        let key_lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                l.starts_with("host key")
+                    || l.starts_with("offending")
+                    || l.contains("host key is known for")
+            })
+            .collect();
         NodeError::HostKey {
             node: node_name,
             address,
-            detail,
-            known_hosts_name: node.known_hosts_name(),
+            detail: if key_lines.is_empty() {
+                detail
+            } else {
+                key_lines.join("; ")
+            },
+            known_hosts_name: named.unwrap_or_else(|| node.known_hosts_name()),
+            changed: lower.contains("has changed") || lower.contains("offending"),
         }
     } else if lower.contains("permission denied") || lower.contains("too many authentication") {
         NodeError::AuthFailed {

@@ -278,11 +278,7 @@ impl ProbeReport {
                 continue;
             };
             match row["runs"].as_str() {
-                Some("native") => {
-                    if !native.iter().any(|n| n.same_as(&p)) {
-                        native.push(p);
-                    }
-                }
+                Some("native") if !native.iter().any(|n| n.same_as(&p)) => native.push(p),
                 Some("emulated") => {
                     let handler = row["handler"]["name"]
                         .as_str()

@@ -31,9 +31,11 @@ const PERSIST_IDLE_SECS: usize = 120;
 
 /// The real transport. Cheap to share behind an `Arc`; connections close when it is dropped.
 pub struct SshTransport {
+    // Dropped first: each session's drop asks its master to exit through the control socket,
+    // which must still exist then (fields drop in declaration order).
+    sessions: Mutex<HashMap<String, Arc<OnceCell<Arc<Session>>>>>,
     ssh_config: Option<PathBuf>,
     control_dir: tempfile::TempDir,
-    sessions: Mutex<HashMap<String, Arc<OnceCell<Arc<Session>>>>>,
 }
 
 impl std::fmt::Debug for SshTransport {

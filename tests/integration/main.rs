@@ -5,5 +5,6 @@
 
 mod build;
 mod harness;
+mod nodes;
 mod qemu;
 mod registry;
