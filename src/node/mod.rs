@@ -146,6 +146,15 @@ pub enum NodeError {
         /// ssh's explanation.
         detail: String,
     },
+    /// The private directory for ssh's control sockets cannot be made.
+    #[error("cannot create a directory for ssh control sockets in {path}: {source}")]
+    ControlDir {
+        /// Where it was to be made.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The local `ssh` program cannot be run.
     #[error("cannot run the local ssh client: {source}")]
     NoSshClient {

@@ -58,8 +58,7 @@ impl SshTransport {
         let control_dir = tempfile::Builder::new()
             .prefix("polyarch-ssh-")
             .tempdir_in(std::env::temp_dir())
-            .map_err(|source| NodeError::Bundle {
-                what: "create",
+            .map_err(|source| NodeError::ControlDir {
                 path: std::env::temp_dir(),
                 source,
             })?;
