@@ -2,10 +2,10 @@
 //! under one tag as an OCI image index.
 //!
 //! Modules are layered; dependencies point down only:
-//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`], [`progress`],
-//!   [`metadata`]
+//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
+//!   [`progress`], [`metadata`], [`schedule`]
 //! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`]
-//! - level 2, ports: [`executor`], [`registry`]
+//! - level 2, ports: [`executor`], [`node`], [`registry`]
 //! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`]
 //! - level 4, edge: [`cli`]
 #![deny(missing_docs)]
@@ -22,9 +22,11 @@ pub mod inspect;
 pub mod layer;
 pub mod merge;
 pub mod metadata;
+pub mod node;
 pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod registry;
+pub mod schedule;
 pub mod store;

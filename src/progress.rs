@@ -19,10 +19,11 @@ pub enum Stream {
 
 /// One thing that happened during a build, tagged with the platform it belongs to (as its
 /// recorded string, e.g. `linux/arm64/v8`) where there is one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// Where a platform's steps will run: `native` or `emulated (qemu-aarch64)`.
+    /// Where a platform's steps will run: `natively`, `emulated through qemu-aarch64`, or
+    /// `on node NAME (...)`.
     PlatformPlanned {
         /// The platform.
         platform: String,
@@ -108,6 +109,18 @@ pub enum Event {
         ref_name: String,
         /// The index digest.
         digest: Digest,
+    },
+    /// A node dropped while building a platform; the platform is built again elsewhere and
+    /// nothing of the broken attempt is used.
+    PlatformMoved {
+        /// The platform.
+        platform: String,
+        /// Where it was being built (`node NAME (...)`).
+        from: String,
+        /// Where it is built now (`node NAME (...)` or `local (...)`).
+        to: String,
+        /// Why it moved.
+        reason: String,
     },
     /// Something worth knowing that is not an error.
     Warning {

@@ -1,6 +1,9 @@
 //! `polyarch build`: flags, their resolution into a [`BuildRequest`], and the run.
 
 use super::*;
+use crate::coordinator::{BuildPlan, NodeState, Nodes};
+use crate::node::protocol::WireCredentials;
+use crate::schedule::Policy;
 
 /// Flags of `polyarch build`.
 #[derive(Debug, Args)]
@@ -55,6 +58,39 @@ pub struct BuildArgs {
     /// back to copy when the mount is refused).
     #[arg(long, value_enum, default_value_t = Snapshotter::Auto, env = "POLYARCH_SNAPSHOTTER")]
     pub snapshotter: Snapshotter,
+    /// Build nodes (--node, --nodes, --ssh-config).
+    #[command(flatten)]
+    pub nodes: NodeOpts,
+    /// Where platforms may run: prefer-native (a node declaring it, natively running ones
+    /// first, then this host natively, then this host emulated), native-only (no emulation
+    /// here: a platform with neither fails before anything is built, exit 4), local-only.
+    #[arg(long, value_enum, default_value_t = NodePolicy::PreferNative, env = "POLYARCH_NODE_POLICY")]
+    pub node_policy: NodePolicy,
+    /// Print where each platform would run and why (probing this host and the nodes), then
+    /// stop: nothing is pulled, built or pushed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `--node-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodePolicy {
+    /// Nodes that declare the platform, then this host natively, then this host emulated.
+    PreferNative,
+    /// Nodes, then this host natively; never emulated here.
+    NativeOnly,
+    /// This host only.
+    LocalOnly,
+}
+
+impl From<NodePolicy> for Policy {
+    fn from(p: NodePolicy) -> Policy {
+        match p {
+            NodePolicy::PreferNative => Policy::PreferNative,
+            NodePolicy::NativeOnly => Policy::NativeOnly,
+            NodePolicy::LocalOnly => Policy::LocalOnly,
+        }
+    }
 }
 
 impl ValueEnum for Snapshotter {
@@ -278,6 +314,7 @@ pub(super) fn metadata_json(outcome: &BuildOutcome, req: &BuildRequest) -> serde
             "size": i.manifest.size,
             "mediaType": i.manifest.media_type,
             "config": i.config.to_string(),
+            "node": i.node.as_deref().unwrap_or("local"),
         })).collect::<Vec<_>>(),
         "warnings": outcome.warnings,
     })
@@ -332,7 +369,14 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         .as_ref()
         .or(req.tags.first().filter(|_| req.push))
         .map(|r| r.registry.clone());
-    let registry = OciRegistry::new(args.registry.resolve(destination.as_deref())?)?;
+    let options = args.registry.resolve(destination.as_deref())?;
+    let registry = OciRegistry::new(options.clone())?;
+    let set = args.nodes.resolve()?;
+    let transport = if set.nodes.is_empty() {
+        None
+    } else {
+        Some(NodeOpts::transport(&set)?)
+    };
     let executor = SandboxExecutor::current_exe()?.with_snapshotter(args.snapshotter);
     let sink: Arc<dyn Sink> = Arc::new(Renderer {
         mode: args.progress,
@@ -353,7 +397,38 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
             hint: None,
             code: ExitCode::Host,
         })?;
-    let outcome = rt.block_on(coordinator::build(&req, &deps))?;
+    // Credentials for the registry pushed to, handed to build nodes over their SSH channel
+    // only: the explicit ones (--creds), else the same lookup the registry client makes.
+    let credentials = match (&destination, transport.is_some()) {
+        (Some(dest), true) => match options.auth.get(dest) {
+            Some(c) => Some(c.clone()),
+            None => rt
+                .block_on(options.credential_sources.lookup(dest))
+                .map_err(|source| crate::registry::RegistryError::Credentials {
+                    registry: dest.clone(),
+                    source: Box::new(source),
+                })?,
+        },
+        _ => None,
+    };
+    let nodes = Nodes {
+        set,
+        policy: args.node_policy.into(),
+        transport,
+        credentials: credentials.map(|c| WireCredentials {
+            username: c.username,
+            password: c.password,
+        }),
+        insecure_registries: options.insecure.clone(),
+        retries: options.retries,
+    };
+    if args.dry_run {
+        let plan = rt.block_on(coordinator::plan(&req, &deps, &nodes))?;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{}", plan_text(&plan));
+        return Ok(());
+    }
+    let outcome = rt.block_on(coordinator::build_with(&req, &deps, &nodes))?;
     let by_digest = req
         .push_by_digest
         .as_ref()
@@ -399,6 +474,62 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         );
     }
     Ok(())
+}
+
+/// The `--dry-run` report: per platform where it runs, why, and the fallback; then the nodes.
+pub(super) fn plan_text(plan: &BuildPlan) -> String {
+    let mut s = format!("plan (--node-policy {}):\n", plan.schedule.policy);
+    for pl in &plan.schedule.placements {
+        s.push_str(&format!(
+            "  {:<16} {}\n",
+            pl.platform.to_string(),
+            pl.first().describe()
+        ));
+        s.push_str(&format!("  {:<16}   why: {}\n", "", pl.why));
+        let fallback = pl
+            .fallback()
+            .map(|p| p.describe())
+            .unwrap_or_else(|| "none (the build fails if it drops)".into());
+        if pl.first().node().is_some() {
+            s.push_str(&format!("  {:<16}   if the node drops: {fallback}\n", ""));
+        }
+    }
+    if !plan.nodes.is_empty() {
+        s.push_str("nodes:\n");
+        for n in &plan.nodes {
+            let state = match &n.state {
+                NodeState::Ready {
+                    version,
+                    running_builds,
+                    used_for,
+                    ..
+                } => format!(
+                    "polyarch {version}, {running_builds} build(s) running, limit {}, used for {}",
+                    n.spec.limit,
+                    if used_for.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        used_for
+                            .iter()
+                            .map(|(p, r)| format!("{p} ({})", r.describe()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+                NodeState::Unreachable { error } => format!("left out: {error}"),
+                NodeState::NotProbed { why } => format!("not used: {why}"),
+            };
+            s.push_str(&format!(
+                "  {:<12} {:<32} {state}\n",
+                n.spec.name,
+                n.spec.address()
+            ));
+        }
+    }
+    for note in &plan.notes {
+        s.push_str(&format!("note: {note}\n"));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -23,17 +23,21 @@ use crate::store::Store;
 mod build;
 mod inspect;
 mod merge;
+mod node;
 mod qemu;
 mod registry;
 mod render;
+mod worker;
 
 use build::run_build;
 pub use build::{resolve_build, BuildArgs};
 pub use inspect::InspectArgs;
 pub use merge::MergeArgs;
+pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
 use render::Renderer;
+pub use worker::WorkerArgs;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
 /// one tag as an OCI image index.
@@ -72,6 +76,12 @@ pub enum Command {
     Merge(MergeArgs),
     /// Show what a reference points at: index entries per platform, or a manifest's layers.
     Inspect(InspectArgs),
+    /// List and check build nodes: machines reached over SSH that build some platforms.
+    Node(NodeArgs),
+    /// The node's end of a build node session (started by `polyarch build` over SSH; speaks
+    /// the worker protocol on stdin/stdout).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
 }
 
 /// A flag value that does not make sense, with the flag named.
@@ -192,6 +202,8 @@ pub fn main() -> i32 {
         Command::Qemu(args) => qemu::run_qemu(&cli.global, args),
         Command::Merge(args) => merge::run_merge(args),
         Command::Inspect(args) => inspect::run_inspect(args),
+        Command::Node(args) => node::run_node(&cli.global, args),
+        Command::Worker(args) => worker::run_worker(&cli.global, args),
     };
     match result {
         Ok(()) => 0,

@@ -13,7 +13,7 @@ use crate::emulation::{
 };
 
 /// The binfmt_misc mount point.
-const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
+pub(super) const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 
 /// Flags of `polyarch qemu`.
 #[derive(Debug, Args)]
@@ -312,7 +312,7 @@ fn status_text(r: &StatusReport) -> String {
 }
 
 /// The JSON report of `polyarch qemu status --json`.
-fn status_json(r: &StatusReport) -> serde_json::Value {
+pub(super) fn status_json(r: &StatusReport) -> serde_json::Value {
     let platforms: Vec<serde_json::Value> = r
         .archs
         .iter()

@@ -91,6 +91,12 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             ref_name,
             digest,
         } => format!("wrote OCI layout {dest} ({ref_name} -> {digest})"),
+        Event::PlatformMoved {
+            platform,
+            from,
+            to,
+            reason,
+        } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
         Event::Warning { message } => format!("warning: {message}"),
     })
 }

@@ -136,12 +136,25 @@ pub enum BuildError {
     /// The index could not be stitched.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A build node failed: unusable, dropped with nowhere left to go, or its build failed.
+    #[error(transparent)]
+    Node(Box<crate::node::NodeError>),
+    /// No place may build some platform (`--node-policy native-only`), or a node declares a
+    /// platform it cannot run.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
     /// `--push` without a tag, or a tag on two registries.
     #[error("{0}")]
     Usage(String),
     /// A background task died.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<crate::node::NodeError> for BuildError {
+    fn from(e: crate::node::NodeError) -> BuildError {
+        BuildError::Node(Box::new(e))
+    }
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -176,6 +189,8 @@ impl Classify for BuildError {
             BuildError::Store { source, .. } => source.exit_code(),
             BuildError::Oci { source, .. } => source.exit_code(),
             BuildError::Index(e) => e.exit_code(),
+            BuildError::Node(e) => e.exit_code(),
+            BuildError::Schedule(e) => e.exit_code(),
             BuildError::Internal(_) | BuildError::NothingRunsHere { .. } => ExitCode::Host,
         }
     }
@@ -188,6 +203,8 @@ impl Classify for BuildError {
             BuildError::Exec { source, .. } => source.hint(),
             BuildError::Registry { source, .. } => source.hint(),
             BuildError::Layer { source, .. } => source.hint(),
+            BuildError::Node(e) => e.hint(),
+            BuildError::Schedule(e) => e.hint(),
             BuildError::NothingRunsHere { .. } => Some(
                 "`polyarch qemu status` shows what runs here; `polyarch qemu install ARCH` (as \
                  root) adds an emulator"

@@ -147,6 +147,7 @@ pub(super) async fn build_platform<R: Registry, E: Executor>(
         manifest: descriptor,
         config: config_digest,
         blobs,
+        node: None,
     })
 }
 

@@ -38,9 +38,13 @@ mod base;
 mod error;
 mod image;
 mod platforms;
+mod remote;
+mod worker;
 
 pub use error::BuildError;
 use image::build_platform;
+pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
+pub use worker::build_job;
 
 /// Where the finished image goes besides (or instead of) a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +104,9 @@ pub struct PlatformImage {
     /// Every blob the image consists of (config and layers), for outputs.
     #[serde(skip)]
     pub blobs: Vec<Digest>,
+    /// The build node that built it; `None`: this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The result of a whole build.
@@ -140,13 +147,25 @@ fn location(df: &Dockerfile, step: &Step) -> String {
     format!("{}:{}", df.file, step.span.line)
 }
 
-/// Runs a whole build: parse, plan, check the host, fan out, stitch, push or write outputs.
-///
-/// Errors: see [`BuildError`]; on any error no tag is moved and no output is written.
-pub async fn build<R: Registry, E: Executor>(
+/// Everything decided before any platform starts: the parsed Dockerfile, the context, the
+/// target platforms with their stage selections.
+struct Prepared {
+    text: String,
+    display: String,
+    df: Dockerfile,
+    context: BuildContext,
+    targets: Vec<Platform>,
+    selections: Vec<Selection>,
+    warnings: Vec<String>,
+    needs_run: bool,
+}
+
+/// Parses the Dockerfile, opens the context and selects the stage for every platform (no I/O
+/// but reading them, except the base image's index for `--platform all`).
+async fn prepare<R: Registry, E: Executor>(
     req: &BuildRequest,
     deps: &Deps<R, E>,
-) -> Result<BuildOutcome, BuildError> {
+) -> Result<Prepared, BuildError> {
     if req.push && req.tags.is_empty() {
         return Err(BuildError::Usage(
             "--push needs at least one -t/--tag naming where to push".into(),
@@ -200,32 +219,82 @@ pub async fn build<R: Registry, E: Executor>(
         }
         selections.push(sel);
     }
+    Ok(Prepared {
+        text,
+        display,
+        df,
+        context,
+        targets,
+        selections,
+        warnings,
+        needs_run,
+    })
+}
+
+/// Runs a whole build on this host: parse, plan, check the host, fan out, stitch, push or write
+/// outputs ([`build_with`] without nodes).
+///
+/// Errors: see [`BuildError`]; on any error no tag is moved and no output is written.
+pub async fn build<R: Registry, E: Executor>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+) -> Result<BuildOutcome, BuildError> {
+    build_with(req, deps, &Nodes::none()).await
+}
+
+/// The plan of a build (`polyarch build --dry-run`): where each platform would run and why,
+/// after probing this host and the nodes. Nothing is pulled, built or pushed.
+pub async fn plan<R: Registry, E: Executor>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+    nodes: &Nodes,
+) -> Result<BuildPlan, BuildError> {
+    let prepared = prepare(req, deps).await?;
+    remote::place(req, deps, nodes, &prepared.targets, prepared.needs_run).await
+}
+
+/// Runs a whole build with build nodes: each platform goes where [`plan`] puts it (a node over
+/// SSH, this host natively or emulated), a platform whose node drops mid-build is retried once
+/// at the next candidate, and the index is stitched here from every platform's manifest.
+///
+/// Errors: see [`BuildError`]; on any error no tag is moved and no output is written.
+pub async fn build_with<R: Registry, E: Executor>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+    nodes: &Nodes,
+) -> Result<BuildOutcome, BuildError> {
+    let Prepared {
+        text,
+        display,
+        df,
+        context,
+        targets,
+        selections,
+        warnings,
+        needs_run,
+    } = prepare(req, deps).await?;
     let bases: Vec<(Platform, &BaseImage)> = targets
         .iter()
         .cloned()
         .zip(selections.iter().map(|s| &s.base))
         .collect();
-    if needs_run {
-        // Local checks first: a platform this host cannot run fails (exit 4) before any registry
-        // call.
-        let work = deps
-            .store
-            .temp_dir("probe")
-            .map_err(|source| BuildError::Store {
-                platform: "probe".into(),
-                source,
-            })?;
-        for p in &targets {
-            let support = emulation::verify(p, &req.binfmt_dir, work.path())?;
-            let runs = match &support {
-                Support::Native => "natively".to_string(),
-                Support::Emulated { handler, .. } => format!("emulated through {handler}"),
-            };
+    // Where each platform runs: a platform nothing can run fails (exit 4) before any registry
+    // call.
+    let placed = remote::place(req, deps, nodes, &targets, needs_run).await?;
+    for note in &placed.notes {
+        deps.sink.emit(Event::Warning {
+            message: note.clone(),
+        });
+    }
+    for pl in &placed.schedule.placements {
+        if needs_run || pl.first().node().is_some() {
             deps.sink.emit(Event::PlatformPlanned {
-                platform: p.to_string(),
-                runs,
+                platform: pl.platform.to_string(),
+                runs: remote::planned_text(pl),
             });
         }
+    }
+    if needs_run && placed.runs_locally() {
         crate::executor::require_root().map_err(|source| BuildError::Exec {
             platform: targets
                 .iter()
@@ -257,12 +326,15 @@ pub async fn build<R: Registry, E: Executor>(
         created,
     };
 
-    // Fan out: one future per platform, all polled concurrently; the first error drops the
-    // others (their sandbox processes are killed on drop) and is returned.
+    // Fan out: one future per platform, all polled concurrently, each where the plan put it;
+    // the first error drops the others (their sandbox processes are killed on drop, their
+    // channels to nodes closed) and is returned.
+    let dispatch = remote::Dispatch::new(nodes, &text, &display);
     let builds = targets
         .iter()
         .zip(selections)
-        .map(|(p, sel)| build_platform(&shared, deps, p, sel));
+        .zip(&placed.schedule.placements)
+        .map(|((p, sel), pl)| dispatch.run(&shared, deps, p, sel, pl));
     let images = futures::future::try_join_all(builds).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();

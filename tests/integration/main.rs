@@ -7,6 +7,7 @@ mod auth;
 mod build;
 mod faults;
 mod harness;
+mod nodes;
 mod publish;
 mod qemu;
 mod registry;

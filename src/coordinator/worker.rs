@@ -1,0 +1,80 @@
+//! The node's side of a remote build: one platform of a coordinator's build, run with the same
+//! code as a local build of that platform ([`build_platform`]) on the context the coordinator
+//! sent, pushed by digest to the coordinator's repository.
+
+use super::*;
+use crate::executor::require_root;
+use crate::node::protocol::BuildJob;
+
+/// Builds `job` here and pushes the image by digest to `job.push_to`.
+///
+/// `context_root` is the unpacked context bundle; `dockerfile` a file holding `job.dockerfile`
+/// next to which `Dockerfile.dockerignore` carries the coordinator's ignore rules (so the context
+/// is opened with exactly those). The platform is checked as a local build checks it (a probe
+/// program, root for `RUN`). Errors are [`BuildError`]s as a local build gives them.
+pub async fn build_job<R: Registry, E: Executor>(
+    job: &BuildJob,
+    context_root: &Path,
+    dockerfile: &Path,
+    deps: &Deps<R, E>,
+) -> Result<PlatformImage, BuildError> {
+    let pname = job.platform.to_string();
+    let df = dockerfile::parse(&job.dockerfile, &job.dockerfile_name)?;
+    let context = BuildContext::open(context_root, dockerfile)
+        .map_err(|e| BuildError::OpenContext(Box::new(e)))?;
+    let push_to: Reference = job.push_to.parse().map_err(|source| BuildError::Registry {
+        platform: pname.clone(),
+        source,
+    })?;
+    let req = BuildRequest {
+        context_dir: context_root.to_path_buf(),
+        dockerfile: dockerfile.to_path_buf(),
+        platforms: vec![job.platform.clone()],
+        all_platforms: false,
+        build_platform: Platform::host(),
+        build_args: job.build_args.clone(),
+        target: job.target.clone(),
+        tags: vec![push_to],
+        push: true,
+        push_by_digest: None,
+        outputs: Vec::new(),
+        source_date_epoch: job.source_date_epoch,
+        binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
+    };
+    let selection = plan::select(
+        &df,
+        &PlanRequest {
+            target_platform: job.platform.clone(),
+            build_platform: req.build_platform.clone(),
+            build_args: req.build_args.clone(),
+            target_stage: req.target.clone(),
+        },
+    )?;
+    let needs_run = df.stages[selection.stage_index]
+        .instructions
+        .iter()
+        .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
+    if needs_run {
+        let work = deps
+            .store
+            .temp_dir("probe")
+            .map_err(|source| BuildError::Store {
+                platform: pname.clone(),
+                source,
+            })?;
+        emulation::verify(&job.platform, &req.binfmt_dir, work.path())?;
+        require_root().map_err(|source| BuildError::Exec {
+            platform: pname.clone(),
+            step: 0,
+            location: job.dockerfile_name.clone(),
+            source,
+        })?;
+    }
+    let shared = Shared {
+        req: &req,
+        dockerfile: &df,
+        context: &context,
+        created: job.created.clone(),
+    };
+    build_platform(&shared, deps, &job.platform, selection).await
+}

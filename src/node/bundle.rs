@@ -1,0 +1,417 @@
+//! The build context as it travels to a node: a zstd-compressed tar of exactly what
+//! `.dockerignore` lets `COPY` see, content-addressed by the sha256 of its bytes.
+//!
+//! Layout: `meta/dockerignore` (the ignore rules the coordinator applied, when there are any),
+//! then `root` (the context directory itself) and `root/...` for every visible file, directory and
+//! symlink, in the order [`BuildContext::resolve_copy`] gives (parents first, names in byte
+//! order). Headers carry only what a build reads (permission bits, mtime in seconds, link
+//! target) with uid/gid 0 and no names, so the same context gives the same bytes and digest on
+//! every run and an unchanged context is not sent again.
+//!
+//! The node unpacks it into its store (`contexts/<hex>/`) and opens it as a build context with
+//! the same ignore rules, so `COPY` there resolves exactly as it does here.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+
+use super::protocol::ContextRef;
+use super::NodeError;
+use crate::context::{BuildContext, EntryKind};
+use crate::oci::{Digest, DigestWriter};
+
+/// zstd level: fast, and fixed so the bytes (and the digest) are stable.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Name of the ignore rules inside the bundle.
+pub const IGNORE_ENTRY: &str = "meta/dockerignore";
+
+/// Name of the context root inside the bundle.
+pub const ROOT_ENTRY: &str = "root";
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> NodeError + 'a {
+    move |source| NodeError::Bundle {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn header(kind: tar::EntryType, mode: u32, mtime: i64, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    // tar has no negative times; such files are rare and clamped to the epoch.
+    h.set_mtime(mtime.max(0) as u64);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_size(size);
+    h
+}
+
+/// Packs `context` into the file `dest` (created or truncated). Returns the bundle's digest and
+/// size. Reads every visible file once; nothing is kept in memory.
+///
+/// Errors: [`NodeError::Context`] when the context cannot be walked, [`NodeError::Bundle`] for
+/// I/O on `dest` or a context file.
+pub fn pack(context: &BuildContext, dest: &Path) -> Result<ContextRef, NodeError> {
+    let file = File::create(dest).map_err(io_err("create", dest))?;
+    let hashed = DigestWriter::new(BufWriter::new(file));
+    let zst = zstd::Encoder::new(hashed, ZSTD_LEVEL).map_err(io_err("compress", dest))?;
+    let mut tar = tar::Builder::new(zst);
+    tar.mode(tar::HeaderMode::Deterministic);
+
+    if let Some(ignore) = context.ignore_file() {
+        let text = std::fs::read(ignore).map_err(io_err("read", ignore))?;
+        let mut h = header(tar::EntryType::Regular, 0o644, 0, text.len() as u64);
+        tar.append_data(&mut h, IGNORE_ENTRY, &text[..])
+            .map_err(io_err("write", dest))?;
+    }
+    let root = context.root();
+    let md = std::fs::symlink_metadata(root).map_err(io_err("stat", root))?;
+    let mut h = header(
+        tar::EntryType::Directory,
+        md.permissions().mode() & 0o7777,
+        md.mtime(),
+        0,
+    );
+    tar.append_data(&mut h, ROOT_ENTRY, io::empty())
+        .map_err(io_err("write", dest))?;
+
+    let entries = context
+        .resolve_copy(&[".".to_string()], "/")
+        .map_err(|e| NodeError::Context(Box::new(e)))?;
+    for e in entries {
+        let name = format!("{ROOT_ENTRY}{}", e.dest);
+        match &e.kind {
+            EntryKind::Dir => {
+                let mut h = header(tar::EntryType::Directory, e.mode, e.mtime, 0);
+                tar.append_data(&mut h, &name, io::empty())
+                    .map_err(io_err("write", dest))?;
+            }
+            EntryKind::File => {
+                let f = File::open(&e.src).map_err(io_err("read", &e.src))?;
+                let len = f.metadata().map_err(io_err("stat", &e.src))?.len();
+                let mut h = header(tar::EntryType::Regular, e.mode, e.mtime, len);
+                // A file that changes size while it is packed is an error, not a torn copy.
+                let mut limited = f.take(len);
+                tar.append_data(&mut h, &name, &mut limited)
+                    .map_err(io_err("read", &e.src))?;
+                if limited.limit() != 0 {
+                    return Err(NodeError::Bundle {
+                        what: "read (it shrank while being packed)",
+                        path: e.src.clone(),
+                        source: io::ErrorKind::UnexpectedEof.into(),
+                    });
+                }
+            }
+            EntryKind::Symlink(target) => {
+                let mut h = header(tar::EntryType::Symlink, 0o777, e.mtime, 0);
+                tar.append_link(&mut h, &name, target)
+                    .map_err(io_err("write", dest))?;
+            }
+        }
+    }
+    let zst = tar.into_inner().map_err(io_err("write", dest))?;
+    let hashed = zst.finish().map_err(io_err("compress", dest))?;
+    let (mut buf, digest, size) = hashed.finish();
+    buf.flush().map_err(io_err("write", dest))?;
+    Ok(ContextRef { digest, size })
+}
+
+/// Checks that a bundle entry name is `meta/dockerignore`, `root` or a plain relative path under
+/// `root/` (no `..`, no absolute path).
+fn checked_name(name: &Path, digest: &str) -> Result<PathBuf, NodeError> {
+    let bad = |reason: String| NodeError::BadBundle {
+        digest: digest.to_string(),
+        reason,
+    };
+    let mut out = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir => {}
+            _ => return Err(bad(format!("entry {name:?} leaves the bundle"))),
+        }
+    }
+    let ok = out == Path::new(IGNORE_ENTRY)
+        || out == Path::new(ROOT_ENTRY)
+        || out.starts_with(ROOT_ENTRY);
+    if !ok {
+        return Err(bad(format!("unexpected entry {name:?}")));
+    }
+    Ok(out)
+}
+
+fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+    let t = Timespec {
+        tv_sec: mtime as i64,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        CWD,
+        path,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Unpacks the bundle file `bundle` (whose digest was already verified) into `dest`, a new empty
+/// directory: `dest/root/...` with the packed modes and mtimes, and `dest/meta/dockerignore`.
+///
+/// Entries are created without following symlinks: a name whose parent is not a real directory
+/// made by this bundle is refused ([`NodeError::BadBundle`]).
+pub fn unpack(bundle: &Path, digest: &Digest, dest: &Path) -> Result<(), NodeError> {
+    let d = digest.to_string();
+    let file = File::open(bundle).map_err(io_err("open", bundle))?;
+    let zst = zstd::Decoder::new(file).map_err(io_err("decompress", bundle))?;
+    let mut ar = tar::Archive::new(zst);
+    let mut dirs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    let entries = ar.entries().map_err(io_err("read", bundle))?;
+    for entry in entries {
+        let mut entry = entry.map_err(io_err("read", bundle))?;
+        let name = entry.path().map_err(io_err("read", bundle))?.into_owned();
+        let rel = checked_name(&name, &d)?;
+        let target = dest.join(&rel);
+        // Every parent must be a directory (never a symlink) inside `dest`.
+        let mut parent = dest.to_path_buf();
+        for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+            parent.push(c);
+            match std::fs::symlink_metadata(&parent) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(NodeError::BadBundle {
+                        digest: d,
+                        reason: format!("entry {name:?} lies under a non-directory"),
+                    })
+                }
+                Err(_) if rel.starts_with("meta") => {
+                    std::fs::create_dir(&parent).map_err(io_err("create", &parent))?;
+                }
+                Err(_) => {
+                    return Err(NodeError::BadBundle {
+                        digest: d,
+                        reason: format!("entry {name:?} comes before its directory"),
+                    })
+                }
+            }
+        }
+        let h = entry.header();
+        let mode = h.mode().map_err(io_err("read", bundle))? & 0o7777;
+        let mtime = h.mtime().map_err(io_err("read", bundle))?;
+        match h.entry_type() {
+            tar::EntryType::Directory => {
+                std::fs::create_dir(&target).map_err(io_err("create", &target))?;
+                dirs.push((target, mode, mtime));
+            }
+            tar::EntryType::Regular => {
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)
+                    .map_err(io_err("create", &target))?;
+                io::copy(&mut entry, &mut out).map_err(io_err("write", &target))?;
+                drop(out);
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                    .map_err(io_err("chmod", &target))?;
+                set_mtime(&target, mtime).map_err(io_err("set mtime of", &target))?;
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name()
+                    .map_err(io_err("read", bundle))?
+                    .ok_or_else(|| NodeError::BadBundle {
+                        digest: d.clone(),
+                        reason: format!("symlink {name:?} without a target"),
+                    })?
+                    .into_owned();
+                std::os::unix::fs::symlink(&link, &target).map_err(io_err("create", &target))?;
+                set_mtime(&target, mtime).map_err(io_err("set mtime of", &target))?;
+            }
+            other => {
+                return Err(NodeError::BadBundle {
+                    digest: d,
+                    reason: format!("entry {name:?} has unsupported type {other:?}"),
+                })
+            }
+        }
+    }
+    // Directories last, deepest first: their modes may forbid writing, and creating children
+    // changed their mtimes.
+    for (dir, mode, mtime) in dirs.iter().rev() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(*mode))
+            .map_err(io_err("chmod", dir))?;
+        set_mtime(dir, *mtime).map_err(io_err("set mtime of", dir))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("src/deep")).unwrap();
+        std::fs::create_dir_all(r.join("secret")).unwrap();
+        std::fs::write(r.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        std::fs::write(r.join("src/main.c"), "int main(){}\n").unwrap();
+        std::fs::write(r.join("src/deep/run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            r.join("src/deep/run.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(r.join("secret/key"), "do not send").unwrap();
+        std::fs::write(r.join("notes.log"), "ignored").unwrap();
+        std::fs::write(r.join(".dockerignore"), "secret\n*.log\n").unwrap();
+        symlink("src/main.c", r.join("link")).unwrap();
+        for p in [
+            "src/main.c",
+            "src/deep/run.sh",
+            "Dockerfile",
+            "src/deep",
+            "src",
+            ".",
+        ] {
+            set_mtime(&r.join(p), 1_000_000).unwrap();
+        }
+        set_mtime(&r.join("link"), 1_000_001).unwrap();
+        t
+    }
+
+    fn listing(root: &Path) -> Vec<String> {
+        let ctx = BuildContext::open(root, &root.join("Dockerfile")).unwrap();
+        ctx.resolve_copy(&[".".to_string()], "/")
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {:?} {:o} {}", e.dest, e.kind, e.mode, e.mtime))
+            .collect()
+    }
+
+    #[test]
+    fn pack_is_deterministic_and_unpacks_to_the_same_context() {
+        let t = tree();
+        let ctx = BuildContext::open(t.path(), &t.path().join("Dockerfile")).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let a = pack(&ctx, &out.path().join("a")).unwrap();
+        let b = pack(&ctx, &out.path().join("b")).unwrap();
+        assert_eq!(a, b, "same context, same bundle");
+        assert_eq!(
+            std::fs::read(out.path().join("a")).unwrap(),
+            std::fs::read(out.path().join("b")).unwrap()
+        );
+        assert_eq!(
+            Digest::of(&std::fs::read(out.path().join("a")).unwrap()),
+            a.digest
+        );
+
+        let dest = out.path().join("unpacked");
+        std::fs::create_dir(&dest).unwrap();
+        unpack(&out.path().join("a"), &a.digest, &dest).unwrap();
+        // Excluded files never left this machine.
+        assert!(!dest.join("root/secret").exists());
+        assert!(!dest.join("root/notes.log").exists());
+        assert_eq!(
+            std::fs::read_to_string(dest.join(IGNORE_ENTRY)).unwrap(),
+            "secret\n*.log\n"
+        );
+        // Opened with the same rules, the unpacked context lists what the original does, with
+        // the same modes and mtimes.
+        std::fs::copy(
+            dest.join(IGNORE_ENTRY),
+            out.path().join("Dockerfile.dockerignore"),
+        )
+        .unwrap();
+        let root = dest.join(ROOT_ENTRY);
+        let there = BuildContext::open(&root, &out.path().join("Dockerfile")).unwrap();
+        let remote: Vec<String> = there
+            .resolve_copy(&[".".to_string()], "/")
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {:?} {:o} {}", e.dest, e.kind, e.mode, e.mtime))
+            .collect();
+        assert_eq!(remote, listing(t.path()));
+        assert_eq!(
+            std::fs::symlink_metadata(&root).unwrap().mtime(),
+            std::fs::symlink_metadata(t.path()).unwrap().mtime()
+        );
+
+        // A changed file changes the digest; a change in an ignored file does not.
+        std::fs::write(t.path().join("notes.log"), "still ignored").unwrap();
+        let c = pack(&ctx, &out.path().join("c")).unwrap();
+        assert_eq!(c.digest, a.digest);
+        std::fs::write(t.path().join("src/main.c"), "int main(){return 1;}\n").unwrap();
+        set_mtime(&t.path().join("src/main.c"), 1_000_000).unwrap();
+        let d = pack(&ctx, &out.path().join("d")).unwrap();
+        assert_ne!(d.digest, a.digest);
+    }
+
+    #[test]
+    fn hostile_bundles_are_refused() {
+        let out = tempfile::tempdir().unwrap();
+        let n = std::cell::Cell::new(0);
+        let make = |entries: &[(&str, tar::EntryType, &str)]| -> PathBuf {
+            n.set(n.get() + 1);
+            let path = out.path().join(format!("b{}", n.get()));
+            let f = File::create(&path).unwrap();
+            let mut tar = tar::Builder::new(zstd::Encoder::new(f, 3).unwrap().auto_finish());
+            for (name, kind, body) in entries {
+                let mut h = header(*kind, 0o755, 0, body.len() as u64);
+                if *kind == tar::EntryType::Symlink {
+                    h.set_size(0);
+                    tar.append_link(&mut h, name, body).unwrap();
+                } else {
+                    // Raw names so that `..` reaches the archive as written.
+                    h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+                    h.set_cksum();
+                    tar.append(&h, body.as_bytes()).unwrap();
+                }
+            }
+            tar.into_inner().unwrap();
+            path
+        };
+        let d = Digest::of(b"x");
+        let cases: Vec<(PathBuf, &str)> = vec![
+            (
+                make(&[("root/../../etc/x", tar::EntryType::Regular, "x")]),
+                "leaves the bundle",
+            ),
+            (
+                make(&[
+                    ("root", tar::EntryType::Directory, ""),
+                    ("root/l", tar::EntryType::Symlink, "/etc"),
+                    ("root/l/passwd", tar::EntryType::Regular, "x"),
+                ]),
+                "under a non-directory",
+            ),
+            (
+                make(&[
+                    ("root", tar::EntryType::Directory, ""),
+                    ("root/a/b", tar::EntryType::Regular, "x"),
+                ]),
+                "before its directory",
+            ),
+            (
+                make(&[("other", tar::EntryType::Regular, "x")]),
+                "unexpected entry",
+            ),
+        ];
+        for (i, (bundle, says)) in cases.iter().enumerate() {
+            let dest = out.path().join(format!("u{i}"));
+            std::fs::create_dir(&dest).unwrap();
+            let e = unpack(bundle, &d, &dest).unwrap_err();
+            assert!(e.to_string().contains(says), "{says}: {e}");
+        }
+        assert!(!Path::new("/etc/x").exists());
+    }
+}
