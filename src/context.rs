@@ -86,12 +86,6 @@ pub enum ContextError {
     /// `COPY` was given no sources at all.
     #[error("no source files were specified")]
     NoSources,
-    /// A wildcard source matches nothing that is not excluded.
-    #[error("no source files were specified: {pattern:?} matches nothing in the build context")]
-    NoMatch {
-        /// The wildcard source as written.
-        pattern: String,
-    },
     /// A wildcard source is malformed (Go `filepath.Match` syntax).
     #[error("bad wildcard in source {name:?}: {reason}")]
     BadWildcard {
@@ -121,7 +115,7 @@ impl Classify for ContextError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            ContextError::NotFound { .. } | ContextError::NoMatch { .. } => Some(
+            ContextError::NotFound { .. } => Some(
                 "COPY sources are relative to the build context; check the path and .dockerignore"
                     .into(),
             ),
@@ -158,6 +152,10 @@ pub struct CopyEntry {
     pub mode: u32,
     /// Modification time of the source, seconds since the Unix epoch.
     pub mtime: i64,
+    /// Owner to give the entry when COPY has no `--chown` (files unpacked from an ADD archive
+    /// keep the archive's owners); `None` is `0:0`.
+    #[serde(default)]
+    pub owner: Option<(u32, u32)>,
 }
 
 /// Go's `path.Clean` for `/`-separated paths: collapses `//`, `.` and `..`, drops a trailing
@@ -508,6 +506,17 @@ impl Ignore {
         Ok(ignore)
     }
 
+    /// Compiles `COPY --exclude` patterns (the `.dockerignore` syntax, one pattern each).
+    /// `what` names them in errors (e.g. `Dockerfile:7 --exclude`).
+    pub fn from_patterns(patterns: &[String], what: &Path) -> Result<Ignore, ContextError> {
+        Ignore::parse(&patterns.join("\n"), what)
+    }
+
+    /// True when there are no patterns at all.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     /// True when `rel` (a `/`-separated path relative to the context root) is excluded: moby
     /// `MatchesOrParentMatches`. Patterns apply in order and the last one that matches decides;
     /// a pattern also matches when it matches one of the path's parent directories. The context
@@ -570,6 +579,10 @@ pub struct BuildContext {
     root: PathBuf,
     ignore: Ignore,
     ignore_file: Option<PathBuf>,
+    /// An image root filesystem rather than a build context: symlinks resolve as in a chroot
+    /// (absolute targets from the root, `..` stops at the root) instead of being refused when
+    /// they point outside.
+    chroot: bool,
 }
 
 /// One resolved `COPY` source match.
@@ -608,6 +621,7 @@ impl BuildContext {
                         root,
                         ignore,
                         ignore_file: Some(path),
+                        chroot: false,
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -618,6 +632,23 @@ impl BuildContext {
             root,
             ignore: Ignore::default(),
             ignore_file: None,
+            chroot: false,
+        })
+    }
+
+    /// Opens an image root filesystem (a mounted stage or image) as a COPY source: nothing is
+    /// ignored, and symlinks resolve as they would inside the image (absolute targets from its
+    /// root, `..` stopping at the root), so `COPY --from` never reads outside it.
+    pub fn rootfs(dir: &Path) -> Result<BuildContext, ContextError> {
+        let root = std::fs::canonicalize(dir).map_err(|source| ContextError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(BuildContext {
+            root,
+            ignore: Ignore::default(),
+            ignore_file: None,
+            chroot: true,
         })
     }
 
@@ -653,20 +684,28 @@ impl BuildContext {
         sources: &[String],
         dest: &str,
     ) -> Result<Vec<CopyEntry>, ContextError> {
+        self.resolve_copy_with(sources, dest, &Ignore::default())
+    }
+
+    /// [`BuildContext::resolve_copy`] with `COPY --exclude` patterns: they are matched against
+    /// each path relative to the source that brought it in (for a directory source, its
+    /// contents; for a file, its name), as BuildKit's copy does. A wildcard that matches nothing
+    /// copies nothing (BuildKit `AllowEmptyWildcard`), so `COPY go.sum* ./` works without the
+    /// file.
+    pub fn resolve_copy_with(
+        &self,
+        sources: &[String],
+        dest: &str,
+        excludes: &Ignore,
+    ) -> Result<Vec<CopyEntry>, ContextError> {
         if sources.is_empty() {
             return Err(ContextError::NoSources);
         }
         let mut matches = Vec::new();
         for source in sources {
-            let comps = normalize_source(source)?;
+            let comps = normalize_source(source, self.chroot)?;
             if has_wildcard(source) {
-                let found = self.expand(source, &comps)?;
-                if found.is_empty() {
-                    return Err(ContextError::NoMatch {
-                        pattern: source.clone(),
-                    });
-                }
-                matches.extend(found);
+                matches.extend(self.expand(source, &comps)?);
             } else {
                 let resolved =
                     self.resolve(&comps, source)?
@@ -705,7 +744,11 @@ impl BuildContext {
                     insert(&mut out, entry(&host, &dest, EntryKind::Dir, &md));
                 }
                 let mut children = Vec::new();
-                self.walk(&m.resolved, &dest, &mut children)?;
+                let walk = Walk {
+                    base_len: m.resolved.len(),
+                    excludes,
+                };
+                self.walk(&m.resolved, &dest, &walk, &mut children)?;
                 if self.ignore.is_excluded(&rel) && !children.is_empty() && dest != "/" {
                     insert(&mut out, entry(&host, &dest, EntryKind::Dir, &md));
                 }
@@ -713,6 +756,9 @@ impl BuildContext {
                     insert(&mut out, c);
                 }
             } else if md.is_file() {
+                if !excludes.is_empty() && excludes.is_excluded(&m.name) {
+                    continue;
+                }
                 let target = if dest_is_dir {
                     join_dest(&dest, &m.name)
                 } else {
@@ -749,7 +795,7 @@ impl BuildContext {
             }
             let path = self.host_path(&done).join(&c);
             if c == ".." {
-                if done.pop().is_none() {
+                if done.pop().is_none() && !self.chroot {
                     return Err(ContextError::SymlinkEscapes {
                         name: name.to_string(),
                         link: path,
@@ -785,7 +831,11 @@ impl BuildContext {
                 .to_str()
                 .ok_or_else(|| ContextError::NonUtf8 { path: path.clone() })?
                 .to_string();
-            let rest: Vec<String> = if target.is_absolute() {
+            let rest: Vec<String> = if target.is_absolute() && self.chroot {
+                // In an image root an absolute target starts at that root.
+                done.clear();
+                target_str.split('/').map(str::to_string).collect()
+            } else if target.is_absolute() {
                 // An absolute target is a host path: allowed only when it is inside the context.
                 let inside =
                     target
@@ -889,6 +939,7 @@ impl BuildContext {
         &self,
         dir: &[String],
         dest: &str,
+        w: &Walk<'_>,
         out: &mut Vec<CopyEntry>,
     ) -> Result<(), ContextError> {
         let host = self.host_path(dir);
@@ -916,14 +967,19 @@ impl BuildContext {
             let path = self.host_path(&comps);
             let md = self.lstat(&comps)?;
             let target = join_dest(dest, &name);
-            let excluded = self.ignore.is_excluded(&rel);
+            let inner = comps[w.base_len..].join("/");
+            let by_flag = !w.excludes.is_empty() && w.excludes.is_excluded(&inner);
+            let excluded = self.ignore.is_excluded(&rel) || by_flag;
             let ft = md.file_type();
             if ft.is_dir() {
-                if excluded && !self.ignore.may_include_inside(&rel) {
+                let may_include = (!self.ignore.is_excluded(&rel)
+                    || self.ignore.may_include_inside(&rel))
+                    && (!by_flag || w.excludes.may_include_inside(&inner));
+                if excluded && !may_include {
                     continue;
                 }
                 let mut children = Vec::new();
-                self.walk(&comps, &target, &mut children)?;
+                self.walk(&comps, &target, w, &mut children)?;
                 if !excluded || !children.is_empty() {
                     out.push(entry(&path, &target, EntryKind::Dir, &md));
                     out.append(&mut children);
@@ -947,6 +1003,13 @@ impl BuildContext {
         }
         Ok(())
     }
+}
+
+/// What a directory walk needs besides the ignore file: where the source that brought the
+/// walk in starts (its components count), and the `--exclude` patterns relative to it.
+struct Walk<'a> {
+    base_len: usize,
+    excludes: &'a Ignore,
 }
 
 /// Destination key ordering: by path components, so a directory sorts before its children.
@@ -988,6 +1051,7 @@ fn entry(src: &Path, dest: &str, kind: EntryKind, md: &std::fs::Metadata) -> Cop
         kind,
         mode,
         mtime: md.mtime(),
+        owner: None,
     }
 }
 
@@ -1016,14 +1080,16 @@ fn unescape_literal(s: &str) -> String {
 }
 
 /// Splits a source into components relative to the context root. A leading `/` means the
-/// root; `..` that climbs above the root is an error naming the source.
-fn normalize_source(source: &str) -> Result<Vec<String>, ContextError> {
+/// root; `..` that climbs above the root is an error naming the source (in a `chroot` tree it
+/// stays at the root).
+fn normalize_source(source: &str, chroot: bool) -> Result<Vec<String>, ContextError> {
     let mut out: Vec<String> = Vec::new();
     for comp in source.split('/') {
         match comp {
             "" | "." => {}
             ".." => {
-                if out.pop().is_none() {
+                // In an image root `..` stops at `/`, as in a chroot.
+                if out.pop().is_none() && !chroot {
                     return Err(ContextError::OutsideContext {
                         name: source.to_string(),
                     });
@@ -1309,12 +1375,15 @@ mod tests {
         );
         let e = c.resolve_copy(&srcs(&["d*/s*/*.txt"]), "/d/").unwrap();
         assert_eq!(dests(&e), ["/d/y.txt"]);
-        let err = c.resolve_copy(&srcs(&["*.nope"]), "/d/").unwrap_err();
-        assert!(matches!(err, ContextError::NoMatch { .. }));
-        assert!(err.to_string().contains("no source files were specified"));
-        let err = c.resolve_copy(&srcs(&["*.log"]), "/d/").unwrap_err();
+        // BuildKit `AllowEmptyWildcard`: a wildcard matching nothing copies nothing.
+        assert!(c
+            .resolve_copy(&srcs(&["*.nope"]), "/d/")
+            .unwrap()
+            .is_empty());
+        let e = c.resolve_copy(&srcs(&["*.nope", "a.txt"]), "/d/").unwrap();
+        assert_eq!(dests(&e), ["/d/a.txt"]);
         assert!(
-            matches!(err, ContextError::NoMatch { .. }),
+            c.resolve_copy(&srcs(&["*.log"]), "/d/").unwrap().is_empty(),
             "ignored files do not match"
         );
         let err = c.resolve_copy(&srcs(&["[x"]), "/d/").unwrap_err();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::coordinator::{self, BuildOutcome, BuildRequest, Deps, Output};
-use crate::executor::SandboxExecutor;
+use crate::executor::{SandboxExecutor, Sensitive};
 use crate::exit::{Classify, ExitCode};
 use crate::platform::Platform;
 use crate::progress::{Event, Sink, Stream};

@@ -129,6 +129,21 @@ pub enum BuildError {
     /// A background task died.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A failure of a stage build that several platforms share, reported to each of them.
+    #[error(transparent)]
+    Shared(Arc<BuildError>),
+    /// Preparing what a step reads (ADD URLs and archives, heredocs, secrets, cache mounts)
+    /// failed.
+    #[error("{platform}: {location}: {source}")]
+    Source {
+        /// The platform label of the stage.
+        platform: String,
+        /// `file:line` of the instruction.
+        location: String,
+        /// The cause.
+        #[source]
+        source: SourceError,
+    },
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -164,6 +179,8 @@ impl Classify for BuildError {
             BuildError::Oci { source, .. } => source.exit_code(),
             BuildError::Index(e) => e.exit_code(),
             BuildError::Internal(_) => ExitCode::Host,
+            BuildError::Shared(e) => e.exit_code(),
+            BuildError::Source { source, .. } => source.exit_code(),
         }
     }
 
@@ -175,6 +192,8 @@ impl Classify for BuildError {
             BuildError::Exec { source, .. } => source.hint(),
             BuildError::Registry { source, .. } => source.hint(),
             BuildError::Layer { source, .. } => source.hint(),
+            BuildError::Shared(e) => e.hint(),
+            BuildError::Source { source, .. } => source.hint(),
             BuildError::NoMatchingPlatform { .. } => Some(
                 "pick platforms the base image offers, or use a base image built for this one"
                     .into(),

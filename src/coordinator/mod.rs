@@ -1,9 +1,13 @@
 //! Orchestration of `polyarch build`: fan out one build per target platform, concurrently, and
 //! publish the OCI image index last.
 //!
-//! Level 3. Per platform: resolve the base image from its index (variant-aware), pull and
-//! unpack its layers into the store once per diff_id, run each step in the sandbox (overlayfs
-//! upper dir = the step's diff), turn each diff into a deterministic layer, write the config and
+//! Level 3. Per platform: select the stages the target needs (multi-stage: `FROM <stage>`,
+//! `COPY --from`, `RUN --mount from=`); build each stage once per distinct input (a stage that
+//! several target platforms need with the same inputs, such as a `--platform=$BUILDPLATFORM`
+//! builder that does not use the target's ARGs, is built once and shared, see [`stage`]):
+//! resolve its base image from its index (variant-aware), pull and unpack its layers into the
+//! store once per diff_id, run each step in the sandbox (overlayfs upper dir = the step's
+//! diff), turn each diff into a deterministic layer. Then write the target's config and
 //! manifest, and push them by digest. Only when every platform succeeded is the index stitched
 //! (entries in `--platform` order) and pushed to the tags, so a tag never points at a
 //! half-built release. The first failure cancels the sibling platforms (their sandboxes are
@@ -19,7 +23,7 @@ use serde::Serialize;
 use crate::context::{BuildContext, ContextError};
 use crate::dockerfile::{self, Dockerfile, DockerfileError, InstructionKind};
 use crate::emulation::{self, EmulationError, Support};
-use crate::executor::{Action, CopySpec, ExecError, Executor, RunSpec, SandboxSpec};
+use crate::executor::{Action, CopySpec, ExecError, Executor, RunSpec, SandboxSpec, Sensitive};
 use crate::exit::{Classify, ExitCode};
 use crate::index::{self, IndexError, StitchedIndex};
 use crate::layer::{self, LayerError, LayerOptions};
@@ -28,18 +32,24 @@ use crate::oci::{
     MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER_GZIP,
     MEDIA_TYPE_OCI_MANIFEST,
 };
-use crate::plan::{self, BaseConfig, BaseImage, PlanRequest, Selection, Step, StepKind};
+use crate::plan::{
+    self, BaseConfig, BaseImage, PlanRequest, Selection, StageGraph, Step, StepKind,
+};
 use crate::platform::{self, Platform};
 use crate::progress::{Event, Sink};
 use crate::registry::{BlobPush, Reference, Registry, RegistryError};
 use crate::store::{Store, StoreError};
 
+mod actions;
 mod base;
 mod error;
 mod image;
+mod sources;
+mod stage;
 
 pub use error::BuildError;
 use image::build_platform;
+pub use sources::SourceError;
 
 /// Where the finished image goes besides (or instead of) a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +89,9 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// The binfmt_misc directory to check handlers in (normally `/proc/sys/fs/binfmt_misc`).
     pub binfmt_dir: PathBuf,
+    /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the
+    /// config, the history or the progress output.
+    pub secrets: BTreeMap<String, Sensitive>,
 }
 
 /// What one platform's build produced.
@@ -156,11 +169,11 @@ pub async fn build<R: Registry, E: Executor>(
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;
 
     // Everything that can be checked without I/O is checked for every platform before any
-    // platform starts: the stage and base reference, and whether this host can run it.
+    // platform starts: the stages and base references, and whether this host can run them.
     let mut warnings: Vec<String> = df.warnings.clone();
-    let mut selections = Vec::new();
+    let mut selections: Vec<StageGraph> = Vec::new();
     for p in &req.platforms {
-        let sel = plan::select(
+        let graph = plan::select_graph(
             &df,
             &PlanRequest {
                 target_platform: p.clone(),
@@ -169,21 +182,30 @@ pub async fn build<R: Registry, E: Executor>(
                 target_stage: req.target.clone(),
             },
         )?;
-        for w in &sel.warnings {
+        for w in &graph.warnings {
             if !warnings.contains(w) {
                 warnings.push(w.clone());
             }
         }
-        selections.push(sel);
+        selections.push(graph);
     }
-    let needs_run = selections.first().is_some_and(|sel| {
-        df.stages[sel.stage_index]
-            .instructions
-            .iter()
-            .any(|i| matches!(i.kind, InstructionKind::Run { .. }))
-    });
+    // Every platform a stage with RUN steps runs as must be runnable here: the targets, and
+    // the build platform for `FROM --platform=$BUILDPLATFORM` stages.
+    let mut run_platforms: Vec<Platform> = Vec::new();
+    for graph in &selections {
+        for sel in &graph.stages {
+            let has_run = df.stages[sel.stage_index]
+                .instructions
+                .iter()
+                .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
+            if has_run && !run_platforms.iter().any(|p| p.same_as(&sel.platform)) {
+                run_platforms.push(sel.platform.clone());
+            }
+        }
+    }
+    let needs_run = !run_platforms.is_empty();
     if needs_run {
-        for p in &req.platforms {
+        for p in &run_platforms {
             let support = emulation::classify(p, &req.binfmt_dir)?;
             let runs = match &support {
                 Support::Native => "natively".to_string(),
@@ -224,12 +246,14 @@ pub async fn build<R: Registry, E: Executor>(
     };
 
     // Fan out: one future per platform, all polled concurrently; the first error drops the
-    // others (their sandbox processes are killed on drop) and is returned.
+    // others (their sandbox processes are killed on drop) and is returned. Stage builds are
+    // shared between them through `stages`.
+    let stages = stage::Stages::new(&shared, deps);
     let builds = req
         .platforms
         .iter()
         .zip(selections)
-        .map(|(p, sel)| build_platform(&shared, deps, p, sel));
+        .map(|(p, graph)| build_platform(&shared, deps, &stages, p, graph));
     let images = futures::future::try_join_all(builds).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
