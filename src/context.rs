@@ -270,15 +270,28 @@ impl Glob {
 
     fn matches(&self, name: &str) -> bool {
         let chars: Vec<char> = name.chars().collect();
-        fn go(toks: &[GlobTok], s: &[char]) -> bool {
-            match toks.first() {
-                None => s.is_empty(),
-                Some(GlobTok::Star) => (0..=s.len())
-                    .take_while(|&k| k == 0 || s[k - 1] != '/')
-                    .any(|k| go(&toks[1..], &s[k..])),
-                Some(tok) => match s.first() {
-                    None => false,
-                    Some(&c) => {
+        // Dynamic programming over (token, position): `reach[i]` is true when the tokens so
+        // far can consume exactly the first `i` characters. Linear in the pattern times the
+        // name, whatever the stars.
+        let mut reach = vec![false; chars.len() + 1];
+        reach[0] = true;
+        for tok in &self.0 {
+            let mut next = vec![false; chars.len() + 1];
+            match tok {
+                GlobTok::Star => {
+                    // `*` matches any run of non-separator characters.
+                    for i in 0..=chars.len() {
+                        if reach[i] || (i > 0 && next[i - 1] && chars[i - 1] != '/') {
+                            next[i] = true;
+                        }
+                    }
+                }
+                tok => {
+                    for i in 0..chars.len() {
+                        if !reach[i] {
+                            continue;
+                        }
+                        let c = chars[i];
                         let ok = match tok {
                             GlobTok::Any => c != '/',
                             GlobTok::Lit(l) => c == *l,
@@ -287,12 +300,13 @@ impl Glob {
                             }
                             GlobTok::Star => unreachable!("handled above"),
                         };
-                        ok && go(&toks[1..], &s[1..])
+                        next[i + 1] = ok;
                     }
-                },
+                }
             }
+            reach = next;
         }
-        go(&self.0, &chars)
+        reach[chars.len()]
     }
 }
 
@@ -333,8 +347,12 @@ struct IgnorePattern {
 }
 
 impl IgnorePattern {
-    /// moby `patternmatcher.New` for one line + `Pattern.compile`, translating to a regex with
-    /// every literal escaped (moby leaves `^`, `\d` etc. to the regex engine; we do not).
+    /// moby `patternmatcher.New` for one line + `Pattern.compile`, character for character:
+    /// the pattern is checked with Go's `filepath.Match` syntax, then turned into a Go regular
+    /// expression the way moby does it (`*` → `[^/]*`, `?` → `[^/]`, `**` → `(.*/)?` or `.*`,
+    /// only `.+()|{}$` escaped, brackets and `\X` passed through, so `^` and `\d` keep their
+    /// regex meaning as in Docker), which [`go_regex_to_rust`] makes mean the same to the
+    /// `regex` crate.
     fn new(raw: &str) -> Result<Option<IgnorePattern>, String> {
         let p = raw.trim();
         if p.is_empty() {
@@ -346,8 +364,8 @@ impl IgnorePattern {
             Some(rest) => (true, rest.to_string()),
             None => (false, p),
         };
-        let chars: Vec<char> = p.chars().collect();
-        let mut re = String::from("^");
+        // moby: `filepath.Match(p, ".")` for its error only.
+        Glob::new(&p).map_err(|e| format!("syntax error in pattern: {e}"))?;
         #[derive(PartialEq)]
         enum T {
             Exact,
@@ -355,9 +373,11 @@ impl IgnorePattern {
             Suffix,
             Regex,
         }
+        let chars: Vec<char> = p.chars().collect();
+        let mut re = String::from("^");
         let mut t = T::Exact;
         let mut i = 0;
-        let mut first = true;
+        let mut token = 0;
         while i < chars.len() {
             let c = chars[i];
             i += 1;
@@ -379,7 +399,7 @@ impl IgnorePattern {
                         re.push_str("(.*/)?");
                         t = T::Regex;
                     }
-                    if first {
+                    if token == 0 {
                         t = T::Suffix;
                     }
                 }
@@ -391,35 +411,26 @@ impl IgnorePattern {
                     re.push_str("[^/]");
                     t = T::Regex;
                 }
+                '.' | '+' | '(' | ')' | '|' | '{' | '}' | '$' => {
+                    re.push('\\');
+                    re.push(c);
+                }
                 '\\' => match chars.get(i) {
-                    Some(e) => {
-                        re.push_str(&regex::escape(&e.to_string()));
+                    Some(&e) => {
+                        re.push('\\');
+                        re.push(e);
                         i += 1;
                         t = T::Regex;
                     }
-                    None => re.push_str(r"\\"),
+                    None => re.push('\\'),
                 },
-                '[' => {
-                    let GlobTok::Class { negate, ranges } = parse_class(&chars, &mut i)? else {
-                        unreachable!("parse_class returns a class")
-                    };
-                    re.push('[');
-                    if negate {
-                        re.push('^');
-                    }
-                    for (lo, hi) in ranges {
-                        re.push_str(&regex::escape(&lo.to_string()));
-                        if hi != lo {
-                            re.push('-');
-                            re.push_str(&regex::escape(&hi.to_string()));
-                        }
-                    }
-                    re.push(']');
+                '[' | ']' => {
+                    re.push(c);
                     t = T::Regex;
                 }
-                c => re.push_str(&regex::escape(&c.to_string())),
+                c => re.push(c),
             }
-            first = false;
+            token += 1;
         }
         let kind = match t {
             T::Exact => MatchKind::Exact,
@@ -427,7 +438,8 @@ impl IgnorePattern {
             T::Suffix => MatchKind::Suffix(p[2..].to_string()),
             T::Regex => {
                 re.push('$');
-                MatchKind::Regex(regex::Regex::new(&re).map_err(|e| e.to_string())?)
+                let rust = go_regex_to_rust(&re);
+                MatchKind::Regex(regex::Regex::new(&rust).map_err(|e| e.to_string())?)
             }
         };
         Ok(Some(IgnorePattern {
@@ -448,6 +460,74 @@ impl IgnorePattern {
             MatchKind::Regex(re) => re.is_match(path),
         }
     }
+}
+
+/// Rewrites a Go (RE2) regular expression so that the `regex` crate reads it the same way. The
+/// two agree outside brackets; inside a bracket expression Go takes `[` as a plain character
+/// (unless it opens `[:class:]`) where the `regex` crate opens a nested class, and `&&`, `--`,
+/// `~~` are set operations only to the latter. Those are escaped.
+pub(crate) fn go_regex_to_rust(re: &str) -> String {
+    let chars: Vec<char> = re.chars().collect();
+    let mut out = String::with_capacity(re.len() + 8);
+    let mut i = 0;
+    let mut in_class = false;
+    // Position right after `[` or `[^`, where `]` is a literal.
+    let mut class_start = false;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            out.push(c);
+            if let Some(&n) = chars.get(i + 1) {
+                out.push(n);
+            }
+            i += 2;
+            class_start = false;
+            continue;
+        }
+        if !in_class {
+            if c == '[' {
+                in_class = true;
+                class_start = true;
+                out.push(c);
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+            } else {
+                out.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            ']' if !class_start => {
+                in_class = false;
+                out.push(']');
+            }
+            '[' if chars.get(i + 1) == Some(&':') => {
+                // `[:alpha:]`: copied through to its closing `:]`.
+                let rest: String = chars[i..].iter().collect();
+                match rest.find(":]") {
+                    Some(end) if end > 1 => {
+                        out.push_str(&rest[..end + 2]);
+                        i += rest[..end + 2].chars().count();
+                        class_start = false;
+                        continue;
+                    }
+                    _ => out.push_str("\\["),
+                }
+            }
+            '[' | '&' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' if chars.get(i + 1) == Some(&'-') => out.push_str("\\-"),
+            c => out.push(c),
+        }
+        class_start = false;
+        i += 1;
+    }
+    out
 }
 
 /// A compiled `.dockerignore`: which context paths are excluded.
@@ -1179,6 +1259,67 @@ mod tests {
             (&["build", "!build/keep"], "build/keep", false),
             (&["build", "!build/keep"], "build/other", true),
             (&["*"], ".", false),
+            // `**` anywhere, with and without slashes around it.
+            (&["**"], "a", true),
+            (&["**/"], "deep/er/file", true),
+            (&["src/**/test"], "src/test", true),
+            (&["src/**/test"], "src/a/b/test/x.go", true),
+            (&["src/**/test"], "src/a/b/tests", false),
+            (&["**/*.log"], "logs/2024/app.log", true),
+            (&["**/*.log"], "app.log.1", false),
+            (&["x**"], "xyz/deeper", true),
+            (&["x**"], "yx", false),
+            (&["**.md"], "docs/a.md", true),
+            // Exceptions: order matters, and a later exclusion wins again.
+            (&["*.md", "!*.md"], "a.md", false),
+            (&["!*.md", "*.md"], "a.md", true),
+            (
+                &["docs", "!docs/api", "docs/api/private"],
+                "docs/api/public.md",
+                false,
+            ),
+            (
+                &["docs", "!docs/api", "docs/api/private"],
+                "docs/api/private/x",
+                true,
+            ),
+            (&["**", "!keep/**"], "keep/a/b", false),
+            (&["**", "!keep/**"], "other/keep/a", true),
+            // Leading and trailing slashes, cleaned patterns and paths.
+            (&["/a/b/"], "a/b", true),
+            (&["a//b"], "a/b/c", true),
+            (&["a/./b/../c"], "a/c/d", true),
+            // A relative pattern keeps a leading `..` (Go `filepath.Clean`): it matches nothing.
+            (&["../escape"], "escape", false),
+            (&["a"], "./a/", true),
+            (&["a"], "b/../a/x", true),
+            (&["a/b"], "a", false),
+            // Exact matches are literal text.
+            (&["a+b"], "a+b", true),
+            (&["a{1}"], "a{1}", true),
+            (&["$x.txt"], "$x.txt", true),
+            // As in moby's regex translation: `^` and `\d` keep their regex meaning once the
+            // pattern has a wildcard, `.+()|{}$` are escaped.
+            (&["a^*"], "a^b", false),
+            (&[r"\d*"], "7zip", true),
+            (&[r"\d*"], "dzip", false),
+            (&["a.*"], "a.out", true),
+            (&["a.*"], "abc", false),
+            (&["(x)*"], "(x)y", true),
+            // Classes: ranges, negation, escapes, non-ASCII.
+            (&["[0-9][0-9]*"], "42.txt", true),
+            (&["[0-9][0-9]*"], "4a.txt", false),
+            (&["file[!]"], "file!", true),
+            (&["v[^0-9]*"], "vx", true),
+            (&["v[^0-9]*"], "v1", false),
+            (&[r"a[\]]b"], "a]b", true),
+            (&["[α-ω]*"], "λambda", true),
+            (&["?.txt"], "é.txt", true),
+            (&["a?b"], "a/b", false),
+            // A pattern matches a parent directory: everything below is excluded.
+            (&["*/tmp"], "x/tmp/a/b", true),
+            (&["*/tmp"], "x/y/tmp/a", false),
+            (&["node_modules"], "a/node_modules", false),
         ];
         for (patterns, path, want) in cases {
             assert_eq!(
@@ -1187,7 +1328,7 @@ mod tests {
                 "patterns {patterns:?} path {path:?}"
             );
         }
-        assert!(cases.len() >= 25);
+        assert!(cases.len() >= 80, "{} pairs", cases.len());
     }
 
     #[test]

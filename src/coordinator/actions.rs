@@ -317,12 +317,10 @@ async fn copy_action<'a, R: Registry, E: Executor>(
                     .map_err(source_err)?;
                 if c.unpack == Some(true) {
                     if let Some(mt) = sources::archive_media_type(&e.src).map_err(source_err)? {
-                        if let Some(list) = sources::unpack_entries(&e.src, mt, &dir, &c.dest)
-                            .map_err(source_err)?
-                        {
-                            entries.extend(list);
-                            continue;
-                        }
+                        let list = sources::unpack_entries(&e.src, mt, &dir, &c.dest)
+                            .map_err(source_err)?;
+                        entries.extend(list);
+                        continue;
                     }
                 }
                 entries.push(e);

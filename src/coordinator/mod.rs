@@ -187,6 +187,8 @@ pub async fn build<R: Registry, E: Executor>(
                 warnings.push(w.clone());
             }
         }
+        // Every error that does not depend on a base image's environment, before any pull.
+        plan::check_graph(&df, &graph)?;
         selections.push(graph);
     }
     // Every platform a stage with RUN steps runs as must be runnable here: the targets, and

@@ -250,53 +250,89 @@ pub(super) async fn fetch_url(
     })
 }
 
-/// The layer media type an archive's first bytes say it is (tar, gzip- or zstd-compressed
-/// tar), or `None` when ADD should copy it as a plain file. bzip2 and xz are not unpacked.
-pub(super) fn archive_media_type(path: &Path) -> Result<Option<&'static str>, SourceError> {
-    let mut head = [0u8; 512];
-    let mut f = File::open(path).map_err(io("open", path))?;
+/// True when `block` (the first 512 bytes of an uncompressed stream) is a tar header: the
+/// `ustar` magic, or a valid v7 header checksum (POSIX.1 tar: the sum of the header's bytes
+/// with the checksum field counted as spaces).
+fn is_tar_header(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let stored = std::str::from_utf8(&block[148..156])
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
+        .and_then(|s| u32::from_str_radix(s, 8).ok());
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    stored == Some(sum) && block[0] != 0
+}
+
+/// Reads up to 512 bytes.
+fn first_block(mut r: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut head = vec![0u8; 512];
     let mut n = 0;
     while n < head.len() {
-        let r = f.read(&mut head[n..]).map_err(io("read", path))?;
-        if r == 0 {
+        let got = r.read(&mut head[n..])?;
+        if got == 0 {
             break;
         }
-        n += r;
+        n += got;
     }
-    let h = &head[..n];
-    Ok(if h.starts_with(&[0x1f, 0x8b]) {
-        Some(crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP)
-    } else if h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Some(crate::oci::MEDIA_TYPE_OCI_LAYER_ZSTD)
-    } else if n >= 262 && &h[257..262] == b"ustar" {
-        Some(crate::oci::MEDIA_TYPE_OCI_LAYER_TAR)
+    head.truncate(n);
+    Ok(head)
+}
+
+/// The layer media type of a local archive ADD unpacks (BuildKit `AttemptUnpack`): a tar,
+/// plain or compressed with gzip or zstd, recognised by content. `None` when ADD should copy it
+/// as a plain file (anything else, including bzip2 and xz, which are not unpacked).
+pub(super) fn archive_media_type(path: &Path) -> Result<Option<&'static str>, SourceError> {
+    let open = || File::open(path).map_err(io("open", path));
+    let raw = first_block(open()?).map_err(io("read", path))?;
+    let (media_type, block) = if raw.starts_with(&[0x1f, 0x8b]) {
+        let dec = flate2::read::MultiGzDecoder::new(open()?);
+        (crate::oci::MEDIA_TYPE_OCI_LAYER_GZIP, first_block(dec))
+    } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        match zstd::stream::read::Decoder::new(open()?) {
+            Ok(dec) => (crate::oci::MEDIA_TYPE_OCI_LAYER_ZSTD, first_block(dec)),
+            Err(_) => return Ok(None),
+        }
     } else {
-        None
+        (crate::oci::MEDIA_TYPE_OCI_LAYER_TAR, Ok(raw))
+    };
+    // A corrupt compressed stream is copied as it is, as BuildKit does with what it cannot
+    // decompress.
+    Ok(match block {
+        Ok(b) if is_tar_header(&b) => Some(media_type),
+        _ => None,
     })
 }
 
 /// Unpacks the archive `src` into `work` (confined: names and links cannot leave it) and
 /// returns the entries that recreate its contents under the directory `dest`, owners kept.
-/// A compressed file that is not a tar is copied as it is (BuildKit `AttemptUnpack`).
 pub(super) fn unpack_entries(
     src: &Path,
     media_type: &str,
     work: &Path,
     dest: &str,
-) -> Result<Option<Vec<CopyEntry>>, SourceError> {
+) -> Result<Vec<CopyEntry>, SourceError> {
     let out = work.join("unpacked");
     std::fs::create_dir_all(&out).map_err(io("create", &out))?;
     let file = File::open(src).map_err(io("open", src))?;
-    if let Err(e) = crate::layer::unpack_layer(file, media_type, &out) {
-        if media_type == crate::oci::MEDIA_TYPE_OCI_LAYER_TAR {
-            return Err(SourceError::Unpack {
-                path: src.to_path_buf(),
-                reason: e.to_string(),
-            });
-        }
-        // Not a tar inside the compression: ADD copies the file.
-        return Ok(None);
-    }
+    crate::layer::unpack_layer(file, media_type, &out).map_err(|e| SourceError::Unpack {
+        path: src.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let tree = BuildContext::rootfs(&out)?;
     let dir = format!("{}/", dest.trim_end_matches('/'));
     let mut entries = tree.resolve_copy(&[".".to_string()], &dir)?;
@@ -323,7 +359,7 @@ pub(super) fn unpack_entries(
             },
         );
     }
-    Ok(Some(entries))
+    Ok(entries)
 }
 
 /// Resolves an ADD/COPY from the context, unpacking local archives for ADD: each source that is
@@ -361,10 +397,7 @@ pub(super) fn context_entries(
                 Some(mt) => {
                     let w = work.join(format!("archive-{i}-{}", these.len()));
                     std::fs::create_dir_all(&w).map_err(io("create", &w))?;
-                    match unpack_entries(&e.src, mt, &w, dest)? {
-                        Some(list) => these.extend(list),
-                        None => unpacked_all = false,
-                    }
+                    these.extend(unpack_entries(&e.src, mt, &w, dest)?);
                 }
                 None => unpacked_all = false,
             }

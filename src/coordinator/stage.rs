@@ -191,6 +191,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             user: c.user.clone(),
             shell: c.shell.clone(),
             on_build: c.on_build.clone().unwrap_or_default(),
+            env_unknown: false,
         };
         // Triggers run in this stage and never carry over (BuildKit clears them).
         config.config.on_build = None;

@@ -25,6 +25,10 @@
 //!
 //! Level 0: pure.
 
+/// The most one substitution may add to a word, in bytes (1 MiB): `ENV X=$X$X` repeated would
+/// otherwise double a value per line until memory runs out.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
 /// A failure to expand a word: a byte offset into the word and a lowercase message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandError {
@@ -183,12 +187,20 @@ impl<'a> Lexer<'a> {
                     result.push_str(&s);
                 }
                 '"' if !self.skip_quotes => {
+                    let start = self.offset();
                     let s = self.double_quote()?;
+                    if result.len() + s.len() > MAX_EXPANSION {
+                        return Self::err(start, "expansion exceeds 1 MiB");
+                    }
                     words.add_raw_string(&s);
                     result.push_str(&s);
                 }
                 '$' => {
+                    let start = self.offset();
                     let s = self.dollar()?;
+                    if result.len() + s.len() > MAX_EXPANSION {
+                        return Self::err(start, "expansion exceeds 1 MiB");
+                    }
                     words.add_string(&s);
                     result.push_str(&s);
                 }
@@ -279,7 +291,14 @@ impl<'a> Lexer<'a> {
                     self.next();
                     return Ok(out);
                 }
-                Some('$') => out.push_str(&self.dollar()?),
+                Some('$') => {
+                    let at = self.offset();
+                    let v = self.dollar()?;
+                    if out.len() + v.len() > MAX_EXPANSION {
+                        return Self::err(at, "expansion exceeds 1 MiB");
+                    }
+                    out.push_str(&v);
+                }
                 Some(c) => {
                     self.next();
                     if c == self.escape {
@@ -472,6 +491,9 @@ impl<'a> Lexer<'a> {
             out.push_str(&value[last_end..s]);
             if e > last_end || s == 0 {
                 out.push_str(&go_expand_replacement(&replacement, &value[s..e]));
+                if out.len() > MAX_EXPANSION {
+                    return Self::err(start, "expansion exceeds 1 MiB");
+                }
             }
             last_end = e;
             let width = value[search..].chars().next().map_or(0, char::len_utf8);
@@ -582,38 +604,52 @@ impl Pattern {
         Ok(Pattern { toks, greedy })
     }
 
-    /// The lengths (in chars) of `s` that the pattern matches as a prefix, in the order a
-    /// backtracking regex engine would try them (longest first for greedy stars).
-    fn prefix_matches(&self, s: &[char]) -> Vec<usize> {
-        fn go(toks: &[PatTok], s: &[char], at: usize, greedy: bool, out: &mut Vec<usize>) {
-            match toks.first() {
-                None => out.push(at),
+    /// The length (in chars) of the prefix of `s` the pattern matches first, in the order a
+    /// backtracking regex engine tries them (greedy stars longest first, lazy ones shortest
+    /// first), which is the leftmost-first match Go's regexp reports. Failures are memoised per
+    /// (token, position), so the search is polynomial whatever the pattern.
+    fn first_prefix_match(&self, s: &[char]) -> Option<usize> {
+        fn go(
+            toks: &[PatTok],
+            t: usize,
+            s: &[char],
+            at: usize,
+            greedy: bool,
+            failed: &mut std::collections::HashSet<(usize, usize)>,
+        ) -> Option<usize> {
+            if failed.contains(&(t, at)) {
+                return None;
+            }
+            let found = match toks.get(t) {
+                None => Some(at),
                 Some(PatTok::Star) => {
-                    let range: Vec<usize> = (at..=s.len()).collect();
-                    let order: Box<dyn Iterator<Item = usize>> = if greedy {
-                        Box::new(range.into_iter().rev())
+                    let mut order: Box<dyn Iterator<Item = usize>> = if greedy {
+                        Box::new((at..=s.len()).rev())
                     } else {
-                        Box::new(range.into_iter())
+                        Box::new(at..=s.len())
                     };
-                    for k in order {
-                        go(&toks[1..], s, k, greedy, out);
-                    }
+                    order.find_map(|k| go(toks, t + 1, s, k, greedy, failed))
                 }
                 Some(PatTok::Any) => {
-                    if at < s.len() {
-                        go(&toks[1..], s, at + 1, greedy, out);
-                    }
+                    (at < s.len()).then(|| go(toks, t + 1, s, at + 1, greedy, failed))?
                 }
                 Some(PatTok::Lit(c)) => {
-                    if s.get(at) == Some(c) {
-                        go(&toks[1..], s, at + 1, greedy, out);
-                    }
+                    (s.get(at) == Some(c)).then(|| go(toks, t + 1, s, at + 1, greedy, failed))?
                 }
+            };
+            if found.is_none() {
+                failed.insert((t, at));
             }
+            found
         }
-        let mut out = Vec::new();
-        go(&self.toks, s, 0, self.greedy, &mut out);
-        out
+        go(
+            &self.toks,
+            0,
+            s,
+            0,
+            self.greedy,
+            &mut std::collections::HashSet::new(),
+        )
     }
 
     /// The leftmost match in `s` starting at byte offset `from` or later, as byte offsets.
@@ -628,18 +664,16 @@ impl Pattern {
             .position(|&(b, _)| b >= from)
             .unwrap_or(chars.len());
         (first..=only.len()).find_map(|start| {
-            self.prefix_matches(&only[start..])
-                .first()
-                .map(|&len| (byte_at(start), byte_at(start + len)))
+            self.first_prefix_match(&only[start..])
+                .map(|len| (byte_at(start), byte_at(start + len)))
         })
     }
 
     /// The match at the very start of `s`, if any, as a byte length.
     fn match_prefix(&self, s: &str) -> Option<usize> {
         let only: Vec<char> = s.chars().collect();
-        self.prefix_matches(&only)
-            .first()
-            .map(|&len| only[..len].iter().map(|c| c.len_utf8()).sum())
+        self.first_prefix_match(&only)
+            .map(|len| only[..len].iter().map(|c| c.len_utf8()).sum())
     }
 }
 

@@ -191,14 +191,16 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Tree, DockerfileError> {
     let mut escape = '\\';
     let mut syntax_directive = None;
     let mut seen: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
     for (i, raw) in lines.iter().enumerate() {
-        let Some((name, value)) = directive(raw.trim_start()) else {
+        // BuildKit `DirectiveParser.ParseLine`: the `#` must be the line's first character.
+        let Some((name, value)) = directive(raw) else {
             break;
         };
         if !matches!(name.as_str(), "escape" | "syntax" | "check") {
             break;
         }
-        let col = raw.len() - raw.trim_start().len() + 1;
+        let col = 1;
         if seen.contains(&name) {
             return Err(err(
                 i + 1,
@@ -226,13 +228,23 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Tree, DockerfileError> {
                     }
                 }
             }
-            "syntax" => syntax_directive = Some(value),
-            _ => {}
+            "syntax" => {
+                notes.push(format!(
+                    "{file}:{}: parser directive syntax={value} is ignored: polyarch reads \
+                     Dockerfiles with its own front end (BuildKit's current syntax)",
+                    i + 1
+                ));
+                syntax_directive = Some(value)
+            }
+            _ => notes.push(format!(
+                "{file}:{}: parser directive check={value} is ignored: polyarch runs no build checks",
+                i + 1
+            )),
         }
     }
 
     let mut nodes = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = notes;
     let mut i = 0;
     while i < lines.len() {
         let raw = &lines[i];
@@ -668,6 +680,17 @@ mod tests {
         assert!(matches!(*e.kind, ErrorKind::DuplicateDirective { .. }));
         let e = parse("# escape=x\nFROM x\n", "D").err().unwrap();
         assert!(matches!(*e.kind, ErrorKind::InvalidDirective { .. }));
+        // A directive must start the line: indented, it is a comment.
+        let tree = parse(" # escape=`\nRUN a `\nRUN b\n", "D").unwrap();
+        assert_eq!(tree.escape, '\\');
+        // Spaces around the name and `=`, any case; syntax and check leave a note.
+        let tree = parse("#  ESCAPE  =  `\n#check=error=true\nRUN a\n", "D").unwrap();
+        assert_eq!(tree.escape, '`');
+        assert_eq!(tree.warnings.len(), 1);
+        assert!(tree.warnings[0].contains("check=error=true is ignored"));
+        // An unknown directive ends the directives.
+        let tree = parse("# foo=bar\n# escape=`\nRUN a\n", "D").unwrap();
+        assert_eq!(tree.escape, '\\');
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub struct BaseConfig {
     /// ONBUILD triggers to run first, as the config records them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_build: Vec<String>,
+    /// The environment is not known yet (the base image is not pulled): used by
+    /// [`check_graph`], which then reports only errors that no base image could avoid.
+    #[serde(skip)]
+    pub env_unknown: bool,
 }
 
 /// Identifies one stage build: equal keys mean equal inputs and so an equal result. Shown as
@@ -724,6 +728,37 @@ pub fn plan(
     select(df, req)?.resolve(df, base)
 }
 
+/// Phase 2 for every stage of `graph` before any base image is pulled: walks each stage with
+/// what is known of its starting config (nothing for an image base, whose environment is then
+/// unknown; the earlier stage's end for a stage base) and fails on every error that does not
+/// depend on a base image's environment: malformed mounts, flags, values, substitutions, ...
+/// Errors in words that use variables the base image might set are left to
+/// [`Selection::resolve`] once the image is pulled. This is what lets a bad Dockerfile fail
+/// with exit 2 before anything is pulled or built.
+///
+/// Errors: as [`Selection::resolve`].
+pub fn check_graph(df: &Dockerfile, graph: &StageGraph) -> Result<(), DockerfileError> {
+    let mut ends: BTreeMap<usize, BaseConfig> = BTreeMap::new();
+    for sel in &graph.stages {
+        let base = match &sel.base {
+            BaseImage::Scratch => BaseConfig::default(),
+            BaseImage::Image(_) => BaseConfig {
+                env_unknown: true,
+                ..BaseConfig::default()
+            },
+            BaseImage::Stage(i) => ends.get(i).cloned().unwrap_or(BaseConfig {
+                env_unknown: true,
+                ..BaseConfig::default()
+            }),
+        };
+        let plan = sel.resolve(df, &base)?;
+        let mut after = Selection::config_after(&plan, &base);
+        after.env_unknown = base.env_unknown;
+        ends.insert(sel.stage_index, after);
+    }
+    Ok(())
+}
+
 impl Selection {
     /// The key of dependency stage `index` as selected with this selection's inputs.
     pub fn dep_key(&self, index: usize) -> Option<&StageKey> {
@@ -757,6 +792,7 @@ impl Selection {
             shell: base.shell.clone(),
             // Triggers never carry over from the base (BuildKit clears them).
             on_build: Vec::new(),
+            env_unknown: false,
         };
         for step in &plan.steps {
             match &step.kind {

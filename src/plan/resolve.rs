@@ -1,5 +1,8 @@
 //! Phase 2: the walk through one stage's instructions with its starting config.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use crate::dockerfile::shell::{expand_heredoc, expand_words};
 use crate::dockerfile::{
     heredoc_name, parse_trigger, Dockerfile, DockerfileError, ErrorKind, Heredoc, Instruction,
@@ -23,17 +26,25 @@ struct StageState {
     user: Option<String>,
     shell: Vec<String>,
     cmd_set: bool,
+    /// The base image's environment is not known (see [`super::check_graph`]).
+    env_unknown: bool,
+    /// Set when a lookup asked for a variable that only the unknown environment could set.
+    touched_unknown: Rc<Cell<bool>>,
 }
 
 impl StageState {
     /// Variables for expansion: ENV wins over ARG (Dockerfile reference, "Using ARG
     /// variables").
     fn lookup(&self, name: &str) -> Option<String> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| get_var(&self.args, name))
+        if let Some((_, v)) = self.env.iter().find(|(k, _)| k == name) {
+            return Some(v.clone());
+        }
+        // Without the base image, anything not set by an ENV of this stage might come from
+        // the image's environment (which wins over ARG).
+        if self.env_unknown {
+            self.touched_unknown.set(true);
+        }
+        get_var(&self.args, name)
     }
 
     fn set_env(&mut self, key: String, value: String) {
@@ -95,6 +106,8 @@ impl Selection {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
             cmd_set: false,
+            env_unknown: base.env_unknown,
+            touched_unknown: Rc::new(Cell::new(false)),
         };
         for entry in &base.env {
             let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
@@ -131,8 +144,14 @@ impl Selection {
             steps.push(step);
         }
         for ins in &stage.instructions {
-            let step = self.step(df, &mut st, ins, None)?;
-            steps.push(step);
+            st.touched_unknown.set(false);
+            match self.step(df, &mut st, ins, None) {
+                Ok(step) => steps.push(step),
+                // Checking without the base image: a word that uses a variable the image might
+                // set cannot be judged yet.
+                Err(_) if st.env_unknown && st.touched_unknown.get() => {}
+                Err(e) => return Err(e),
+            }
         }
 
         Ok(Plan {
@@ -177,6 +196,8 @@ impl Selection {
             user: st.user.clone(),
             shell: st.shell.clone(),
             cmd_set: st.cmd_set,
+            env_unknown: st.env_unknown,
+            touched_unknown: st.touched_unknown.clone(),
         };
         let before = |n: &str| snapshot.lookup(n);
         let (created_by, kind) = match &ins.kind {

@@ -4,5 +4,6 @@
 //! test instead of skipping it.
 
 mod build;
+mod dockerfile;
 mod harness;
 mod registry;

@@ -1,0 +1,34 @@
+//! Fuzz target for the `.dockerignore` matcher (moby patternmatcher semantics): the input is
+//! ignore-file text, then a NUL, then newline-separated paths. Nothing may panic or hang, and
+//! the matcher's laws must hold: a path and its cleaned form get the same answer, and without
+//! `!` exceptions whatever is inside an excluded directory is excluded too.
+#![no_main]
+
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use polyarch::context::{clean_path, Ignore};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let (patterns, paths) = text.split_once('\0').unwrap_or((&text, "a/b/c\n.\nx"));
+    let Ok(ignore) = Ignore::parse(patterns, Path::new(".dockerignore")) else {
+        return;
+    };
+    let has_exceptions = patterns
+        .lines()
+        .any(|l| l.trim_start().starts_with('!') && !l.starts_with('#'));
+    for path in paths.split('\n') {
+        let excluded = ignore.is_excluded(path);
+        assert_eq!(excluded, ignore.is_excluded(&clean_path(path)), "{path:?}");
+        assert!(!ignore.is_excluded("."), "the context root is never excluded");
+        let _ = ignore.may_include_inside(path);
+        if excluded && !has_exceptions {
+            let child = format!("{}/child", clean_path(path));
+            assert!(
+                ignore.is_excluded(&child),
+                "{path:?} excluded but {child:?} not, with patterns {patterns:?}"
+            );
+        }
+    }
+});
