@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     for path in paths.split('\n') {
         let excluded = ignore.is_excluded(path);
         assert_eq!(excluded, ignore.is_excluded(&clean_path(path)), "{path:?}");
-        assert!(!ignore.is_excluded("."), "the context root is never excluded");
+        assert!(
+            !ignore.is_excluded("."),
+            "the context root is never excluded"
+        );
         let _ = ignore.may_include_inside(path);
         if excluded && !has_exceptions {
             let child = format!("{}/child", clean_path(path));
