@@ -177,6 +177,31 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
                 leases,
             }))
         }
+        StepKind::Workdir { path, user } if path != "/" => {
+            // BuildKit `dispatchWorkdir`: `mkdir -p` with mode 0755, owned by the user.
+            let mtime = sh.req.source_date_epoch.unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0)
+            });
+            Ok(Some(Prepared {
+                action: Action::Copy(CopySpec {
+                    entries: vec![crate::context::CopyEntry {
+                        src: inputs.to_path_buf(),
+                        dest: path.clone(),
+                        kind: crate::context::EntryKind::Dir,
+                        mode: 0o755,
+                        mtime,
+                        owner: None,
+                    }],
+                    chown: user.clone(),
+                    ..CopySpec::default()
+                }),
+                lowerdirs: dirs(layers),
+                leases: Vec::new(),
+            }))
+        }
         StepKind::Copy(c) => {
             let action = copy_action(stages, sel, graph, label, layers, step, c, inputs).await?;
             // `--link` (without --chmod, as BuildKit) copies onto an empty tree: the layer holds

@@ -277,7 +277,7 @@ pub(super) fn apply_config(config: &mut ImageConfig, kind: &StepKind) {
                 }
             }
         }
-        StepKind::Workdir(w) => c.working_dir = Some(w.clone()),
+        StepKind::Workdir { path, .. } => c.working_dir = Some(path.clone()),
         StepKind::User(u) => c.user = Some(u.clone()),
         StepKind::Label(pairs) => {
             let labels = c.labels.get_or_insert_with(BTreeMap::new);

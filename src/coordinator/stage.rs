@@ -215,6 +215,11 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             } else {
                 apply_config(&mut config, &step.kind);
             }
+            if matches!(step.kind, StepKind::Workdir { .. }) && layer_digest.is_some() {
+                // WORKDIR both makes its directory (a layer when it was missing) and sets the
+                // config.
+                apply_config(&mut config, &step.kind);
+            }
             if step.in_history() {
                 config.history.push(History {
                     created: Some(sh.created.clone()),

@@ -202,10 +202,14 @@ pub struct Step {
 }
 
 impl Step {
-    /// True for steps that change the filesystem and get a layer (RUN, COPY, ADD); the others
-    /// only change the config.
+    /// True for steps that may change the filesystem and get a layer (RUN, COPY, ADD, WORKDIR
+    /// other than `/`); the others only change the config.
     pub fn creates_layer(&self) -> bool {
-        matches!(self.kind, StepKind::Run { .. } | StepKind::Copy(_))
+        match &self.kind {
+            StepKind::Run { .. } | StepKind::Copy(_) => true,
+            StepKind::Workdir { path, .. } => path != "/",
+            _ => false,
+        }
     }
 
     /// False for steps BuildKit records no history entry for (ONBUILD).
@@ -306,9 +310,14 @@ pub enum StepKind {
     Env(Vec<(String, String)>),
     /// Declare build arguments (history only; their values reach RUN through its env).
     Arg(Vec<(String, Option<String>)>),
-    /// Set the working directory (absolute); the executor creates it when missing, as BuildKit
-    /// does.
-    Workdir(String),
+    /// Set the working directory (absolute) and, unless it is `/`, create it (with parents,
+    /// mode 0755, owned by the stage's user) when missing, as BuildKit does.
+    Workdir {
+        /// The absolute directory.
+        path: String,
+        /// The stage's `USER` at that point, who owns a created directory; `None` is root.
+        user: Option<String>,
+    },
     /// Set the user.
     User(String),
     /// Add labels.
@@ -809,7 +818,7 @@ impl Selection {
                         }
                     }
                 }
-                StepKind::Workdir(w) => out.working_dir = Some(w.clone()),
+                StepKind::Workdir { path, .. } => out.working_dir = Some(path.clone()),
                 StepKind::User(u) => out.user = Some(u.clone()),
                 StepKind::Shell(s) => out.shell = Some(s.clone()),
                 StepKind::Onbuild(t) => out.on_build.push(t.clone()),

@@ -259,7 +259,10 @@ impl Selection {
                 st.workdir = normalize_path(&st.workdir, &p, false);
                 (
                     format!("WORKDIR {}", st.workdir),
-                    StepKind::Workdir(st.workdir.clone()),
+                    StepKind::Workdir {
+                        path: st.workdir.clone(),
+                        user: st.user.clone(),
+                    },
                 )
             }
             InstructionKind::User(w) => {

@@ -139,7 +139,13 @@ fn base_config_is_used() {
     let text = "FROM x\nWORKDIR app\nCOPY a .\nCOPY b c/\nCOPY d ../e\nRUN ls $HOME\nWORKDIR $HOME/../tmp\n";
     let p = plan_for(text, &req("linux/amd64"), &base).unwrap();
     assert_eq!(p.initial_env, ["PATH=/bin", "HOME=/root"]);
-    assert_eq!(p.steps[0].kind, StepKind::Workdir("/srv/app".into()));
+    assert_eq!(
+        p.steps[0].kind,
+        StepKind::Workdir {
+            path: "/srv/app".into(),
+            user: Some("nobody".into())
+        }
+    );
     let dests: Vec<&str> = p.steps[1..4]
         .iter()
         .map(|s| match &s.kind {
@@ -158,7 +164,13 @@ fn base_config_is_used() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(p.steps[5].kind, StepKind::Workdir("/tmp".into()));
+    assert_eq!(
+        p.steps[5].kind,
+        StepKind::Workdir {
+            path: "/tmp".into(),
+            user: Some("nobody".into())
+        }
+    );
 }
 
 #[test]

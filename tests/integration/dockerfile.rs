@@ -308,7 +308,10 @@ fn heredoc_run_and_copy() {
          a $NAME\n\
          A\n\
          b $NAME\n\
-         B\n",
+         B\n\
+         USER nobody\n\
+         WORKDIR /srv/app\n\
+         RUN stat -c %U /srv/app > /tmp/workdir-owner\n",
         ctx.base
     );
     let dir = ctx.context("heredoc", &[("Dockerfile", &df)]);
@@ -323,6 +326,8 @@ fn heredoc_run_and_copy() {
         assert_eq!(text(&files, "from-heredoc"), "hello world\nsecond line\n");
         assert_eq!(text(&files, "shebang"), format!("shebang {machine}\n"));
         assert_eq!(text(&files, "two"), "a world\nb $NAME\n");
+        // WORKDIR makes its directory, owned by the user, as BuildKit does.
+        assert_eq!(text(&files, "tmp/workdir-owner"), "nobody\n");
         assert!(!files.keys().any(|k| k.starts_with("dev/")));
     }
 }
