@@ -181,6 +181,9 @@ pub struct CopySpec {
     /// `--chmod`: permission bits for every copied file and directory, overriding the source's.
     #[serde(default)]
     pub chmod: Option<u32>,
+    /// `--chmod` in symbolic form, applied to each entry's own mode.
+    #[serde(default)]
+    pub chmod_symbolic: Option<crate::plan::SymbolicMode>,
     /// `COPY --from`: sources resolved inside the root filesystem made of these layers (mounted
     /// read-only by the helper), copied before `entries`.
     #[serde(default)]

@@ -206,7 +206,7 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
             let action = copy_action(stages, sel, graph, label, layers, step, c, inputs).await?;
             // `--link` (without --chmod, as BuildKit) copies onto an empty tree: the layer holds
             // only what was copied, whatever the earlier layers have at the destination.
-            let lowerdirs = if c.link && c.chmod.is_none() {
+            let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
                 Vec::new()
             } else {
                 dirs(layers)
@@ -260,10 +260,7 @@ async fn context_view<'a, R: Registry, E: Executor>(
         workdir: work,
         action: Action::Copy(CopySpec {
             entries,
-            chown: None,
-            chmod: None,
-            from_layers: None,
-            ids_from: None,
+            ..CopySpec::default()
         }),
         hostname: "polyarch".into(),
     };
@@ -404,11 +401,13 @@ async fn copy_action<'a, R: Registry, E: Executor>(
             e.mtime = e.mtime.min(epoch);
         }
     }
-    let ids_from = (c.link && c.chmod.is_none() && c.chown.is_some()).then(|| dirs(layers));
+    let ids_from = (c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() && c.chown.is_some())
+        .then(|| dirs(layers));
     Ok(Action::Copy(CopySpec {
         entries,
         chown: c.chown.clone(),
         chmod: c.chmod,
+        chmod_symbolic: c.chmod_symbolic.clone(),
         from_layers,
         ids_from,
     }))

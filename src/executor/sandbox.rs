@@ -879,7 +879,11 @@ fn copy_step(copy: &CopySpec, merged: &Path, temps: &mut TempMounts) -> Result<(
             None => ("", rel),
         };
         let parent = mkdir_p(root.as_fd(), parent_rel)?;
-        let mode = copy.chmod.unwrap_or(entry.mode);
+        let mode = match (&copy.chmod, &copy.chmod_symbolic) {
+            (Some(bits), _) => *bits,
+            (None, Some(sym)) => sym.apply(entry.mode, entry.kind == EntryKind::Dir),
+            (None, None) => entry.mode,
+        };
         let existing = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok();
         let existing_type = existing.map(|st| FileType::from_raw_mode(st.st_mode));
         match &entry.kind {

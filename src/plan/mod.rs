@@ -30,11 +30,13 @@ use crate::dockerfile::shell::expand_word;
 use crate::dockerfile::{Dockerfile, DockerfileError, ErrorKind, InstructionKind, Span, Word};
 use crate::platform::Platform;
 
+mod chmod;
 mod mounts;
 mod resolve;
 #[cfg(test)]
 mod tests;
 
+pub use chmod::SymbolicMode;
 pub use mounts::{CacheSharing, MountSource, Network, RunMount};
 pub use resolve::is_url;
 
@@ -255,8 +257,11 @@ pub struct CopyStep {
     pub dest: String,
     /// `--chown` value (`user[:group]`, names or ids), resolved by the executor in the image.
     pub chown: Option<String>,
-    /// `--chmod` permission bits.
+    /// `--chmod` in octal: the permission bits.
     pub chmod: Option<u32>,
+    /// `--chmod` in symbolic form (`u+x,go-w`), applied to each source's mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chmod_symbolic: Option<SymbolicMode>,
     /// `--link`: the layer is made against an empty tree, independent of earlier layers.
     pub link: bool,
     /// `--exclude` patterns (`.dockerignore` syntax), matched against paths inside each source.

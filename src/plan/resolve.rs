@@ -13,7 +13,7 @@ use super::mounts::{parse_mount, parse_network};
 use super::{
     expand, expansion_error, get_var, go_quote_list, invalid, normalize_path, set_var, BaseConfig,
     CopyFrom, CopyStep, Healthcheck, InlineFile, Network, Plan, RunMount, Selection, Step,
-    StepKind, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS,
+    StepKind, SymbolicMode, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS,
 };
 
 /// The per-stage state while walking the instructions.
@@ -627,23 +627,38 @@ impl Selection {
             None => None,
         };
         let mut chmod_text = None;
+        let mut chmod_symbolic = None;
         let chmod_bits = match a.chmod {
             Some(w) => {
                 let text = expand(df, w, before)?;
+                // BuildKit: octal up to 07777, else a symbolic mode; text that looks numeric
+                // but is not octal is reported as such.
                 let bits = match u32::from_str_radix(&text, 8) {
-                    Ok(bits) if bits <= 0o7777 => bits,
-                    _ => {
+                    Ok(bits) if bits <= 0o7777 => Some(bits),
+                    _ if text.starts_with(|c: char| c.is_ascii_digit()) => {
                         return Err(invalid(
                             df,
                             w,
                             "--chmod",
                             &text,
-                            "expected octal permission bits such as 755 or 0644",
+                            "it should be an octal string between 0 and 07777 or a symbolic mode such as u+x",
                         ))
+                    }
+                    _ => {
+                        chmod_symbolic = Some(SymbolicMode::parse(&text).map_err(|reason| {
+                            invalid(
+                                df,
+                                w,
+                                "--chmod",
+                                &text,
+                                &format!("not a symbolic mode: {reason}"),
+                            )
+                        })?);
+                        None
                     }
                 };
                 chmod_text = Some(text);
-                Some(bits)
+                bits
             }
             None => None,
         };
@@ -712,6 +727,7 @@ impl Selection {
                 dest: dest_abs,
                 chown,
                 chmod: chmod_bits,
+                chmod_symbolic,
                 link: a.link,
                 excludes: a.excludes.iter().map(|w| w.text.clone()).collect(),
                 unpack: a.unpack,

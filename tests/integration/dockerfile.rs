@@ -309,6 +309,10 @@ fn heredoc_run_and_copy() {
          A\n\
          b $NAME\n\
          B\n\
+         COPY --chmod=u+x,go-r <<S /usr/local/bin/s\n\
+         #!/bin/sh\n\
+         S\n\
+         RUN stat -c %a /usr/local/bin/s > /s-mode\n\
          USER nobody\n\
          WORKDIR /srv/app\n\
          RUN stat -c %U /srv/app > /tmp/workdir-owner\n",
@@ -326,6 +330,8 @@ fn heredoc_run_and_copy() {
         assert_eq!(text(&files, "from-heredoc"), "hello world\nsecond line\n");
         assert_eq!(text(&files, "shebang"), format!("shebang {machine}\n"));
         assert_eq!(text(&files, "two"), "a world\nb $NAME\n");
+        // A symbolic --chmod applies to the file's own mode (0644 for a heredoc).
+        assert_eq!(text(&files, "s-mode"), "700\n");
         // WORKDIR makes its directory, owned by the user, as BuildKit does.
         assert_eq!(text(&files, "tmp/workdir-owner"), "nobody\n");
         assert!(!files.keys().any(|k| k.starts_with("dev/")));
