@@ -598,7 +598,7 @@ fn child(
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| ChildError::Exec {
             status: 127,
-            message: format!("exec: argument or variable {s:?} contains a NUL byte"),
+            message: format!("exec: argument {s:?} contains a NUL byte"),
         })
     };
     let prog =
@@ -611,10 +611,19 @@ fn child(
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
+    // Variables may hold secrets (`--mount=type=secret,env=`): an error names only the key.
     let env = run
         .env
         .iter()
-        .map(|a| cstr(a))
+        .map(|kv| {
+            CString::new(kv.as_str()).map_err(|_| ChildError::Exec {
+                status: 127,
+                message: format!(
+                    "exec: environment variable {:?} contains a NUL byte",
+                    kv.split('=').next().unwrap_or("")
+                ),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let err = match nix::unistd::execve(&prog, &args, &env) {
         Ok(never) => match never {},

@@ -716,3 +716,25 @@ fn golden_negative() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// Before any pull, every error that no base image could avoid is found; one in a word that
+/// uses a variable the image might set is left for later.
+#[test]
+fn check_graph_finds_what_the_base_cannot_change() {
+    let check = |text: &str| {
+        let df = parse(text, "Dockerfile").unwrap();
+        let g = select_graph(&df, &req("linux/amd64")).unwrap();
+        check_graph(&df, &g)
+    };
+    let e = check("FROM img\nRUN --mount=type=bogus,target=/x true\n").unwrap_err();
+    assert_eq!(e.line, 2);
+    let e = check("FROM img AS a\nRUN x\nFROM a\nEXPOSE 99999\n").unwrap_err();
+    assert_eq!(e.line, 4, "errors in a stage based on a stage are found too");
+    let e = check("FROM scratch\nARG P=abc\nEXPOSE $P\n").unwrap_err();
+    assert_eq!(e.line, 3, "with scratch every value is known");
+    // `$PORT` may come from the image's ENV: not judged before the pull.
+    assert!(check("FROM img\nEXPOSE $PORT\n").is_ok());
+    assert!(check("FROM img\nWORKDIR ${APP_HOME:?}\n").is_ok());
+    // ...but the same word with the value known is judged.
+    assert!(check("FROM img\nENV PORT=x\nEXPOSE $PORT\n").is_err());
+}
