@@ -1332,6 +1332,21 @@ mod tests {
     }
 
     #[test]
+    fn go_regexes_read_the_same_in_rust() {
+        assert_eq!(go_regex_to_rust("^a[b-d]e$"), "^a[b-d]e$");
+        assert_eq!(go_regex_to_rust("^[[]$"), "^[\\[]$");
+        assert_eq!(go_regex_to_rust("^[]a]$"), "^[]a]$");
+        assert_eq!(go_regex_to_rust("^[^]a]$"), "^[^]a]$");
+        assert_eq!(go_regex_to_rust("^[a&&b~~c--d]$"), "^[a\\&\\&b\\~\\~c\\--d]$");
+        assert_eq!(go_regex_to_rust("^[[:digit:]x]$"), "^[[:digit:]x]$");
+        assert_eq!(go_regex_to_rust(r"^\[[^/]*$"), r"^\[[^/]*$");
+        // moby turns `[*]` into `[[^/]*]`: a class of `[`, `^`, `/`, then `*`, then `]`.
+        let re = regex::Regex::new(&go_regex_to_rust("^[[^/]*]$")).unwrap();
+        assert!(re.is_match("[[]") && re.is_match("/]") && re.is_match("]"));
+        assert!(!re.is_match("a]"));
+    }
+
+    #[test]
     fn dockerignore_parsing_and_errors() {
         let i = Ignore::parse("\u{feff}*.log\n\n# c\n!keep.log\n", Path::new("x")).unwrap();
         assert!(i.is_excluded("a.log"));
