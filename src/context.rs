@@ -1337,7 +1337,10 @@ mod tests {
         assert_eq!(go_regex_to_rust("^[[]$"), "^[\\[]$");
         assert_eq!(go_regex_to_rust("^[]a]$"), "^[]a]$");
         assert_eq!(go_regex_to_rust("^[^]a]$"), "^[^]a]$");
-        assert_eq!(go_regex_to_rust("^[a&&b~~c--d]$"), "^[a\\&\\&b\\~\\~c\\--d]$");
+        assert_eq!(
+            go_regex_to_rust("^[a&&b~~c--d]$"),
+            "^[a\\&\\&b\\~\\~c\\--d]$"
+        );
         assert_eq!(go_regex_to_rust("^[[:digit:]x]$"), "^[[:digit:]x]$");
         assert_eq!(go_regex_to_rust(r"^\[[^/]*$"), r"^\[[^/]*$");
         // moby turns `[*]` into `[[^/]*]`: a class of `[`, `^`, `/`, then `*`, then `]`.

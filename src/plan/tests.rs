@@ -729,7 +729,10 @@ fn check_graph_finds_what_the_base_cannot_change() {
     let e = check("FROM img\nRUN --mount=type=bogus,target=/x true\n").unwrap_err();
     assert_eq!(e.line, 2);
     let e = check("FROM img AS a\nRUN x\nFROM a\nEXPOSE 99999\n").unwrap_err();
-    assert_eq!(e.line, 4, "errors in a stage based on a stage are found too");
+    assert_eq!(
+        e.line, 4,
+        "errors in a stage based on a stage are found too"
+    );
     let e = check("FROM scratch\nARG P=abc\nEXPOSE $P\n").unwrap_err();
     assert_eq!(e.line, 3, "with scratch every value is known");
     // `$PORT` may come from the image's ENV: not judged before the pull.
