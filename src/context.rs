@@ -606,10 +606,12 @@ impl Ignore {
         if file == "." {
             return false;
         }
+        // Go `filepath.Dir`: everything up to the last separator, cleaned (`/x` → `/`).
         let parent = match file.rfind('/') {
-            Some(i) => &file[..i],
-            None => ".",
+            Some(i) => clean_path(&file[..=i]),
+            None => ".".to_string(),
         };
+        let parent = parent.as_str();
         let parent_dirs: Vec<&str> = parent.split('/').collect();
         let mut matched = false;
         for p in &self.patterns {
@@ -1320,6 +1322,8 @@ mod tests {
             (&["*/tmp"], "x/tmp/a/b", true),
             (&["*/tmp"], "x/y/tmp/a", false),
             (&["node_modules"], "a/node_modules", false),
+            // Regression (fuzz): the parent of `/x` is `/` (Go `filepath.Dir`).
+            (&["/"], "/x", true),
         ];
         for (patterns, path, want) in cases {
             assert_eq!(

@@ -1,7 +1,7 @@
 //! Fuzz target for the `.dockerignore` matcher (moby patternmatcher semantics): the input is
 //! ignore-file text, then a NUL, then newline-separated paths. Nothing may panic or hang, and
 //! the matcher's laws must hold: a path and its cleaned form get the same answer, and without
-//! `!` exceptions whatever is inside an excluded directory is excluded too.
+//! `!` exceptions whatever is inside an excluded (relative) directory is excluded too.
 #![no_main]
 
 use std::path::Path;
@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
             "the context root is never excluded"
         );
         let _ = ignore.may_include_inside(path);
-        if excluded && !has_exceptions {
+        // Context paths are relative; for an absolute one moby's parent walk never tries `/`
+        // itself below the first level, so the law does not hold there (nor does it matter).
+        if excluded && !has_exceptions && !clean_path(path).starts_with('/') {
             let child = format!("{}/child", clean_path(path));
             assert!(
                 ignore.is_excluded(&child),

@@ -275,6 +275,8 @@ impl Selection {
             }
             InstructionKind::Expose(words) => {
                 let mut ports: Vec<String> = Vec::new();
+                // Ranges can name thousands of ports: membership through a set.
+                let mut seen = std::collections::HashSet::new();
                 for w in words {
                     let items = expand_words(&w.text, df.escape, &before)
                         .map_err(|e| expansion_error(df, w, e))?;
@@ -282,7 +284,7 @@ impl Selection {
                         let list = super::expose_ports(&item)
                             .map_err(|reason| invalid(df, w, "EXPOSE port", &item, &reason))?;
                         for p in list {
-                            if !ports.contains(&p) {
+                            if seen.insert(p.clone()) {
                                 ports.push(p);
                             }
                         }

@@ -741,3 +741,20 @@ fn check_graph_finds_what_the_base_cannot_change() {
     // ...but the same word with the value known is judged.
     assert!(check("FROM img\nENV PORT=x\nEXPOSE $PORT\n").is_err());
 }
+
+/// Regression (fuzz timeout): a port range is expanded once, with no quadratic work.
+#[test]
+fn a_large_expose_range_is_fast() {
+    let start = std::time::Instant::now();
+    let p = plan_for(
+        "FROM scratch\nEXPOSE 1-65535 80 1-65535/udp\n",
+        &req("linux/amd64"),
+        &BaseConfig::default(),
+    )
+    .unwrap();
+    match &p.steps[0].kind {
+        StepKind::Expose(ports) => assert_eq!(ports.len(), 2 * 65535),
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
