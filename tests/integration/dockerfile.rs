@@ -644,3 +644,39 @@ fn dockerfile_errors_exit_2_with_a_caret_and_build_nothing() {
         assert!(layers.is_empty(), "{name}: {layers:?}");
     }
 }
+
+#[test]
+fn target_builds_only_the_stages_it_needs() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let base = &ctx.base;
+    let df = format!(
+        "FROM {base} AS broken\n\
+         RUN exit 3\n\
+         \n\
+         FROM {base} AS dep\n\
+         RUN echo dep > /dep\n\
+         \n\
+         FROM {base} AS wanted\n\
+         COPY --from=dep /dep /dep\n\
+         RUN echo wanted > /wanted\n\
+         \n\
+         FROM broken\n"
+    );
+    let dir = ctx.context("target", &[("Dockerfile", &df)]);
+    let tag = format!("{}:v1", ctx.repo("target"));
+    let r = build(&ctx, &dir, TWO, &tag, &["--target", "WANTED"], &[]);
+    r.assert_code(0);
+    assert!(stage_starts(&r.stderr, "broken").is_empty(), "{}", r.stderr);
+    let layout = pull_layout(&ctx, &tag);
+    let files = image_files(&layout, "pulled", "arm64");
+    assert_eq!(text(&files, "dep"), "dep\n");
+    assert_eq!(text(&files, "wanted"), "wanted\n");
+    // The last stage needs `broken`: its failing step fails the build (exit 1).
+    let tag2 = format!("{}:v2", ctx.repo("target"));
+    let r = build(&ctx, &dir, TWO, &tag2, &[], &[]);
+    r.assert_code(1);
+    assert!(r.stderr.contains("Dockerfile:2"), "{}", r.stderr);
+    assert!(skopeo_raw(&tag2).is_none());
+}
