@@ -12,13 +12,18 @@
 //!   `/proc`, a small `/dev` and the host's `/etc/resolv.conf`, `chroot`s, switches user and
 //!   `execve`s the command with exactly the given environment; mount points it had to create are
 //!   removed from the upper directory afterwards so they never reach a layer;
+//! - mounts what the step asks for ([`Mount`]: cache directories, read-only or throw-away views of
+//!   other stages, tmpfs, files such as secrets that never touch the upper directory) and, for
+//!   `--network=none`, runs the step in a new network namespace with only loopback;
 //! - for [`Action::Copy`], creates each [`CopyEntry`] inside the merged root, resolving paths with
-//!   `openat2(RESOLVE_IN_ROOT)` so nothing is written outside it.
+//!   `openat2(RESOLVE_IN_ROOT)` so nothing is written outside it; for `COPY --from` it first
+//!   mounts the source stage's layers read-only and resolves the sources inside them.
 //!
 //! The coordinator side is the small [`Executor`] trait: [`SandboxExecutor`] spawns the helper with
 //! tokio and streams its output line by line; [`RecordingExecutor`] is the fake for tests.
 
 mod sandbox;
+mod sandbox_mounts;
 mod snapshot;
 
 use std::collections::VecDeque;
@@ -85,8 +90,76 @@ pub enum Action {
     Copy(CopySpec),
 }
 
-/// A command to execute inside the root filesystem.
+/// Bytes that must never be printed (secret values): `Debug` shows only the length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Sensitive(pub Vec<u8>);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes, redacted>", self.0.len())
+    }
+}
+
+/// Something mounted into a RUN step's root filesystem. Mounts never reach the step's layer:
+/// only the mount points the helper had to create are left in the upper directory, and those are
+/// removed afterwards when still empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    /// A host directory, bind-mounted (cache mounts).
+    Bind {
+        /// The host directory.
+        source: PathBuf,
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// An overlay of host directories (a stage's or image's layers, the build context), of which
+    /// `subpath` is mounted. Read-write views get a throw-away upper directory.
+    Layers {
+        /// The directories, top-most first.
+        lowerdirs: Vec<PathBuf>,
+        /// The path inside the view to mount (`/` for all of it).
+        subpath: String,
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// Mounted read-only; otherwise writes are discarded after the step.
+        readonly: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// Size limit in bytes; `None` is the kernel default.
+        size: Option<u64>,
+    },
+    /// A read-only file held in memory (a secret, a heredoc script), placed on a private tmpfs.
+    File {
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// The contents.
+        content: Sensitive,
+        /// Permission bits.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
+}
+
+/// The network a RUN step sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// The host's network namespace.
+    #[default]
+    Host,
+    /// A new network namespace with only the loopback interface (up).
+    None,
+}
+
+/// A command to execute inside the root filesystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSpec {
     /// Program and arguments. A program without `/` is looked up in `PATH` from `env` (or
     /// Docker's default `PATH` when `env` has none), inside the root filesystem.
@@ -98,10 +171,16 @@ pub struct RunSpec {
     /// `name|uid[:group|gid]`, resolved in the root filesystem's `/etc/passwd` and `/etc/group`;
     /// `None` is root.
     pub user: Option<String>,
+    /// Mounts, applied in order of their target's depth (parents first).
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// The network namespace.
+    #[serde(default)]
+    pub network: NetworkMode,
 }
 
 /// Files to create inside the root filesystem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopySpec {
     /// Entries, parents before children (as [`crate::context::BuildContext::resolve_copy`]
     /// returns them).
@@ -113,6 +192,33 @@ pub struct CopySpec {
     /// `--chmod`: permission bits for every copied file and directory, overriding the source's.
     #[serde(default)]
     pub chmod: Option<u32>,
+    /// `--chmod` in symbolic form, applied to each entry's own mode.
+    #[serde(default)]
+    pub chmod_symbolic: Option<crate::plan::SymbolicMode>,
+    /// `COPY --from`: sources resolved inside the root filesystem made of these layers (mounted
+    /// read-only by the helper), copied before `entries`.
+    #[serde(default)]
+    pub from_layers: Option<LayerSource>,
+    /// Layers to look `--chown` names up in instead of the destination root (`COPY --link`
+    /// copies onto an empty tree, but names still mean what the image's passwd says).
+    #[serde(default)]
+    pub ids_from: Option<Vec<PathBuf>>,
+}
+
+/// Files of another stage or image to copy: what [`crate::context::BuildContext::rootfs`]
+/// resolves inside the mounted layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSource {
+    /// The source root filesystem's layers, top-most first (empty for `scratch`).
+    pub lowerdirs: Vec<PathBuf>,
+    /// Source paths (wildcards allowed), relative to that root.
+    pub sources: Vec<String>,
+    /// Absolute destination; a trailing `/` means "into this directory".
+    pub dest: String,
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// Clamp copied mtimes to this (`SOURCE_DATE_EPOCH`).
+    pub max_mtime: Option<i64>,
 }
 
 pub use crate::progress::Stream;
@@ -260,13 +366,31 @@ pub enum ExecError {
     /// Helper side: the step has nothing to run.
     #[error("RUN has an empty command")]
     EmptyCommand,
+    /// Helper side: a mount target cannot be made (something of another kind is in the way).
+    #[error("cannot mount at {target}: {reason}")]
+    MountTarget {
+        /// The target path in the root filesystem.
+        target: String,
+        /// What is in the way.
+        reason: String,
+    },
+    /// Helper side: a `COPY --from` source could not be resolved in the source stage.
+    #[error("COPY --from: {source}")]
+    CopySource {
+        /// The cause.
+        #[source]
+        source: Box<crate::context::ContextError>,
+    },
 }
 
 impl Classify for ExecError {
     fn exit_code(&self) -> ExitCode {
         match self {
             ExecError::StepFailed { .. } | ExecError::Timeout { .. } => ExitCode::StepFailed,
-            ExecError::UnknownUser { .. } | ExecError::EmptyCommand => ExitCode::BadInput,
+            ExecError::UnknownUser { .. }
+            | ExecError::EmptyCommand
+            | ExecError::MountTarget { .. }
+            | ExecError::CopySource { .. } => ExitCode::BadInput,
             _ => ExitCode::Host,
         }
     }

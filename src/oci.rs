@@ -351,9 +351,54 @@ pub struct ContainerConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub stop_signal: Option<String>,
+    /// `Healthcheck` (Docker extension).
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub healthcheck: Option<HealthConfig>,
+    /// `OnBuild`: triggers run when the image is used as a base (Docker extension).
+    #[serde(rename = "OnBuild", default, skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
+    /// `Shell`: the shell for shell-form commands (Docker extension).
+    #[serde(rename = "Shell", default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
     /// Fields polyarch does not model, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Docker's `HealthConfig` (moby `container.HealthConfig`): durations in nanoseconds, zero
+/// values left out as Docker's `omitempty` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", ...]` or `["CMD-SHELL", command]`.
+    #[serde(rename = "Test", default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    /// Nanoseconds between checks.
+    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
+    pub interval: u64,
+    /// Nanoseconds before a check is considered hung.
+    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
+    pub timeout: u64,
+    /// Nanoseconds of start-up grace.
+    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
+    pub start_period: u64,
+    /// Nanoseconds between checks during the start period.
+    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
+    pub start_interval: u64,
+    /// Consecutive failures before unhealthy.
+    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero32")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A JSON `{}`, the value type of `ExposedPorts` and `Volumes`.
@@ -417,6 +462,9 @@ pub struct ImageConfig {
     /// CPU variant (`v7`, `v8`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// The image author (`MAINTAINER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// Run-time defaults.
     #[serde(default)]
     pub config: ContainerConfig,
@@ -500,9 +548,10 @@ mod tests {
 
     #[test]
     fn config_serialisation_is_stable_and_keeps_unknown_fields() {
-        let raw = br#"{"architecture":"arm64","os":"linux","variant":"v8","config":{"Env":["A=1"],"Healthcheck":{"Test":["NONE"]},"Labels":{"b":"2","a":"1"}},"rootfs":{"type":"layers","diff_ids":[]},"moby.buildkit":1}"#;
+        let raw = br#"{"architecture":"arm64","os":"linux","variant":"v8","config":{"Env":["A=1"],"Healthcheck":{"Test":["NONE"]},"ArgsEscaped":true,"Labels":{"b":"2","a":"1"}},"rootfs":{"type":"layers","diff_ids":[]},"moby.buildkit":1}"#;
         let c: ImageConfig = from_bytes(raw, "config").unwrap();
-        assert!(c.config.extra.contains_key("Healthcheck"));
+        assert_eq!(c.config.healthcheck.as_ref().unwrap().test, ["NONE"]);
+        assert!(c.config.extra.contains_key("ArgsEscaped"));
         assert!(c.extra.contains_key("moby.buildkit"));
         let a = to_bytes(&c);
         let back: ImageConfig = from_bytes(&a, "config").unwrap();

@@ -39,6 +39,18 @@ pub enum Event {
         /// The manifest digest chosen for this platform; `None` for `scratch`.
         digest: Option<Digest>,
     },
+    /// A build stage started (once per distinct stage build: a stage that several target
+    /// platforms need with the same inputs is built once).
+    StageStarted {
+        /// The stage's name, or `stage-N`.
+        stage: String,
+        /// The platform it runs as.
+        platform: String,
+        /// The stage build's key (stage, platform, inputs).
+        key: String,
+        /// How it runs here: `natively` or `emulated through ...`; empty without RUN steps.
+        runs: String,
+    },
     /// A Dockerfile step started.
     StepStarted {
         /// The platform.

@@ -70,6 +70,11 @@ pub struct BuildArgs {
     /// stop: nothing is pulled, built or pushed.
     #[arg(long)]
     pub dry_run: bool,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (buildx
+    /// syntax; `type=file|env` optional; `id=ID` alone reads the variable ID). Repeatable. Never
+    /// stored in the image or printed.
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
 }
 
 /// `--node-policy` values.
@@ -100,6 +105,71 @@ impl ValueEnum for Snapshotter {
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+/// Parses one `--secret` value and reads the secret (buildx `parseSecret`: `id`, `src` or
+/// `source`, `env`, `type=file|env`; without a source, the environment variable named like the
+/// id).
+pub(super) fn parse_secret(spec: &str) -> Result<(String, Sensitive), UsageError> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    let mut typ = None;
+    for part in spec.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| usage("--secret", format!("{spec:?}: expected key=value pairs")))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" => typ = Some(v.to_string()),
+            other => {
+                return Err(usage(
+                    "--secret",
+                    format!("{spec:?}: unknown key {other:?} (known: id, src, env, type)"),
+                ))
+            }
+        }
+    }
+    let id = id
+        .or_else(|| {
+            src.as_deref()
+                .map(|s| s.rsplit('/').next().unwrap_or(s).to_string())
+        })
+        .or_else(|| env.clone())
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| usage("--secret", format!("{spec:?}: missing id=")))?;
+    let from_env = match typ.as_deref() {
+        Some("env") => true,
+        Some("file") => false,
+        Some(other) => {
+            return Err(usage(
+                "--secret",
+                format!("{spec:?}: type={other} is not supported (file or env)"),
+            ))
+        }
+        None => src.is_none(),
+    };
+    if from_env {
+        let var = env.or(src).unwrap_or_else(|| id.clone());
+        let value = std::env::var_os(&var).ok_or_else(|| {
+            usage(
+                "--secret",
+                format!("secret {id:?}: environment variable {var} is not set"),
+            )
+        })?;
+        Ok((id, Sensitive(value.into_encoded_bytes())))
+    } else {
+        let path = src.ok_or_else(|| usage("--secret", format!("{spec:?}: missing src=FILE")))?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            usage(
+                "--secret",
+                format!("secret {id:?}: cannot read {path}: {e}"),
+            )
+        })?;
+        Ok((id, Sensitive(bytes)))
     }
 }
 
@@ -245,6 +315,11 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         })?),
         _ => None,
     };
+    let mut secrets = BTreeMap::new();
+    for spec in &args.secrets {
+        let (id, value) = parse_secret(spec)?;
+        secrets.insert(id, value);
+    }
     Ok(BuildRequest {
         context_dir,
         dockerfile,
@@ -259,6 +334,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         outputs,
         source_date_epoch,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
+        secrets,
     })
 }
 
@@ -549,6 +625,28 @@ mod tests {
         assert!(parse_output("type=oci", "v1").is_err());
         assert!(parse_output("dest=x", "v1").is_err());
         assert!(parse_output("type=oci,dest=x,color=red", "v1").is_err());
+    }
+
+    #[test]
+    fn secret_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tok");
+        std::fs::write(&f, "s3cr3t").unwrap();
+        let (id, v) = parse_secret(&format!("id=tok,src={}", f.display())).unwrap();
+        assert_eq!((id.as_str(), v.0.as_slice()), ("tok", b"s3cr3t".as_slice()));
+        let (id, _) = parse_secret(&format!("src={}", f.display())).unwrap();
+        assert_eq!(id, "tok");
+        std::env::set_var("POLYARCH_TEST_SECRET_VAR", "from-env");
+        let (id, v) = parse_secret("id=x,env=POLYARCH_TEST_SECRET_VAR").unwrap();
+        assert_eq!((id.as_str(), v.0.as_slice()), ("x", b"from-env".as_slice()));
+        let (_, v) = parse_secret("id=POLYARCH_TEST_SECRET_VAR").unwrap();
+        assert_eq!(v.0, b"from-env");
+        assert!(parse_secret("id=x,src=/nonexistent/file").is_err());
+        assert!(parse_secret("id=x,env=POLYARCH_TEST_UNSET_VAR_123").is_err());
+        assert!(parse_secret("id=x,type=ssh").is_err());
+        assert!(parse_secret("nonsense").is_err());
+        // Debug output never shows the value.
+        assert!(!format!("{v:?}").contains("from-env"));
     }
 
     #[test]

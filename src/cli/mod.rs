@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::coordinator::{self, BuildOutcome, BuildRequest, Deps, Output};
-use crate::executor::{SandboxExecutor, Snapshotter};
+use crate::executor::{SandboxExecutor, Sensitive, Snapshotter};
 use crate::exit::{Classify, ExitCode};
 use crate::platform::Platform;
 use crate::progress::{Event, Sink, Stream};

@@ -45,6 +45,18 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             Some(d) => format!("[{platform}] base {reference} -> {d}"),
             None => format!("[{platform}] base {reference}"),
         },
+        Event::StageStarted {
+            stage,
+            platform,
+            key,
+            runs,
+        } => {
+            if runs.is_empty() {
+                format!("[{platform}] stage {stage} ({key})")
+            } else {
+                format!("[{platform}] stage {stage} ({key}), runs {runs}")
+            }
+        }
         Event::StepStarted {
             platform,
             step,

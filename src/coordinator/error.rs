@@ -149,6 +149,21 @@ pub enum BuildError {
     /// A background task died.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A failure of a stage build that several platforms share, reported to each of them.
+    #[error(transparent)]
+    Shared(Arc<BuildError>),
+    /// Preparing what a step reads (ADD URLs and archives, heredocs, secrets, cache mounts)
+    /// failed.
+    #[error("{platform}: {location}: {source}")]
+    Source {
+        /// The platform label of the stage.
+        platform: String,
+        /// `file:line` of the instruction.
+        location: String,
+        /// The cause.
+        #[source]
+        source: SourceError,
+    },
 }
 
 impl From<crate::node::NodeError> for BuildError {
@@ -192,6 +207,8 @@ impl Classify for BuildError {
             BuildError::Node(e) => e.exit_code(),
             BuildError::Schedule(e) => e.exit_code(),
             BuildError::Internal(_) | BuildError::NothingRunsHere { .. } => ExitCode::Host,
+            BuildError::Shared(e) => e.exit_code(),
+            BuildError::Source { source, .. } => source.exit_code(),
         }
     }
 
@@ -210,6 +227,8 @@ impl Classify for BuildError {
                  root) adds an emulator"
                     .into(),
             ),
+            BuildError::Shared(e) => e.hint(),
+            BuildError::Source { source, .. } => source.hint(),
             BuildError::NoMatchingPlatform { .. } => Some(
                 "pick platforms the base image offers, or use a base image built for this one"
                     .into(),

@@ -1,26 +1,22 @@
 //! One platform's image: run the steps, make the layers, write config and manifest, push.
 
-use super::base::pull_base;
+use super::actions;
+use super::stage::Stages;
 use super::*;
+use crate::plan::StageGraph;
 
-pub(super) async fn build_platform<R: Registry, E: Executor>(
+pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     sh: &Shared<'_>,
     deps: &Deps<R, E>,
+    stages: &'a Stages<'a, R, E>,
     platform: &Platform,
-    selection: Selection,
+    graph: StageGraph,
 ) -> Result<PlatformImage, BuildError> {
     let pname = platform.to_string();
-    let (mut config, mut layers) = match &selection.base {
-        BaseImage::Scratch => {
-            deps.sink.emit(Event::BaseResolved {
-                platform: pname.clone(),
-                reference: "scratch".into(),
-                digest: None,
-            });
-            (ImageConfig::default(), Vec::new())
-        }
-        BaseImage::Image(reference) => pull_base(deps, platform, reference).await?,
-    };
+    let graph = Arc::new(graph);
+    let built = stages.stage(graph.target(), &graph).await?;
+    let mut config = built.config.clone();
+    let layers = built.layers.clone();
     // The target platform as the user spelled it (normalised spelling) is what the config and
     // the index record (e.g. variant v8 for linux/arm64/v8).
     config.architecture = platform.architecture.clone();
@@ -28,48 +24,6 @@ pub(super) async fn build_platform<R: Registry, E: Executor>(
     config.variant = platform.variant.clone();
     config.os_version = platform.os_version.clone();
     config.created = Some(sh.created.clone());
-
-    let plan = selection.resolve(
-        sh.dockerfile,
-        &BaseConfig {
-            env: config.config.env.clone().unwrap_or_default(),
-            working_dir: config.config.working_dir.clone(),
-            user: config.config.user.clone(),
-        },
-    )?;
-    let steps = plan.steps;
-    let total = steps.len();
-    for (i, step) in steps.iter().enumerate() {
-        let n = i + 1;
-        let started = Instant::now();
-        deps.sink.emit(Event::StepStarted {
-            platform: pname.clone(),
-            step: n,
-            total,
-            location: location(sh.dockerfile, step),
-            text: step.created_by.clone(),
-        });
-        let made = run_step(sh, deps, platform, &layers, step, n).await?;
-        let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
-        if let Some(layer) = made {
-            config.rootfs.diff_ids.push(layer.diff_id.clone());
-            layers.push(layer);
-        } else {
-            apply_config(&mut config, &step.kind);
-        }
-        config.history.push(History {
-            created: Some(sh.created.clone()),
-            created_by: Some(step.created_by.clone()),
-            comment: Some("polyarch".into()),
-            empty_layer: layer_digest.is_none(),
-        });
-        deps.sink.emit(Event::StepFinished {
-            platform: pname.clone(),
-            step: n,
-            millis: started.elapsed().as_millis() as u64,
-            layer: layer_digest,
-        });
-    }
 
     // Config and manifest: serialised once; these bytes are stored, hashed and pushed.
     let config_bytes = oci::to_bytes(&config);
@@ -151,64 +105,37 @@ pub(super) async fn build_platform<R: Registry, E: Executor>(
     })
 }
 
-/// Runs one step; returns the layer it made, or `None` for config-only steps and steps that
-/// changed nothing.
-pub(super) async fn run_step<R: Registry, E: Executor>(
-    sh: &Shared<'_>,
-    deps: &Deps<R, E>,
-    platform: &Platform,
+/// Runs one step of the stage `sel`; returns the layer it made, or `None` for config-only steps
+/// and steps that changed nothing. `label` names the stage's platform in progress and errors.
+pub(super) async fn run_step<'a, R: Registry, E: Executor>(
+    stages: &'a Stages<'a, R, E>,
+    sel: &Selection,
+    graph: &Arc<StageGraph>,
+    label: &str,
     layers: &[BuiltLayer],
     step: &Step,
     n: usize,
 ) -> Result<Option<BuiltLayer>, BuildError> {
-    let pname = platform.to_string();
-    let action = match &step.kind {
-        StepKind::Run {
-            argv,
-            env,
-            workdir,
-            user,
-        } => Action::Run(RunSpec {
-            argv: argv.clone(),
-            env: env.clone(),
-            cwd: workdir.clone(),
-            user: user.clone(),
-        }),
-        StepKind::Copy {
-            sources,
-            dest,
-            chown,
-            chmod,
-        } => {
-            let mut entries =
-                sh.context
-                    .resolve_copy(sources, dest)
-                    .map_err(|source| BuildError::Context {
-                        platform: pname.clone(),
-                        location: location(sh.dockerfile, step),
-                        source: Box::new(source),
-                    })?;
-            // With SOURCE_DATE_EPOCH, copied files get clamped mtimes already in the rootfs,
-            // not only in the layer tar: later RUN steps (`ls -l`, make) then see the same
-            // times whatever the context's mtimes were, and the build stays reproducible.
-            if let Some(epoch) = sh.req.source_date_epoch {
-                for e in &mut entries {
-                    e.mtime = e.mtime.min(epoch);
-                }
-            }
-            Action::Copy(CopySpec {
-                entries,
-                chown: chown.clone(),
-                chmod: *chmod,
-            })
-        }
-        _ => return Ok(None),
-    };
+    let sh = stages.sh;
+    let deps = stages.deps;
+    let pname = label.to_string();
     let store_err = |source| BuildError::Store {
         platform: pname.clone(),
         source,
     };
     let scratch = deps.store.temp_dir("step").map_err(store_err)?;
+    let inputs = scratch.path().join("inputs");
+    std::fs::create_dir_all(&inputs).map_err(|source| {
+        store_err(StoreError::Io {
+            action: "create directory",
+            path: inputs.clone(),
+            source,
+        })
+    })?;
+    let Some(prepared) = actions::prepare(stages, sel, graph, label, layers, step, &inputs).await?
+    else {
+        return Ok(None);
+    };
     let upper = scratch.path().join("upper");
     let work = scratch.path().join("work");
     for d in [&upper, &work] {
@@ -221,10 +148,10 @@ pub(super) async fn run_step<R: Registry, E: Executor>(
         })?;
     }
     let spec = SandboxSpec {
-        lowerdirs: layers.iter().rev().map(|l| l.dir.clone()).collect(),
+        lowerdirs: prepared.lowerdirs,
         upperdir: upper.clone(),
         workdir: work.clone(),
-        action,
+        action: prepared.action,
         hostname: "polyarch".into(),
         snapshotter: Snapshotter::Auto,
     };
@@ -250,6 +177,8 @@ pub(super) async fn run_step<R: Registry, E: Executor>(
     if let Some(snapshotter) = outcome.snapshotter {
         tracing::debug!(platform = %pname, step = n, %snapshotter, "step changes captured");
     }
+    // Cache directories are released (unlocked) as soon as the step is over.
+    drop(prepared.leases);
     if outcome.status != 0 {
         return Err(BuildError::StepFailed {
             platform: pname,
@@ -325,8 +254,19 @@ pub(super) fn dir_is_empty(p: &Path) -> bool {
 }
 
 /// Applies a config-only step to the image config (Dockerfile reference: ENV, WORKDIR, USER,
-/// LABEL, EXPOSE, CMD, ENTRYPOINT).
+/// LABEL, EXPOSE, CMD, ENTRYPOINT, SHELL, HEALTHCHECK, STOPSIGNAL, VOLUME, ONBUILD,
+/// MAINTAINER).
 pub(super) fn apply_config(config: &mut ImageConfig, kind: &StepKind) {
+    if let StepKind::Maintainer(m) = kind {
+        // BuildKit sets the author; the issue asks for a `maintainer` label too.
+        config.author = Some(m.clone());
+        config
+            .config
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert("maintainer".into(), m.clone());
+        return;
+    }
     let c = &mut config.config;
     match kind {
         StepKind::Env(pairs) => {
@@ -342,7 +282,7 @@ pub(super) fn apply_config(config: &mut ImageConfig, kind: &StepKind) {
                 }
             }
         }
-        StepKind::Workdir(w) => c.working_dir = Some(w.clone()),
+        StepKind::Workdir { path, .. } => c.working_dir = Some(path.clone()),
         StepKind::User(u) => c.user = Some(u.clone()),
         StepKind::Label(pairs) => {
             let labels = c.labels.get_or_insert_with(BTreeMap::new);
@@ -365,6 +305,28 @@ pub(super) fn apply_config(config: &mut ImageConfig, kind: &StepKind) {
                 c.cmd = None;
             }
         }
+        StepKind::Shell(shell) => c.shell = Some(shell.clone()),
+        StepKind::Healthcheck(h) => {
+            c.healthcheck = Some(oci::HealthConfig {
+                test: h.test.clone(),
+                interval: h.interval,
+                timeout: h.timeout,
+                start_period: h.start_period,
+                start_interval: h.start_interval,
+                retries: h.retries,
+            })
+        }
+        StepKind::StopSignal(sig) => c.stop_signal = Some(sig.clone()),
+        StepKind::Volume(vols) => {
+            let map = c.volumes.get_or_insert_with(BTreeMap::new);
+            for v in vols {
+                map.insert(v.clone(), oci::EmptyObject {});
+            }
+        }
+        StepKind::Onbuild(trigger) => c
+            .on_build
+            .get_or_insert_with(Vec::new)
+            .push(trigger.clone()),
         _ => {}
     }
 }

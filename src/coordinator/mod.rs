@@ -1,9 +1,13 @@
 //! Orchestration of `polyarch build`: fan out one build per target platform, concurrently, and
 //! publish the OCI image index last.
 //!
-//! Level 3. Per platform: resolve the base image from its index (variant-aware), pull and
-//! unpack its layers into the store once per diff_id, run each step in the sandbox (overlayfs
-//! upper dir = the step's diff), turn each diff into a deterministic layer, write the config and
+//! Level 3. Per platform: select the stages the target needs (multi-stage: `FROM <stage>`,
+//! `COPY --from`, `RUN --mount from=`); build each stage once per distinct input (a stage that
+//! several target platforms need with the same inputs, such as a `--platform=$BUILDPLATFORM`
+//! builder that does not use the target's ARGs, is built once and shared, see [`stage`]):
+//! resolve its base image from its index (variant-aware), pull and unpack its layers into the
+//! store once per diff_id, run each step in the sandbox (overlayfs upper dir = the step's
+//! diff), turn each diff into a deterministic layer. Then write the target's config and
 //! manifest, and push them by digest. Only when every platform succeeded is the index stitched
 //! (entries in `--platform` order) and pushed to the tags, so a tag never points at a
 //! half-built release. The first failure cancels the sibling platforms (their sandboxes are
@@ -19,7 +23,9 @@ use serde::Serialize;
 use crate::context::{BuildContext, ContextError};
 use crate::dockerfile::{self, Dockerfile, DockerfileError, InstructionKind};
 use crate::emulation::{self, EmulationError, Support};
-use crate::executor::{Action, CopySpec, ExecError, Executor, RunSpec, SandboxSpec, Snapshotter};
+use crate::executor::{
+    Action, CopySpec, ExecError, Executor, RunSpec, SandboxSpec, Sensitive, Snapshotter,
+};
 use crate::exit::{Classify, ExitCode};
 use crate::index::{self, IndexError, StitchedIndex};
 use crate::layer::{self, LayerError, LayerOptions};
@@ -28,22 +34,28 @@ use crate::oci::{
     MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER_GZIP,
     MEDIA_TYPE_OCI_MANIFEST,
 };
-use crate::plan::{self, BaseConfig, BaseImage, PlanRequest, Selection, Step, StepKind};
+use crate::plan::{
+    self, BaseConfig, BaseImage, PlanRequest, Selection, StageGraph, Step, StepKind,
+};
 use crate::platform::{self, Platform};
 use crate::progress::{Event, Sink};
 use crate::registry::{BlobPush, Reference, Registry, RegistryError};
 use crate::store::{Store, StoreError};
 
+mod actions;
 mod base;
 mod error;
 mod image;
 mod platforms;
 mod remote;
+mod sources;
+mod stage;
 mod worker;
 
 pub use error::BuildError;
 use image::build_platform;
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
+pub use sources::SourceError;
 pub use worker::build_job;
 
 /// Where the finished image goes besides (or instead of) a registry.
@@ -90,6 +102,9 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// The binfmt_misc directory to check handlers in (normally `/proc/sys/fs/binfmt_misc`).
     pub binfmt_dir: PathBuf,
+    /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the
+    /// config, the history or the progress output.
+    pub secrets: BTreeMap<String, Sensitive>,
 }
 
 /// What one platform's build produced.
@@ -155,9 +170,10 @@ struct Prepared {
     df: Dockerfile,
     context: BuildContext,
     targets: Vec<Platform>,
-    selections: Vec<Selection>,
+    selections: Vec<StageGraph>,
     warnings: Vec<String>,
     needs_run: bool,
+    any_run: bool,
 }
 
 /// Parses the Dockerfile, opens the context and selects the stage for every platform (no I/O
@@ -181,11 +197,11 @@ async fn prepare<R: Registry, E: Executor>(
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;
 
-    // Everything is checked for every platform before any layer is pulled: the stage and base
-    // reference (no I/O), whether this host runs it (binfmt_misc entries and a probe program),
-    // and whether the base image offers it (its index only).
+    // Everything is checked for every platform before any layer is pulled: the stages and base
+    // references (no I/O), whether this host runs them (binfmt_misc entries and a probe program),
+    // and whether the base image offers them (its index only).
     let plan_for = |p: &Platform| {
-        plan::select(
+        plan::select_graph(
             &df,
             &PlanRequest {
                 target_platform: p.clone(),
@@ -196,12 +212,9 @@ async fn prepare<R: Registry, E: Executor>(
         )
     };
     let first = plan_for(req.platforms.first().unwrap_or(&req.build_platform))?;
-    let needs_run = df.stages[first.stage_index]
-        .instructions
-        .iter()
-        .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
     let targets = if req.all_platforms {
-        platforms::expand_all(req, deps, &first.base, needs_run).await?
+        let first_runs = graph_runs_as_target(&df, &first, &req.build_platform);
+        platforms::expand_all(req, deps, target_base(&first), first_runs).await?
     } else {
         req.platforms.clone()
     };
@@ -209,16 +222,28 @@ async fn prepare<R: Registry, E: Executor>(
         return Err(BuildError::Usage("no target platform given".into()));
     }
     let mut warnings: Vec<String> = df.warnings.clone();
-    let mut selections = Vec::new();
+    let mut selections: Vec<StageGraph> = Vec::new();
     for p in &targets {
-        let sel = plan_for(p)?;
-        for w in &sel.warnings {
+        let graph = plan_for(p)?;
+        for w in &graph.warnings {
             if !warnings.contains(w) {
                 warnings.push(w.clone());
             }
         }
-        selections.push(sel);
+        // Every error that does not depend on a base image's environment, before any pull.
+        plan::check_graph(&df, &graph)?;
+        selections.push(graph);
     }
+    // Emulation (or a node) is needed where a stage with RUN steps runs as a target platform;
+    // root wherever any stage runs a command, `FROM --platform=$BUILDPLATFORM` ones included.
+    let needs_run = selections
+        .iter()
+        .any(|g| graph_runs_as_target(&df, g, &req.build_platform));
+    let any_run = selections.iter().any(|g| {
+        g.stages
+            .iter()
+            .any(|sel| stage_has_run(&df, sel.stage_index))
+    });
     Ok(Prepared {
         text,
         display,
@@ -228,7 +253,40 @@ async fn prepare<R: Registry, E: Executor>(
         selections,
         warnings,
         needs_run,
+        any_run,
     })
+}
+
+fn stage_has_run(df: &Dockerfile, stage: usize) -> bool {
+    df.stages[stage]
+        .instructions
+        .iter()
+        .any(|i| matches!(i.kind, InstructionKind::Run { .. }))
+}
+
+/// Whether a stage of `graph` runs commands as a platform other than the build platform (so the
+/// target platform needs emulation or a node).
+fn graph_runs_as_target(df: &Dockerfile, graph: &StageGraph, build: &Platform) -> bool {
+    let target_is_build = graph.target().platform.same_as(build);
+    graph.stages.iter().any(|sel| {
+        stage_has_run(df, sel.stage_index) && (target_is_build || !sel.platform.same_as(build))
+    })
+}
+
+/// The image the target stage ultimately starts from, following `FROM <stage>` links while
+/// they stay on the target's platform; `scratch` when the chain leaves it (nothing to check).
+fn target_base(graph: &StageGraph) -> &BaseImage {
+    let target = graph.target();
+    let mut sel = target;
+    loop {
+        match &sel.base {
+            BaseImage::Stage(i) => match graph.get(*i) {
+                Some(next) if next.platform.same_as(&target.platform) => sel = next,
+                _ => return &BaseImage::Scratch,
+            },
+            other => return other,
+        }
+    }
 }
 
 /// Runs a whole build on this host: parse, plan, check the host, fan out, stitch, push or write
@@ -272,11 +330,12 @@ pub async fn build_with<R: Registry, E: Executor>(
         selections,
         warnings,
         needs_run,
+        any_run,
     } = prepare(req, deps).await?;
     let bases: Vec<(Platform, &BaseImage)> = targets
         .iter()
         .cloned()
-        .zip(selections.iter().map(|s| &s.base))
+        .zip(selections.iter().map(target_base))
         .collect();
     // Where each platform runs: a platform nothing can run fails (exit 4) before any registry
     // call.
@@ -294,7 +353,7 @@ pub async fn build_with<R: Registry, E: Executor>(
             });
         }
     }
-    if needs_run && placed.runs_locally() {
+    if any_run && placed.runs_locally() {
         crate::executor::require_root().map_err(|source| BuildError::Exec {
             platform: targets
                 .iter()
@@ -328,13 +387,15 @@ pub async fn build_with<R: Registry, E: Executor>(
 
     // Fan out: one future per platform, all polled concurrently, each where the plan put it;
     // the first error drops the others (their sandbox processes are killed on drop, their
-    // channels to nodes closed) and is returned.
+    // channels to nodes closed) and is returned. Stage builds are shared between the local
+    // platforms through `stages`.
+    let stages = stage::Stages::new(&shared, deps);
     let dispatch = remote::Dispatch::new(nodes, &text, &display);
     let builds = targets
         .iter()
         .zip(selections)
         .zip(&placed.schedule.placements)
-        .map(|((p, sel), pl)| dispatch.run(&shared, deps, p, sel, pl));
+        .map(|((p, graph), pl)| dispatch.run(&shared, deps, &stages, p, graph, pl));
     let images = futures::future::try_join_all(builds).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();

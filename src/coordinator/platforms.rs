@@ -68,6 +68,13 @@ pub(super) async fn expand_all<R: Registry, E: Executor>(
                     .into(),
             ))
         }
+        BaseImage::Stage(_) => {
+            return Err(BuildError::Usage(
+                "--platform all means the platforms of the base image, but the target stage \
+                 starts from a stage on another platform: name the platforms"
+                    .into(),
+            ))
+        }
         BaseImage::Image(r) => r.clone(),
     };
     let offer = offer(deps, &reference).await?;

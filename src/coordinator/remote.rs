@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::stage::Stages;
 use super::*;
 use crate::node::client;
 use crate::node::protocol::{BuildJob, ContextRef, RemoteImage, WireCredentials};
@@ -316,12 +317,13 @@ impl<'a> Dispatch<'a> {
         &self,
         sh: &Shared<'_>,
         deps: &Deps<R, E>,
+        stages: &Stages<'_, R, E>,
         platform: &Platform,
-        selection: Selection,
+        graph: StageGraph,
         placement: &Placement,
     ) -> Result<PlatformImage, BuildError> {
         let first = placement.first();
-        match self.run_on(sh, deps, platform, &selection, first).await {
+        match self.run_on(sh, deps, stages, platform, &graph, first).await {
             Err(BuildError::Node(e)) if e.is_lost() => {
                 let Some(next) = placement.fallback() else {
                     return Err(BuildError::Node(e));
@@ -338,7 +340,7 @@ impl<'a> Dispatch<'a> {
                     to: next.describe(),
                     reason,
                 });
-                self.run_on(sh, deps, platform, &selection, next).await
+                self.run_on(sh, deps, stages, platform, &graph, next).await
             }
             other => other,
         }
@@ -348,12 +350,13 @@ impl<'a> Dispatch<'a> {
         &self,
         sh: &Shared<'_>,
         deps: &Deps<R, E>,
+        stages: &Stages<'_, R, E>,
         platform: &Platform,
-        selection: &Selection,
+        graph: &StageGraph,
         place: &Place,
     ) -> Result<PlatformImage, BuildError> {
         match place {
-            Place::Local { .. } => build_platform(sh, deps, platform, selection.clone()).await,
+            Place::Local { .. } => build_platform(sh, deps, stages, platform, graph.clone()).await,
             Place::Node { name, .. } => self.run_remote(sh, deps, platform, name).await,
         }
     }
@@ -574,6 +577,7 @@ mod tests {
             tags: vec![Reference::parse(&format!("{REPO}:1")).unwrap()],
             push: true,
             push_by_digest: None,
+            secrets: BTreeMap::new(),
             outputs: Vec::new(),
             source_date_epoch: Some(0),
             binfmt_dir: dir.path().join("no-binfmt"),
@@ -865,7 +869,7 @@ mod tests {
         let text = std::fs::read_to_string(&w.req.dockerfile).unwrap();
         let df = dockerfile::parse(&text, "Dockerfile").unwrap();
         let context = BuildContext::open(&w.req.context_dir, &w.req.dockerfile).unwrap();
-        let sel = plan::select(
+        let graph = plan::select_graph(
             &df,
             &PlanRequest {
                 target_platform: w.req.platforms[0].clone(),
@@ -882,8 +886,16 @@ mod tests {
             created: oci::rfc3339(0),
         };
         let d = Dispatch::new(&nodes, &text, "Dockerfile");
+        let stages = Stages::new(&sh, &w.deps);
         let e = d
-            .run(&sh, &w.deps, &w.req.platforms[0], sel, &only_node)
+            .run(
+                &sh,
+                &w.deps,
+                &stages,
+                &w.req.platforms[0],
+                graph,
+                &only_node,
+            )
             .await
             .unwrap_err();
         assert!(

@@ -37,11 +37,13 @@ pub async fn build_job<R: Registry, E: Executor>(
         tags: vec![push_to],
         push: true,
         push_by_digest: None,
+        // Secrets stay on the coordinator's host: `RUN --mount=type=secret` steps fail on a node.
+        secrets: BTreeMap::new(),
         outputs: Vec::new(),
         source_date_epoch: job.source_date_epoch,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
     };
-    let selection = plan::select(
+    let graph = plan::select_graph(
         &df,
         &PlanRequest {
             target_platform: job.platform.clone(),
@@ -50,10 +52,11 @@ pub async fn build_job<R: Registry, E: Executor>(
             target_stage: req.target.clone(),
         },
     )?;
-    let needs_run = df.stages[selection.stage_index]
-        .instructions
+    plan::check_graph(&df, &graph)?;
+    let needs_run = graph
+        .stages
         .iter()
-        .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
+        .any(|sel| super::stage_has_run(&df, sel.stage_index));
     if needs_run {
         let work = deps
             .store
@@ -62,7 +65,9 @@ pub async fn build_job<R: Registry, E: Executor>(
                 platform: pname.clone(),
                 source,
             })?;
-        emulation::verify(&job.platform, &req.binfmt_dir, work.path())?;
+        if super::graph_runs_as_target(&df, &graph, &req.build_platform) {
+            emulation::verify(&job.platform, &req.binfmt_dir, work.path())?;
+        }
         require_root().map_err(|source| BuildError::Exec {
             platform: pname.clone(),
             step: 0,
@@ -76,5 +81,6 @@ pub async fn build_job<R: Registry, E: Executor>(
         context: &context,
         created: job.created.clone(),
     };
-    build_platform(&shared, deps, &job.platform, selection).await
+    let stages = super::stage::Stages::new(&shared, deps);
+    build_platform(&shared, deps, &stages, &job.platform, graph).await
 }

@@ -8,13 +8,16 @@
 //! - parser directives `# escape=` and `# syntax=` (and `# check=`, ignored) on the leading lines;
 //! - comments (`#` first non-blank character), also between continuation lines;
 //! - line continuation with the escape character, which may be followed by blanks;
-//! - JSON (exec) and shell forms; heredocs (`<<EOF`) on RUN and COPY are kept in the tree;
+//! - JSON (exec) and shell forms; heredocs (`<<EOF`) on RUN, COPY and ADD (also behind ONBUILD)
+//!   are kept in the tree;
+//! - every instruction of the reference, typed, with its flags checked; unknown words get a
+//!   "did you mean" suggestion;
 //! - variables are *not* expanded here: the words keep their quotes and escapes and are expanded
 //!   by [`crate::plan`] with [`shell`], once the base image's environment is known.
 //!
-//! Instructions polyarch does not implement yet (ADD, SHELL, HEALTHCHECK, STOPSIGNAL, VOLUME,
-//! ONBUILD, MAINTAINER) are rejected with the place they occur; unknown words get a "did you
-//! mean" suggestion.
+//! Flags that BuildKit only offers in labs syntax or that need a daemon entitlement
+//! (`COPY --parents`, `RUN --security`, `RUN --device`, `ADD --keep-git-dir`) are rejected with
+//! the place they occur.
 
 use std::fmt;
 
@@ -145,28 +148,77 @@ pub struct KeyValue {
     pub value: Word,
 }
 
-/// The typed instructions polyarch supports (FROM is the [`Stage`] header).
+/// `HEALTHCHECK CMD ...` with its options (Docker image config `Healthcheck`; durations in
+/// nanoseconds as the config stores them, 0 meaning "inherit the default").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthcheckSpec {
+    /// The test command: exec form gives `CMD`, shell form `CMD-SHELL`.
+    pub command: ShellOrExec,
+    /// `--interval`, nanoseconds.
+    pub interval: u64,
+    /// `--timeout`, nanoseconds.
+    pub timeout: u64,
+    /// `--start-period`, nanoseconds.
+    pub start_period: u64,
+    /// `--start-interval`, nanoseconds.
+    pub start_interval: u64,
+    /// `--retries`.
+    pub retries: u32,
+}
+
+/// The typed instructions (FROM is the [`Stage`] header).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstructionKind {
     /// `ARG NAME[=default] ...`.
     Arg(Vec<ArgDecl>),
-    /// `RUN cmd` / `RUN ["prog", "arg"]`.
+    /// `RUN [--mount=...]... [--network=...] cmd` / `RUN ["prog", "arg"]`.
     Run {
         /// The command.
         command: ShellOrExec,
         /// Heredocs named in a shell-form command.
         heredocs: Vec<Heredoc>,
+        /// `--mount` values, raw (comma-separated `key=value` lists, parsed by the plan).
+        mounts: Vec<Word>,
+        /// `--network` value, raw.
+        network: Option<Word>,
     },
-    /// `COPY [--from=S] [--chown=U:G] [--chmod=MODE] src... dest` (or JSON form).
+    /// `COPY [--from=S] [--chown=U:G] [--chmod=MODE] [--link] [--exclude=P]... src... dest`
+    /// (or JSON form).
     Copy {
-        /// `--from` (raw).
+        /// `--from` (raw; never expanded, as in BuildKit).
         from: Option<Word>,
         /// `--chown` (raw).
         chown: Option<Word>,
         /// `--chmod` (raw).
         chmod: Option<Word>,
+        /// `--link`.
+        link: bool,
+        /// `--exclude` patterns (raw; not expanded, as in BuildKit).
+        excludes: Vec<Word>,
         /// Sources, raw, relative to the build context (or heredoc names `<<EOF`).
+        sources: Vec<Word>,
+        /// Destination, raw.
+        dest: Word,
+        /// Heredocs used as sources.
+        heredocs: Vec<Heredoc>,
+    },
+    /// `ADD [--chown] [--chmod] [--link] [--checksum=D] [--unpack[=B]] [--exclude=P]... src...
+    /// dest`: like COPY, plus URLs and local tar archives (unpacked).
+    Add {
+        /// `--chown` (raw).
+        chown: Option<Word>,
+        /// `--chmod` (raw).
+        chmod: Option<Word>,
+        /// `--link`.
+        link: bool,
+        /// `--checksum` (raw): the digest a URL's content must have.
+        checksum: Option<Word>,
+        /// `--unpack`: `None` unless given (local archives unpack by default, URLs do not).
+        unpack: Option<bool>,
+        /// `--exclude` patterns (raw).
+        excludes: Vec<Word>,
+        /// Sources, raw: context paths, `http(s)://` URLs or heredoc names.
         sources: Vec<Word>,
         /// Destination, raw.
         dest: Word,
@@ -187,6 +239,24 @@ pub enum InstructionKind {
     Cmd(ShellOrExec),
     /// `ENTRYPOINT`.
     Entrypoint(ShellOrExec),
+    /// `SHELL ["exe", "arg"]`: the shell for later shell-form commands (JSON form only).
+    Shell(Vec<String>),
+    /// `HEALTHCHECK NONE` (`None`) or `HEALTHCHECK [options] CMD command`.
+    Healthcheck(Option<HealthcheckSpec>),
+    /// `STOPSIGNAL signal` (raw).
+    StopSignal(Word),
+    /// `VOLUME ["/a", "/b"]` or `VOLUME /a /b` (raw words).
+    Volume(Vec<Word>),
+    /// `ONBUILD INSTRUCTION ...`: recorded in the image config, run when the image is a base.
+    Onbuild {
+        /// The trigger as the config records it: the text after ONBUILD, heredoc bodies
+        /// appended (BuildKit `parseOnBuild`).
+        expression: String,
+        /// The trigger, parsed to check it now.
+        trigger: Box<InstructionKind>,
+    },
+    /// `MAINTAINER name` (deprecated): the image author, and a `maintainer` label.
+    Maintainer(Word),
 }
 
 impl InstructionKind {
@@ -196,6 +266,7 @@ impl InstructionKind {
             InstructionKind::Arg(_) => "ARG",
             InstructionKind::Run { .. } => "RUN",
             InstructionKind::Copy { .. } => "COPY",
+            InstructionKind::Add { .. } => "ADD",
             InstructionKind::Env(_) => "ENV",
             InstructionKind::Workdir(_) => "WORKDIR",
             InstructionKind::User(_) => "USER",
@@ -203,6 +274,12 @@ impl InstructionKind {
             InstructionKind::Expose(_) => "EXPOSE",
             InstructionKind::Cmd(_) => "CMD",
             InstructionKind::Entrypoint(_) => "ENTRYPOINT",
+            InstructionKind::Shell(_) => "SHELL",
+            InstructionKind::Healthcheck(_) => "HEALTHCHECK",
+            InstructionKind::StopSignal(_) => "STOPSIGNAL",
+            InstructionKind::Volume(_) => "VOLUME",
+            InstructionKind::Onbuild { .. } => "ONBUILD",
+            InstructionKind::Maintainer(_) => "MAINTAINER",
         }
     }
 }
@@ -244,27 +321,25 @@ pub enum ErrorKind {
         /// The closest known instruction, if any is close.
         suggestion: Option<String>,
     },
-    /// A Dockerfile instruction polyarch does not implement.
-    #[error("unsupported instruction {instruction}: polyarch does not implement it yet")]
-    UnsupportedInstruction {
-        /// The keyword, upper case.
-        instruction: String,
-    },
     /// A flag the instruction does not have.
-    #[error("unknown flag --{flag} for {instruction}")]
+    #[error("unknown flag --{flag} for {instruction}{}", suggestion.as_ref().map(|s| format!(" (did you mean --{s}?)")).unwrap_or_default())]
     UnknownFlag {
         /// The instruction keyword.
         instruction: String,
         /// The flag name without dashes.
         flag: String,
+        /// The closest flag of the instruction, if any is close.
+        suggestion: Option<String>,
     },
-    /// A flag of the instruction that polyarch does not implement yet.
-    #[error("{instruction} --{flag} is not supported yet")]
+    /// A flag of the instruction that polyarch does not offer.
+    #[error("{instruction} --{flag} is not supported: {reason}")]
     UnsupportedFlag {
         /// The instruction keyword.
         instruction: String,
         /// The flag name.
         flag: String,
+        /// Why.
+        reason: String,
     },
     /// A flag with a missing, repeated or malformed value.
     #[error("invalid flag --{flag} for {instruction}: {reason}")]
@@ -339,20 +414,55 @@ pub enum ErrorKind {
         /// The named stages.
         available: Vec<String>,
     },
-    /// The target stage is based on an earlier stage.
-    #[error("multi-stage builds are not supported yet (this stage is based on stage {stage:?})")]
-    MultiStage {
-        /// The earlier stage's name.
-        stage: String,
+    /// A `--from` (or a mount's `from=`) that names a stage defined later, or the stage itself.
+    #[error("{what} {name:?} names the stage defined on line {stage_line}, which does not come before this instruction: a stage can only use earlier stages")]
+    LaterStage {
+        /// `COPY --from`, `RUN --mount from`.
+        what: String,
+        /// The name as written.
+        name: String,
+        /// The line of the stage it names.
+        stage_line: usize,
     },
-    /// `COPY --from`.
-    #[error("COPY --from is not supported yet")]
-    CopyFrom,
-    /// A heredoc in RUN or COPY.
-    #[error("heredocs in {instruction} are not supported yet")]
-    Heredoc {
-        /// The instruction keyword.
-        instruction: String,
+    /// A `--from` value with a variable (BuildKit never expands it).
+    #[error(
+        "{what} {value:?} cannot use variables: stage dependencies must be known before the build"
+    )]
+    FromVariable {
+        /// `COPY --from`, `RUN --mount from`.
+        what: String,
+        /// The value as written.
+        value: String,
+    },
+    /// A malformed `RUN --mount` value.
+    #[error("invalid --mount {value:?}: {reason}")]
+    InvalidMount {
+        /// The value after expansion.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An ONBUILD trigger that is not allowed there.
+    #[error("{reason}")]
+    InvalidTrigger {
+        /// What is wrong (BuildKit's wording).
+        reason: String,
+    },
+    /// A feature polyarch does not do.
+    #[error("{what} is not supported: {reason}")]
+    Unsupported {
+        /// The feature.
+        what: String,
+        /// Why, or what to use instead.
+        reason: String,
+    },
+    /// An ONBUILD trigger of a base image that cannot be parsed or planned.
+    #[error("ONBUILD trigger {trigger:?} of the base image failed: {reason}")]
+    Trigger {
+        /// The trigger text.
+        trigger: String,
+        /// The error, with its place in the trigger.
+        reason: String,
     },
 }
 
@@ -410,10 +520,17 @@ impl crate::exit::Classify for DockerfileError {
 
     fn hint(&self) -> Option<String> {
         match self.kind.as_ref() {
-            ErrorKind::UnsupportedInstruction { .. } => Some(format!(
-                "supported instructions: {}",
-                SUPPORTED_INSTRUCTIONS.join(", ")
+            ErrorKind::UnknownInstruction { .. } => Some(format!(
+                "Dockerfile instructions: {}",
+                INSTRUCTIONS.join(", ")
             )),
+            ErrorKind::FromVariable { .. } => Some(
+                "declare the image in a stage (`ARG IMG` before the first FROM, `FROM $IMG AS src`) and use --from=src"
+                    .into(),
+            ),
+            ErrorKind::LaterStage { .. } => {
+                Some("move the stage it names above this instruction".into())
+            }
             ErrorKind::TargetNotFound { .. } => {
                 Some("name a stage with `FROM image AS name` and pass --target name".into())
             }
@@ -426,30 +543,26 @@ impl crate::exit::Classify for DockerfileError {
     }
 }
 
-/// The instructions this front end accepts.
-pub const SUPPORTED_INSTRUCTIONS: &[&str] = &[
+/// Every Dockerfile instruction (Dockerfile reference), all accepted by this front end.
+pub const INSTRUCTIONS: &[&str] = &[
     "FROM",
     "RUN",
-    "COPY",
-    "ENV",
-    "ARG",
-    "WORKDIR",
-    "USER",
-    "LABEL",
-    "EXPOSE",
     "CMD",
-    "ENTRYPOINT",
-];
-
-/// Dockerfile instructions that exist but are not implemented yet.
-pub const UNSUPPORTED_INSTRUCTIONS: &[&str] = &[
-    "ADD",
-    "SHELL",
-    "HEALTHCHECK",
-    "STOPSIGNAL",
-    "VOLUME",
-    "ONBUILD",
+    "LABEL",
     "MAINTAINER",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
 ];
 
 impl Dockerfile {
@@ -520,4 +633,31 @@ pub(crate) fn make_error(
 pub fn parse(text: &str, file: &str) -> Result<Dockerfile, DockerfileError> {
     let tree = syntax::parse(text, file)?;
     instructions::build(tree, file)
+}
+
+/// Parses one ONBUILD trigger as recorded in a base image's config (`RUN make`, heredoc bodies
+/// appended). `file` names it in messages.
+///
+/// Errors: a syntax error, an unknown instruction, more than one instruction, or FROM, ONBUILD
+/// and MAINTAINER, which cannot be triggers.
+pub fn parse_trigger(text: &str, file: &str) -> Result<Instruction, DockerfileError> {
+    instructions::parse_trigger(text, file)
+}
+
+/// The terminator named by a COPY/ADD heredoc source word (`<<EOF`, `<<-'EOF'`), `None` when
+/// the word is an ordinary path.
+pub fn heredoc_name(word: &str) -> Option<String> {
+    instructions::heredoc_name(word)
+}
+
+/// Go's `time.ParseDuration` in nanoseconds (negative durations rejected), as HEALTHCHECK flags
+/// use it.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    instructions::parse_go_duration(text)
+}
+
+/// The closest of `known` to `word` (case-insensitive edit distance within a third of its
+/// length), for "did you mean" hints.
+pub fn nearest(word: &str, known: &[&str]) -> Option<String> {
+    instructions::nearest(word, known)
 }

@@ -82,6 +82,49 @@ impl Node {
     pub fn span(&self, lines: &[String]) -> Span {
         self.span_at(0, lines)
     }
+
+    /// The instruction after `ONBUILD` as a node of its own, with spans still pointing into the
+    /// file and the heredoc bodies attached. `None` when there is nothing after ONBUILD.
+    pub fn trigger(&self) -> Option<Node> {
+        let args = self.args();
+        if args.is_empty() {
+            return None;
+        }
+        let base = self.args_off;
+        let kw_len = args.find(is_ws).unwrap_or(args.len());
+        let rest_off = args[kw_len..]
+            .find(|c: char| !is_ws(c))
+            .map_or(args.len(), |o| kw_len + o);
+        let (flags, args_off) = extract_flags(args, rest_off);
+        // Re-base the segments so that offset 0 is the trigger's keyword.
+        let mut segs: Vec<Seg> = Vec::new();
+        for s in &self.segs {
+            let end = s.off;
+            if end <= base {
+                segs.clear();
+                segs.push(Seg {
+                    off: 0,
+                    line: s.line,
+                    byte_col: s.byte_col + (base - s.off),
+                });
+            } else {
+                segs.push(Seg {
+                    off: s.off - base,
+                    line: s.line,
+                    byte_col: s.byte_col,
+                });
+            }
+        }
+        Some(Node {
+            keyword: args[..kw_len].to_string(),
+            text: args.to_string(),
+            flags,
+            args_off,
+            end_line: self.end_line,
+            heredocs: self.heredocs.clone(),
+            segs,
+        })
+    }
 }
 
 /// Whitespace as BuildKit's `reWhitespace` (`[\t\v\f\r ]`).
@@ -148,14 +191,16 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Tree, DockerfileError> {
     let mut escape = '\\';
     let mut syntax_directive = None;
     let mut seen: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
     for (i, raw) in lines.iter().enumerate() {
-        let Some((name, value)) = directive(raw.trim_start()) else {
+        // BuildKit `DirectiveParser.ParseLine`: the `#` must be the line's first character.
+        let Some((name, value)) = directive(raw) else {
             break;
         };
         if !matches!(name.as_str(), "escape" | "syntax" | "check") {
             break;
         }
-        let col = raw.len() - raw.trim_start().len() + 1;
+        let col = 1;
         if seen.contains(&name) {
             return Err(err(
                 i + 1,
@@ -183,13 +228,23 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Tree, DockerfileError> {
                     }
                 }
             }
-            "syntax" => syntax_directive = Some(value),
-            _ => {}
+            "syntax" => {
+                notes.push(format!(
+                    "{file}:{}: parser directive syntax={value} is ignored: polyarch reads \
+                     Dockerfiles with its own front end (BuildKit's current syntax)",
+                    i + 1
+                ));
+                syntax_directive = Some(value)
+            }
+            _ => notes.push(format!(
+                "{file}:{}: parser directive check={value} is ignored: polyarch runs no build checks",
+                i + 1
+            )),
         }
     }
 
     let mut nodes = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings = notes;
     let mut i = 0;
     while i < lines.len() {
         let raw = &lines[i];
@@ -259,13 +314,10 @@ pub(crate) fn parse(text: &str, file: &str) -> Result<Tree, DockerfileError> {
             segs,
         };
 
-        // Heredocs: RUN, COPY and ADD in shell form (BuildKit `canContainHeredoc`).
-        let kw = node.keyword.to_ascii_lowercase();
-        if matches!(kw.as_str(), "run" | "copy" | "add")
-            && node.args().contains("<<")
-            && !is_json_array(node.args())
-        {
-            for (word, off) in parse_words(node.args(), escape) {
+        // Heredocs: RUN, COPY and ADD in shell form, also as an ONBUILD trigger (BuildKit
+        // `canContainHeredoc`, `heredocCompoundDirectives`).
+        if can_contain_heredoc(&node) && node.text.contains("<<") {
+            for (word, off) in heredoc_words(node.args(), escape) {
                 let Some(mut doc) = heredoc_word(&word) else {
                     continue;
                 };
@@ -325,7 +377,52 @@ pub(crate) fn is_json_array(args: &str) -> bool {
         && serde_json::from_str::<Vec<serde_json::Value>>(args).is_ok()
 }
 
-/// A heredoc opener `[fd]<<[-]WORD` (BuildKit `reHeredoc` `^(\d*)<<(-?)([^<]*)$`).
+/// True for RUN, COPY and ADD in shell form, directly or as an ONBUILD trigger.
+fn can_contain_heredoc(node: &Node) -> bool {
+    let mut kw = node.keyword.to_ascii_lowercase();
+    let mut args = node.args();
+    if kw == "onbuild" {
+        let end = args.find(is_ws).unwrap_or(args.len());
+        kw = args[..end].to_ascii_lowercase();
+        args = args[end..].trim_start_matches(is_ws);
+        // The trigger's own flags come before its arguments.
+        let (_, off) = extract_flags(args, 0);
+        args = &args[off..];
+    }
+    matches!(kw.as_str(), "run" | "copy" | "add") && !is_json_array(args)
+}
+
+/// The words of a line as BuildKit's heredoc scan sees them: [`parse_words`], except that `<<`
+/// followed by blanks stays one word with what follows (`<< EOF`, shell lexer
+/// `processPossibleHeredoc`).
+fn heredoc_words(args: &str, escape: char) -> Vec<(String, usize)> {
+    let words = parse_words(args, escape);
+    let mut out: Vec<(String, usize)> = Vec::with_capacity(words.len());
+    let mut it = words.into_iter().peekable();
+    while let Some((w, off)) = it.next() {
+        let opener = w
+            .strip_suffix("<<")
+            .is_some_and(|fd| fd.chars().all(|c| c.is_ascii_digit()));
+        match it.peek() {
+            Some((next, next_off)) if opener => {
+                let joined = format!("{w}{}{next}", &args[off + w.len()..*next_off]);
+                it.next();
+                out.push((joined, off));
+            }
+            _ => out.push((w, off)),
+        }
+    }
+    out
+}
+
+/// The terminator of a heredoc source word, `None` when the word opens no heredoc.
+pub(crate) fn heredoc_word_name(word: &str) -> Option<String> {
+    heredoc_word(word).map(|d| d.name)
+}
+
+/// A heredoc opener `[fd]<<[-][blanks]WORD` (BuildKit `reHeredoc` `^(\d*)<<(-?)\s*([^<]*)$`,
+/// `heredocFromMatch`). The terminator is the word with quotes removed and escapes applied;
+/// any quoting turns expansion off.
 fn heredoc_word(word: &str) -> Option<Heredoc> {
     let lt = word.find("<<")?;
     let (fd, rest) = word.split_at(lt);
@@ -337,17 +434,35 @@ fn heredoc_word(word: &str) -> Option<Heredoc> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    let rest = rest.trim_start_matches(|c: char| c.is_whitespace());
     if rest.is_empty() || rest.contains('<') {
         return None;
     }
-    // Any quoting of the terminator turns expansion off (BuildKit compares the word lexed with
-    // and without quotes).
-    let name: String = rest.chars().filter(|&c| c != '\'' && c != '"').collect();
-    if name.is_empty() {
+    let mut name = String::new();
+    let mut quoted = false;
+    let mut quote: Option<char> = None;
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                quoted = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, '\\') | (Some('"'), '\\') => match chars.next() {
+                Some(n) => name.push(n),
+                None => break,
+            },
+            // Blanks outside quotes would make two words: not a heredoc.
+            (None, c) if c.is_whitespace() => return None,
+            (_, c) => name.push(c),
+        }
+    }
+    if quote.is_some() || name.is_empty() {
         return None;
     }
     Some(Heredoc {
-        expand: name.len() == rest.len(),
+        expand: !quoted,
         name,
         content: String::new(),
         chomp,
@@ -565,6 +680,17 @@ mod tests {
         assert!(matches!(*e.kind, ErrorKind::DuplicateDirective { .. }));
         let e = parse("# escape=x\nFROM x\n", "D").err().unwrap();
         assert!(matches!(*e.kind, ErrorKind::InvalidDirective { .. }));
+        // A directive must start the line: indented, it is a comment.
+        let tree = parse(" # escape=`\nRUN a `\nRUN b\n", "D").unwrap();
+        assert_eq!(tree.escape, '\\');
+        // Spaces around the name and `=`, any case; syntax and check leave a note.
+        let tree = parse("#  ESCAPE  =  `\n#check=error=true\nRUN a\n", "D").unwrap();
+        assert_eq!(tree.escape, '`');
+        assert_eq!(tree.warnings.len(), 1);
+        assert!(tree.warnings[0].contains("check=error=true is ignored"));
+        // An unknown directive ends the directives.
+        let tree = parse("# foo=bar\n# escape=`\nRUN a\n", "D").unwrap();
+        assert_eq!(tree.escape, '\\');
     }
 
     #[test]

@@ -17,8 +17,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Gid, Uid};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps};
 
+use super::sandbox_mounts::{self, TempMounts};
 use super::snapshot::{ParentTimes, Snapshot};
-use super::{Action, CopySpec, ExecError, RunSpec, SandboxSpec};
+use super::{Action, CopySpec, ExecError, NetworkMode, RunSpec, SandboxSpec};
 use crate::context::{CopyEntry, EntryKind};
 
 /// Docker's default `PATH` for Linux containers, used when the step's environment has none
@@ -53,7 +54,7 @@ fn sys_rx(
 
 /// `/proc/self/fd/N`: a path that names exactly the file behind `fd`, used as a mount target so
 /// that no path walk through the image happens at mount time.
-fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+pub(super) fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
@@ -65,16 +66,23 @@ pub(super) fn run(spec: &SandboxSpec) -> Result<i32, ExecError> {
     if let Ok(null) = std::fs::File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(&null);
     }
-    let flags = match spec.action {
-        Action::Run(_) => {
-            CloneFlags::CLONE_NEWNS
+    let flags = match &spec.action {
+        Action::Run(run) => {
+            let mut f = CloneFlags::CLONE_NEWNS
                 | CloneFlags::CLONE_NEWPID
                 | CloneFlags::CLONE_NEWUTS
-                | CloneFlags::CLONE_NEWIPC
+                | CloneFlags::CLONE_NEWIPC;
+            if run.network == NetworkMode::None {
+                f |= CloneFlags::CLONE_NEWNET;
+            }
+            f
         }
         Action::Copy(_) => CloneFlags::CLONE_NEWNS,
     };
     unshare(flags).map_err(sys("unshare", "-"))?;
+    if flags.contains(CloneFlags::CLONE_NEWNET) {
+        sandbox_mounts::loopback_up()?;
+    }
     // Nothing mounted below may propagate back to the host's mount namespace
     // (mount_namespaces(7), "MS_PRIVATE").
     mount(
@@ -109,31 +117,39 @@ pub(super) fn run(spec: &SandboxSpec) -> Result<i32, ExecError> {
     };
     // overlayfs, or the copy snapshotter where overlayfs cannot be mounted (snapshot.rs).
     let snapshot = Snapshot::start(spec, &lowers, merged.path(), || {
-        mount_overlay(&lowers, &spec.upperdir, &spec.workdir, merged.path())
+        mount_overlay(
+            &lowers,
+            Some((&spec.upperdir, &spec.workdir)),
+            merged.path(),
+        )
     })?;
 
+    let mut temps = TempMounts::new(&base);
     let result = match &spec.action {
-        Action::Run(run) => run_step(spec, run, merged.path(), snapshot.writes(spec)),
-        Action::Copy(copy) => copy_step(copy, merged.path()).map(|()| 0),
+        Action::Run(run) => run_step(spec, run, merged.path(), snapshot.writes(spec), &mut temps),
+        Action::Copy(copy) => copy_step(copy, merged.path(), &mut temps).map(|()| 0),
     };
     // Best effort: a failed unmount leaves an empty directory the caller owns anyway.
     let _ = umount2(merged.path(), MntFlags::MNT_DETACH);
+    drop(temps);
     snapshot.finish(spec, result)
 }
 
-/// Mounts overlayfs. Options per the kernel's Documentation/filesystems/overlayfs.rst:
+/// Mounts overlayfs (read-write with an upper and work directory, else read-only). Options per
+/// the kernel's Documentation/filesystems/overlayfs.rst:
 /// `redirect_dir=off` and `metacopy=off` keep the upper directory a plain tree of changed files
 /// (no redirect xattrs, no metadata-only copies) that a layer differ can read; `index=off` and
 /// `xino=off` avoid state tied to this mount.
-fn mount_overlay(
+pub(super) fn mount_overlay(
     lowers: &[&Path],
-    upper: &Path,
-    work: &Path,
+    upper_work: Option<(&Path, &Path)>,
     merged: &Path,
 ) -> Result<(), ExecError> {
     let mut paths: Vec<&Path> = lowers.to_vec();
-    paths.push(upper);
-    paths.push(work);
+    if let Some((upper, work)) = upper_work {
+        paths.push(upper);
+        paths.push(work);
+    }
     for p in &paths {
         let s = p.as_os_str().to_string_lossy();
         if s.contains([',', ':', '\\']) {
@@ -147,11 +163,16 @@ fn mount_overlay(
         .map(|p| p.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(":");
-    let options = format!(
-        "lowerdir={lower},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off,xino=off",
-        upper.to_string_lossy(),
-        work.to_string_lossy()
-    );
+    // Without an upper directory the overlay is read-only (overlayfs.rst "Multiple lower
+    // layers").
+    let options = match upper_work {
+        Some((upper, work)) => format!(
+            "lowerdir={lower},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off,xino=off",
+            upper.to_string_lossy(),
+            work.to_string_lossy()
+        ),
+        None => format!("lowerdir={lower},redirect_dir=off,metacopy=off,xino=off"),
+    };
     // mount(2) copies at most one page of option data.
     if options.len() >= 4096 {
         return Err(ExecError::TooManyLayers {
@@ -171,7 +192,7 @@ fn mount_overlay(
 
 /// What a mount point needed inside the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Want {
+pub(super) enum Want {
     Dir,
     File,
 }
@@ -179,7 +200,7 @@ enum Want {
 /// Paths created in (or copied up into) the upper directory only to hang mounts on; removed again
 /// after the step.
 #[derive(Debug, Default)]
-struct Scaffolding {
+pub(super) struct Scaffolding {
     /// Created by us, in creation order: (relative path, kind).
     created: Vec<(String, Want)>,
     /// Directories that existed only in a lower layer and were copied up because we created
@@ -203,7 +224,7 @@ impl Scaffolding {
     /// Returns an `O_PATH` descriptor for it, or `None` when the image has something else there
     /// (a symlink or another file type): then that mount is skipped rather than following an
     /// image symlink onto the host.
-    fn ensure(
+    pub(super) fn ensure(
         &mut self,
         root: BorrowedFd<'_>,
         upper: BorrowedFd<'_>,
@@ -429,6 +450,7 @@ fn run_step(
     run: &RunSpec,
     merged: &Path,
     writes: &Path,
+    temps: &mut TempMounts,
 ) -> Result<i32, ExecError> {
     if run.argv.is_empty() {
         return Err(ExecError::EmptyCommand);
@@ -477,6 +499,13 @@ fn run_step(
                 .map_err(sys("remount read-only", "/etc/resolv.conf"))?;
             }
         }
+        sandbox_mounts::apply(
+            &run.mounts,
+            root.as_fd(),
+            upper.as_fd(),
+            &mut scaffold,
+            temps,
+        )?;
         if !spec.hostname.is_empty() {
             nix::unistd::sethostname(&spec.hostname).map_err(sys("sethostname", "-"))?;
         }
@@ -584,7 +613,7 @@ fn child(
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| ChildError::Exec {
             status: 127,
-            message: format!("exec: argument or variable {s:?} contains a NUL byte"),
+            message: format!("exec: argument {s:?} contains a NUL byte"),
         })
     };
     let prog =
@@ -597,10 +626,19 @@ fn child(
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
+    // Variables may hold secrets (`--mount=type=secret,env=`): an error names only the key.
     let env = run
         .env
         .iter()
-        .map(|a| cstr(a))
+        .map(|kv| {
+            CString::new(kv.as_str()).map_err(|_| ChildError::Exec {
+                status: 127,
+                message: format!(
+                    "exec: environment variable {:?} contains a NUL byte",
+                    kv.split('=').next().unwrap_or("")
+                ),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let err = match nix::unistd::execve(&prog, &args, &env) {
         Ok(never) => match never {},
@@ -789,23 +827,73 @@ fn mkdir_p(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, ExecError> {
 }
 
 /// The COPY path: creates each entry in the merged root.
-fn copy_step(copy: &CopySpec, merged: &Path) -> Result<(), ExecError> {
+fn copy_step(copy: &CopySpec, merged: &Path, temps: &mut TempMounts) -> Result<(), ExecError> {
     let root = rustix::fs::open(
         merged,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(sys_rx("open merged root", merged))?;
-    let (uid, gid) = match &copy.chown {
-        None => (0, 0),
-        Some(c) => resolve_chown(
-            c,
-            read_in_root(root.as_fd(), "etc/passwd").as_deref(),
-            read_in_root(root.as_fd(), "etc/group").as_deref(),
-        )?,
+    let chown = match &copy.chown {
+        None => None,
+        Some(c) => {
+            // Names mean what the image's passwd and group say; `--link` copies onto an empty
+            // tree, so they are read from the image's own layers then.
+            let ids_root = match &copy.ids_from {
+                Some(layers) => {
+                    let view = temps.layers(layers, false)?;
+                    rustix::fs::open(
+                        &view,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(sys_rx("open image layers", &view))?
+                }
+                None => root
+                    .try_clone()
+                    .map_err(|e| ExecError::sys("dup", merged, e))?,
+            };
+            Some(resolve_chown(
+                c,
+                read_in_root(ids_root.as_fd(), "etc/passwd").as_deref(),
+                read_in_root(ids_root.as_fd(), "etc/group").as_deref(),
+            )?)
+        }
     };
+    let mut entries: Vec<CopyEntry> = Vec::new();
+    if let Some(src) = &copy.from_layers {
+        // COPY --from: resolve the sources inside the source stage as it would see them, with
+        // its owners kept (BuildKit copies from a stage without resetting them).
+        let view = temps.layers(&src.lowerdirs, false)?;
+        let tree = crate::context::BuildContext::rootfs(&view).map_err(|source| {
+            ExecError::CopySource {
+                source: Box::new(source),
+            }
+        })?;
+        let excludes = crate::context::Ignore::from_patterns(&src.excludes, Path::new("--exclude"))
+            .map_err(|source| ExecError::CopySource {
+                source: Box::new(source),
+            })?;
+        let mut found = tree
+            .resolve_copy_with(&src.sources, &src.dest, &excludes)
+            .map_err(|source| ExecError::CopySource {
+                source: Box::new(source),
+            })?;
+        for e in &mut found {
+            if let Ok(md) = std::fs::symlink_metadata(&e.src) {
+                use std::os::unix::fs::MetadataExt;
+                e.owner = Some((md.uid(), md.gid()));
+            }
+            if let Some(max) = src.max_mtime {
+                e.mtime = e.mtime.min(max);
+            }
+        }
+        entries = found;
+    }
+    entries.extend(copy.entries.iter().cloned());
     let mut created_dirs: Vec<(String, i64)> = Vec::new();
-    for entry in &copy.entries {
+    for entry in &entries {
+        let (uid, gid) = chown.or(entry.owner).unwrap_or((0, 0));
         let rel = entry.dest.trim_start_matches('/');
         if rel.is_empty() {
             continue;
@@ -815,7 +903,11 @@ fn copy_step(copy: &CopySpec, merged: &Path) -> Result<(), ExecError> {
             None => ("", rel),
         };
         let parent = mkdir_p(root.as_fd(), parent_rel)?;
-        let mode = copy.chmod.unwrap_or(entry.mode);
+        let mode = match (&copy.chmod, &copy.chmod_symbolic) {
+            (Some(bits), _) => *bits,
+            (None, Some(sym)) => sym.apply(entry.mode, entry.kind == EntryKind::Dir),
+            (None, None) => entry.mode,
+        };
         let existing = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok();
         let existing_type = existing.map(|st| FileType::from_raw_mode(st.st_mode));
         match &entry.kind {

@@ -90,9 +90,11 @@ fn spec_json_round_trips() {
                 kind: EntryKind::Symlink("b".into()),
                 mode: 0o777,
                 mtime: 1,
+                owner: None,
             }],
             chown: Some("1:2".into()),
             chmod: None,
+            ..Default::default()
         }),
         hostname: "h".into(),
         snapshotter: Snapshotter::Auto,
@@ -139,6 +141,7 @@ async fn recording_executor_records_and_plays_back() {
             env: vec![],
             cwd: "/".into(),
             user: None,
+            ..Default::default()
         }),
         hostname: "h".into(),
         snapshotter: Snapshotter::Auto,
@@ -263,6 +266,7 @@ fn sh(script: &str) -> Action {
         env: vec!["PATH=/bin".into()],
         cwd: "/".into(),
         user: None,
+        ..Default::default()
     })
 }
 
@@ -334,6 +338,7 @@ async fn exit_status_and_signals_propagate() {
         env: vec!["PATH=/bin".into()],
         cwd: "/".into(),
         user: None,
+        ..Default::default()
     }));
     let killer = async {
         for _ in 0..200 {
@@ -361,6 +366,7 @@ async fn exit_status_and_signals_propagate() {
         env: vec!["PATH=/bin".into()],
         cwd: "/".into(),
         user: None,
+        ..Default::default()
     })))
     .await;
     assert_eq!(out.status, 127);
@@ -381,6 +387,7 @@ async fn environment_is_exactly_the_given_one() {
         env: env.clone(),
         cwd: "/".into(),
         user: None,
+        ..Default::default()
     })))
     .await;
     assert_eq!(out.status, 0);
@@ -403,6 +410,7 @@ async fn user_cwd_and_existing_etc_are_handled() {
         env: vec!["PATH=/bin".into()],
         cwd: "/srv/app".into(),
         user: Some("app".into()),
+        ..Default::default()
     }));
     let (out, lines) = run(&spec).await;
     assert_eq!(out.status, 0, "{lines:?}");
@@ -452,6 +460,7 @@ async fn copy_entries_into_the_root() {
         entries,
         chown: Some("1000:1001".into()),
         chmod: None,
+        ..Default::default()
     }));
     let (out, lines) = run(&spec).await;
     assert_eq!(out.status, 0, "{lines:?}");
@@ -509,6 +518,7 @@ async fn scratch_copy_uses_an_empty_lower() {
         entries: bc.resolve_copy(&["f".into()], "/f").unwrap(),
         chown: None,
         chmod: Some(0o600),
+        ..Default::default()
     }));
     spec.lowerdirs.clear();
     let (out, _) = run(&spec).await;

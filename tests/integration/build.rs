@@ -263,7 +263,7 @@ fn unsupported_instruction_and_syntax_error_exit_2_with_location() {
         return;
     };
     let cases = [
-        ("unsupported", "ADD x /x\n", "Dockerfile:2"),
+        ("unsupported", "COPY --parents x /x\n", "Dockerfile:2"),
         ("syntax", "ENV\n", "Dockerfile:2"),
     ];
     for (name, body, loc) in cases {

@@ -722,6 +722,7 @@ fn sh(script: &str) -> Action {
         env: vec!["PATH=/bin".into()],
         cwd: "/".into(),
         user: None,
+        ..RunSpec::default()
     })
 }
 
@@ -815,6 +816,7 @@ async fn copy_step_gives_the_same_layer_with_both_snapshotters() {
         entries,
         chown: Some("1000:1001".into()),
         chmod: None,
+        ..CopySpec::default()
     });
     let mut layers = Vec::new();
     for snapshotter in [Snapshotter::Overlay, Snapshotter::Copy] {

@@ -1,0 +1,415 @@
+//! From a planned step to what the sandbox does: the executor [`Action`], the layers it runs
+//! on, and the cache directories it holds while it runs.
+
+use std::path::Path;
+
+use super::sources::{self, CacheLease, SourceError};
+use super::stage::Stages;
+use super::*;
+use crate::context::Ignore;
+use crate::executor::{LayerSource, Mount, NetworkMode, Sensitive};
+use crate::plan::{CopyFrom, CopyStep, MountSource, Network, RunMount, StageGraph};
+
+/// A step ready to run.
+pub(super) struct Prepared {
+    /// What the helper does.
+    pub action: Action,
+    /// The layers it runs on, top-most first (empty for `COPY --link`).
+    pub lowerdirs: Vec<PathBuf>,
+    /// Cache directories in use until the step is over.
+    pub leases: Vec<CacheLease>,
+}
+
+/// The directories of `layers` in overlayfs order (top-most first).
+fn dirs(layers: &[BuiltLayer]) -> Vec<PathBuf> {
+    layers.iter().rev().map(|l| l.dir.clone()).collect()
+}
+
+/// Prepares `step`; `None` for config-only steps. `inputs` is a scratch directory that lives
+/// until the step is over (heredoc files, downloads, unpacked archives).
+pub(super) async fn prepare<'a, R: Registry, E: Executor>(
+    stages: &'a Stages<'a, R, E>,
+    sel: &Selection,
+    graph: &Arc<StageGraph>,
+    label: &str,
+    layers: &[BuiltLayer],
+    step: &Step,
+    inputs: &Path,
+) -> Result<Option<Prepared>, BuildError> {
+    let sh = stages.sh;
+    let source_err = |source: SourceError| BuildError::Source {
+        platform: label.to_string(),
+        location: location(sh.dockerfile, step),
+        source,
+    };
+    match &step.kind {
+        StepKind::Run {
+            argv,
+            env,
+            workdir,
+            user,
+            mounts,
+            network,
+        } => {
+            let mut env = env.clone();
+            let mut out = Vec::with_capacity(mounts.len());
+            let mut leases = Vec::new();
+            for m in mounts {
+                match m {
+                    RunMount::Bind {
+                        target,
+                        from,
+                        source,
+                        readonly,
+                    } => {
+                        let lowerdirs = match from {
+                            MountSource::Context => {
+                                context_view(stages, source, inputs, label, step).await?
+                            }
+                            MountSource::Stage(i) => {
+                                dirs(&stages.dependency(sel, graph, *i).await?.layers)
+                            }
+                            MountSource::Image(r) => {
+                                dirs(&stages.image(r, &sel.platform).await?.layers)
+                            }
+                        };
+                        out.push(Mount::Layers {
+                            lowerdirs,
+                            subpath: if matches!(from, MountSource::Context)
+                                && sh.context.ignore_file().is_some()
+                            {
+                                // The filtered copy holds just the source, at its root.
+                                "/".into()
+                            } else {
+                                source.clone()
+                            },
+                            target: target.clone(),
+                            readonly: *readonly,
+                        });
+                    }
+                    RunMount::Cache {
+                        target,
+                        id,
+                        sharing,
+                        readonly,
+                        mode,
+                        uid,
+                        gid,
+                    } => {
+                        let caches = stages.caches.clone();
+                        let (id, sharing, mode, uid, gid) =
+                            (id.clone(), *sharing, *mode, *uid, *gid);
+                        // `locked` may wait for another platform's step: off the runtime.
+                        let lease = tokio::task::spawn_blocking(move || {
+                            caches.acquire(&id, sharing, mode, uid, gid)
+                        })
+                        .await
+                        .map_err(|e| BuildError::Internal(e.to_string()))?
+                        .map_err(source_err)?;
+                        out.push(Mount::Bind {
+                            source: lease.path.clone(),
+                            target: target.clone(),
+                            readonly: *readonly,
+                        });
+                        leases.push(lease);
+                    }
+                    RunMount::Tmpfs { target, size } => out.push(Mount::Tmpfs {
+                        target: target.clone(),
+                        size: *size,
+                    }),
+                    RunMount::Secret {
+                        id,
+                        target,
+                        env: env_name,
+                        required,
+                        mode,
+                        uid,
+                        gid,
+                    } => {
+                        let Some(value) = sh.req.secrets.get(id) else {
+                            if *required {
+                                return Err(source_err(SourceError::MissingSecret {
+                                    id: id.clone(),
+                                }));
+                            }
+                            continue;
+                        };
+                        if let Some(t) = target {
+                            out.push(Mount::File {
+                                target: t.clone(),
+                                content: value.clone(),
+                                mode: *mode,
+                                uid: *uid,
+                                gid: *gid,
+                            });
+                        }
+                        if let Some(name) = env_name {
+                            env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(name));
+                            env.push(format!("{name}={}", String::from_utf8_lossy(&value.0)));
+                        }
+                    }
+                    RunMount::File {
+                        target,
+                        content,
+                        mode,
+                    } => out.push(Mount::File {
+                        target: target.clone(),
+                        content: Sensitive(content.clone().into_bytes()),
+                        mode: *mode,
+                        uid: 0,
+                        gid: 0,
+                    }),
+                }
+            }
+            Ok(Some(Prepared {
+                action: Action::Run(RunSpec {
+                    argv: argv.clone(),
+                    env,
+                    cwd: workdir.clone(),
+                    user: user.clone(),
+                    mounts: out,
+                    network: match network {
+                        Network::None => NetworkMode::None,
+                        Network::Default | Network::Host => NetworkMode::Host,
+                    },
+                }),
+                lowerdirs: dirs(layers),
+                leases,
+            }))
+        }
+        StepKind::Workdir { path, user } if path != "/" => {
+            // BuildKit `dispatchWorkdir`: `mkdir -p` with mode 0755, owned by the user.
+            let mtime = sh.req.source_date_epoch.unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0)
+            });
+            Ok(Some(Prepared {
+                action: Action::Copy(CopySpec {
+                    entries: vec![crate::context::CopyEntry {
+                        src: inputs.to_path_buf(),
+                        dest: path.clone(),
+                        kind: crate::context::EntryKind::Dir,
+                        mode: 0o755,
+                        mtime,
+                        owner: None,
+                    }],
+                    chown: user.clone(),
+                    ..CopySpec::default()
+                }),
+                lowerdirs: dirs(layers),
+                leases: Vec::new(),
+            }))
+        }
+        StepKind::Copy(c) => {
+            let action = copy_action(stages, sel, graph, label, layers, step, c, inputs).await?;
+            // `--link` (without --chmod, as BuildKit) copies onto an empty tree: the layer holds
+            // only what was copied, whatever the earlier layers have at the destination.
+            let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
+                Vec::new()
+            } else {
+                dirs(layers)
+            };
+            Ok(Some(Prepared {
+                action,
+                lowerdirs,
+                leases: Vec::new(),
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The build context as a mount source: the context directory itself, or, when an ignore file
+/// applies, a copy of just `source` holding only what it allows.
+async fn context_view<'a, R: Registry, E: Executor>(
+    stages: &'a Stages<'a, R, E>,
+    source: &str,
+    inputs: &Path,
+    label: &str,
+    step: &Step,
+) -> Result<Vec<PathBuf>, BuildError> {
+    let sh = stages.sh;
+    if sh.context.ignore_file().is_none() {
+        return Ok(vec![sh.context.root().to_path_buf()]);
+    }
+    let entries = sh
+        .context
+        .resolve_copy(&[source.to_string()], "/")
+        .map_err(|e| BuildError::Context {
+            platform: label.to_string(),
+            location: location(sh.dockerfile, step),
+            source: Box::new(e),
+        })?;
+    let view = inputs.join("context-view");
+    let work = inputs.join("context-work");
+    for d in [&view, &work] {
+        std::fs::create_dir_all(d).map_err(|source| BuildError::Store {
+            platform: label.to_string(),
+            source: StoreError::Io {
+                action: "create directory",
+                path: d.clone(),
+                source,
+            },
+        })?;
+    }
+    let spec = SandboxSpec {
+        lowerdirs: Vec::new(),
+        upperdir: view.clone(),
+        workdir: work,
+        action: Action::Copy(CopySpec {
+            entries,
+            ..CopySpec::default()
+        }),
+        hostname: "polyarch".into(),
+        snapshotter: Snapshotter::Auto,
+    };
+    let outcome = stages
+        .deps
+        .executor
+        .run(&spec, |_| {})
+        .await
+        .map_err(|source| BuildError::Exec {
+            platform: label.to_string(),
+            step: 0,
+            location: location(sh.dockerfile, step),
+            source,
+        })?;
+    outcome.into_result().map_err(|source| BuildError::Exec {
+        platform: label.to_string(),
+        step: 0,
+        location: location(sh.dockerfile, step),
+        source,
+    })?;
+    Ok(vec![view])
+}
+
+/// The executor action of a COPY or ADD.
+#[allow(clippy::too_many_arguments)]
+async fn copy_action<'a, R: Registry, E: Executor>(
+    stages: &'a Stages<'a, R, E>,
+    sel: &Selection,
+    graph: &Arc<StageGraph>,
+    label: &str,
+    layers: &[BuiltLayer],
+    step: &Step,
+    c: &CopyStep,
+    inputs: &Path,
+) -> Result<Action, BuildError> {
+    let sh = stages.sh;
+    let loc = location(sh.dockerfile, step);
+    let source_err = |source: SourceError| BuildError::Source {
+        platform: label.to_string(),
+        location: loc.clone(),
+        source,
+    };
+    let context_err = |e: ContextError| BuildError::Context {
+        platform: label.to_string(),
+        location: loc.clone(),
+        source: Box::new(e),
+    };
+    let epoch = sh.req.source_date_epoch;
+    let created_secs = epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    });
+    let n_sources = c.sources.len() + c.inline.len();
+    let dir_forced = n_sources > 1;
+    let excludes = Ignore::from_patterns(&c.excludes, Path::new(&format!("{loc} --exclude")))
+        .map_err(context_err)?;
+    let mut entries = Vec::new();
+    let mut from_layers = None;
+    match &c.from {
+        CopyFrom::Context => {
+            let (urls, paths): (Vec<&String>, Vec<&String>) =
+                c.sources.iter().partition(|s| crate::plan::is_url(s));
+            for (i, url) in urls.iter().enumerate() {
+                let dir = inputs.join(format!("url-{i}"));
+                std::fs::create_dir_all(&dir).map_err(|source| {
+                    source_err(SourceError::Io {
+                        action: "create",
+                        path: dir.clone(),
+                        source,
+                    })
+                })?;
+                let e = sources::fetch_url(url, c.checksum.as_deref(), &dir, &c.dest, dir_forced)
+                    .await
+                    .map_err(source_err)?;
+                if c.unpack == Some(true) {
+                    if let Some(mt) = sources::archive_media_type(&e.src).map_err(source_err)? {
+                        let list = sources::unpack_entries(&e.src, mt, &dir, &c.dest)
+                            .map_err(source_err)?;
+                        entries.extend(list);
+                        continue;
+                    }
+                }
+                entries.push(e);
+            }
+            if !paths.is_empty() {
+                let paths: Vec<String> = paths.into_iter().cloned().collect();
+                let dest = if dir_forced && !c.dest.ends_with('/') {
+                    format!("{}/", c.dest)
+                } else {
+                    c.dest.clone()
+                };
+                let unpack = c.add && c.unpack.unwrap_or(true);
+                let ctx = sh.context.clone();
+                let work = inputs.join("archives");
+                let ex = excludes.clone();
+                let got = tokio::task::spawn_blocking(move || {
+                    sources::context_entries(&ctx, &paths, &dest, &ex, unpack, &work)
+                })
+                .await
+                .map_err(|e| BuildError::Internal(e.to_string()))?
+                .map_err(source_err)?;
+                entries.extend(got);
+            }
+        }
+        CopyFrom::Stage(i) => {
+            let src = stages.dependency(sel, graph, *i).await?;
+            from_layers = Some(LayerSource {
+                lowerdirs: dirs(&src.layers),
+                sources: c.sources.clone(),
+                dest: c.dest.clone(),
+                excludes: c.excludes.clone(),
+                max_mtime: epoch,
+            });
+        }
+        CopyFrom::Image(r) => {
+            let src = stages.image(r, &sel.platform).await?;
+            from_layers = Some(LayerSource {
+                lowerdirs: dirs(&src.layers),
+                sources: c.sources.clone(),
+                dest: c.dest.clone(),
+                excludes: c.excludes.clone(),
+                max_mtime: epoch,
+            });
+        }
+    }
+    if !c.inline.is_empty() {
+        let list = sources::inline_entries(&c.inline, inputs, &c.dest, dir_forced, created_secs)
+            .map_err(source_err)?;
+        entries.extend(list);
+    }
+    // With SOURCE_DATE_EPOCH, copied files get clamped mtimes already in the rootfs, not only
+    // in the layer tar: later RUN steps (`ls -l`, make) then see the same times whatever the
+    // context's mtimes were, and the build stays reproducible.
+    if let Some(epoch) = epoch {
+        for e in &mut entries {
+            e.mtime = e.mtime.min(epoch);
+        }
+    }
+    let ids_from = (c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() && c.chown.is_some())
+        .then(|| dirs(layers));
+    Ok(Action::Copy(CopySpec {
+        entries,
+        chown: c.chown.clone(),
+        chmod: c.chmod,
+        chmod_symbolic: c.chmod_symbolic.clone(),
+        from_layers,
+        ids_from,
+    }))
+}

@@ -1,0 +1,255 @@
+//! Stage builds: each needed stage of each target platform, built once per [`StageKey`] and
+//! awaited by every platform (and every later stage) that needs it.
+//!
+//! A stage's build is a once-cell in a per-build map: the first platform that asks runs the
+//! build, the others wait for the same result (and one of them takes over if the first is
+//! cancelled). A `FROM --platform=$BUILDPLATFORM` builder that
+//! declares no target-dependent ARG therefore runs once for all target platforms; one that
+//! declares `ARG TARGETARCH` runs once per target architecture, natively each time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::future::{FutureExt, LocalBoxFuture};
+use tokio::sync::OnceCell;
+
+use super::base::pull_base;
+use super::image::{apply_config, run_step};
+use super::sources::CacheMounts;
+use super::*;
+use crate::plan::{StageGraph, StageKey};
+
+/// A finished stage: its config (history included) and its layers, base first.
+#[derive(Debug, Clone)]
+pub(super) struct BuiltStage {
+    pub config: ImageConfig,
+    pub layers: Vec<BuiltLayer>,
+}
+
+type StageResult = Result<Arc<BuiltStage>, Arc<BuildError>>;
+type Cell = Arc<OnceCell<StageResult>>;
+
+/// The per-build table of stage builds and pulled images.
+pub(super) struct Stages<'a, R, E> {
+    pub sh: &'a Shared<'a>,
+    pub deps: &'a Deps<R, E>,
+    pub caches: CacheMounts,
+    builds: Mutex<HashMap<StageKey, Cell>>,
+    images: Mutex<HashMap<(String, String), Cell>>,
+}
+
+/// The cell for `key` in `map`, made when missing.
+fn cell<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Cell>>, key: K) -> Cell {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// Turns a shared failure back into an error (unwrapped when nobody else holds it).
+pub(super) fn unshare(e: Arc<BuildError>) -> BuildError {
+    Arc::try_unwrap(e).unwrap_or_else(BuildError::Shared)
+}
+
+impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
+    pub(super) fn new(sh: &'a Shared<'a>, deps: &'a Deps<R, E>) -> Self {
+        Stages {
+            sh,
+            deps,
+            caches: CacheMounts::new(deps.store.root()),
+            builds: Mutex::new(HashMap::new()),
+            images: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The built stage for `sel` (a selection of `graph`), building it if no platform has yet.
+    pub(super) fn stage(
+        &'a self,
+        sel: &Selection,
+        graph: &Arc<StageGraph>,
+    ) -> LocalBoxFuture<'a, Result<Arc<BuiltStage>, BuildError>> {
+        let cell = cell(&self.builds, sel.key.clone());
+        let sel = sel.clone();
+        let graph = graph.clone();
+        async move {
+            cell.get_or_init(|| async move {
+                self.build_stage(sel, graph)
+                    .await
+                    .map(Arc::new)
+                    .map_err(Arc::new)
+            })
+            .await
+            .clone()
+            .map_err(unshare)
+        }
+        .boxed_local()
+    }
+
+    /// The stage `index` as the stage of `sel` needs it: from the graph, or selected now (a
+    /// stage only an ONBUILD trigger names).
+    pub(super) async fn dependency(
+        &'a self,
+        sel: &Selection,
+        graph: &Arc<StageGraph>,
+        index: usize,
+    ) -> Result<Arc<BuiltStage>, BuildError> {
+        if let Some(dep) = graph.get(index) {
+            return self.stage(dep, graph).await;
+        }
+        let sub = Arc::new(sel.select_dependency(self.sh.dockerfile, index)?);
+        let dep = sub
+            .get(index)
+            .cloned()
+            .ok_or_else(|| BuildError::Internal(format!("stage {index} not selected")))?;
+        self.stage(&dep, &sub).await
+    }
+
+    /// An image's config and layers for `platform`, pulled once per build.
+    pub(super) fn image(
+        &'a self,
+        reference: &str,
+        platform: &Platform,
+    ) -> LocalBoxFuture<'a, Result<Arc<BuiltStage>, BuildError>> {
+        let cell = cell(
+            &self.images,
+            (reference.to_string(), platform.normalized().to_string()),
+        );
+        let reference = reference.to_string();
+        let platform = platform.clone();
+        async move {
+            cell.get_or_init(|| async move {
+                pull_base(self.deps, &platform, &reference)
+                    .await
+                    .map(|(config, layers)| Arc::new(BuiltStage { config, layers }))
+                    .map_err(Arc::new)
+            })
+            .await
+            .clone()
+            .map_err(unshare)
+        }
+        .boxed_local()
+    }
+
+    /// Builds one stage: its base, then its steps (ONBUILD triggers of the base first).
+    async fn build_stage(
+        &'a self,
+        sel: Selection,
+        graph: Arc<StageGraph>,
+    ) -> Result<BuiltStage, BuildError> {
+        let sh = self.sh;
+        let df = sh.dockerfile;
+        let stage_label = sel
+            .stage_name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", sel.stage_index));
+        let label = platform_label(&sel, &graph, df);
+        let has_run = df.stages[sel.stage_index]
+            .instructions
+            .iter()
+            .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
+        let runs = if has_run {
+            match emulation::classify(&sel.platform, &sh.req.binfmt_dir)? {
+                Support::Native => "natively".to_string(),
+                Support::Emulated { handler, .. } => format!("emulated through {handler}"),
+            }
+        } else {
+            String::new()
+        };
+        self.deps.sink.emit(Event::StageStarted {
+            stage: stage_label,
+            platform: sel.platform.to_string(),
+            key: sel.key.to_string(),
+            runs,
+        });
+        let (mut config, mut layers) = match &sel.base {
+            BaseImage::Scratch => {
+                self.deps.sink.emit(Event::BaseResolved {
+                    platform: label.clone(),
+                    reference: "scratch".into(),
+                    digest: None,
+                });
+                (ImageConfig::default(), Vec::new())
+            }
+            BaseImage::Image(reference) => {
+                let img = self.image(reference, &sel.platform).await?;
+                (img.config.clone(), img.layers.clone())
+            }
+            BaseImage::Stage(i) => {
+                let parent = self.dependency(&sel, &graph, *i).await?;
+                (parent.config.clone(), parent.layers.clone())
+            }
+        };
+        config.architecture = sel.platform.architecture.clone();
+        config.os = sel.platform.os.clone();
+        config.variant = sel.platform.variant.clone();
+        config.os_version = sel.platform.os_version.clone();
+        let c = &config.config;
+        let base = BaseConfig {
+            env: c.env.clone().unwrap_or_default(),
+            working_dir: c.working_dir.clone(),
+            user: c.user.clone(),
+            shell: c.shell.clone(),
+            on_build: c.on_build.clone().unwrap_or_default(),
+            env_unknown: false,
+        };
+        // Triggers run in this stage and never carry over (BuildKit clears them).
+        config.config.on_build = None;
+        let plan = sel.resolve(df, &base)?;
+        let total = plan.steps.len();
+        for (i, step) in plan.steps.iter().enumerate() {
+            let n = i + 1;
+            let started = Instant::now();
+            self.deps.sink.emit(Event::StepStarted {
+                platform: label.clone(),
+                step: n,
+                total,
+                location: location(df, step),
+                text: step.created_by.clone(),
+            });
+            let made = run_step(self, &sel, &graph, &label, &layers, step, n).await?;
+            let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
+            if let Some(layer) = made {
+                config.rootfs.diff_ids.push(layer.diff_id.clone());
+                layers.push(layer);
+            } else {
+                apply_config(&mut config, &step.kind);
+            }
+            if matches!(step.kind, StepKind::Workdir { .. }) && layer_digest.is_some() {
+                // WORKDIR both makes its directory (a layer when it was missing) and sets the
+                // config.
+                apply_config(&mut config, &step.kind);
+            }
+            if step.in_history() {
+                config.history.push(History {
+                    created: Some(sh.created.clone()),
+                    created_by: Some(step.created_by.clone()),
+                    comment: Some("polyarch".into()),
+                    empty_layer: layer_digest.is_none(),
+                });
+            }
+            self.deps.sink.emit(Event::StepFinished {
+                platform: label.clone(),
+                step: n,
+                millis: started.elapsed().as_millis() as u64,
+                layer: layer_digest,
+            });
+        }
+        Ok(BuiltStage { config, layers })
+    }
+}
+
+/// How progress names a stage's steps: the target platform for the target stage that runs as
+/// the target, otherwise the platform it runs as and the stage's name (`linux/amd64 build`).
+pub(super) fn platform_label(sel: &Selection, graph: &StageGraph, df: &Dockerfile) -> String {
+    let is_target = graph.target().stage_index == sel.stage_index;
+    if is_target && df.stages[sel.stage_index].platform.is_none() {
+        sel.platform.to_string()
+    } else {
+        let name = sel
+            .stage_name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", sel.stage_index));
+        format!("{} {name}", sel.platform)
+    }
+}

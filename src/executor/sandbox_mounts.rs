@@ -1,0 +1,409 @@
+//! Helper side of RUN mounts and `COPY --from` sources: overlays of layer directories on private
+//! temporary directories, bind mounts onto targets inside the image root (through descriptors,
+//! after resolving the target's symlinks inside the image), tmpfs, in-memory files, and the
+//! loopback interface of a fresh network namespace.
+//!
+//! Everything here runs in the helper's own mount namespace, so none of these mounts is visible
+//! on the host, and all of them go away with the helper.
+
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+
+use super::sandbox::{fd_path, mount_overlay, Scaffolding, Want};
+use super::{ExecError, Mount};
+
+/// Linux `MAXSYMLINKS`.
+const MAX_HOPS: usize = 40;
+
+fn sys_rx(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(rustix::io::Errno) -> ExecError {
+    let path = path.into();
+    move |e| ExecError::sys(action, path, std::io::Error::from(e))
+}
+
+fn sys(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> ExecError {
+    let path = path.into();
+    move |e| ExecError::sys(action, path, std::io::Error::from(e))
+}
+
+/// Temporary directories with something mounted on them; unmounted (detached) before the
+/// directories are removed.
+pub(super) struct TempMounts {
+    base: PathBuf,
+    dirs: Vec<tempfile::TempDir>,
+    mounted: Vec<PathBuf>,
+}
+
+impl TempMounts {
+    /// Temporary directories go under `base` (the step's scratch directory).
+    pub(super) fn new(base: &Path) -> TempMounts {
+        TempMounts {
+            base: base.to_path_buf(),
+            dirs: Vec::new(),
+            mounted: Vec::new(),
+        }
+    }
+
+    /// A new empty directory that lives as long as `self`.
+    pub(super) fn dir(&mut self, prefix: &str) -> Result<PathBuf, ExecError> {
+        let d = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.base)
+            .map_err(|e| ExecError::sys("create temporary directory", &self.base, e))?;
+        let p = d.path().to_path_buf();
+        self.dirs.push(d);
+        Ok(p)
+    }
+
+    /// Mounts the layers `lowerdirs` (top-most first) as one tree and returns where. Read-only
+    /// unless `writable`, in which case writes land in a throw-away upper directory.
+    pub(super) fn layers(
+        &mut self,
+        lowerdirs: &[PathBuf],
+        writable: bool,
+    ) -> Result<PathBuf, ExecError> {
+        let at = self.dir(".view-")?;
+        // An empty bottom layer: overlayfs needs two lower layers when it has no upper one, and
+        // a stage made of no layers (scratch) is then just empty.
+        let empty = self.dir(".empty-")?;
+        let mut lowers: Vec<&Path> = lowerdirs.iter().map(PathBuf::as_path).collect();
+        lowers.push(&empty);
+        let rw = if writable {
+            let upper = self.dir(".upper-")?;
+            let work = self.dir(".work-")?;
+            Some((upper, work))
+        } else {
+            None
+        };
+        mount_overlay(
+            &lowers,
+            rw.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
+            &at,
+        )?;
+        self.mounted.push(at.clone());
+        Ok(at)
+    }
+
+    /// A private tmpfs for in-memory files.
+    pub(super) fn tmpfs(&mut self) -> Result<PathBuf, ExecError> {
+        let at = self.dir(".files-")?;
+        mount(
+            Some("tmpfs"),
+            &at,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )
+        .map_err(sys("mount tmpfs", &at))?;
+        self.mounted.push(at.clone());
+        Ok(at)
+    }
+}
+
+impl Drop for TempMounts {
+    fn drop(&mut self) {
+        for m in self.mounted.iter().rev() {
+            let _ = umount2(m, MntFlags::MNT_DETACH);
+        }
+        self.mounted.clear();
+    }
+}
+
+/// Resolves `rel` (a path relative to the image root) through the image's symlinks as a chroot
+/// would: absolute link targets start at the root, `..` stops there. Components that do not
+/// exist yet are kept as written. Returns the resolved relative path (`""` for the root).
+pub(super) fn resolve_in_root(root: BorrowedFd<'_>, rel: &str) -> Result<String, ExecError> {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: std::collections::VecDeque<String> = rel
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut hops = 0;
+    let mut missing = false;
+    while let Some(c) = todo.pop_front() {
+        if c == "." {
+            continue;
+        }
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        if missing {
+            done.push(c);
+            continue;
+        }
+        let path = if done.is_empty() {
+            c.clone()
+        } else {
+            format!("{}/{c}", done.join("/"))
+        };
+        match rustix::fs::statat(root, path.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Err(ExecError::MountTarget {
+                        target: format!("/{rel}"),
+                        reason: "too many levels of symbolic links".into(),
+                    });
+                }
+                let target = rustix::fs::readlinkat(root, path.as_str(), Vec::new())
+                    .map_err(sys_rx("read symlink", format!("/{path}")))?;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for t in target.split('/').filter(|c| !c.is_empty()).rev() {
+                    todo.push_front(t.to_string());
+                }
+            }
+            Ok(_) => done.push(c),
+            Err(rustix::io::Errno::NOENT) => {
+                missing = true;
+                done.push(c);
+            }
+            Err(e) => return Err(sys_rx("stat", format!("/{path}"))(e)),
+        }
+    }
+    Ok(done.join("/"))
+}
+
+/// Makes `target` (absolute in the image) exist as `want`; returns a descriptor for it and its
+/// resolved path relative to the root.
+fn target_fd(
+    scaffold: &mut Scaffolding,
+    root: BorrowedFd<'_>,
+    upper: BorrowedFd<'_>,
+    target: &str,
+    want: Want,
+) -> Result<(OwnedFd, String), ExecError> {
+    let rel = resolve_in_root(root, target.trim_start_matches('/'))?;
+    if rel.is_empty() {
+        return Err(ExecError::MountTarget {
+            target: target.to_string(),
+            reason: "the root itself cannot be a mount target".into(),
+        });
+    }
+    let fd = scaffold
+        .ensure(root, upper, &rel, want)?
+        .ok_or_else(|| ExecError::MountTarget {
+            target: target.to_string(),
+            reason: format!(
+                "the image has something other than a {} there",
+                if want == Want::Dir {
+                    "directory"
+                } else {
+                    "file"
+                }
+            ),
+        })?;
+    Ok((fd, rel))
+}
+
+/// Bind-mounts `source` onto `target` (its descriptor and its resolved path `rel` under
+/// `root`), then makes the new mount read-only if asked. A bind mount's flags need a remount
+/// (mount(2) "MS_REMOUNT") of the new mount: the old descriptor names the directory under it,
+/// so the path is opened again (it was checked free of symlinks by `ensure`).
+fn bind_onto(
+    source: &Path,
+    root: BorrowedFd<'_>,
+    target: (OwnedFd, String),
+    readonly: bool,
+    what: &str,
+) -> Result<(), ExecError> {
+    let (fd, rel) = target;
+    mount(
+        Some(source),
+        &fd_path(fd.as_fd()),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| ExecError::sys("bind mount", PathBuf::from(what), std::io::Error::from(e)))?;
+    drop(fd);
+    if readonly {
+        let mounted = rustix::fs::openat(
+            root,
+            rel.as_str(),
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys_rx("open mount", what.to_string()))?;
+        mount(
+            None::<&str>,
+            &fd_path(mounted.as_fd()),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            ExecError::sys(
+                "remount read-only",
+                PathBuf::from(what),
+                std::io::Error::from(e),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Applies a RUN step's mounts to the merged root, parents before children.
+pub(super) fn apply(
+    mounts: &[Mount],
+    root: BorrowedFd<'_>,
+    upper: BorrowedFd<'_>,
+    scaffold: &mut Scaffolding,
+    temps: &mut TempMounts,
+) -> Result<(), ExecError> {
+    let mut order: Vec<&Mount> = mounts.iter().collect();
+    let depth = |m: &Mount| {
+        let t = match m {
+            Mount::Bind { target, .. }
+            | Mount::Layers { target, .. }
+            | Mount::Tmpfs { target, .. }
+            | Mount::File { target, .. } => target,
+        };
+        t.split('/').filter(|c| !c.is_empty()).count()
+    };
+    order.sort_by_key(|m| depth(m));
+    let mut files_dir: Option<PathBuf> = None;
+    for (i, m) in order.into_iter().enumerate() {
+        match m {
+            Mount::Bind {
+                source,
+                target,
+                readonly,
+            } => {
+                let t = target_fd(scaffold, root, upper, target, Want::Dir)?;
+                bind_onto(source, root, t, *readonly, target)?;
+            }
+            Mount::Layers {
+                lowerdirs,
+                subpath,
+                target,
+                readonly,
+            } => {
+                let view = temps.layers(lowerdirs, !*readonly)?;
+                let view_fd = rustix::fs::open(
+                    &view,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(sys_rx("open mounted layers", &view))?;
+                let sub = subpath.trim_start_matches('/');
+                let src = rustix::fs::openat2(
+                    &view_fd,
+                    if sub.is_empty() { "." } else { sub },
+                    OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+                )
+                .map_err(|e| ExecError::MountTarget {
+                    target: target.clone(),
+                    reason: format!("source path {subpath}: {}", std::io::Error::from(e)),
+                })?;
+                let st = rustix::fs::fstat(&src).map_err(sys_rx("stat", subpath.clone()))?;
+                let want = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    Want::Dir
+                } else {
+                    Want::File
+                };
+                let t = target_fd(scaffold, root, upper, target, want)?;
+                bind_onto(&fd_path(src.as_fd()), root, t, *readonly, target)?;
+            }
+            Mount::Tmpfs { target, size } => {
+                let (fd, _) = target_fd(scaffold, root, upper, target, Want::Dir)?;
+                let opts = match size {
+                    Some(s) => format!("mode=1777,size={s}"),
+                    None => "mode=1777".to_string(),
+                };
+                mount(
+                    Some("tmpfs"),
+                    &fd_path(fd.as_fd()),
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(opts.as_str()),
+                )
+                .map_err(sys("mount tmpfs", target.as_str()))?;
+            }
+            Mount::File {
+                target,
+                content,
+                mode,
+                uid,
+                gid,
+            } => {
+                let dir = match &files_dir {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = temps.tmpfs()?;
+                        files_dir = Some(d.clone());
+                        d
+                    }
+                };
+                let path = dir.join(format!("f{i}"));
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(|e| ExecError::sys("create file", &path, e))?;
+                f.write_all(&content.0)
+                    .map_err(|e| ExecError::sys("write file", &path, e))?;
+                rustix::fs::fchown(
+                    &f,
+                    Some(rustix::fs::Uid::from_raw(*uid)),
+                    Some(rustix::fs::Gid::from_raw(*gid)),
+                )
+                .map_err(sys_rx("chown", &path))?;
+                rustix::fs::fchmod(&f, Mode::from_raw_mode(*mode & 0o7777))
+                    .map_err(sys_rx("chmod", &path))?;
+                drop(f);
+                let t = target_fd(scaffold, root, upper, target, Want::File)?;
+                bind_onto(&path, root, t, true, target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Brings up `lo` in the (new) network namespace, as runc does for `--network=none`
+/// (netdevice(7), `SIOCSIFFLAGS`).
+pub(super) fn loopback_up() -> Result<(), ExecError> {
+    use nix::libc;
+    // SAFETY: plain socket/ioctl calls on a zeroed, correctly sized `ifreq`; the descriptor is
+    // closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(ExecError::sys(
+                "socket",
+                "lo",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            let r2 = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if r2 != 0 {
+                return Err(ExecError::sys("bring up", "lo", err));
+            }
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        Err(ExecError::sys("read flags of", "lo", err))
+    }
+}
