@@ -267,6 +267,9 @@ impl StepOutcome {
 /// Errors from running a step, on either side of the helper boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
+    /// The sandbox helper's parent (the polyarch that started it) is gone: nothing is run.
+    #[error("the polyarch process that started this sandbox helper is gone; nothing was run")]
+    Orphaned,
     /// Not running as root.
     #[error("RUN steps need root here (running as uid {uid}): namespaces, overlayfs and chroot are privileged")]
     NotRoot {
@@ -437,6 +440,14 @@ pub fn require_root() -> Result<(), ExecError> {
 /// multi-threaded process (unshare(2), EINVAL) and `fork` copies only the calling thread.
 pub fn sandbox_main() -> i32 {
     use std::io::Read;
+    // When polyarch dies (killed, or interrupted before it could clean up), the helper goes too,
+    // and with it the step's PID namespace (its PID 1 has the helper as death signal parent).
+    if nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL)).is_err()
+        || nix::unistd::getppid() == nix::unistd::Pid::from_raw(1)
+    {
+        report_sandbox_error(&ExecError::Orphaned);
+        return SANDBOX_ERROR_STATUS;
+    }
     let mut input = Vec::new();
     let result = std::io::stdin()
         .read_to_end(&mut input)

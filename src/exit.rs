@@ -16,6 +16,10 @@ pub enum ExitCode {
     Registry = 3,
     /// 4: the host cannot do it: no emulation for a platform, missing privileges or tools.
     Host = 4,
+    /// 130: interrupted by SIGINT or SIGTERM; the build was cancelled (its steps killed, its
+    /// temporary directories removed) and nothing was published. The shell's convention for
+    /// SIGINT.
+    Interrupted = 130,
 }
 
 impl ExitCode {

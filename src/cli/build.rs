@@ -504,7 +504,20 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         let _ = write!(out, "{}", plan_text(&plan));
         return Ok(());
     }
-    let outcome = rt.block_on(coordinator::build_with(&req, &deps, &nodes))?;
+    // SIGINT/SIGTERM cancel the build: dropping its future kills every sandbox helper
+    // (kill_on_drop; their steps die with them) and removes the step directories, and no tag
+    // has moved, since the index is pushed last.
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = coordinator::build_with(&req, &deps, &nodes) => r.map_err(Failure::from),
+            sig = interrupted() => Err(Failure {
+                message: format!("interrupted by {sig}: the build was cancelled and nothing was published"),
+                causes: vec![],
+                hint: None,
+                code: ExitCode::Interrupted,
+            }),
+        }
+    })?;
     let by_digest = req
         .push_by_digest
         .as_ref()
@@ -550,6 +563,22 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         );
     }
     Ok(())
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM, with the signal's name. Pending forever
+/// when the handlers cannot be installed (the default disposition then still ends the process).
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 /// The `--dry-run` report: per platform where it runs, why, and the fallback; then the nodes.

@@ -543,6 +543,30 @@ fn run_step(
     result
 }
 
+/// Gives the command default signal dispositions and an empty signal mask, as runc does: an
+/// ignored disposition survives execve(2) (signal(7)), and the Rust runtime ignores SIGPIPE, so
+/// without this `yes | head -c 1` would spin on EPIPE forever instead of dying of SIGPIPE.
+fn reset_signals() -> Result<(), ExecError> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code.
+        unsafe { sigaction(sig, &default) }.map_err(sys("sigaction", sig.as_str()))?;
+    }
+    // Real-time signals are outside `Signal`; the C library refuses its reserved ones (EINVAL),
+    // which is fine: only ignored dispositions matter here.
+    for signum in nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX() {
+        // SAFETY: SIG_DFL runs no handler code; errors are deliberately ignored.
+        unsafe { nix::libc::signal(signum, nix::libc::SIG_DFL) };
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(sys("sigprocmask", "-"))?;
+    Ok(())
+}
+
 /// Why the RUN child did not exec.
 enum ChildError {
     /// The command cannot be executed: a step failure with a shell-like status (126, 127).
@@ -565,6 +589,7 @@ fn child(
 ) -> Result<std::convert::Infallible, ChildError> {
     // If the helper is killed (a cancelled build), take the whole step down with it.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(sys("prctl", "-"))?;
+    reset_signals()?;
     if mount_proc {
         // proc shows the mounting process's PID namespace, so the child mounts it.
         let target = merged.join("proc");

@@ -542,3 +542,119 @@ fn crafted_base_layers_never_write_outside_their_directory() {
     r.assert_code(2);
     assert!(r.stderr.contains("dangling-hardlink"), "{}", r.stderr);
 }
+
+/// Regression: RUN steps inherited the Rust runtime's ignored SIGPIPE, so `yes | head` never
+/// ended (yes spun on EPIPE). Steps must start with default signal dispositions.
+#[test]
+fn run_steps_start_with_default_signal_dispositions() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = ctx.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &dockerfile_from_base(
+                &ctx,
+                "RUN yes 0123456789 | head -c 100 > /yes && grep SigIgn /proc/self/status > /sigign\n",
+            ),
+        )],
+    );
+    let dest = ctx.dir.path().join("out");
+    let out = format!("type=oci,dest={}", dest.display());
+    let mut c = Command::new("timeout");
+    c.args([
+        "120",
+        env!("CARGO_BIN_EXE_polyarch"),
+        "build",
+        "--platform",
+        "linux/amd64",
+        "-o",
+        &out,
+    ])
+    .arg(&dir)
+    .env("POLYARCH_PROGRESS", "plain");
+    let r = run(c);
+    r.assert_code(0);
+    let files = image_files(&dest, "latest", "amd64");
+    assert_eq!(files["yes"].len(), 100);
+    // SigIgn is a hex mask, bit n-1 for signal n: SIGPIPE (13) must not be ignored. (busybox sh
+    // itself may ignore others, e.g. SIGQUIT, as shells do.)
+    let sigign = String::from_utf8_lossy(&files["sigign"]).into_owned();
+    let mask = u64::from_str_radix(sigign.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(mask & (1 << 12), 0, "SIGPIPE is ignored in RUN: {sigign}");
+}
+
+/// Regression: SIGTERM/SIGINT to polyarch left the sandbox helpers and their steps running and
+/// the step directories behind. Now the build is cancelled: exit 130, nothing left.
+#[test]
+fn an_interrupted_build_leaves_no_process_and_no_step_directory() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let marker = format!("{}", 3000 + std::process::id() % 997);
+    let dir = ctx.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &dockerfile_from_base(&ctx, &format!("RUN sleep {marker}1 & sleep {marker}2\n")),
+        )],
+    );
+    let state = ctx.dir.path().join("state");
+    let tag = format!("{}:v1", ctx.repo("interrupt"));
+    for sig in ["TERM", "INT"] {
+        let _guard = crate::harness::binfmt_shared();
+        let mut child = ctx
+            .command()
+            .args([
+                "build",
+                "--platform",
+                TWO,
+                "-t",
+                &tag,
+                "--push",
+                "--state-dir",
+            ])
+            .arg(&state)
+            .arg(&dir)
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until both platforms' steps run (their sleeps exist), then signal polyarch alone.
+        let sleeping = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+                .filter(|c| String::from_utf8_lossy(c).contains(&format!("{marker}2")))
+                .count()
+        };
+        let started = std::time::Instant::now();
+        while sleeping() < 2 {
+            assert!(started.elapsed().as_secs() < 60, "the steps never started");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "SIG{sig}");
+        let started = std::time::Instant::now();
+        while sleeping() > 0 {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "SIG{sig}: step processes survived"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let left: Vec<_> = std::fs::read_dir(state.join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "SIG{sig}: step directories left: {left:?}");
+        assert!(
+            skopeo_raw(&tag).is_none(),
+            "SIG{sig}: something was published"
+        );
+    }
+}
