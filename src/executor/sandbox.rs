@@ -941,8 +941,13 @@ fn copy_step(copy: &CopySpec, merged: &Path, temps: &mut TempMounts) -> Result<(
                     continue;
                 }
                 if existing.is_some() {
-                    rustix::fs::unlinkat(&parent, name, AtFlags::empty())
-                        .map_err(sys_rx("replace", entry.dest.clone()))?;
+                    // A file (or a link not leading to a directory) is never replaced by a
+                    // directory: BuildKit's copy fails "cannot copy to non-directory", and
+                    // WORKDIR's `mkdir -p` fails with ENOTDIR/EEXIST.
+                    return Err(ExecError::CopyConflict {
+                        dest: entry.dest.clone(),
+                        reason: "it is a file in the image, not a directory".into(),
+                    });
                 }
                 rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
                     .map_err(sys_rx("create directory", entry.dest.clone()))?;
