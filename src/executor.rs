@@ -294,11 +294,16 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
-    /// The helper reported its own failure (namespaces, mounts, user lookup, copying).
-    #[error("sandbox: {message}")]
+    /// The helper reported its own failure (namespaces, mounts, user lookup, copying), with the
+    /// class it gave it: bad input (2) for what the Dockerfile names, host (4) otherwise.
+    #[error("{}{message}", if *.exit == ExitCode::Host { "sandbox: " } else { "" })]
     Sandbox {
-        /// The helper's message.
+        /// The helper's message (error and causes joined by `: `).
         message: String,
+        /// The exit code class the helper gave the error.
+        exit: ExitCode,
+        /// Advice the helper gave, if any.
+        hint: Option<String>,
     },
     /// The step ran longer than allowed and was killed.
     #[error("step timed out after {after:?} and was killed")]
@@ -386,14 +391,57 @@ pub enum ExecError {
     },
 }
 
+/// Helper-side actions on paths that the Dockerfile names inside the image (`WORKDIR`, `COPY`
+/// destinations, mount targets): when one of them fails because of what the image has there,
+/// the input is at fault, not the host.
+const IMAGE_PATH_ACTIONS: &[&str] = &[
+    "create working directory",
+    "chdir",
+    "open directory",
+    "create directory",
+    "create file",
+    "create symlink",
+    "replace",
+    "create mount point",
+    "stat mount point",
+    "open mount point",
+    "open mount",
+    "stat",
+    "read symlink",
+];
+
+/// Errors that say "the image has something else at this path" (open(2), mkdir(2)): a file where
+/// a directory is needed or the reverse, a symlink loop, a name too long.
+fn is_path_conflict(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error().is_some_and(|n| {
+        [
+            Errno::LOOP,
+            Errno::NOTDIR,
+            Errno::EXIST,
+            Errno::ISDIR,
+            Errno::NAMETOOLONG,
+        ]
+        .iter()
+        .any(|x| x.raw_os_error() == n)
+    })
+}
+
 impl Classify for ExecError {
     fn exit_code(&self) -> ExitCode {
         match self {
             ExecError::StepFailed { .. } | ExecError::Timeout { .. } => ExitCode::StepFailed,
+            ExecError::Sandbox { exit, .. } => *exit,
             ExecError::UnknownUser { .. }
             | ExecError::EmptyCommand
             | ExecError::MountTarget { .. }
+            | ExecError::CopyConflict { .. }
             | ExecError::CopySource { .. } => ExitCode::BadInput,
+            ExecError::Sys { action, source, .. }
+                if IMAGE_PATH_ACTIONS.contains(action) && is_path_conflict(source) =>
+            {
+                ExitCode::BadInput
+            }
             _ => ExitCode::Host,
         }
     }
@@ -407,8 +455,85 @@ impl Classify for ExecError {
             ExecError::TooManyLayers { .. } => {
                 Some("store layers under a shorter path, or squash the base image".into())
             }
+            ExecError::Sandbox { hint, .. } => hint.clone(),
+            ExecError::UnknownUser { what: "user", .. } => Some(
+                "add the user to the image's /etc/passwd first (e.g. RUN useradd NAME), or use a \
+                 numeric uid"
+                    .into(),
+            ),
+            ExecError::UnknownUser { .. } => Some(
+                "add the group to the image's /etc/group first (e.g. RUN groupadd NAME), or use a \
+                 numeric gid"
+                    .into(),
+            ),
+            ExecError::Sys {
+                action: "create working directory" | "chdir",
+                path,
+                ..
+            } if self.exit_code() == ExitCode::BadInput => Some(format!(
+                "WORKDIR {} is (or is under) something that is not a directory in the image: \
+                 choose another working directory",
+                path.display()
+            )),
+            ExecError::Sys { path, .. } if self.exit_code() == ExitCode::BadInput => Some(format!(
+                "{} (or a directory above it) is not what the step needs in the image (a file \
+                 where a directory is needed, or the reverse): choose another path",
+                path.display()
+            )),
+            ExecError::CopyConflict { .. } => {
+                Some("remove what is in the way first (RUN rm ...), or copy to another path".into())
+            }
             _ => None,
         }
+    }
+}
+
+/// The helper's error line after [`SANDBOX_ERROR_PREFIX`]: JSON, so that the class and hint
+/// travel with the message whatever characters it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SandboxFailure {
+    /// The exit code class ([`ExitCode::code`]).
+    exit: i32,
+    /// Error and causes joined by `: `.
+    message: String,
+    /// Advice, if any.
+    #[serde(default)]
+    hint: Option<String>,
+}
+
+impl SandboxFailure {
+    /// Builds the line's content from a helper-side error.
+    fn of(e: &ExecError) -> SandboxFailure {
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        SandboxFailure {
+            exit: e.exit_code().code(),
+            message,
+            hint: e.hint(),
+        }
+    }
+
+    /// Reads a line's content; anything that is not such JSON is a host failure with the text as
+    /// its message.
+    fn parse(line: &str) -> SandboxFailure {
+        serde_json::from_str(line).unwrap_or_else(|_| SandboxFailure {
+            exit: ExitCode::Host.code(),
+            message: line.to_string(),
+            hint: None,
+        })
+    }
+
+    /// The class as an [`ExitCode`]; unknown numbers are host failures.
+    fn exit_code(&self) -> ExitCode {
+        [ExitCode::StepFailed, ExitCode::BadInput, ExitCode::Registry]
+            .into_iter()
+            .find(|c| c.code() == self.exit)
+            .unwrap_or(ExitCode::Host)
     }
 }
 
@@ -466,16 +591,12 @@ pub fn sandbox_main() -> i32 {
     }
 }
 
-/// Prints the helper's error line (error and causes joined by `: `).
-fn report_sandbox_error(e: &dyn std::error::Error) {
-    let mut msg = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        msg.push_str(": ");
-        msg.push_str(&c.to_string());
-        cause = c.source();
-    }
-    eprintln!("{SANDBOX_ERROR_PREFIX}{msg}");
+/// Prints the helper's error line: [`SANDBOX_ERROR_PREFIX`] then a JSON object with the exit
+/// code class (`exit`), the message (error and causes joined by `: `) and an optional `hint`.
+fn report_sandbox_error(e: &ExecError) {
+    let failure = SandboxFailure::of(e);
+    let line = serde_json::to_string(&failure).unwrap_or_else(|_| failure.message.clone());
+    eprintln!("{SANDBOX_ERROR_PREFIX}{line}");
 }
 
 /// Runs build steps. Small on purpose: a real implementation and a recording fake.
@@ -623,7 +744,7 @@ impl Executor for SandboxExecutor {
             });
         };
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-        let mut sandbox_messages: Vec<String> = Vec::new();
+        let mut sandbox_failures: Vec<SandboxFailure> = Vec::new();
         let mut used: Option<Snapshotter> = None;
         let body = async {
             stdin
@@ -639,7 +760,7 @@ impl Executor for SandboxExecutor {
                 let line = line.map_err(io_err("reading step output"))?;
                 if line.stream == Stream::Stderr {
                     if let Some(msg) = line.line.strip_prefix(SANDBOX_ERROR_PREFIX) {
-                        sandbox_messages.push(msg.to_string());
+                        sandbox_failures.push(SandboxFailure::parse(msg));
                         continue;
                     }
                     if let Some(info) = line.line.strip_prefix(SANDBOX_INFO_PREFIX) {
@@ -677,9 +798,17 @@ impl Executor for SandboxExecutor {
             },
         };
         let status = status_code(status);
-        if status == SANDBOX_ERROR_STATUS && !sandbox_messages.is_empty() {
+        if status == SANDBOX_ERROR_STATUS && !sandbox_failures.is_empty() {
+            // The first failure is the cause; later ones (cleanup) only add to the message.
+            let first = &sandbox_failures[0];
             return Err(ExecError::Sandbox {
-                message: sandbox_messages.join("; "),
+                message: sandbox_failures
+                    .iter()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                exit: first.exit_code(),
+                hint: sandbox_failures.iter().find_map(|f| f.hint.clone()),
             });
         }
         Ok(StepOutcome {

@@ -48,9 +48,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * scale))
 }
 
-/// How polyarch talks to registries: credentials, TLS, retries, concurrency.
+/// The registry flags as clap parses them (their doc comments are the help); [`RegistryArgs`]
+/// adds where `--creds` came from.
 #[derive(Debug, Clone, Args)]
-pub struct RegistryArgs {
+struct RegistryFlags {
     /// Credentials for the registry written to (inspect: read from), USER:PASSWORD, or USER
     /// with --password-stdin. Other registries use docker/podman login files and helpers.
     #[arg(
@@ -59,32 +60,89 @@ pub struct RegistryArgs {
         env = "POLYARCH_CREDS",
         hide_env_values = true
     )]
-    pub creds: Option<Secret>,
+    creds: Option<Secret>,
     /// Read the password for --creds USER from standard input.
     #[arg(long)]
-    pub password_stdin: bool,
+    password_stdin: bool,
     /// Also trust the CA certificates in this PEM file, for every registry. Repeatable.
     #[arg(long = "ca-cert", value_name = "FILE")]
-    pub ca_certs: Vec<PathBuf>,
+    ca_certs: Vec<PathBuf>,
     /// Docker-style certificates directory: DIR/HOST[:PORT]/*.crt are trusted for that
     /// registry (default: /etc/docker/certs.d and /etc/containers/certs.d).
     #[arg(long, value_name = "DIR", env = "POLYARCH_CERTS_DIR")]
-    pub certs_dir: Option<PathBuf>,
+    certs_dir: Option<PathBuf>,
     /// Allow plain HTTP or an unverified certificate for this registry host[:port]; loopback
     /// registries may always use plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    insecure_registries: Vec<String>,
     /// Retries of a registry request that failed in a retryable way (connect errors, resets,
     /// timeouts, 408, 429, 5xx).
     #[arg(long, default_value_t = 4, value_name = "N")]
-    pub retries: u32,
+    retries: u32,
     /// First delay between retries (doubled each time, with jitter, up to 30s; at least what
     /// a Retry-After header asks).
     #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_duration)]
-    pub retry_delay: Duration,
+    retry_delay: Duration,
     /// Registry operations in flight at once per registry.
     #[arg(long, default_value_t = 4, value_name = "N")]
+    jobs: usize,
+}
+
+/// How polyarch talks to registries: credentials, TLS, retries, concurrency (the flags of
+/// [`RegistryFlags`], plus whether `--creds` came from `POLYARCH_CREDS`).
+#[derive(Debug, Clone)]
+pub struct RegistryArgs {
+    /// `--creds` / `POLYARCH_CREDS`: USER:PASSWORD, or USER with `--password-stdin`.
+    pub creds: Option<Secret>,
+    /// True when `creds` came from the `POLYARCH_CREDS` environment variable rather than the
+    /// command line: then a command that writes to no registry ignores it instead of refusing.
+    pub creds_from_env: bool,
+    /// `--password-stdin`.
+    pub password_stdin: bool,
+    /// `--ca-cert` files.
+    pub ca_certs: Vec<PathBuf>,
+    /// `--certs-dir`.
+    pub certs_dir: Option<PathBuf>,
+    /// `--insecure-registry` hosts.
+    pub insecure_registries: Vec<String>,
+    /// `--retries`.
+    pub retries: u32,
+    /// `--retry-delay`.
+    pub retry_delay: Duration,
+    /// `--jobs`.
     pub jobs: usize,
+}
+
+impl clap::FromArgMatches for RegistryArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let f = RegistryFlags::from_arg_matches(m)?;
+        Ok(RegistryArgs {
+            creds: f.creds,
+            creds_from_env: m.value_source("creds") == Some(clap::parser::ValueSource::EnvVariable),
+            password_stdin: f.password_stdin,
+            ca_certs: f.ca_certs,
+            certs_dir: f.certs_dir,
+            insecure_registries: f.insecure_registries,
+            retries: f.retries,
+            retry_delay: f.retry_delay,
+            jobs: f.jobs,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = RegistryArgs::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for RegistryArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RegistryFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RegistryFlags::augment_args_for_update(cmd)
+    }
 }
 
 impl RegistryArgs {
@@ -95,7 +153,19 @@ impl RegistryArgs {
             return Err(usage("--jobs", "must be at least 1"));
         }
         let mut auth = BTreeMap::new();
-        match (&self.creds, self.password_stdin) {
+        // A CI job may export POLYARCH_CREDS for every command; one that writes to no registry
+        // (a local build) ignores it. An explicit --creds that cannot apply is still refused.
+        let creds = if self.creds_from_env && destination.is_none() && !self.password_stdin {
+            if self.creds.is_some() {
+                tracing::debug!(
+                    "POLYARCH_CREDS is set but this command writes to no registry: ignored"
+                );
+            }
+            &None
+        } else {
+            &self.creds
+        };
+        match (creds, self.password_stdin) {
             (None, true) => {
                 return Err(usage(
                     "--password-stdin",
@@ -147,8 +217,13 @@ impl RegistryArgs {
                 );
             }
         }
+        Ok(self.options(auth))
+    }
+
+    /// The client options with `auth` as the explicit credentials.
+    fn options(&self, auth: BTreeMap<String, Credentials>) -> RegistryOptions {
         let defaults = RegistryOptions::default();
-        Ok(RegistryOptions {
+        RegistryOptions {
             insecure: self.insecure_registries.clone(),
             retries: self.retries,
             auth,
@@ -162,7 +237,7 @@ impl RegistryArgs {
             min_backoff: self.retry_delay,
             max_backoff: defaults.max_backoff.max(self.retry_delay),
             ..defaults
-        })
+        }
     }
 }
 
@@ -197,6 +272,7 @@ mod tests {
     fn creds_go_to_the_destination_and_never_show() {
         let args = RegistryArgs {
             creds: Some(Secret("me:pa:ss".into())),
+            creds_from_env: false,
             password_stdin: false,
             ca_certs: vec![],
             certs_dir: None,
@@ -215,6 +291,23 @@ mod tests {
             ..args.clone()
         };
         assert!(no_password.resolve(Some("r")).is_err());
+        // Regression (user review): POLYARCH_CREDS exported for a local build (no destination)
+        // refused the build; from the environment it is ignored, as a flag it is still refused.
+        let from_env = RegistryArgs {
+            creds_from_env: true,
+            ..args.clone()
+        };
+        assert!(from_env.resolve(None).unwrap().auth.is_empty());
+        assert_eq!(
+            from_env.resolve(Some("r")).unwrap().auth["r"].username,
+            "me"
+        );
+        // From the command line, the source is the flag.
+        let m = RegistryArgs::augment_args(clap::Command::new("t"))
+            .try_get_matches_from(["t", "--creds", "a:b"])
+            .unwrap();
+        let parsed = <RegistryArgs as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert!(parsed.creds.is_some() && !parsed.creds_from_env);
         let stdin_alone = RegistryArgs {
             creds: None,
             password_stdin: true,

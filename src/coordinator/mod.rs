@@ -211,6 +211,14 @@ async fn prepare<R: Registry, E: Executor>(
             },
         )
     };
+    // Only Linux root filesystems can be run and captured here; another OS is a wrong flag,
+    // not a missing emulator (`polyarch qemu install` says the same, exit 2).
+    if let Some(p) = req.platforms.iter().find(|p| p.os != "linux") {
+        return Err(BuildError::Usage(format!(
+            "--platform {p}: polyarch builds Linux images only, not {} ones; name linux/{}",
+            p.os, p.architecture
+        )));
+    }
     let first = plan_for(req.platforms.first().unwrap_or(&req.build_platform))?;
     let targets = if req.all_platforms {
         let first_runs = graph_runs_as_target(&df, &first, &req.build_platform);

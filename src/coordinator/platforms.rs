@@ -50,8 +50,8 @@ pub(super) async fn offer<R: Registry, E: Executor>(
     })
 }
 
-/// `--platform all`: the explicit targets, then every platform `base` offers that this host can
-/// build (any, when the stage runs nothing; else those [`emulation::verify`] accepts), without
+/// `--platform all`: the explicit targets, then every Linux platform `base` offers that this host
+/// can build (any, when the stage runs nothing; else those [`emulation::verify`] accepts), without
 /// duplicates after normalisation. Errors when the base is `scratch` or a single-platform image
 /// (exit 2) or nothing it offers runs here (exit 4, naming what it offers).
 pub(super) async fn expand_all<R: Registry, E: Executor>(
@@ -95,6 +95,10 @@ pub(super) async fn expand_all<R: Registry, E: Executor>(
         })?;
     for p in &offered {
         if out.iter().any(|q| q.same_as(p)) {
+            continue;
+        }
+        if p.os != "linux" {
+            skipped.push(format!("{p} (polyarch builds Linux images only)"));
             continue;
         }
         if needs_run {

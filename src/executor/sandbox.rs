@@ -822,16 +822,21 @@ fn read_in_root(root: BorrowedFd<'_>, rel: &str) -> Option<String> {
     std::io::read_to_string(std::fs::File::from(fd)).ok()
 }
 
-/// `mkdir -p` of `rel` inside the root: missing directories are created 0755 root:root. Returns
-/// an `O_PATH` descriptor of the (resolved) directory.
-fn mkdir_p(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, ExecError> {
+/// `mkdir -p` of `rel` inside the root: missing directories are created 0755 root:root. Symlinks
+/// on the way are followed inside the root, and a dangling one gets its target created (as
+/// Docker does for `COPY x /link/` when `/link` points nowhere yet). Returns an `O_PATH`
+/// descriptor of the (resolved) directory.
+pub(super) fn mkdir_p(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, ExecError> {
     let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
     match in_root(root, rel, dir_flags) {
         Ok(fd) => return Ok(fd),
         Err(rustix::io::Errno::NOENT) => {}
         Err(e) => return Err(sys_rx("open directory", format!("/{rel}"))(e)),
     }
-    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    // Symlinks resolved (dangling ones to their targets), so every component created below is a
+    // plain name in a real directory.
+    let resolved = sandbox_mounts::resolve_in_root(root, rel)?;
+    let comps: Vec<&str> = resolved.split('/').filter(|c| !c.is_empty()).collect();
     let mut cur = in_root(root, ".", dir_flags).map_err(sys_rx("open root", "/"))?;
     for i in 0..comps.len() {
         let prefix = comps[..=i].join("/");
@@ -961,8 +966,13 @@ fn copy_step(copy: &CopySpec, merged: &Path, temps: &mut TempMounts) -> Result<(
                     continue;
                 }
                 if existing.is_some() {
-                    rustix::fs::unlinkat(&parent, name, AtFlags::empty())
-                        .map_err(sys_rx("replace", entry.dest.clone()))?;
+                    // A file (or a link not leading to a directory) is never replaced by a
+                    // directory: BuildKit's copy fails "cannot copy to non-directory", and
+                    // WORKDIR's `mkdir -p` fails with ENOTDIR/EEXIST.
+                    return Err(ExecError::CopyConflict {
+                        dest: entry.dest.clone(),
+                        reason: "it is a file in the image, not a directory".into(),
+                    });
                 }
                 rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
                     .map_err(sys_rx("create directory", entry.dest.clone()))?;

@@ -539,7 +539,7 @@ async fn sandbox_errors_are_reported_as_such() {
     spec.lowerdirs = vec![fs.tmp.path().join("does-not-exist")];
     let err = executor().run(&spec, |_| {}).await.unwrap_err();
     assert!(
-        matches!(&err, ExecError::Sandbox { message } if message.contains("mount overlay")),
+        matches!(&err, ExecError::Sandbox { message, .. } if message.contains("mount overlay")),
         "{err:?}"
     );
     assert_eq!(err.exit_code(), ExitCode::Host);
@@ -595,4 +595,128 @@ async fn run_arm64_busybox_under_qemu() {
     assert_eq!(out.status, 0, "{lines:?}");
     assert_eq!(lines[0].line, "aarch64");
     assert_eq!(fs.upper_tree(), ["arch"]);
+}
+
+// Regression (user review): helper errors all reached the user as exit 4; the error line now
+// carries the class and hint, and unknown lines stay host failures.
+#[test]
+fn sandbox_error_line_carries_class_and_hint() {
+    let e = ExecError::UnknownUser {
+        what: "user",
+        name: "nosuchuser".into(),
+        file: "passwd",
+    };
+    let f = SandboxFailure::of(&e);
+    assert_eq!(f.exit_code(), ExitCode::BadInput);
+    let back = SandboxFailure::parse(&serde_json::to_string(&f).unwrap());
+    assert_eq!(back, f);
+    assert!(back.hint.unwrap().contains("numeric uid"));
+    let raw = SandboxFailure::parse("mount overlay failed");
+    assert_eq!(
+        (raw.exit_code(), raw.message.as_str()),
+        (ExitCode::Host, "mount overlay failed")
+    );
+}
+
+// Regression (user review): ENOTDIR/EEXIST on a path the Dockerfile names is bad input, the
+// same errno from a mount is the host's.
+#[test]
+fn image_path_conflicts_are_bad_input() {
+    let io = |e: rustix::io::Errno| std::io::Error::from(e);
+    let workdir = ExecError::sys(
+        "create working directory",
+        "/etc/passwd",
+        io(rustix::io::Errno::EXIST),
+    );
+    assert_eq!(workdir.exit_code(), ExitCode::BadInput);
+    assert!(workdir.hint().unwrap().contains("WORKDIR /etc/passwd"));
+    let dest = ExecError::sys(
+        "open directory",
+        "/etc/passwd",
+        io(rustix::io::Errno::NOTDIR),
+    );
+    assert_eq!(dest.exit_code(), ExitCode::BadInput);
+    assert!(dest.hint().is_some());
+    let mount = ExecError::sys("mount overlay", "/m", io(rustix::io::Errno::NOTDIR));
+    assert_eq!(mount.exit_code(), ExitCode::Host);
+    let perm = ExecError::sys("open directory", "/x", io(rustix::io::Errno::ACCESS));
+    assert_eq!(perm.exit_code(), ExitCode::Host);
+}
+
+// Regression (user review): `USER nosuchuser` then RUN exited 4 with a raw sandbox message.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn unknown_run_user_is_bad_input_with_a_hint() {
+    if !can_sandbox(None) {
+        return;
+    }
+    let fs = Rootfs::busybox(Path::new("/usr/bin/busybox"));
+    let mut action = sh("true");
+    if let Action::Run(r) = &mut action {
+        r.user = Some("nosuchuser".into());
+    }
+    let err = executor().run(&fs.spec(action), |_| {}).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::BadInput, "{err}");
+    assert!(
+        err.to_string().contains("unknown user \"nosuchuser\""),
+        "{err}"
+    );
+    assert!(!err.to_string().starts_with("sandbox:"), "{err}");
+    assert!(err.hint().unwrap().contains("/etc/passwd"));
+}
+
+// Regression (user review): `WORKDIR /etc/passwd` then RUN exited 4 ("File exists").
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn workdir_on_a_file_is_bad_input() {
+    if !can_sandbox(None) {
+        return;
+    }
+    let fs = Rootfs::busybox(Path::new("/usr/bin/busybox"));
+    std::fs::create_dir_all(fs.lower().join("etc")).unwrap();
+    std::fs::write(fs.lower().join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    let mut action = sh("true");
+    if let Action::Run(r) = &mut action {
+        r.cwd = "/etc/passwd".into();
+    }
+    let err = executor().run(&fs.spec(action), |_| {}).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::BadInput, "{err}");
+    assert!(
+        err.hint().unwrap().contains("WORKDIR /etc/passwd"),
+        "{err:?}"
+    );
+}
+
+// Regression (user review): `COPY x /etc/passwd/x` exited 4 ("Not a directory"), and
+// `COPY x /hd/` with /hd a dangling symlink failed instead of creating the link's target.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn copy_under_a_file_is_bad_input_and_dangling_links_are_created() {
+    if !can_sandbox(None) {
+        return;
+    }
+    let fs = Rootfs::busybox(Path::new("/usr/bin/busybox"));
+    std::fs::create_dir_all(fs.lower().join("etc")).unwrap();
+    std::fs::write(fs.lower().join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("/data/sub", fs.lower().join("hd")).unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("x"), "x").unwrap();
+    let bc = BuildContext::open(ctx.path(), &ctx.path().join("Dockerfile")).unwrap();
+    let copy = |dest: &str| {
+        fs.spec(Action::Copy(CopySpec {
+            entries: bc.resolve_copy(&["x".into()], dest).unwrap(),
+            ..Default::default()
+        }))
+    };
+    let err = executor()
+        .run(&copy("/etc/passwd/x"), |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::BadInput, "{err}");
+    assert!(err.to_string().contains("/etc/passwd"), "{err}");
+    assert!(err.hint().is_some(), "{err:?}");
+
+    let (out, lines) = run(&copy("/hd/")).await;
+    assert_eq!(out.status, 0, "{lines:?}");
+    assert_eq!(fs.upper_tree(), ["data", "data/sub", "data/sub/x"]);
 }

@@ -547,6 +547,87 @@ fn crafted_base_layers_never_write_outside_their_directory() {
 /// ended (yes spun on EPIPE). Steps must start with default signal dispositions.
 #[test]
 fn run_steps_start_with_default_signal_dispositions() {
+
+/// Builds `df` (with `x` in the context) for linux/amd64 into an OCI layout.
+fn build_amd64(ctx: &TestContext, name: &str, df: &str) -> crate::harness::Run {
+    let dir = ctx.context(name, &[("Dockerfile", df), ("x", "x\n")]);
+    let out = format!(
+        "type=oci,dest={}",
+        ctx.dir.path().join(name).join("out").display()
+    );
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-t",
+            "example/fixes:v1",
+            "-o",
+            &out,
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+// Regression (user review): errors inside the sandbox helper were all exit 4 with a raw
+// "sandbox: ..." message; an unknown USER, a WORKDIR on a file and a COPY under a file are bad
+// input (2), named by platform and Dockerfile line, with a hint.
+#[test]
+fn sandbox_input_errors_exit_2_with_a_hint() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let cases = [
+        (
+            "user",
+            "USER nosuchuser\nRUN true\n",
+            "unknown user \"nosuchuser\"",
+            "Dockerfile:3",
+        ),
+        (
+            "workdir",
+            "WORKDIR /etc/passwd\nRUN true\n",
+            "cannot copy to /etc/passwd",
+            "Dockerfile:2",
+        ),
+        (
+            "copy",
+            "COPY x /etc/passwd/x\n",
+            "/etc/passwd",
+            "Dockerfile:2",
+        ),
+    ];
+    for (name, body, what, line) in cases {
+        let r = build_amd64(&ctx, name, &dockerfile_from_base(&ctx, body));
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(what), "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(line), "{name}: {}", r.stderr);
+        assert!(r.stderr.contains("linux/amd64"), "{name}: {}", r.stderr);
+        assert!(r.stderr.contains("hint:"), "{name}: {}", r.stderr);
+        assert!(!r.stderr.contains("sandbox:"), "{name}: {}", r.stderr);
+    }
+}
+
+// Regression (user review): `COPY x /hd/` with /hd a dangling symlink in the image failed; like
+// Docker, the link's target is created inside the image and receives the file.
+#[test]
+fn copy_into_a_dangling_symlink_creates_its_target() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = dockerfile_from_base(&ctx, "RUN ln -s /data/sub /hd\nCOPY x /hd/\n");
+    let r = build_amd64(&ctx, "dangling", &df);
+    r.assert_code(0);
+    let layout = ctx.dir.path().join("dangling").join("out");
+    let files = image_files(&layout, "v1", "amd64");
+    assert_eq!(files["data/sub/x"], b"x\n");
+}
+
+// Regression (user review): a non-Linux platform exited 4 ("no qemu-user emulation is known");
+// polyarch builds Linux images only, so it is bad input.
+#[test]
+fn non_linux_platforms_are_bad_input() {
     let Some(ctx) = TestContext::new() else {
         return;
     };
@@ -566,6 +647,29 @@ fn run_steps_start_with_default_signal_dispositions() {
     c.args([
         "120",
         env!("CARGO_BIN_EXE_polyarch"),
+
+        &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")],
+    );
+    for p in ["windows/amd64", "darwin/arm64", "linux/amd64,windows/amd64"] {
+        let r = ctx.run(&["build", "--platform", p, dir.to_str().unwrap()], &[]);
+        assert_eq!(r.code, 2, "{p}: {}", r.stderr);
+        assert!(r.stderr.contains("Linux images only"), "{p}: {}", r.stderr);
+    }
+}
+
+// Regression (user review): POLYARCH_CREDS exported globally made every local build exit 2;
+// from the environment it is ignored when nothing is pushed, an explicit --creds is refused.
+#[test]
+fn polyarch_creds_from_the_environment_does_not_stop_a_local_build() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = ctx.context(
+        "ctx",
+        &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")],
+    );
+    let out = format!("type=oci,dest={}", ctx.dir.path().join("out").display());
+    let args = [
         "build",
         "--platform",
         "linux/amd64",
@@ -657,4 +761,15 @@ fn an_interrupted_build_leaves_no_process_and_no_step_directory() {
             "SIG{sig}: something was published"
         );
     }
+
+        dir.to_str().unwrap(),
+    ];
+    let r = ctx.run(&args, &[("POLYARCH_CREDS", "alice:pw")]);
+    r.assert_code(0);
+    assert!(!r.stderr.contains("pw"), "{}", r.stderr);
+    let mut flagged = args.to_vec();
+    flagged.insert(1, "--creds=alice:pw");
+    let r = ctx.run(&flagged, &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--creds"), "{}", r.stderr);
 }
