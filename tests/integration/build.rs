@@ -543,11 +543,6 @@ fn crafted_base_layers_never_write_outside_their_directory() {
     assert!(r.stderr.contains("dangling-hardlink"), "{}", r.stderr);
 }
 
-/// Regression: RUN steps inherited the Rust runtime's ignored SIGPIPE, so `yes | head` never
-/// ended (yes spun on EPIPE). Steps must start with default signal dispositions.
-#[test]
-fn run_steps_start_with_default_signal_dispositions() {
-
 /// Builds `df` (with `x` in the context) for linux/amd64 into an OCI layout.
 fn build_amd64(ctx: &TestContext, name: &str, df: &str) -> crate::harness::Run {
     let dir = ctx.context(name, &[("Dockerfile", df), ("x", "x\n")]);
@@ -633,21 +628,6 @@ fn non_linux_platforms_are_bad_input() {
     };
     let dir = ctx.context(
         "ctx",
-        &[(
-            "Dockerfile",
-            &dockerfile_from_base(
-                &ctx,
-                "RUN yes 0123456789 | head -c 100 > /yes && grep SigIgn /proc/self/status > /sigign\n",
-            ),
-        )],
-    );
-    let dest = ctx.dir.path().join("out");
-    let out = format!("type=oci,dest={}", dest.display());
-    let mut c = Command::new("timeout");
-    c.args([
-        "120",
-        env!("CARGO_BIN_EXE_polyarch"),
-
         &[("Dockerfile", "FROM scratch\nCOPY Dockerfile /\n")],
     );
     for p in ["windows/amd64", "darwin/arm64", "linux/amd64,windows/amd64"] {
@@ -670,6 +650,46 @@ fn polyarch_creds_from_the_environment_does_not_stop_a_local_build() {
     );
     let out = format!("type=oci,dest={}", ctx.dir.path().join("out").display());
     let args = [
+        "build",
+        "--platform",
+        "linux/amd64",
+        "-o",
+        &out,
+        dir.to_str().unwrap(),
+    ];
+    let r = ctx.run(&args, &[("POLYARCH_CREDS", "alice:pw")]);
+    r.assert_code(0);
+    assert!(!r.stderr.contains("pw"), "{}", r.stderr);
+    let mut flagged = args.to_vec();
+    flagged.insert(1, "--creds=alice:pw");
+    let r = ctx.run(&flagged, &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--creds"), "{}", r.stderr);
+}
+
+/// Regression: RUN steps inherited the Rust runtime's ignored SIGPIPE, so `yes | head` never
+/// ended (yes spun on EPIPE). Steps must start with default signal dispositions.
+#[test]
+fn run_steps_start_with_default_signal_dispositions() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = ctx.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &dockerfile_from_base(
+                &ctx,
+                "RUN yes 0123456789 | head -c 100 > /yes && grep SigIgn /proc/self/status > /sigign\n",
+            ),
+        )],
+    );
+    let dest = ctx.dir.path().join("out");
+    let out = format!("type=oci,dest={}", dest.display());
+    let mut c = Command::new("timeout");
+    c.args([
+        "120",
+        env!("CARGO_BIN_EXE_polyarch"),
         "build",
         "--platform",
         "linux/amd64",
@@ -761,15 +781,4 @@ fn an_interrupted_build_leaves_no_process_and_no_step_directory() {
             "SIG{sig}: something was published"
         );
     }
-
-        dir.to_str().unwrap(),
-    ];
-    let r = ctx.run(&args, &[("POLYARCH_CREDS", "alice:pw")]);
-    r.assert_code(0);
-    assert!(!r.stderr.contains("pw"), "{}", r.stderr);
-    let mut flagged = args.to_vec();
-    flagged.insert(1, "--creds=alice:pw");
-    let r = ctx.run(&flagged, &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("--creds"), "{}", r.stderr);
 }
