@@ -129,6 +129,7 @@ ensure_build() {
   local profile=${1:-release}
   log "cargo build ($profile)"
   if [ "$profile" = release ]; then
+    log "(the first release build compiles every dependency: several minutes on 2 cores)"
     (cd "$REPO" && cargo build --release --locked -q)
   else
     (cd "$REPO" && cargo build --locked -q)

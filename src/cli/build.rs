@@ -296,6 +296,29 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         .first()
         .and_then(|t| t.tag.clone())
         .unwrap_or_else(|| "latest".into());
+    // Files written after the build must be writable before it starts, not found missing
+    // once the images are pushed.
+    for (flag, file) in [
+        ("--metadata-file", &args.metadata_file),
+        ("--digest-file", &args.digest_file),
+    ] {
+        if let Some(path) = file {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(usage(
+                    flag,
+                    format!(
+                        "{}: directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+    }
     let mut outputs = Vec::new();
     for spec in &args.outputs {
         outputs.push(parse_output(spec, &ref_name)?);

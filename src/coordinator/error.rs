@@ -84,6 +84,15 @@ pub enum BuildError {
         /// The last lines the step printed.
         tail: Vec<String>,
     },
+    /// The build runs commands (RUN) but this process cannot create their sandbox (not root).
+    #[error("{platforms}: {source}")]
+    NeedsRoot {
+        /// The platforms being built, comma-separated.
+        platforms: String,
+        /// The cause.
+        #[source]
+        source: ExecError,
+    },
     /// Running a step failed before the step itself could run.
     #[error("{platform}: step {step} at {location}: {source}")]
     Exec {
@@ -198,7 +207,9 @@ impl Classify for BuildError {
                 ExitCode::BadInput
             }
             BuildError::StepFailed { .. } => ExitCode::StepFailed,
-            BuildError::Exec { source, .. } => source.exit_code(),
+            BuildError::Exec { source, .. } | BuildError::NeedsRoot { source, .. } => {
+                source.exit_code()
+            }
             BuildError::Registry { source, .. } => source.exit_code(),
             BuildError::Layer { source, .. } => source.exit_code(),
             BuildError::Store { source, .. } => source.exit_code(),
@@ -217,7 +228,7 @@ impl Classify for BuildError {
             BuildError::Dockerfile(e) => e.hint(),
             BuildError::Context { source, .. } | BuildError::OpenContext(source) => source.hint(),
             BuildError::Emulation(e) => e.hint(),
-            BuildError::Exec { source, .. } => source.hint(),
+            BuildError::Exec { source, .. } | BuildError::NeedsRoot { source, .. } => source.hint(),
             BuildError::Registry { source, .. } => source.hint(),
             BuildError::Layer { source, .. } => source.hint(),
             BuildError::Node(e) => e.hint(),

@@ -5,6 +5,10 @@ use super::stage::Stages;
 use super::*;
 use crate::plan::StageGraph;
 
+/// Bytes of a step's output shown as progress before the rest is clipped (BuildKit's default
+/// step log limit is 2 MiB).
+const STEP_OUTPUT_LIMIT: usize = 2 << 20;
+
 pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     sh: &Shared<'_>,
     deps: &Deps<R, E>,
@@ -157,14 +161,31 @@ pub(super) async fn run_step<'a, R: Registry, E: Executor>(
     };
     let sink = deps.sink.clone();
     let p2 = pname.clone();
+    // Progress output is capped per step, as BuildKit caps step logs: a step that prints
+    // hundreds of megabytes must not flood the terminal or a CI log. The executor still keeps
+    // the tail of the output for the error message.
+    let mut shown = 0usize;
     let outcome = deps
         .executor
         .run(&spec, move |line| {
+            if shown > STEP_OUTPUT_LIMIT {
+                return;
+            }
+            // Each line also costs its rendered prefix (`[platform] #n | `), about 32 bytes.
+            shown += line.line.len() + 32;
+            let text = if shown > STEP_OUTPUT_LIMIT {
+                format!(
+                    "[output clipped: this step printed more than {} MiB; the rest is not shown]",
+                    STEP_OUTPUT_LIMIT >> 20
+                )
+            } else {
+                line.line
+            };
             sink.emit(Event::Output {
                 platform: p2.clone(),
                 step: n,
                 stream: line.stream,
-                line: line.line,
+                line: text,
             })
         })
         .await

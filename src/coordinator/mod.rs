@@ -362,14 +362,12 @@ pub async fn build_with<R: Registry, E: Executor>(
         }
     }
     if any_run && placed.runs_locally() {
-        crate::executor::require_root().map_err(|source| BuildError::Exec {
-            platform: targets
+        crate::executor::require_root().map_err(|source| BuildError::NeedsRoot {
+            platforms: targets
                 .iter()
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
-            step: 0,
-            location: display.clone(),
             source,
         })?;
     }

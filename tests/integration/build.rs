@@ -782,3 +782,40 @@ fn an_interrupted_build_leaves_no_process_and_no_step_directory() {
         );
     }
 }
+
+/// Regression: a step printing hundreds of megabytes flooded the progress output; it is clipped
+/// after 2 MiB per step (as BuildKit clips step logs), and the build still succeeds.
+#[test]
+fn a_step_s_progress_output_is_clipped() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = ctx.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &dockerfile_from_base(&ctx, "RUN seq 1 1000000\n"),
+        )],
+    );
+    let dest = ctx.dir.path().join("out");
+    let out = format!("type=oci,dest={}", dest.display());
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            &out,
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    assert!(r.stderr.contains("[output clipped"), "no clipping note");
+    assert!(
+        r.stderr.len() < 4 << 20,
+        "{} bytes of progress",
+        r.stderr.len()
+    );
+    assert!(r.stderr.contains("| 1\n"), "the first lines are shown");
+}
