@@ -487,15 +487,7 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         store,
         sink,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            message: format!("cannot start the async runtime: {e}"),
-            causes: vec![],
-            hint: None,
-            code: ExitCode::Host,
-        })?;
+    let rt = runtime()?;
     // Credentials for the registry pushed to, handed to build nodes over their SSH channel
     // only: the explicit ones (--creds), else the same lookup the registry client makes.
     let credentials = match (&destination, transport.is_some()) {

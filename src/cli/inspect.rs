@@ -1,6 +1,6 @@
 //! `polyarch inspect REF`: flags and the three renderings (human, `--raw`, `--json`).
 
-use super::registry::runtime;
+use super::runtime;
 use super::*;
 use crate::inspect::{self, Inspection};
 

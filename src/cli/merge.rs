@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::registry::runtime;
+use super::runtime;
 use super::*;
 use crate::index::IndexFormat;
 use crate::merge::{self, MergeRequest};

@@ -159,6 +159,19 @@ fn write_file_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A multi-threaded tokio runtime for a command (the library does not pick one).
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure {
+            message: format!("cannot start the async runtime: {e}"),
+            causes: vec![],
+            hint: None,
+            code: ExitCode::Host,
+        })
+}
+
 fn init_tracing(verbose: u8) {
     let level = match verbose {
         0 => "warn",

@@ -86,18 +86,6 @@ pub enum NodeAction {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            message: format!("cannot start the async runtime: {e}"),
-            causes: vec![],
-            hint: None,
-            code: ExitCode::Host,
-        })
-}
-
 fn platforms_text(ps: &[Platform]) -> String {
     if ps.is_empty() {
         "-".into()

@@ -241,19 +241,6 @@ impl RegistryArgs {
     }
 }
 
-/// A multi-threaded tokio runtime for a command (the library does not pick one).
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            message: format!("cannot start the async runtime: {e}"),
-            causes: vec![],
-            hint: None,
-            code: ExitCode::Host,
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,15 +90,7 @@ fn running_builds(state: &Path) -> usize {
 /// Runs `polyarch worker --stdio`.
 pub(super) fn run_worker(global: &GlobalArgs, _args: &WorkerArgs) -> Result<(), Failure> {
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            message: format!("cannot start the async runtime: {e}"),
-            causes: vec![],
-            hint: None,
-            code: ExitCode::Host,
-        })?;
+    let rt = runtime()?;
     rt.block_on(serve(state, tokio::io::stdin(), tokio::io::stdout()))
 }
 
