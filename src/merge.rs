@@ -561,6 +561,7 @@ fn copy_manifest<'a, R: Registry>(
                     digest: blob.digest.clone(),
                     size: blob.size,
                     existed: how == BlobPush::AlreadyPresent,
+                    mounted: how == BlobPush::Mounted,
                 });
             }
         }

@@ -96,6 +96,9 @@ pub enum Event {
         size: u64,
         /// True when the registry already had it and nothing was sent.
         existed: bool,
+        /// True when the registry mounted it from another repository of its own (no upload).
+        #[serde(default)]
+        mounted: bool,
     },
     /// A platform's image is complete (pushed by digest or stored locally).
     PlatformDone {

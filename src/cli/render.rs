@@ -87,9 +87,12 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             digest,
             size,
             existed,
+            mounted,
         } => {
             if *existed {
                 format!("[{platform}] blob {digest} already present")
+            } else if *mounted {
+                format!("[{platform}] mounted blob {digest} from another repository")
             } else {
                 format!("[{platform}] pushed blob {digest} ({size} bytes)")
             }

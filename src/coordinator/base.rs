@@ -124,6 +124,7 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
             descriptor: d,
             diff_id: diff_id.clone(),
             dir,
+            origin: Some(r.clone()),
         });
     }
     Ok((config, layers))

@@ -54,22 +54,49 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
             platform: pname.clone(),
             source,
         };
-        for desc in manifest
+        let origins = layers
+            .iter()
+            .map(|l| l.origin.as_ref())
+            .chain(std::iter::once(None));
+        for (desc, origin) in manifest
             .layers
             .iter()
             .chain(std::iter::once(&manifest.config))
+            .zip(origins)
         {
-            let path = deps.store.blob_path(&desc.digest);
-            let pushed = deps
-                .registry
-                .push_blob(target, desc, &path)
-                .await
-                .map_err(reg_err)?;
+            // A base layer from another repository of the same registry is mounted there
+            // (distribution-spec "Mounting a blob from another repository"), not uploaded again;
+            // when the registry declines, it is uploaded from the store as any other blob.
+            let mounted = match origin {
+                Some(from)
+                    if from.registry == target.registry && from.repository != target.repository =>
+                {
+                    match deps.registry.copy_blob(from, target, desc).await {
+                        Ok(how) => Some(how),
+                        Err(e) => {
+                            tracing::info!(blob = %desc.digest, "mount from {from} failed, uploading: {e}");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let pushed = match mounted {
+                Some(how) => how,
+                None => {
+                    let path = deps.store.blob_path(&desc.digest);
+                    deps.registry
+                        .push_blob(target, desc, &path)
+                        .await
+                        .map_err(reg_err)?
+                }
+            };
             deps.sink.emit(Event::BlobPushed {
                 platform: pname.clone(),
                 digest: desc.digest.clone(),
                 size: desc.size,
                 existed: pushed == BlobPush::AlreadyPresent,
+                mounted: pushed == BlobPush::Mounted,
             });
         }
         let pushed = deps
@@ -251,6 +278,7 @@ pub(super) async fn run_step<'a, R: Registry, E: Executor>(
         descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
         diff_id: blob.diff_id.clone(),
         dir,
+        origin: None,
     }))
 }
 

@@ -499,6 +499,8 @@ struct BuiltLayer {
     descriptor: Descriptor,
     diff_id: Digest,
     dir: PathBuf,
+    /// The repository the layer was pulled from (a base image's); `None` for layers built here.
+    origin: Option<Reference>,
 }
 
 /// The registry the images are pushed to: the `--push-by-digest` repository, else the

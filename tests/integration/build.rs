@@ -42,6 +42,8 @@ fn two_platforms_record_their_machine_and_run_applets_under_emulation() {
         &[],
     );
     r.assert_code(0);
+    // The base layers live in another repository of the same registry: mounted, not uploaded.
+    assert!(r.stderr.contains("mounted blob"), "{}", r.stderr);
 
     // The tag is an OCI image index with exactly the two platforms, as skopeo reads it.
     let raw = skopeo_raw(&tag).expect("tag exists");
