@@ -1,6 +1,9 @@
 //! Merge logic against the in-memory registry: what is pushed, copied and refused.
 
 use super::*;
+use crate::exit::{Classify, ExitCode};
+use crate::index::IndexError;
+use crate::oci::{self, Digest, ImageConfig, ImageManifest};
 use crate::oci::{MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use crate::progress::NullSink;
 use crate::registry::fake::{Call, FakeRegistry};

@@ -1,0 +1,212 @@
+//! Manifests and indexes on a registry: `GET`, `HEAD` and `PUT /v2/<name>/manifests/<reference>`
+//! with the four manifest/index media types accepted, each answer checked against the digest
+//! asked for and the registry's `Docker-Content-Digest` (distribution-spec v1.1 `spec.md`,
+//! "Pulling manifests", "Pushing Manifests").
+//!
+//! Level 2, above the transport: it describes requests and checks answers, never sends or
+//! retries by itself. Manifests are pushed as the exact bytes given, never re-serialised.
+
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
+use reqwest::{Method, StatusCode};
+
+use super::answer::{header_str, read_body};
+use super::authorization::{pull, push};
+use super::request::{Payload, Req};
+use super::transport::{Host, Transport};
+use crate::oci::{Descriptor, Digest, MANIFEST_ACCEPT};
+use crate::registry::{
+    check_manifest_push, manifest_media_type, RawManifest, Reference, RegistryError,
+};
+
+/// The largest manifest or index accepted (distribution-spec: registries SHOULD accept 4 MiB).
+const MANIFEST_LIMIT: usize = 8 << 20;
+
+/// `manifest registry/repo:tag` or `manifest registry/repo@sha256:…`.
+fn manifest_what(repo: &Reference, target: &str) -> String {
+    let sep = if target.starts_with("sha256:") {
+        '@'
+    } else {
+        ':'
+    };
+    format!("manifest {}{sep}{target}", repo.repo_string())
+}
+
+/// The `/v2/<name>/manifests/<reference>` path of what `reference` names.
+fn manifest_path(reference: &Reference) -> String {
+    format!(
+        "/v2/{}/manifests/{}",
+        reference.repository,
+        reference.manifest_reference()
+    )
+}
+
+/// See [`crate::registry::Registry::get_manifest`].
+pub(super) async fn get(
+    t: &Transport,
+    reference: &Reference,
+) -> Result<RawManifest, RegistryError> {
+    let what = reference.to_string();
+    let host = t.host(&reference.registry)?;
+    let _slot = t.permit(&host).await;
+    t.retry(&what, |_| get_once(t, &host, reference, &what))
+        .await
+}
+
+/// One `GET` of the manifest `reference` names, checked against the digest asked for (or the
+/// `Docker-Content-Digest` header) and typed.
+async fn get_once(
+    t: &Transport,
+    host: &Host,
+    reference: &Reference,
+    what: &str,
+) -> Result<RawManifest, RegistryError> {
+    let scopes = [pull(reference)];
+    let url = t.url(host, &manifest_path(reference)).await?;
+    let resp = t
+        .expect(
+            host,
+            &scopes,
+            what,
+            Req::new(Method::GET, url).header("Accept", MANIFEST_ACCEPT),
+            &[200],
+        )
+        .await?;
+    let header_digest = header_str(resp.headers(), "Docker-Content-Digest");
+    let content_type = header_str(resp.headers(), "Content-Type");
+    let bytes = read_body(resp, MANIFEST_LIMIT, &host.registry, what).await?;
+    let digest = Digest::of(&bytes);
+    let expected = match &reference.digest {
+        Some(d) => Some(d.to_string()),
+        None => header_digest.filter(|d| d.starts_with("sha256:")),
+    };
+    if let Some(expected) = expected {
+        if expected != digest.to_string() {
+            let expected = expected.parse().map_err(|_| RegistryError::Protocol {
+                registry: host.registry.clone(),
+                what: what.to_string(),
+                message: format!("bad Docker-Content-Digest {expected:?}"),
+            })?;
+            return Err(RegistryError::DigestMismatch {
+                what: what.to_string(),
+                expected,
+                found: digest.to_string(),
+            });
+        }
+    }
+    let media_type = manifest_media_type(&bytes, content_type.as_deref(), what)?;
+    Ok(RawManifest {
+        bytes: bytes.to_vec(),
+        media_type,
+        digest,
+    })
+}
+
+/// See [`crate::registry::Registry::head_manifest`].
+pub(super) async fn head(
+    t: &Transport,
+    reference: &Reference,
+) -> Result<Option<Descriptor>, RegistryError> {
+    let what = format!("manifest {reference}");
+    let host = t.host(&reference.registry)?;
+    let _slot = t.permit(&host).await;
+    t.retry(&what, |_| head_once(t, &host, reference, &what))
+        .await
+}
+
+/// One `HEAD` of the manifest `reference` names: its descriptor from the headers, or from the
+/// document itself (a `GET`) when the registry gives no digest; `None` on 404.
+async fn head_once(
+    t: &Transport,
+    host: &Host,
+    reference: &Reference,
+    what: &str,
+) -> Result<Option<Descriptor>, RegistryError> {
+    let url = t.url(host, &manifest_path(reference)).await?;
+    let resp = t
+        .expect(
+            host,
+            &[pull(reference)],
+            what,
+            Req::new(Method::HEAD, url).header("Accept", MANIFEST_ACCEPT),
+            &[200, 404],
+        )
+        .await?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let digest = match (
+        &reference.digest,
+        header_str(resp.headers(), "Docker-Content-Digest"),
+    ) {
+        (Some(d), Some(h)) if h != d.to_string() => {
+            return Err(RegistryError::DigestMismatch {
+                what: what.to_string(),
+                expected: d.clone(),
+                found: h,
+            })
+        }
+        (Some(d), _) => d.clone(),
+        (None, Some(h)) => h.parse().map_err(|_| RegistryError::Protocol {
+            registry: host.registry.clone(),
+            what: what.to_string(),
+            message: format!("bad Docker-Content-Digest {h:?}"),
+        })?,
+        (None, None) => {
+            // No digest header: fetch the document and hash it ourselves.
+            let m = get_once(t, host, reference, what).await?;
+            return Ok(Some(m.descriptor()));
+        }
+    };
+    let media_type = header_str(resp.headers(), "Content-Type").unwrap_or_default();
+    let size = resp.content_length().unwrap_or(0);
+    Ok(Some(Descriptor::new(media_type, digest, size)))
+}
+
+/// See [`crate::registry::Registry::push_manifest`].
+pub(super) async fn put(
+    t: &Transport,
+    repo: &Reference,
+    reference: &str,
+    bytes: &[u8],
+    media_type: &str,
+) -> Result<Digest, RegistryError> {
+    let digest = check_manifest_push(repo, reference, bytes)?;
+    let what = manifest_what(repo, reference);
+    if HeaderValue::from_str(media_type).is_err() {
+        return Err(RegistryError::UnsupportedManifest {
+            reference: what,
+            media_type: media_type.to_string(),
+        });
+    }
+    let host = t.host(&repo.registry)?;
+    let _slot = t.permit(&host).await;
+    let body = Bytes::copy_from_slice(bytes);
+    let served = t
+        .retry(&what, |_| async {
+            let url = t
+                .url(
+                    &host,
+                    &format!("/v2/{}/manifests/{reference}", repo.repository),
+                )
+                .await?;
+            let req = Req::new(Method::PUT, url)
+                .header("Content-Type", media_type)
+                .body(Payload::Bytes(body.clone()));
+            let resp = t.expect(&host, &[push(repo)], &what, req, &[201]).await?;
+            Ok(header_str(resp.headers(), "Docker-Content-Digest"))
+        })
+        .await?;
+    // The digest the registry computed must be that of the bytes sent: a registry that
+    // rewrote the document would otherwise go unnoticed.
+    if let Some(served) = served {
+        if served != digest.to_string() {
+            return Err(RegistryError::DigestMismatch {
+                what,
+                expected: digest,
+                found: served,
+            });
+        }
+    }
+    Ok(digest)
+}
