@@ -1,130 +1,16 @@
-//! `RUN --mount=...` and `RUN --network=...` (Dockerfile reference "RUN --mount", BuildKit
-//! `instructions/commands_runmount.go` `parseMount`, `dockerfile2llb/convert_runmount.go`,
-//! `convert_secrets.go`, `convert_runnetwork.go`).
+//! Reading `RUN --mount=...` and `RUN --network=...` into [`RunMount`]s and a [`Network`]
+//! (Dockerfile reference "RUN --mount", BuildKit `instructions/commands_runmount.go`
+//! `parseMount`, `dockerfile2llb/convert_runmount.go`, `convert_secrets.go`,
+//! `convert_runnetwork.go`).
+//!
+//! Level 0: pure parsing and checking, no I/O. The mount types themselves are step data
+//! (`step.rs`).
 
-use serde::Serialize;
-
-use super::{normalize_path, resolve_from, CopyFrom};
+use super::from::resolve_from;
+use super::paths::{go_clean, normalize_path};
+use super::step::{CacheSharing, CopyFrom, MountSource, Network, RunMount};
 use crate::dockerfile::shell::expand_word;
 use crate::dockerfile::{nearest, Dockerfile, DockerfileError, ErrorKind, Word};
-
-/// Where a bind mount's files come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MountSource {
-    /// The build context (what `.dockerignore` allows).
-    Context,
-    /// An earlier stage's filesystem, by index.
-    Stage(usize),
-    /// An image's filesystem, pulled for the stage's platform.
-    Image(String),
-}
-
-/// `sharing=` of a cache mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheSharing {
-    /// Any number of concurrent users (the default).
-    Shared,
-    /// A concurrent user gets a separate, new directory.
-    Private,
-    /// One user at a time; the others wait.
-    Locked,
-}
-
-/// One mount of a RUN step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunMount {
-    /// `type=bind`: files from the context, a stage or an image; writes are discarded.
-    Bind {
-        /// Absolute path in the container.
-        target: String,
-        /// Where from.
-        from: MountSource,
-        /// Path inside the source (`/` = all of it).
-        source: String,
-        /// `ro` (the default) or `rw` (writes go to a throw-away layer).
-        readonly: bool,
-    },
-    /// `type=cache`: a directory kept in the state directory between builds.
-    Cache {
-        /// Absolute path in the container.
-        target: String,
-        /// The cache's identity (`id=`, default the target).
-        id: String,
-        /// Concurrent use.
-        sharing: CacheSharing,
-        /// Read-only.
-        readonly: bool,
-        /// Mode of the cache directory when first created (default 0755).
-        mode: u32,
-        /// Owner of the cache directory when first created.
-        uid: u32,
-        /// Group of the cache directory when first created.
-        gid: u32,
-    },
-    /// `type=tmpfs`: an empty tmpfs.
-    Tmpfs {
-        /// Absolute path in the container.
-        target: String,
-        /// `size=` in bytes; `None` is the kernel's default (half of RAM).
-        size: Option<u64>,
-    },
-    /// `type=secret`: a secret given with `--secret`, as a file and/or an environment variable.
-    Secret {
-        /// The secret's id (`id=`, or `source=`, or the target's file name).
-        id: String,
-        /// The file to create (default `/run/secrets/<id>` unless `env=` is given).
-        target: Option<String>,
-        /// An environment variable to set to the secret's value.
-        env: Option<String>,
-        /// Fail when the secret was not given (default: skip the mount).
-        required: bool,
-        /// File mode (default 0400).
-        mode: u32,
-        /// File owner.
-        uid: u32,
-        /// File group.
-        gid: u32,
-    },
-    /// A file written for the step (the script of `RUN <<EOF` starting with `#!`), read-only.
-    File {
-        /// Absolute path in the container (`/dev/pipes/EOF`).
-        target: String,
-        /// The contents.
-        content: String,
-        /// The file mode.
-        mode: u32,
-    },
-}
-
-impl RunMount {
-    /// The path in the container, if the mount has one (a secret given only as `env=` has
-    /// none).
-    pub fn target(&self) -> Option<&str> {
-        match self {
-            RunMount::Bind { target, .. }
-            | RunMount::Cache { target, .. }
-            | RunMount::Tmpfs { target, .. }
-            | RunMount::File { target, .. } => Some(target),
-            RunMount::Secret { target, .. } => target.as_deref(),
-        }
-    }
-}
-
-/// `RUN --network=` (BuildKit `NetworkMode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Network {
-    /// `default`: the host's network here (polyarch has no bridge or CNI).
-    #[default]
-    Default,
-    /// `none`: a new network namespace with only loopback.
-    None,
-    /// `host`: the host's network namespace.
-    Host,
-}
 
 /// Splits a CSV record into fields (Go `csvvalue.Fields`: `,` separates, a field starting with
 /// `"` is quoted and `""` inside is a quote). `None` for a malformed record.
@@ -476,7 +362,7 @@ pub(super) fn parse_mount(
             RunMount::Cache {
                 id: if id.is_empty() {
                     // BuildKit: `path.Clean(mount.Target)` of the target as written.
-                    super::go_clean(&target)
+                    go_clean(&target)
                 } else {
                     id
                 },
@@ -505,6 +391,22 @@ pub(super) fn parse_mount(
             }
         }
     })
+}
+
+/// The `from=` of every `--mount` of a RUN, without expanding anything else (BuildKit checks
+/// `from` at parse time and never expands it).
+pub(super) fn mount_froms(mounts: &[Word]) -> Vec<(Word, String)> {
+    let mut out = Vec::new();
+    for m in mounts {
+        for field in csv_fields(&m.text).unwrap_or_default() {
+            if let Some((k, v)) = field.split_once('=') {
+                if k.eq_ignore_ascii_case("from") {
+                    out.push((m.clone(), v.to_string()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Parses `--network=` (not expanded, as in BuildKit).

@@ -9,11 +9,19 @@ use crate::dockerfile::{
     InstructionKind, ShellOrExec, Span, Word,
 };
 
+use super::chmod::SymbolicMode;
+use super::config::expose_ports;
+use super::expand::{expand, expansion_error, invalid};
+use super::from::resolve_from;
+use super::gofmt::go_quote_list;
+use super::graph::Selection;
 use super::mounts::{parse_mount, parse_network};
-use super::{
-    expand, expansion_error, get_var, go_quote_list, invalid, normalize_path, set_var, BaseConfig,
-    CopyFrom, CopyStep, Healthcheck, InlineFile, Network, Plan, RunMount, Selection, Step,
-    StepKind, SymbolicMode, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS,
+use super::paths::normalize_path;
+use super::request::{BaseConfig, PlanRequest, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS};
+use super::scope::{get_var, set_var};
+use super::select::select;
+use super::step::{
+    CopyFrom, CopyStep, Healthcheck, InlineFile, Network, Plan, RunMount, Step, StepKind,
 };
 
 /// The per-stage state while walking the instructions.
@@ -73,6 +81,16 @@ fn chomp(content: &str) -> String {
         .split_inclusive('\n')
         .map(|l| l.trim_start_matches('\t'))
         .collect()
+}
+
+/// Phase 1 and 2 of the target stage in one call, for callers that already have its starting
+/// config.
+pub fn plan(
+    df: &Dockerfile,
+    req: &PlanRequest,
+    base: &BaseConfig,
+) -> Result<Plan, DockerfileError> {
+    select(df, req)?.resolve(df, base)
 }
 
 /// Where a step of a trigger points: the stage's FROM line.
@@ -281,7 +299,7 @@ impl Selection {
                     let items = expand_words(&w.text, df.escape, &before)
                         .map_err(|e| expansion_error(df, w, e))?;
                     for item in items {
-                        let list = super::expose_ports(&item)
+                        let list = expose_ports(&item)
                             .map_err(|reason| invalid(df, w, "EXPOSE port", &item, &reason))?;
                         for p in list {
                             if seen.insert(p.clone()) {
@@ -475,7 +493,7 @@ impl Selection {
             } => {
                 let from = match from {
                     None => CopyFrom::Context,
-                    Some(w) => super::resolve_from(df, self.stage_index, w, &w.text, "COPY --from")
+                    Some(w) => resolve_from(df, self.stage_index, w, &w.text, "COPY --from")
                         .or_else(|e| {
                             // In a trigger the stage list is the Dockerfile's, not the
                             // trigger's one-stage file: resolve against the real one.
