@@ -22,23 +22,30 @@
 //! Dockerfile reference ("ARG", "Automatic platform ARGs in the global scope", "Environment
 //! replacement", "RUN --mount", "ONBUILD").
 //!
-//! The files, lowest first: `request` (what is asked for, what a stage starts from), `graph`
-//! (phase 1's result) and `step` (phase 2's result: what a resolved step is); `paths`, `gofmt`,
-//! `chmod`, `expand`, `scope` (variables), `from` (what `--from` names), `mounts`; `select` and
-//! `stage_key` (phase 1); `config` (image-config instructions), `resolve` (phase 2) and `check`
-//! (chaining stages, checking a graph before any pull).
+//! The files, lowest first:
+//! - data: `request` (what is asked for, what a stage starts from), `graph` (phase 1's result),
+//!   `step` (phase 2's result: what a resolved step is, and nothing else);
+//! - helpers: `paths` (slash paths in the image), `gofmt` (Go formatting in history strings),
+//!   `heredoc`, `chmod` (symbolic modes), `expand` (one word), `scope` (the variables and state
+//!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags);
+//! - phase 1: `select` (stages the target needs), `stage_key` (when platforms share a stage);
+//! - phase 2: `resolve` (the walk), calling `config` (image-config instructions), `copy`
+//!   (COPY/ADD) and `run` (RUN); `check` chains stages and checks a graph before any pull.
 
 mod check;
 mod chmod;
 mod config;
+mod copy;
 mod expand;
 mod from;
 mod gofmt;
 mod graph;
+mod heredoc;
 mod mounts;
 mod paths;
 mod request;
 mod resolve;
+mod run;
 mod scope;
 mod select;
 mod stage_key;
@@ -48,11 +55,12 @@ mod tests;
 
 pub use check::check_graph;
 pub use chmod::SymbolicMode;
+pub use copy::is_url;
 pub use graph::{Selection, StageGraph, StageKey};
 pub use request::{
     BaseConfig, BaseImage, PlanRequest, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS,
 };
-pub use resolve::{is_url, plan};
+pub use resolve::plan;
 pub use scope::automatic_args;
 pub use select::{select, select_graph};
 pub use step::{
