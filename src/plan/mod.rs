@@ -1,7 +1,10 @@
-//! The per-platform build plan: from a parsed [`Dockerfile`], a target platform, the build
-//! platform, `--build-arg` values and an optional `--target` stage, the stages to build (the
-//! target and every stage it needs), each with the image it starts from, the platform it runs as,
-//! and its ordered steps with every word expanded. Level 0: pure.
+//! The per-platform build plan: from a parsed [`Dockerfile`](crate::dockerfile::Dockerfile), a
+//! target platform, the build platform, `--build-arg` values and an optional `--target` stage,
+//! the stages to build (the target and every stage it needs), each with the image it starts
+//! from, the platform it runs as, and its ordered steps with every word expanded.
+//!
+//! Level 0: pure. No I/O, no tokio: platforms, build args and the base images' configs come in
+//! as plain values.
 //!
 //! Two phases, because expansion needs each stage's starting config:
 //! 1. [`select_graph`] expands every needed stage's FROM line with the global ARGs and the
