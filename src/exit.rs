@@ -2,6 +2,9 @@
 //!
 //! 0 success, 1 a build step failed, 2 bad input, 3 registry/network/auth failure after retries,
 //! 4 the host cannot do it. CI scripts retry on 3 and never on 1 or 2.
+//!
+//! Level 0: a vocabulary every error type maps into; it imports nothing from the crate, so any
+//! module may use it. Exiting the process is `main`'s job, never this module's.
 
 /// The process exit code a failure maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

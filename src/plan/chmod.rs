@@ -2,6 +2,8 @@
 //! (`dchapes-mode`, a port of BSD `setmode(3)`) read it: comma-separated clauses `[ugoa]*` then
 //! one or more `[-+=]` each followed by permissions `[rwxXst]*` or a copy of one class `[ugo]`.
 //! Without a class the clause applies to all classes, masked by the umask 022 (POSIX chmod).
+//!
+//! Level 0: pure, no I/O (the mode is applied to a number, never to a file).
 
 use serde::{Deserialize, Serialize};
 

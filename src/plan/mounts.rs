@@ -1,130 +1,16 @@
-//! `RUN --mount=...` and `RUN --network=...` (Dockerfile reference "RUN --mount", BuildKit
-//! `instructions/commands_runmount.go` `parseMount`, `dockerfile2llb/convert_runmount.go`,
-//! `convert_secrets.go`, `convert_runnetwork.go`).
+//! Reading `RUN --mount=...` and `RUN --network=...` into [`RunMount`]s and a [`Network`]
+//! (Dockerfile reference "RUN --mount", BuildKit `instructions/commands_runmount.go`
+//! `parseMount`, `dockerfile2llb/convert_runmount.go`, `convert_secrets.go`,
+//! `convert_runnetwork.go`).
+//!
+//! Level 0: pure parsing and checking, no I/O. The mount types themselves are step data
+//! (`step.rs`).
 
-use serde::Serialize;
-
-use super::{normalize_path, resolve_from, CopyFrom};
+use super::from::resolve_from;
+use super::paths::{go_clean, normalize_path};
+use super::step::{CacheSharing, CopyFrom, MountSource, Network, RunMount};
 use crate::dockerfile::shell::expand_word;
 use crate::dockerfile::{nearest, Dockerfile, DockerfileError, ErrorKind, Word};
-
-/// Where a bind mount's files come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MountSource {
-    /// The build context (what `.dockerignore` allows).
-    Context,
-    /// An earlier stage's filesystem, by index.
-    Stage(usize),
-    /// An image's filesystem, pulled for the stage's platform.
-    Image(String),
-}
-
-/// `sharing=` of a cache mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheSharing {
-    /// Any number of concurrent users (the default).
-    Shared,
-    /// A concurrent user gets a separate, new directory.
-    Private,
-    /// One user at a time; the others wait.
-    Locked,
-}
-
-/// One mount of a RUN step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunMount {
-    /// `type=bind`: files from the context, a stage or an image; writes are discarded.
-    Bind {
-        /// Absolute path in the container.
-        target: String,
-        /// Where from.
-        from: MountSource,
-        /// Path inside the source (`/` = all of it).
-        source: String,
-        /// `ro` (the default) or `rw` (writes go to a throw-away layer).
-        readonly: bool,
-    },
-    /// `type=cache`: a directory kept in the state directory between builds.
-    Cache {
-        /// Absolute path in the container.
-        target: String,
-        /// The cache's identity (`id=`, default the target).
-        id: String,
-        /// Concurrent use.
-        sharing: CacheSharing,
-        /// Read-only.
-        readonly: bool,
-        /// Mode of the cache directory when first created (default 0755).
-        mode: u32,
-        /// Owner of the cache directory when first created.
-        uid: u32,
-        /// Group of the cache directory when first created.
-        gid: u32,
-    },
-    /// `type=tmpfs`: an empty tmpfs.
-    Tmpfs {
-        /// Absolute path in the container.
-        target: String,
-        /// `size=` in bytes; `None` is the kernel's default (half of RAM).
-        size: Option<u64>,
-    },
-    /// `type=secret`: a secret given with `--secret`, as a file and/or an environment variable.
-    Secret {
-        /// The secret's id (`id=`, or `source=`, or the target's file name).
-        id: String,
-        /// The file to create (default `/run/secrets/<id>` unless `env=` is given).
-        target: Option<String>,
-        /// An environment variable to set to the secret's value.
-        env: Option<String>,
-        /// Fail when the secret was not given (default: skip the mount).
-        required: bool,
-        /// File mode (default 0400).
-        mode: u32,
-        /// File owner.
-        uid: u32,
-        /// File group.
-        gid: u32,
-    },
-    /// A file written for the step (the script of `RUN <<EOF` starting with `#!`), read-only.
-    File {
-        /// Absolute path in the container (`/dev/pipes/EOF`).
-        target: String,
-        /// The contents.
-        content: String,
-        /// The file mode.
-        mode: u32,
-    },
-}
-
-impl RunMount {
-    /// The path in the container, if the mount has one (a secret given only as `env=` has
-    /// none).
-    pub fn target(&self) -> Option<&str> {
-        match self {
-            RunMount::Bind { target, .. }
-            | RunMount::Cache { target, .. }
-            | RunMount::Tmpfs { target, .. }
-            | RunMount::File { target, .. } => Some(target),
-            RunMount::Secret { target, .. } => target.as_deref(),
-        }
-    }
-}
-
-/// `RUN --network=` (BuildKit `NetworkMode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Network {
-    /// `default`: the host's network here (polyarch has no bridge or CNI).
-    #[default]
-    Default,
-    /// `none`: a new network namespace with only loopback.
-    None,
-    /// `host`: the host's network namespace.
-    Host,
-}
 
 /// Splits a CSV record into fields (Go `csvvalue.Fields`: `,` separates, a field starting with
 /// `"` is quoted and `""` inside is a quote). `None` for a malformed record.
@@ -219,6 +105,248 @@ const MOUNT_KEYS: &[&str] = &[
     "env",
 ];
 
+/// The `--mount` value being read, for errors that point at it.
+struct MountWord<'a> {
+    df: &'a Dockerfile,
+    word: &'a Word,
+}
+
+impl MountWord<'_> {
+    /// An invalid mount, saying why.
+    fn invalid(&self, reason: String) -> DockerfileError {
+        self.df.error_at(
+            self.word.span,
+            self.word.text.chars().count(),
+            ErrorKind::InvalidMount {
+                value: self.word.text.clone(),
+                reason,
+            },
+        )
+    }
+
+    /// A mount polyarch does not support.
+    fn unsupported(&self, what: &str, reason: &str) -> DockerfileError {
+        self.df.error_at(
+            self.word.span,
+            self.word.text.chars().count(),
+            ErrorKind::Unsupported {
+                what: what.into(),
+                reason: reason.into(),
+            },
+        )
+    }
+}
+
+/// A mount's `type=`.
+#[derive(PartialEq, Clone, Copy)]
+enum Type {
+    Bind,
+    Cache,
+    Tmpfs,
+    Secret,
+}
+
+impl Type {
+    /// The name as written in `type=`.
+    fn name(self) -> &'static str {
+        match self {
+            Type::Bind => "bind",
+            Type::Cache => "cache",
+            Type::Tmpfs => "tmpfs",
+            Type::Secret => "secret",
+        }
+    }
+
+    /// Reads a `type=` value (case-insensitive). Errors: `ssh` (unsupported) and unknown
+    /// types.
+    fn parse(at: &MountWord<'_>, value: &str) -> Result<Type, DockerfileError> {
+        Ok(match value.to_ascii_lowercase().as_str() {
+            "bind" => Type::Bind,
+            "cache" => Type::Cache,
+            "tmpfs" => Type::Tmpfs,
+            "secret" => Type::Secret,
+            "ssh" => {
+                return Err(at.unsupported(
+                    "RUN --mount=type=ssh",
+                    "polyarch does not forward an SSH agent",
+                ))
+            }
+            other => {
+                let hint = nearest(other, &["bind", "cache", "tmpfs", "secret", "ssh"])
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                return Err(at.invalid(format!("unsupported mount type {other:?}{hint}")));
+            }
+        })
+    }
+}
+
+/// A boolean field value as Go's `strconv.ParseBool` reads it.
+fn parse_bool(at: &MountWord<'_>, key: &str, value: &str) -> Result<bool, DockerfileError> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(at.invalid(format!("invalid value for {key}: {value}"))),
+    }
+}
+
+/// The error for a key the mount's type does not take.
+fn unexpected_key(at: &MountWord<'_>, key: &str, typ: Type) -> DockerfileError {
+    at.invalid(format!(
+        "unexpected key '{key}' for mount type '{}'",
+        typ.name()
+    ))
+}
+
+/// The fields of one `--mount` as read (values expanded, `from` not), before they are checked
+/// against each other and the type.
+struct Fields {
+    typ: Type,
+    from: Option<String>,
+    source: String,
+    target: String,
+    readonly: Option<bool>,
+    id: String,
+    sharing: Option<CacheSharing>,
+    required: bool,
+    size: Option<u64>,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    env: Option<String>,
+}
+
+impl Fields {
+    /// Reads every field of the CSV record in order (a later field overrides an earlier one);
+    /// `lookup` expands every value except `from` ("define alias stage instead", BuildKit).
+    fn read(
+        at: &MountWord<'_>,
+        fields: Vec<String>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Fields, DockerfileError> {
+        let mut f = Fields {
+            typ: Type::Bind,
+            from: None,
+            source: String::new(),
+            target: String::new(),
+            readonly: None,
+            id: String::new(),
+            sharing: None,
+            required: false,
+            size: None,
+            mode: None,
+            uid: None,
+            gid: None,
+            env: None,
+        };
+        for field in fields {
+            let (key, value) = match field.split_once('=') {
+                Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
+                None => (field.to_ascii_lowercase(), None),
+            };
+            let Some(raw) = value else {
+                f.set_flag(at, &key, &field)?;
+                continue;
+            };
+            let value = if key == "from" {
+                raw
+            } else {
+                expand_word(&raw, at.df.escape, lookup)
+                    .map_err(|e| at.invalid(format!("cannot expand {raw:?}: {}", e.message)))?
+            };
+            f.set(at, &key, value, &field)?;
+        }
+        Ok(f)
+    }
+
+    /// A field without `=`: `ro`/`readonly`, `rw`/`readwrite`, `required` (secrets only).
+    fn set_flag(
+        &mut self,
+        at: &MountWord<'_>,
+        key: &str,
+        field: &str,
+    ) -> Result<(), DockerfileError> {
+        match key {
+            "readonly" | "ro" => self.readonly = Some(true),
+            "readwrite" | "rw" => self.readonly = Some(false),
+            "required" if self.typ == Type::Secret => self.required = true,
+            "required" => return Err(unexpected_key(at, key, self.typ)),
+            _ => {
+                return Err(at.invalid(format!("invalid field '{field}' must be a key=value pair")))
+            }
+        }
+        Ok(())
+    }
+
+    /// A `key=value` field, `key` lower-cased, `value` expanded.
+    fn set(
+        &mut self,
+        at: &MountWord<'_>,
+        key: &str,
+        value: String,
+        field: &str,
+    ) -> Result<(), DockerfileError> {
+        let number = |what: &str, parsed: Option<u32>| {
+            parsed.ok_or_else(|| at.invalid(format!("invalid value {value} for {what}")))
+        };
+        match key {
+            "type" => self.typ = Type::parse(at, &value)?,
+            "from" => self.from = Some(value),
+            "source" | "src" => self.source = value,
+            "target" | "dst" | "destination" => self.target = value,
+            "readonly" | "ro" => self.readonly = Some(parse_bool(at, key, &value)?),
+            "readwrite" | "rw" => self.readonly = Some(!parse_bool(at, key, &value)?),
+            "required" if self.typ == Type::Secret => self.required = parse_bool(at, key, &value)?,
+            "size" if self.typ == Type::Tmpfs => {
+                self.size = Some(
+                    ram_in_bytes(&value)
+                        .ok_or_else(|| at.invalid(format!("invalid value for size: {value}")))?,
+                )
+            }
+            "required" | "size" => return Err(unexpected_key(at, key, self.typ)),
+            "id" => self.id = value,
+            "sharing" => {
+                self.sharing = Some(match value.to_ascii_lowercase().as_str() {
+                    "shared" => CacheSharing::Shared,
+                    "private" => CacheSharing::Private,
+                    "locked" => CacheSharing::Locked,
+                    other => {
+                        return Err(at.invalid(format!(
+                            "unsupported sharing value {other:?} (shared, private or locked)"
+                        )))
+                    }
+                })
+            }
+            "mode" => {
+                let mode = u32::from_str_radix(&value, 8).ok().filter(|m| *m <= 0o7777);
+                self.mode = Some(number("mode", mode)?);
+            }
+            "uid" => self.uid = Some(number("uid", value.parse().ok())?),
+            "gid" => self.gid = Some(number("gid", value.parse().ok())?),
+            "env" => self.env = Some(value),
+            other => {
+                let hint = nearest(other, MOUNT_KEYS)
+                    .map(|s| format!(" (did you mean {s}?)"))
+                    .unwrap_or_default();
+                return Err(at.invalid(format!("unexpected key '{other}' in '{field}'{hint}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A mount target made absolute against `workdir`; empty and `/` are refused.
+fn abs_target(at: &MountWord<'_>, workdir: &str, t: &str) -> Result<String, DockerfileError> {
+    if t.is_empty() {
+        return Err(at.invalid("a target is required".into()));
+    }
+    let abs = normalize_path(workdir, t, false);
+    if abs == "/" {
+        return Err(at.invalid(format!("invalid mount target {abs:?}")));
+    }
+    Ok(abs)
+}
+
 /// Parses and expands one `--mount` value. `workdir` makes a relative target absolute;
 /// `lookup` expands every value except `from`; `stage_index` is the stage the RUN is in.
 pub(super) fn parse_mount(
@@ -228,283 +356,147 @@ pub(super) fn parse_mount(
     workdir: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RunMount, DockerfileError> {
-    let fail = |reason: String| {
-        df.error_at(
-            word.span,
-            word.text.chars().count(),
-            ErrorKind::InvalidMount {
-                value: word.text.clone(),
-                reason,
-            },
-        )
-    };
-    let fields =
-        csv_fields(&word.text).ok_or_else(|| fail("malformed comma-separated list".into()))?;
-    #[derive(PartialEq, Clone, Copy)]
-    enum Type {
-        Bind,
-        Cache,
-        Tmpfs,
-        Secret,
+    let at = MountWord { df, word };
+    let fields = csv_fields(&word.text)
+        .ok_or_else(|| at.invalid("malformed comma-separated list".into()))?;
+    let f = Fields::read(&at, fields, lookup)?;
+    let file_info = matches!(f.typ, Type::Secret | Type::Cache);
+    if !file_info && (f.mode.is_some() || f.uid.is_some() || f.gid.is_some()) {
+        return Err(
+            at.invalid("mode, uid and gid are only allowed for cache and secret mounts".into())
+        );
     }
-    let mut typ = Type::Bind;
-    let mut from: Option<String> = None;
-    let mut source = String::new();
-    let mut target = String::new();
-    let mut readonly: Option<bool> = None;
-    let mut id = String::new();
-    let mut sharing: Option<CacheSharing> = None;
-    let mut required = false;
-    let mut size: Option<u64> = None;
-    let (mut mode, mut uid, mut gid): (Option<u32>, Option<u32>, Option<u32>) = (None, None, None);
-    let mut env: Option<String> = None;
-    let parse_bool = |k: &str, v: &str| match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(fail(format!("invalid value for {k}: {v}"))),
-    };
-    for field in fields {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
-            None => (field.to_ascii_lowercase(), None),
-        };
-        let Some(raw) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => readonly = Some(true),
-                "readwrite" | "rw" => readonly = Some(false),
-                "required" if typ == Type::Secret => required = true,
-                "required" => {
-                    return Err(fail(format!(
-                        "unexpected key 'required' for mount type '{}'",
-                        type_name(typ)
-                    )))
-                }
-                _ => {
-                    return Err(fail(format!(
-                        "invalid field '{field}' must be a key=value pair"
-                    )))
-                }
-            }
-            continue;
-        };
-        // `from` is never expanded (BuildKit: "define alias stage instead").
-        let value = if key == "from" {
-            raw
-        } else {
-            expand_word(&raw, df.escape, lookup)
-                .map_err(|e| fail(format!("cannot expand {raw:?}: {}", e.message)))?
-        };
-        fn type_name(t: Type) -> &'static str {
-            match t {
-                Type::Bind => "bind",
-                Type::Cache => "cache",
-                Type::Tmpfs => "tmpfs",
-                Type::Secret => "secret",
-            }
-        }
-        match key.as_str() {
-            "type" => {
-                typ = match value.to_ascii_lowercase().as_str() {
-                    "bind" => Type::Bind,
-                    "cache" => Type::Cache,
-                    "tmpfs" => Type::Tmpfs,
-                    "secret" => Type::Secret,
-                    "ssh" => {
-                        return Err(df.error_at(
-                            word.span,
-                            word.text.chars().count(),
-                            ErrorKind::Unsupported {
-                                what: "RUN --mount=type=ssh".into(),
-                                reason: "polyarch does not forward an SSH agent".into(),
-                            },
-                        ))
-                    }
-                    other => {
-                        let hint = nearest(other, &["bind", "cache", "tmpfs", "secret", "ssh"])
-                            .map(|s| format!(" (did you mean {s}?)"))
-                            .unwrap_or_default();
-                        return Err(fail(format!("unsupported mount type {other:?}{hint}")));
-                    }
-                }
-            }
-            "from" => from = Some(value),
-            "source" | "src" => source = value,
-            "target" | "dst" | "destination" => target = value,
-            "readonly" | "ro" => readonly = Some(parse_bool(&key, &value)?),
-            "readwrite" | "rw" => readonly = Some(!parse_bool(&key, &value)?),
-            "required" if typ == Type::Secret => required = parse_bool(&key, &value)?,
-            "required" => {
-                return Err(fail(format!(
-                    "unexpected key 'required' for mount type '{}'",
-                    type_name(typ)
-                )))
-            }
-            "size" if typ == Type::Tmpfs => {
-                size = Some(
-                    ram_in_bytes(&value)
-                        .ok_or_else(|| fail(format!("invalid value for size: {value}")))?,
-                )
-            }
-            "size" => {
-                return Err(fail(format!(
-                    "unexpected key 'size' for mount type '{}'",
-                    type_name(typ)
-                )))
-            }
-            "id" => id = value,
-            "sharing" => {
-                sharing = Some(match value.to_ascii_lowercase().as_str() {
-                    "shared" => CacheSharing::Shared,
-                    "private" => CacheSharing::Private,
-                    "locked" => CacheSharing::Locked,
-                    other => {
-                        return Err(fail(format!(
-                            "unsupported sharing value {other:?} (shared, private or locked)"
-                        )))
-                    }
-                })
-            }
-            "mode" => {
-                mode = Some(
-                    u32::from_str_radix(&value, 8)
-                        .ok()
-                        .filter(|m| *m <= 0o7777)
-                        .ok_or_else(|| fail(format!("invalid value {value} for mode")))?,
-                )
-            }
-            "uid" => {
-                uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| fail(format!("invalid value {value} for uid")))?,
-                )
-            }
-            "gid" => {
-                gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| fail(format!("invalid value {value} for gid")))?,
-                )
-            }
-            "env" => env = Some(value),
-            other => {
-                let hint = nearest(other, MOUNT_KEYS)
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
-                return Err(fail(format!("unexpected key '{other}' in '{field}'{hint}")));
-            }
-        }
+    if f.sharing.is_some() && f.typ != Type::Cache {
+        return Err(at.invalid("sharing is only allowed for cache mounts".into()));
     }
-    let file_info = matches!(typ, Type::Secret | Type::Cache);
-    if !file_info && (mode.is_some() || uid.is_some() || gid.is_some()) {
-        return Err(fail(
-            "mode, uid and gid are only allowed for cache and secret mounts".into(),
+    let readonly = f
+        .readonly
+        .unwrap_or(!matches!(f.typ, Type::Cache | Type::Tmpfs));
+    match f.typ {
+        Type::Secret => secret_mount(&at, workdir, f),
+        Type::Tmpfs => {
+            if f.from.is_some() {
+                return Err(at.invalid("a tmpfs mount has no from".into()));
+            }
+            Ok(RunMount::Tmpfs {
+                target: abs_target(&at, workdir, &f.target)?,
+                size: f.size,
+            })
+        }
+        Type::Cache => cache_mount(&at, workdir, f, readonly),
+        Type::Bind => bind_mount(&at, stage_index, workdir, f, readonly),
+    }
+}
+
+/// `type=secret` (BuildKit `convert_secrets.go`): the id is `source`, else `id`, else the
+/// target's file name; the file is the target, else `/run/secrets/<id>` unless only `env=` is
+/// wanted.
+fn secret_mount(at: &MountWord<'_>, workdir: &str, f: Fields) -> Result<RunMount, DockerfileError> {
+    if f.from.is_some() {
+        return Err(at.invalid("secret mount should not have a from".into()));
+    }
+    if f.source.is_empty() && f.target.is_empty() && f.id.is_empty() {
+        return Err(
+            at.invalid("invalid secret mount: one of id, source or target is required".into())
+        );
+    }
+    if !f.source.is_empty() && !f.id.is_empty() {
+        return Err(at.invalid("both source and id can't be set".into()));
+    }
+    let id = if !f.source.is_empty() {
+        f.source
+    } else if !f.id.is_empty() {
+        f.id
+    } else {
+        f.target.rsplit('/').next().unwrap_or_default().to_string()
+    };
+    let target = if !f.target.is_empty() {
+        Some(abs_target(at, workdir, &f.target)?)
+    } else if f.env.is_none() {
+        let base = id.rsplit('/').next().unwrap_or(&id);
+        Some(format!("/run/secrets/{base}"))
+    } else {
+        None
+    };
+    Ok(RunMount::Secret {
+        id,
+        target,
+        env: f.env,
+        required: f.required,
+        mode: f.mode.unwrap_or(0o400),
+        uid: f.uid.unwrap_or(0),
+        gid: f.gid.unwrap_or(0),
+    })
+}
+
+/// `type=cache`: always starts empty (no `from` or `source`); the id defaults to the target as
+/// written, cleaned (BuildKit: `path.Clean(mount.Target)`).
+fn cache_mount(
+    at: &MountWord<'_>,
+    workdir: &str,
+    f: Fields,
+    readonly: bool,
+) -> Result<RunMount, DockerfileError> {
+    if f.from.is_some() || !f.source.is_empty() {
+        return Err(at.unsupported(
+            "a cache mount with from or source",
+            "polyarch cache mounts always start empty",
         ));
     }
-    if sharing.is_some() && typ != Type::Cache {
-        return Err(fail("sharing is only allowed for cache mounts".into()));
-    }
-    let readonly = readonly.unwrap_or(!matches!(typ, Type::Cache | Type::Tmpfs));
-    let abs_target = |t: &str| -> Result<String, DockerfileError> {
-        if t.is_empty() {
-            return Err(fail("a target is required".into()));
-        }
-        let abs = normalize_path(workdir, t, false);
-        if abs == "/" {
-            return Err(fail(format!("invalid mount target {abs:?}")));
-        }
-        Ok(abs)
-    };
-    Ok(match typ {
-        Type::Secret => {
-            if from.is_some() {
-                return Err(fail("secret mount should not have a from".into()));
-            }
-            if source.is_empty() && target.is_empty() && id.is_empty() {
-                return Err(fail(
-                    "invalid secret mount: one of id, source or target is required".into(),
-                ));
-            }
-            if !source.is_empty() && !id.is_empty() {
-                return Err(fail("both source and id can't be set".into()));
-            }
-            let id = if !source.is_empty() {
-                source
-            } else if !id.is_empty() {
-                id
-            } else {
-                target.rsplit('/').next().unwrap_or_default().to_string()
-            };
-            let target = if !target.is_empty() {
-                Some(abs_target(&target)?)
-            } else if env.is_none() {
-                let base = id.rsplit('/').next().unwrap_or(&id);
-                Some(format!("/run/secrets/{base}"))
-            } else {
-                None
-            };
-            RunMount::Secret {
-                id,
-                target,
-                env,
-                required,
-                mode: mode.unwrap_or(0o400),
-                uid: uid.unwrap_or(0),
-                gid: gid.unwrap_or(0),
-            }
-        }
-        Type::Tmpfs => {
-            if from.is_some() {
-                return Err(fail("a tmpfs mount has no from".into()));
-            }
-            RunMount::Tmpfs {
-                target: abs_target(&target)?,
-                size,
-            }
-        }
-        Type::Cache => {
-            if from.is_some() || !source.is_empty() {
-                return Err(df.error_at(
-                    word.span,
-                    word.text.chars().count(),
-                    ErrorKind::Unsupported {
-                        what: "a cache mount with from or source".into(),
-                        reason: "polyarch cache mounts always start empty".into(),
-                    },
-                ));
-            }
-            RunMount::Cache {
-                id: if id.is_empty() {
-                    // BuildKit: `path.Clean(mount.Target)` of the target as written.
-                    super::go_clean(&target)
-                } else {
-                    id
-                },
-                target: abs_target(&target)?,
-                sharing: sharing.unwrap_or(CacheSharing::Shared),
-                readonly,
-                mode: mode.unwrap_or(0o755),
-                uid: uid.unwrap_or(0),
-                gid: gid.unwrap_or(0),
-            }
-        }
-        Type::Bind => {
-            let from = match from {
-                None => MountSource::Context,
-                Some(f) => match resolve_from(df, stage_index, word, &f, "RUN --mount from")? {
-                    CopyFrom::Stage(i) => MountSource::Stage(i),
-                    CopyFrom::Image(r) => MountSource::Image(r),
-                    CopyFrom::Context => MountSource::Context,
-                },
-            };
-            RunMount::Bind {
-                target: abs_target(&target)?,
-                from,
-                source: normalize_path("/", &source, false),
-                readonly,
-            }
-        }
+    Ok(RunMount::Cache {
+        id: if f.id.is_empty() {
+            go_clean(&f.target)
+        } else {
+            f.id
+        },
+        target: abs_target(at, workdir, &f.target)?,
+        sharing: f.sharing.unwrap_or(CacheSharing::Shared),
+        readonly,
+        mode: f.mode.unwrap_or(0o755),
+        uid: f.uid.unwrap_or(0),
+        gid: f.gid.unwrap_or(0),
     })
+}
+
+/// `type=bind`: files from the context, an earlier stage or an image (`from=`, checked as
+/// `COPY --from` is), `source` inside it.
+fn bind_mount(
+    at: &MountWord<'_>,
+    stage_index: usize,
+    workdir: &str,
+    f: Fields,
+    readonly: bool,
+) -> Result<RunMount, DockerfileError> {
+    let from = match f.from {
+        None => MountSource::Context,
+        Some(v) => match resolve_from(at.df, stage_index, at.word, &v, "RUN --mount from")? {
+            CopyFrom::Stage(i) => MountSource::Stage(i),
+            CopyFrom::Image(r) => MountSource::Image(r),
+            CopyFrom::Context => MountSource::Context,
+        },
+    };
+    Ok(RunMount::Bind {
+        target: abs_target(at, workdir, &f.target)?,
+        from,
+        source: normalize_path("/", &f.source, false),
+        readonly,
+    })
+}
+
+/// The `from=` of every `--mount` of a RUN, without expanding anything else (BuildKit checks
+/// `from` at parse time and never expands it).
+pub(super) fn mount_froms(mounts: &[Word]) -> Vec<(Word, String)> {
+    let mut out = Vec::new();
+    for m in mounts {
+        for field in csv_fields(&m.text).unwrap_or_default() {
+            if let Some((k, v)) = field.split_once('=') {
+                if k.eq_ignore_ascii_case("from") {
+                    out.push((m.clone(), v.to_string()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Parses `--network=` (not expanded, as in BuildKit).

@@ -1,7 +1,12 @@
 //! Unit and golden tests of the plan.
 
+use super::config::expose_ports;
+use super::gofmt::go_quote;
+use super::paths::{clean_abs, normalize_path};
 use super::*;
-use crate::dockerfile::parse;
+use crate::dockerfile::{parse, DockerfileError, ErrorKind};
+use crate::platform::Platform;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn req(target: &str) -> PlanRequest {
