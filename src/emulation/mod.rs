@@ -39,7 +39,7 @@ pub use probe::{probe_elf, probe_marker, run_probe, Isolation, ProbeResult, PROB
 pub use status::{status, ArchStatus, Runs, StatusReport};
 
 /// The handler table, `qemu/binfmt.toml`, compiled in.
-const TABLE_TOML: &str = include_str!("../qemu/binfmt.toml");
+const TABLE_TOML: &str = include_str!("../../qemu/binfmt.toml");
 
 /// Errors from reading binfmt_misc state or deciding how to run a platform.
 #[derive(Debug, thiserror::Error)]
