@@ -28,6 +28,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod host;
 mod normalize;
 
 use normalize::{normalize_os, with_suggestion, KNOWN_ARCH, KNOWN_OS};
@@ -238,23 +239,6 @@ impl Platform {
         }
         p.os_version = (!os_version.is_empty()).then_some(os_version);
         Ok(p)
-    }
-
-    /// The platform this binary runs on: Linux and the compile-time architecture (containerd
-    /// `DefaultSpec`; an arm host is taken as v7, containerd's unnamed default).
-    pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-            "powerpc64" => "ppc64",
-            "loongarch64" => "loong64",
-            "mips64" if cfg!(target_endian = "little") => "mips64le",
-            "mips" if cfg!(target_endian = "little") => "mipsle",
-            other => other,
-        };
-        Platform::new("linux", arch, None)
     }
 
     /// containerd's `NewMatcher(self).Match(candidate)`: OS, architecture and variant equal after
