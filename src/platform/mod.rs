@@ -23,11 +23,11 @@
 //!   `amd64` use a `386` image and `arm64` an `arm` one, but an image built on such a base would
 //!   claim one architecture while holding another's binaries. [`only_match`] is the exact rule.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod format;
 mod host;
 mod normalize;
 
@@ -141,22 +141,6 @@ fn decode_os_option(v: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|_| "os version is not UTF-8 after decoding".to_string())
-}
-
-/// containerd `encodeOSOption`: `%`, `+`, `(`, `)` and `/` percent-encoded.
-fn encode_os_option(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '+' => out.push_str("%2B"),
-            '(' => out.push_str("%28"),
-            ')' => out.push_str("%29"),
-            '/' => out.push_str("%2F"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// What a `--platform` list asks for: explicit platforms (de-duplicated) and whether `all` (every
@@ -347,21 +331,6 @@ impl Platform {
             });
         }
         Ok(t.platforms)
-    }
-}
-
-/// containerd `FormatAll`: `os[(version)]/architecture[/variant]` with the version encoded.
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.os)?;
-        if let Some(v) = self.os_version.as_deref().filter(|v| !v.is_empty()) {
-            write!(f, "({})", encode_os_option(v))?;
-        }
-        write!(f, "/{}", self.architecture)?;
-        if let Some(v) = self.variant.as_deref().filter(|v| !v.is_empty()) {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
     }
 }
 
@@ -638,24 +607,6 @@ mod tests {
             let j = serde_json::to_string(&got).unwrap();
             assert_eq!(serde_json::from_str::<Platform>(&j).unwrap(), got, "{j}");
         }
-    }
-
-    #[test]
-    fn windows_os_version_fields() {
-        let w = p("windows(10.0.17763%2Bbuild.42)/amd64");
-        assert_eq!(w.os_version.as_deref(), Some("10.0.17763+build.42"));
-        assert_eq!(
-            serde_json::to_value(&w).unwrap(),
-            serde_json::json!({"architecture": "amd64", "os": "windows",
-                               "os.version": "10.0.17763+build.42"})
-        );
-        let odd = Platform {
-            os_version: Some("1.0(beta)/a".into()),
-            ..plat("windows", "amd64", "")
-        };
-        assert_eq!(odd.to_string(), "windows(1.0%28beta%29%2Fa)/amd64");
-        assert_eq!(p(&odd.to_string()), odd);
-        assert!(Platform::parse("windows(10%zz)/amd64").is_err());
     }
 
     #[test]
