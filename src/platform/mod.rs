@@ -29,8 +29,10 @@ mod format;
 mod host;
 mod normalize;
 mod parse;
+mod windows_compat;
 
 pub use parse::Targets;
+use windows_compat::{windows_compatible, WindowsVersion};
 
 /// A target platform (image-spec image-index.md "platform").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -137,59 +139,6 @@ impl Platform {
             _ => return None,
         })
     }
-}
-
-/// A Windows `major.minor.build` version (containerd `windowsOSVersion`); all zero when the text
-/// has fewer than three parts or does not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct WindowsVersion {
-    major: u8,
-    minor: u8,
-    build: u16,
-}
-
-impl WindowsVersion {
-    /// containerd `getWindowsOSVersion`.
-    fn parse(v: &str) -> WindowsVersion {
-        let mut it = v.split('.');
-        let (Some(a), Some(b), Some(c)) = (it.next(), it.next(), it.next()) else {
-            return WindowsVersion::default();
-        };
-        match (a.parse(), b.parse(), c.parse()) {
-            (Ok(major), Ok(minor), Ok(build)) => WindowsVersion {
-                major,
-                minor,
-                build,
-            },
-            _ => WindowsVersion::default(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        *self == WindowsVersion::default()
-    }
-}
-
-/// Windows Server 2022 (ltsc2022) and 2025 (ltsc2025) builds: the stable-ABI releases
-/// (containerd `compatLTSCReleases`, ascending).
-const WINDOWS_LTSC: &[u16] = &[20348, 26100];
-
-/// containerd `checkWindowsHostAndContainerCompat`: same major.minor; before ltsc2022 the build
-/// must be equal; from it on, a host runs containers from the latest LTSC before it up to itself.
-fn windows_compatible(host: WindowsVersion, ctr: WindowsVersion) -> bool {
-    if host.major != ctr.major || host.minor != ctr.minor {
-        return false;
-    }
-    if host.build < WINDOWS_LTSC[0] {
-        return host.build == ctr.build;
-    }
-    let supported = WINDOWS_LTSC
-        .iter()
-        .rev()
-        .find(|&&l| host.build > l)
-        .copied()
-        .unwrap_or(WINDOWS_LTSC[0]);
-    supported <= ctr.build && ctr.build <= host.build
 }
 
 /// arm64 variants and the (major, newest minor) versions each can run, newest first
