@@ -22,11 +22,19 @@
 //! - [`best_match`] (base image resolution) never crosses architectures: containerd's `Only` lets
 //!   `amd64` use a `386` image and `arm64` an `arm` one, but an image built on such a base would
 //!   claim one architecture while holding another's binaries. [`only_match`] is the exact rule.
+//!
+//! Where each part lives: `normalize.rs` the name tables (known OS and architecture names, the
+//! alias table, spellings refused with a suggestion) and the two forms; `parse.rs` specifiers and
+//! `--platform` lists; `format.rs` the text form; `matching.rs` the matcher, variant fallbacks and
+//! index selection, with `windows_compat.rs` for Windows `os.version`s; `host.rs` the host's
+//! platform; `machine.rs` the `uname -m` and qemu names. This file holds the value, its error and
+//! the tests that cross those parts (round trips); it must not grow logic of its own.
 
 use serde::{Deserialize, Serialize};
 
 mod format;
 mod host;
+mod machine;
 mod matching;
 mod normalize;
 mod parse;
@@ -77,49 +85,6 @@ impl Platform {
     /// The variant, or `""`.
     pub fn variant_str(&self) -> &str {
         self.variant.as_deref().unwrap_or("")
-    }
-
-    /// The machine name `uname -m` prints for this architecture on Linux (`x86_64`, `aarch64`,
-    /// `armv7l`, ...), as a RUN step sees it under emulation. `None` when unknown.
-    pub fn machine(&self) -> Option<&'static str> {
-        let n = self.normalized();
-        Some(match n.architecture.as_str() {
-            "amd64" => "x86_64",
-            "arm64" => "aarch64",
-            "arm" => match n.variant_str() {
-                "v5" => "armv5tel",
-                "v6" => "armv6l",
-                "v8" => "armv8l",
-                _ => "armv7l",
-            },
-            "386" => "i686",
-            "ppc64le" => "ppc64le",
-            "ppc64" => "ppc64",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            "mips64le" | "mips64" => "mips64",
-            "loong64" => "loongarch64",
-            _ => return None,
-        })
-    }
-
-    /// The qemu-user name of this architecture (`qemu-<name>`, binfmt handler `qemu-<name>`):
-    /// `aarch64`, `arm`, `x86_64`, `ppc64le`, ... `None` when qemu has none.
-    pub fn qemu_arch(&self) -> Option<&'static str> {
-        Some(match self.normalized().architecture.as_str() {
-            "amd64" => "x86_64",
-            "arm64" => "aarch64",
-            "arm" => "arm",
-            "386" => "i386",
-            "ppc64le" => "ppc64le",
-            "ppc64" => "ppc64",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            "mips64le" => "mips64el",
-            "mips64" => "mips64",
-            "loong64" => "loongarch64",
-            _ => return None,
-        })
     }
 }
 
@@ -247,25 +212,5 @@ mod tests {
             serde_json::to_string(&p("linux/arm/v7")).unwrap(),
             r#"{"architecture":"arm","os":"linux","variant":"v7"}"#
         );
-    }
-
-    #[test]
-    fn machine_and_qemu_names() {
-        for (input, machine, qemu) in [
-            ("linux/amd64", "x86_64", "x86_64"),
-            ("linux/arm64/v8", "aarch64", "aarch64"),
-            ("linux/arm", "armv7l", "arm"),
-            ("linux/arm/v7", "armv7l", "arm"),
-            ("linux/armel", "armv6l", "arm"),
-            ("linux/ppc64le", "ppc64le", "ppc64le"),
-            ("linux/s390x", "s390x", "s390x"),
-            ("linux/386", "i686", "i386"),
-            ("linux/mips64le", "mips64", "mips64el"),
-            ("linux/loong64", "loongarch64", "loongarch64"),
-        ] {
-            assert_eq!(p(input).machine(), Some(machine), "{input}");
-            assert_eq!(p(input).qemu_arch(), Some(qemu), "{input}");
-        }
-        assert_eq!(p("linux/wasm").qemu_arch(), None);
     }
 }
