@@ -448,6 +448,7 @@ pub fn uninstall(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::{Classify, ExitCode};
 
     fn row(name: &str) -> &'static Handler {
         handlers().iter().find(|h| h.name == name).unwrap()
