@@ -12,8 +12,14 @@
 use std::io::Write;
 use std::process::Command;
 
-use super::status::{binfmt_state, pick_entry};
-use super::*;
+use std::path::{Path, PathBuf};
+
+use super::entry::{read_entries, BinfmtEntry, EntryMatch};
+use super::error::EmulationError;
+use super::probe::{run_probe, Isolation};
+use super::status::{binfmt_state, judge, pick_entry, Runs};
+use super::support::native_architectures;
+use super::table::Handler;
 
 /// Where Debian installs the `<arch>-binfmt-P` wrappers (symlinks to `qemu-<arch>-static`).
 const DEBIAN_WRAPPER_DIR: &str = "/usr/libexec/qemu-binfmt";
@@ -322,7 +328,7 @@ fn install_one(
     let work = opts.work_dir.as_path();
     let entries = read_entries(dir)?;
     let probe = run_probe(h, work, Isolation::Chroot)?;
-    let current = super::status::judge(h, is_native, &entries, probe, (dir, true, true));
+    let current = judge(h, is_native, &entries, probe, (dir, true, true));
     if current.runs == Runs::Native {
         return Ok(InstallOutcome::Native);
     }
@@ -448,6 +454,8 @@ pub fn uninstall(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emulation::probe::probe_elf;
+    use crate::emulation::table::handlers;
     use crate::exit::{Classify, ExitCode};
 
     fn row(name: &str) -> &'static Handler {

@@ -23,13 +23,6 @@
 //! root filesystem. It must also keep `argv[0]` (`P`), or multi-call programs such as busybox
 //! break.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use serde::Deserialize;
-
-use crate::platform::Platform;
-
 mod entry;
 mod error;
 mod install;

@@ -12,10 +12,15 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::*;
+use serde::Deserialize;
+
+use super::error::EmulationError;
+use super::table::Handler;
 
 /// The probe table, `qemu/probes.toml`, compiled in.
 const PROBES_TOML: &str = include_str!("../../qemu/probes.toml");
@@ -457,6 +462,9 @@ fn last_line(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emulation::entry::{BinfmtEntry, EntryMatch};
+    use crate::emulation::table::{handler_for, handlers};
+    use crate::platform::Platform;
 
     #[test]
     fn every_handler_has_a_probe_that_its_own_entry_matches() {

@@ -2,7 +2,14 @@
 //! program is executed through the kernel and the outcome is explained with the binfmt_misc
 //! entries that match the architecture's ELF header (found by magic and mask, never by name).
 
-use super::*;
+use std::path::{Path, PathBuf};
+
+use super::entry::{read_entries, BinfmtEntry};
+use super::error::EmulationError;
+use super::probe::{run_probe, Isolation, ProbeResult};
+use super::support::native_architectures;
+use super::table::{handlers, Handler};
+use crate::platform::Platform;
 
 /// Whether an architecture's programs run on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
