@@ -319,6 +319,8 @@ pub fn install(
     Ok(out)
 }
 
+/// [`install`] for one handler: keeps a working registration, reports a conflicting one unless
+/// `opts.force`, else registers polyarch's own ([`register_and_prove`]).
 fn install_one(
     h: &'static Handler,
     is_native: bool,
@@ -380,12 +382,26 @@ fn install_one(
             })
         }
     };
+    register_and_prove(h, &interp, &in_the_way, opts)
+}
+
+/// Removes the entries `in_the_way`, registers `h` with `interp`, and proves the registration by
+/// running the probe in a chroot; a registration whose probe fails is removed again.
+fn register_and_prove(
+    h: &Handler,
+    interp: &Interpreter,
+    in_the_way: &[&BinfmtEntry],
+    opts: &InstallOptions,
+) -> Result<InstallOutcome, EmulationError> {
+    let dir = opts.binfmt_dir.as_path();
+    let work = opts.work_dir.as_path();
+    let own_name = format!("qemu-{}", h.name);
     let mut replaced = Vec::new();
-    for e in &in_the_way {
+    for e in in_the_way {
         remove_entry(dir, &e.name)?;
         replaced.push(e.name.clone());
     }
-    let line = register_line(h, &interp);
+    let line = register_line(h, interp);
     if let Err(e) = write_control(&dir.join("register"), &line) {
         return Ok(InstallOutcome::Failed {
             reason: format!("the kernel refused the registration {line:?}: {e}"),
