@@ -12,8 +12,8 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -304,28 +304,62 @@ pub fn run_probe(
     let Some(elf) = probe_elf(handler) else {
         return Ok(ProbeResult::NoProbe);
     };
-    let setup = |path: &Path, source| EmulationError::ProbeSetup {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(work_dir).map_err(|e| setup(work_dir, e))?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("probe-{}-", handler.name))
-        .tempdir_in(work_dir)
-        .map_err(|e| setup(work_dir, e))?;
-    let file = dir.path().join("probe");
-    std::fs::write(&file, &elf).map_err(|e| setup(&file, e))?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| setup(&file, e))?;
+    let (dir, file) = write_probe(handler, &elf, work_dir)?;
     let root = match isolation {
         Isolation::Host => None,
         Isolation::Chroot => Some(dir.path()),
     };
-    let exec = ExecArgs::new(&file, root).map_err(|e| setup(&file, e))?;
+    let exec = ExecArgs::new(&file, root).map_err(|e| setup_error(&file, e))?;
+    let mut child = match spawn_probe(&file, exec) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(ProbeResult::ExecFailed {
+                errno: e.raw_os_error(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let status = match wait_with_timeout(&mut child) {
+        Ok(s) => s,
+        Err(outcome) => return Ok(outcome),
+    };
+    Ok(exit_outcome(&mut child, status))
+}
+
+/// The error for a probe that cannot be set up at `path`.
+fn setup_error(path: &Path, source: std::io::Error) -> EmulationError {
+    EmulationError::ProbeSetup {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `elf` as an executable file `probe` in a fresh directory under `work_dir` (created when
+/// missing); returns the directory, removed when dropped, and the file's path.
+fn write_probe(
+    handler: &Handler,
+    elf: &[u8],
+    work_dir: &Path,
+) -> Result<(tempfile::TempDir, PathBuf), EmulationError> {
+    std::fs::create_dir_all(work_dir).map_err(|e| setup_error(work_dir, e))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("probe-{}-", handler.name))
+        .tempdir_in(work_dir)
+        .map_err(|e| setup_error(work_dir, e))?;
+    let file = dir.path().join("probe");
+    std::fs::write(&file, elf).map_err(|e| setup_error(&file, e))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| setup_error(&file, e))?;
+    Ok((dir, file))
+}
+
+/// Starts the probe `file` with the prepared `exec` arguments, stdin empty, stdout and stderr
+/// piped. Errors when the kernel refuses to start it (or the chroot fails).
+fn spawn_probe(file: &Path, exec: ExecArgs) -> std::io::Result<Child> {
     // std runs programs with execvp(3), which glibc retries through /bin/sh when execve(2) fails
     // with ENOEXEC; that would turn "nothing handles this format" into a shell error. So the
     // child makes the execve(2) call itself.
-    let mut cmd = Command::new(&file);
+    let mut cmd = Command::new(file);
     // SAFETY: runs in the forked child before std's own exec. It makes only the chroot(2),
     // chdir(2) and execve(2) system calls, on strings and pointer arrays prepared before the fork
     // (no allocation, no locks), all async-signal-safe. execve returns only on failure, which is
@@ -349,35 +383,36 @@ pub fn run_probe(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(ProbeResult::ExecFailed {
-                errno: e.raw_os_error(),
-                message: e.to_string(),
-            })
-        }
-    };
+    cmd.spawn()
+}
+
+/// Waits for the probe for at most [`PROBE_TIMEOUT`], polling. `Err` is the outcome when it did
+/// not end by itself: killed after the time limit, or an error while waiting.
+fn wait_with_timeout(child: &mut Child) -> Result<ExitStatus, ProbeResult> {
     let started = Instant::now();
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(s)) => break s,
+            Ok(Some(s)) => return Ok(s),
             Ok(None) if started.elapsed() >= PROBE_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Ok(ProbeResult::TimedOut {
+                return Err(ProbeResult::TimedOut {
                     seconds: PROBE_TIMEOUT.as_secs(),
                 });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             Err(e) => {
-                return Ok(ProbeResult::Failed {
+                return Err(ProbeResult::Failed {
                     status: format!("an error waiting for it ({e})"),
                     stderr: String::new(),
                 })
             }
         }
-    };
+    }
+}
+
+/// What a probe that ended with `status` did: its output is read and compared with the marker.
+fn exit_outcome(child: &mut Child, status: ExitStatus) -> ProbeResult {
     let mut out = Vec::new();
     let mut err = Vec::new();
     if let Some(mut s) = child.stdout.take() {
@@ -387,24 +422,24 @@ pub fn run_probe(
         let _ = s.read_to_end(&mut err);
     }
     if let Some(sig) = status.signal() {
-        return Ok(ProbeResult::Failed {
+        return ProbeResult::Failed {
             status: format!("signal {sig}"),
             stderr: last_line(&err),
-        });
+        };
     }
     match status.code() {
-        Some(0) if out == probe_marker().as_bytes() => Ok(ProbeResult::Ran),
-        Some(0) => Ok(ProbeResult::ArgvLost {
+        Some(0) if out == probe_marker().as_bytes() => ProbeResult::Ran,
+        Some(0) => ProbeResult::ArgvLost {
             printed: String::from_utf8_lossy(&out).replace('\0', "\\0"),
-        }),
-        Some(n) => Ok(ProbeResult::Failed {
+        },
+        Some(n) => ProbeResult::Failed {
             status: format!("exit status {n}"),
             stderr: last_line(&err),
-        }),
-        None => Ok(ProbeResult::Failed {
+        },
+        None => ProbeResult::Failed {
             status: "an unknown status".into(),
             stderr: last_line(&err),
-        }),
+        },
     }
 }
 
