@@ -470,7 +470,7 @@ pub fn uninstall(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulation::probe::probe_elf;
+    use crate::emulation::probe_program::probe_elf;
     use crate::emulation::table::handlers;
     use crate::exit::{Classify, ExitCode};
 

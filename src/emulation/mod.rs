@@ -8,7 +8,8 @@
 //! - `entry.rs`: the kernel's entry files (`/proc/sys/fs/binfmt_misc/<name>`, format: Linux
 //!   `Documentation/admin-guide/binfmt-misc.rst` and `fs/binfmt_misc.c` `bm_entry_read`), parsed
 //!   by [`BinfmtEntry::parse`] and read by [`read_entries`];
-//! - `probe.rs`: probe programs (machine code in `qemu/probes.toml`) and [`run_probe`];
+//! - `probe_program.rs`: probe programs built from the machine code in `qemu/probes.toml`
+//!   ([`probe_elf`]), and `probe.rs`: running one through the kernel ([`run_probe`]);
 //! - `support.rs`: [`classify`], which decides [`Support`] for one platform by comparing every
 //!   registered entry's magic/mask against that architecture's ELF header, never trusting entry
 //!   names, and [`verify`], which then proves it by running the platform's probe program;
@@ -27,6 +28,7 @@ mod entry;
 mod error;
 mod install;
 mod probe;
+mod probe_program;
 mod status;
 mod support;
 mod table;
@@ -37,7 +39,8 @@ pub use install::{
     find_interpreter, install, uninstall, InstallOptions, InstallOutcome, Interpreter,
     UninstallOutcome,
 };
-pub use probe::{probe_elf, probe_marker, run_probe, Isolation, ProbeResult, PROBE_TIMEOUT};
+pub use probe::{run_probe, Isolation, ProbeResult, PROBE_TIMEOUT};
+pub use probe_program::{probe_elf, probe_marker};
 pub use status::{status, ArchStatus, Runs, StatusReport};
 pub use support::{classify, native_architectures, verify, Support};
 pub use table::{handler_for, handlers, unescape, Handler};
