@@ -14,6 +14,7 @@
 //!   registered entry's magic/mask against that architecture's ELF header, never trusting entry
 //!   names, and [`verify`], which then proves it by running the platform's probe program;
 //! - `status.rs`: [`status`], every architecture of the table, probed and explained;
+//! - `interpreter.rs`: [`find_interpreter`], the emulator to register for a handler;
 //! - `install.rs`: [`install`] and [`uninstall`], registering and removing handlers.
 //!
 //! This file only declares the parts and re-exports their public items; each part imports what
@@ -27,6 +28,7 @@
 mod entry;
 mod error;
 mod install;
+mod interpreter;
 mod probe;
 mod probe_program;
 mod status;
@@ -35,10 +37,8 @@ mod table;
 
 pub use entry::{read_entries, BinfmtEntry, EntryMatch};
 pub use error::{EmulationError, NoHandlerReason};
-pub use install::{
-    find_interpreter, install, uninstall, InstallOptions, InstallOutcome, Interpreter,
-    UninstallOutcome,
-};
+pub use install::{install, uninstall, InstallOptions, InstallOutcome, UninstallOutcome};
+pub use interpreter::{find_interpreter, Interpreter};
 pub use probe::{run_probe, Isolation, ProbeResult, PROBE_TIMEOUT};
 pub use probe_program::{probe_elf, probe_marker};
 pub use status::{status, ArchStatus, Runs, StatusReport};
