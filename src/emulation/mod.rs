@@ -13,9 +13,9 @@
 //! - `support.rs`: [`classify`], which decides [`Support`] for one platform by comparing every
 //!   registered entry's magic/mask against that architecture's ELF header, never trusting entry
 //!   names, and [`verify`], which then proves it by running the platform's probe program;
-//! - `status.rs`: [`status`], every architecture of the table, probed and explained;
+//! - `status.rs`: [`status()`], every architecture of the table, probed and explained;
 //! - `interpreter.rs`: [`find_interpreter`], the emulator to register for a handler;
-//! - `install.rs`: [`install`] and [`uninstall`], registering and removing handlers.
+//! - `install.rs`: [`install()`] and [`uninstall`], registering and removing handlers.
 //!
 //! This file only declares the parts and re-exports their public items; each part imports what
 //! it needs from the parts below it.

@@ -1,6 +1,9 @@
 //! What runs here, decided by running: for every architecture of the handler table, its probe
 //! program is executed through the kernel and the outcome is explained with the binfmt_misc
 //! entries that match the architecture's ELF header (found by magic and mask, never by name).
+//!
+//! Level 1: reads the binfmt_misc directory and runs probes; the explaining ([`judge`]) is pure.
+//! It reports and changes nothing (registering is `install.rs`).
 
 use std::path::{Path, PathBuf};
 
