@@ -1,8 +1,18 @@
 //! What runs here, decided by running: for every architecture of the handler table, its probe
 //! program is executed through the kernel and the outcome is explained with the binfmt_misc
 //! entries that match the architecture's ELF header (found by magic and mask, never by name).
+//!
+//! Level 1: reads the binfmt_misc directory and runs probes; the explaining ([`judge`]) is pure.
+//! It reports and changes nothing (registering is `install.rs`).
 
-use super::*;
+use std::path::{Path, PathBuf};
+
+use super::entry::{read_entries, BinfmtEntry};
+use super::error::EmulationError;
+use super::probe::{run_probe, Isolation, ProbeResult};
+use super::support::native_architectures;
+use super::table::{handlers, Handler};
+use crate::platform::Platform;
 
 /// Whether an architecture's programs run on this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -121,89 +131,17 @@ pub(super) fn judge(
     is_native: bool,
     entries: &[BinfmtEntry],
     probe: ProbeResult,
-    (dir, mounted, enabled): (&Path, bool, bool),
+    state: (&Path, bool, bool),
 ) -> ArchStatus {
-    // A probe that ran outside a chroot (Isolation::Host) proves less: F is judged from the
-    // entry, which the first arm below does for both isolations.
     let entry = pick_entry(h, entries).cloned();
     let platform = row_platform(h);
-    let (runs, problem) = match (&probe, &entry) {
-        (ProbeResult::Ran, Some(e)) if e.enabled && !e.fixes_binary() => (
+    let (runs, problem) = match &probe {
+        ProbeResult::Ran => verdict_when_it_ran(entry.as_ref(), is_native),
+        ProbeResult::NoProbe => (Runs::No, Some(probe.describe())),
+        ProbeResult::ArgvLost { .. } => (Runs::No, Some(argv_lost_problem(entry.as_ref()))),
+        _ => (
             Runs::No,
-            Some(format!(
-                "handler {:?} runs it on the host but lacks the F flag: in a build its \
-                 interpreter {} would have to exist inside the image",
-                e.name,
-                e.interpreter.display()
-            )),
-        ),
-        (ProbeResult::Ran, Some(e)) if e.enabled => (Runs::Emulated, None),
-        (ProbeResult::Ran, _) if is_native => (Runs::Native, None),
-        // It ran, but through nothing we can see (an entry that is not an ELF magic match).
-        (ProbeResult::Ran, _) => (Runs::Emulated, None),
-        (ProbeResult::NoProbe, _) => (Runs::No, Some(probe.describe())),
-        (ProbeResult::ArgvLost { .. }, e) => (
-            Runs::No,
-            Some(match e {
-                Some(e) => format!(
-                    "handler {:?} (interpreter {}, flags {:?}) does not preserve argv[0]: \
-                     multi-call programs such as busybox would break",
-                    e.name,
-                    e.interpreter.display(),
-                    e.flags
-                ),
-                None => "argv[0] is not preserved".to_string(),
-            }),
-        ),
-        (_, _) if !mounted => (
-            Runs::No,
-            Some(format!("binfmt_misc is not mounted at {}", dir.display())),
-        ),
-        (_, _) if !enabled => (
-            Runs::No,
-            Some(format!(
-                "binfmt_misc is disabled as a whole ({}/status)",
-                dir.display()
-            )),
-        ),
-        (_, None) if is_native => (
-            Runs::No,
-            Some(format!(
-                "this CPU should run it natively, but the probe {}",
-                probe.describe()
-            )),
-        ),
-        (_, None) => (
-            Runs::No,
-            Some(format!(
-                "no binfmt_misc handler is registered for {} ({})",
-                h.name,
-                probe.describe()
-            )),
-        ),
-        (_, Some(e)) if !e.enabled => (
-            Runs::No,
-            Some(format!("handler {:?} is registered but disabled", e.name)),
-        ),
-        (_, Some(e)) if !e.fixes_binary() => (
-            Runs::No,
-            Some(format!(
-                "handler {:?} lacks the F flag, so its interpreter {} is looked for inside the \
-                 root directory, where it is not ({})",
-                e.name,
-                e.interpreter.display(),
-                probe.describe()
-            )),
-        ),
-        (_, Some(e)) => (
-            Runs::No,
-            Some(format!(
-                "handler {:?} (interpreter {}, flags {:?}) is broken: the probe {}",
-                e.name,
-                e.interpreter.display(),
-                e.flags,
-                probe.describe()
-            )),
+            Some(why_it_failed(h, is_native, entry.as_ref(), &probe, state)),
         ),
     };
     ArchStatus {
@@ -213,6 +151,83 @@ pub(super) fn judge(
         entry,
         probe,
         problem,
+    }
+}
+
+/// The verdict when the probe ran, with the entry that handles the architecture, if any.
+fn verdict_when_it_ran(entry: Option<&BinfmtEntry>, is_native: bool) -> (Runs, Option<String>) {
+    // A probe that ran outside a chroot (Isolation::Host) proves less: F is judged from the
+    // entry, which the first arm below does for both isolations.
+    match entry {
+        Some(e) if e.enabled && !e.fixes_binary() => (
+            Runs::No,
+            Some(format!(
+                "handler {:?} runs it on the host but lacks the F flag: in a build its \
+                 interpreter {} would have to exist inside the image",
+                e.name,
+                e.interpreter.display()
+            )),
+        ),
+        Some(e) if e.enabled => (Runs::Emulated, None),
+        _ if is_native => (Runs::Native, None),
+        // It ran, but through nothing we can see (an entry that is not an ELF magic match).
+        _ => (Runs::Emulated, None),
+    }
+}
+
+/// The problem when the probe ran but printed something other than its `argv[0]`.
+fn argv_lost_problem(entry: Option<&BinfmtEntry>) -> String {
+    match entry {
+        Some(e) => format!(
+            "handler {:?} (interpreter {}, flags {:?}) does not preserve argv[0]: \
+             multi-call programs such as busybox would break",
+            e.name,
+            e.interpreter.display(),
+            e.flags
+        ),
+        None => "argv[0] is not preserved".to_string(),
+    }
+}
+
+/// The problem when the probe could not start, failed or hung, from binfmt_misc's state
+/// (`dir`, mounted, enabled) and the entry that handles the architecture, if any.
+fn why_it_failed(
+    h: &Handler,
+    is_native: bool,
+    entry: Option<&BinfmtEntry>,
+    probe: &ProbeResult,
+    (dir, mounted, enabled): (&Path, bool, bool),
+) -> String {
+    match entry {
+        _ if !mounted => format!("binfmt_misc is not mounted at {}", dir.display()),
+        _ if !enabled => format!(
+            "binfmt_misc is disabled as a whole ({}/status)",
+            dir.display()
+        ),
+        None if is_native => format!(
+            "this CPU should run it natively, but the probe {}",
+            probe.describe()
+        ),
+        None => format!(
+            "no binfmt_misc handler is registered for {} ({})",
+            h.name,
+            probe.describe()
+        ),
+        Some(e) if !e.enabled => format!("handler {:?} is registered but disabled", e.name),
+        Some(e) if !e.fixes_binary() => format!(
+            "handler {:?} lacks the F flag, so its interpreter {} is looked for inside the \
+             root directory, where it is not ({})",
+            e.name,
+            e.interpreter.display(),
+            probe.describe()
+        ),
+        Some(e) => format!(
+            "handler {:?} (interpreter {}, flags {:?}) is broken: the probe {}",
+            e.name,
+            e.interpreter.display(),
+            e.flags,
+            probe.describe()
+        ),
     }
 }
 
