@@ -1,0 +1,124 @@
+//! Executor: runs one build step (a `RUN` command or a `COPY`) inside an image root filesystem.
+//!
+//! Level 2 (a port to the OS). A step runs in a re-executed helper: our own binary started as
+//! `polyarch __sandbox`, which reads a JSON [`SandboxSpec`] from stdin and calls
+//! [`sandbox_main`] before any async runtime exists (namespaces and `fork` need a
+//! single-threaded process). The helper:
+//! - unshares mount, PID, UTS and IPC namespaces, makes `/` recursively private and mounts an
+//!   overlayfs (`lowerdir` = the image layers, `upperdir` = where this step's changes land), or
+//!   where overlayfs cannot be mounted, copies the layers and compares afterwards to write the
+//!   same upper directory (see [`Snapshotter`]);
+//! - for [`Action::Run`], forks a child that becomes PID 1 of the new PID namespace, mounts
+//!   `/proc`, a small `/dev` and the host's `/etc/resolv.conf`, `chroot`s, switches user and
+//!   `execve`s the command with exactly the given environment; mount points it had to create are
+//!   removed from the upper directory afterwards so they never reach a layer;
+//! - mounts what the step asks for ([`Mount`]: cache directories, read-only or throw-away views of
+//!   other stages, tmpfs, files such as secrets that never touch the upper directory) and, for
+//!   `--network=none`, runs the step in a new network namespace with only loopback;
+//! - for [`Action::Copy`], creates each [`CopyEntry`] inside the merged root, resolving paths with
+//!   `openat2(RESOLVE_IN_ROOT)` so nothing is written outside it; for `COPY --from` it first
+//!   mounts the source stage's layers read-only and resolves the sources inside them.
+//!
+//! The coordinator side is the small [`Executor`] trait: [`SandboxExecutor`] spawns the helper with
+//! tokio and streams its output line by line; [`RecordingExecutor`] is the fake for tests.
+//!
+//! Files, from plain data up to processes:
+//! - `spec.rs`: what a step is ([`SandboxSpec`] and its parts), plain serde data; the
+//!   [`Snapshotter`] it names is a plain value in `snapshot/snapshotter.rs`;
+//! - `error.rs`: [`ExecError`] and the exit code class of each failure;
+//! - `outcome.rs`: what a step gives back ([`OutputLine`], [`StepOutcome`]);
+//! - `protocol.rs`: the helper's subcommand, exit status and stderr report lines;
+//! - `snapshot/`: how the helper captures a step's changes (overlayfs, or copy and compare);
+//! - `sandbox/`: the helper side, one file per layer of containment;
+//! - `process.rs`: [`SandboxExecutor`], the coordinator side;
+//! - `recording.rs`: [`RecordingExecutor`], the fake.
+//!
+//! This file holds the [`Executor`] trait, [`require_root`], the helper's entry point
+//! [`sandbox_main`] and the re-exports; it does no work of its own beyond dispatching.
+
+mod error;
+mod outcome;
+mod process;
+mod protocol;
+mod recording;
+mod sandbox;
+mod sandbox_mounts;
+mod snapshot;
+mod spec;
+
+use std::future::Future;
+
+pub use crate::progress::Stream;
+pub use error::ExecError;
+pub use outcome::{OutputLine, StepOutcome, TAIL_LINES};
+pub use process::SandboxExecutor;
+pub use protocol::{
+    SANDBOX_ERROR_PREFIX, SANDBOX_ERROR_STATUS, SANDBOX_INFO_PREFIX, SANDBOX_SUBCOMMAND,
+};
+pub use recording::{RecordingExecutor, Scripted};
+pub use snapshot::Snapshotter;
+pub use spec::{
+    Action, CopySpec, LayerSource, Mount, NetworkMode, RunSpec, SandboxSpec, Sensitive,
+};
+
+use protocol::report_sandbox_error;
+
+/// Runs build steps. Small on purpose: a real implementation and a recording fake.
+pub trait Executor: Send + Sync {
+    /// Runs one step; every output line goes to `on_line` as it arrives. A non-zero exit is an
+    /// `Ok` outcome (see [`StepOutcome::into_result`]); `Err` means the step could not be run.
+    fn run<F>(
+        &self,
+        spec: &SandboxSpec,
+        on_line: F,
+    ) -> impl Future<Output = Result<StepOutcome, ExecError>> + Send
+    where
+        F: FnMut(OutputLine) + Send;
+}
+
+/// Checks that this process can run steps (effective uid 0).
+pub fn require_root() -> Result<(), ExecError> {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        Ok(())
+    } else {
+        Err(ExecError::NotRoot { uid: uid.as_raw() })
+    }
+}
+
+/// Entry point of `polyarch __sandbox`: reads a [`SandboxSpec`] as JSON from stdin, performs it
+/// and returns the process exit status (the command's status, 128 + n for a signal, or
+/// [`SANDBOX_ERROR_STATUS`] after printing a [`SANDBOX_ERROR_PREFIX`] line on stderr).
+///
+/// Must be called before any other thread exists: `unshare(CLONE_NEWNS)` fails in a
+/// multi-threaded process (unshare(2), EINVAL) and `fork` copies only the calling thread.
+pub fn sandbox_main() -> i32 {
+    use std::io::Read;
+    // When polyarch dies (killed, or interrupted before it could clean up), the helper goes too,
+    // and with it the step's PID namespace (its PID 1 has the helper as death signal parent).
+    if nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL)).is_err()
+        || nix::unistd::getppid() == nix::unistd::Pid::from_raw(1)
+    {
+        report_sandbox_error(&ExecError::Orphaned);
+        return SANDBOX_ERROR_STATUS;
+    }
+    let mut input = Vec::new();
+    let result = std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| ExecError::sys("read spec from stdin", "-", e))
+        .and_then(|_| {
+            serde_json::from_slice::<SandboxSpec>(&input)
+                .map_err(|source| ExecError::BadSpec { source })
+        })
+        .and_then(|spec| sandbox::run(&spec));
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            report_sandbox_error(&e);
+            SANDBOX_ERROR_STATUS
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
