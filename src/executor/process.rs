@@ -5,13 +5,15 @@
 //! Level 2, the coordinator side of the helper boundary: async, spawns a process; it never enters
 //! a namespace or mounts anything itself (that is the helper's part, `sandbox/`).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Child;
 
 use super::outcome::{OutputLine, StepOutcome, TAIL_LINES};
 use super::protocol::{
@@ -62,6 +64,37 @@ impl SandboxExecutor {
     pub fn with_snapshotter(mut self, snapshotter: Snapshotter) -> SandboxExecutor {
         self.snapshotter = snapshotter;
         self
+    }
+
+    /// The spec as the helper gets it: a spec that leaves the snapshotter at `auto` gets this
+    /// executor's.
+    fn with_default_snapshotter<'a>(&self, spec: &'a SandboxSpec) -> Cow<'a, SandboxSpec> {
+        if spec.snapshotter == Snapshotter::Auto && self.snapshotter != Snapshotter::Auto {
+            Cow::Owned(SandboxSpec {
+                snapshotter: self.snapshotter,
+                ..spec.clone()
+            })
+        } else {
+            Cow::Borrowed(spec)
+        }
+    }
+
+    /// Starts `program __sandbox` with piped stdin, stdout and stderr, killed when dropped.
+    fn spawn(&self) -> Result<Child, ExecError> {
+        // The helper gets no environment at all: the step's environment travels in the spec, and
+        // nothing of ours (registry credentials included) can leak into a RUN.
+        tokio::process::Command::new(&self.program)
+            .arg(SANDBOX_SUBCOMMAND)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecError::Spawn {
+                program: self.program.clone(),
+                source,
+            })
     }
 }
 
@@ -118,36 +151,88 @@ fn status_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or(SANDBOX_ERROR_STATUS)
 }
 
+/// What the executor keeps of the helper's output while the step runs.
+struct HelperOutput {
+    /// The last [`TAIL_LINES`] lines of the step's output.
+    tail: VecDeque<String>,
+    /// The helper's own error lines, in arrival order.
+    failures: Vec<SandboxFailure>,
+    /// The snapshotter the helper reported having used.
+    used: Option<Snapshotter>,
+}
+
+impl HelperOutput {
+    fn new() -> HelperOutput {
+        HelperOutput {
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            failures: Vec::new(),
+            used: None,
+        }
+    }
+
+    /// Takes the helper's own lines ([`SANDBOX_ERROR_PREFIX`], [`SANDBOX_INFO_PREFIX`]) out of
+    /// the output; a line of the step is kept in the tail and returned, to be passed on.
+    /// `upperdir` names the step in the log when the helper falls back to copying.
+    fn sort(&mut self, line: OutputLine, upperdir: &Path) -> Option<OutputLine> {
+        if line.stream == Stream::Stderr {
+            if let Some(msg) = line.line.strip_prefix(SANDBOX_ERROR_PREFIX) {
+                self.failures.push(SandboxFailure::parse(msg));
+                return None;
+            }
+            if let Some(info) = line.line.strip_prefix(SANDBOX_INFO_PREFIX) {
+                match snapshot::Report::parse(info) {
+                    Some(snapshot::Report::Used(s)) => self.used = Some(s),
+                    Some(snapshot::Report::Fallback(reason)) => tracing::info!(
+                        upperdir = %upperdir.display(),
+                        %reason,
+                        "overlayfs cannot be mounted here; capturing the step by copy and compare"
+                    ),
+                    None => tracing::debug!(line = info, "unknown sandbox report"),
+                }
+                return None;
+            }
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.line.clone());
+        Some(line)
+    }
+
+    /// How the step ended, given the helper's exit `status`: the helper's own failure when it
+    /// exited with [`SANDBOX_ERROR_STATUS`] and said why, the step's status and tail otherwise.
+    fn outcome(self, status: i32) -> Result<StepOutcome, ExecError> {
+        if status == SANDBOX_ERROR_STATUS && !self.failures.is_empty() {
+            // The first failure is the cause; later ones (cleanup) only add to the message.
+            let first = &self.failures[0];
+            return Err(ExecError::Sandbox {
+                message: self
+                    .failures
+                    .iter()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                exit: first.exit_code(),
+                hint: self.failures.iter().find_map(|f| f.hint.clone()),
+            });
+        }
+        Ok(StepOutcome {
+            status,
+            tail: self.tail.into_iter().collect(),
+            snapshotter: self.used,
+        })
+    }
+}
+
 impl Executor for SandboxExecutor {
     async fn run<F>(&self, spec: &SandboxSpec, mut on_line: F) -> Result<StepOutcome, ExecError>
     where
         F: FnMut(OutputLine) + Send,
     {
-        let spec = if spec.snapshotter == Snapshotter::Auto && self.snapshotter != Snapshotter::Auto
-        {
-            std::borrow::Cow::Owned(SandboxSpec {
-                snapshotter: self.snapshotter,
-                ..spec.clone()
-            })
-        } else {
-            std::borrow::Cow::Borrowed(spec)
-        };
+        let spec = self.with_default_snapshotter(spec);
         let json =
             serde_json::to_vec(spec.as_ref()).map_err(|source| ExecError::BadSpec { source })?;
-        // The helper gets no environment at all: the step's environment travels in the spec, and
-        // nothing of ours (registry credentials included) can leak into a RUN.
-        let mut child = tokio::process::Command::new(&self.program)
-            .arg(SANDBOX_SUBCOMMAND)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ExecError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
+        let mut child = self.spawn()?;
         let io_err = |action| move |source| ExecError::HelperIo { action, source };
         let (Some(mut stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -157,9 +242,7 @@ impl Executor for SandboxExecutor {
                 source: std::io::Error::other("pipe missing"),
             });
         };
-        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-        let mut sandbox_failures: Vec<SandboxFailure> = Vec::new();
-        let mut used: Option<Snapshotter> = None;
+        let mut output = HelperOutput::new();
         let body = async {
             stdin
                 .write_all(&json)
@@ -172,29 +255,9 @@ impl Executor for SandboxExecutor {
             );
             while let Some(line) = lines.next().await {
                 let line = line.map_err(io_err("reading step output"))?;
-                if line.stream == Stream::Stderr {
-                    if let Some(msg) = line.line.strip_prefix(SANDBOX_ERROR_PREFIX) {
-                        sandbox_failures.push(SandboxFailure::parse(msg));
-                        continue;
-                    }
-                    if let Some(info) = line.line.strip_prefix(SANDBOX_INFO_PREFIX) {
-                        match snapshot::Report::parse(info) {
-                            Some(snapshot::Report::Used(s)) => used = Some(s),
-                            Some(snapshot::Report::Fallback(reason)) => tracing::info!(
-                                upperdir = %spec.upperdir.display(),
-                                %reason,
-                                "overlayfs cannot be mounted here; capturing the step by copy and compare"
-                            ),
-                            None => tracing::debug!(line = info, "unknown sandbox report"),
-                        }
-                        continue;
-                    }
+                if let Some(line) = output.sort(line, &spec.upperdir) {
+                    on_line(line);
                 }
-                if tail.len() == TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line.line.clone());
-                on_line(line);
             }
             child.wait().await.map_err(io_err("waiting for the helper"))
         };
@@ -211,24 +274,6 @@ impl Executor for SandboxExecutor {
                 }
             },
         };
-        let status = status_code(status);
-        if status == SANDBOX_ERROR_STATUS && !sandbox_failures.is_empty() {
-            // The first failure is the cause; later ones (cleanup) only add to the message.
-            let first = &sandbox_failures[0];
-            return Err(ExecError::Sandbox {
-                message: sandbox_failures
-                    .iter()
-                    .map(|f| f.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                exit: first.exit_code(),
-                hint: sandbox_failures.iter().find_map(|f| f.hint.clone()),
-            });
-        }
-        Ok(StepOutcome {
-            status,
-            tail: tail.into_iter().collect(),
-            snapshotter: used,
-        })
+        output.outcome(status_code(status))
     }
 }
