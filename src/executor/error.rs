@@ -247,3 +247,23 @@ impl ExecError {
         }
     }
 }
+
+/// For `map_err` on a failed `nix` call of the helper: [`ExecError::Sys`] naming `action` and
+/// `path` (`-` when there is none).
+pub(super) fn sys(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(nix::Error) -> ExecError {
+    let path = path.into();
+    move |e| ExecError::sys(action, path, std::io::Error::from(e))
+}
+
+/// For `map_err` on a failed `rustix` call of the helper: [`ExecError::Sys`] naming `action` and
+/// `path`.
+pub(super) fn sys_rx(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(rustix::io::Errno) -> ExecError {
+    let path = path.into();
+    move |e| ExecError::sys(action, path, std::io::Error::from(e))
+}

@@ -42,7 +42,6 @@ mod process;
 mod protocol;
 mod recording;
 mod sandbox;
-mod sandbox_mounts;
 mod snapshot;
 mod spec;
 
@@ -56,12 +55,11 @@ pub use protocol::{
     SANDBOX_ERROR_PREFIX, SANDBOX_ERROR_STATUS, SANDBOX_INFO_PREFIX, SANDBOX_SUBCOMMAND,
 };
 pub use recording::{RecordingExecutor, Scripted};
+pub use sandbox::sandbox_main;
 pub use snapshot::Snapshotter;
 pub use spec::{
     Action, CopySpec, LayerSource, Mount, NetworkMode, RunSpec, SandboxSpec, Sensitive,
 };
-
-use protocol::report_sandbox_error;
 
 /// Runs build steps. Small on purpose: a real implementation and a recording fake.
 pub trait Executor: Send + Sync {
@@ -83,40 +81,6 @@ pub fn require_root() -> Result<(), ExecError> {
         Ok(())
     } else {
         Err(ExecError::NotRoot { uid: uid.as_raw() })
-    }
-}
-
-/// Entry point of `polyarch __sandbox`: reads a [`SandboxSpec`] as JSON from stdin, performs it
-/// and returns the process exit status (the command's status, 128 + n for a signal, or
-/// [`SANDBOX_ERROR_STATUS`] after printing a [`SANDBOX_ERROR_PREFIX`] line on stderr).
-///
-/// Must be called before any other thread exists: `unshare(CLONE_NEWNS)` fails in a
-/// multi-threaded process (unshare(2), EINVAL) and `fork` copies only the calling thread.
-pub fn sandbox_main() -> i32 {
-    use std::io::Read;
-    // When polyarch dies (killed, or interrupted before it could clean up), the helper goes too,
-    // and with it the step's PID namespace (its PID 1 has the helper as death signal parent).
-    if nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL)).is_err()
-        || nix::unistd::getppid() == nix::unistd::Pid::from_raw(1)
-    {
-        report_sandbox_error(&ExecError::Orphaned);
-        return SANDBOX_ERROR_STATUS;
-    }
-    let mut input = Vec::new();
-    let result = std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| ExecError::sys("read spec from stdin", "-", e))
-        .and_then(|_| {
-            serde_json::from_slice::<SandboxSpec>(&input)
-                .map_err(|source| ExecError::BadSpec { source })
-        })
-        .and_then(|spec| sandbox::run(&spec));
-    match result {
-        Ok(status) => status,
-        Err(e) => {
-            report_sandbox_error(&e);
-            SANDBOX_ERROR_STATUS
-        }
     }
 }
 

@@ -1,8 +1,10 @@
-//! Helper side of RUN mounts and `COPY --from` sources: overlays of layer directories on private
-//! temporary directories, bind mounts onto targets inside the image root (through descriptors,
-//! after resolving the target's symlinks inside the image), tmpfs, in-memory files, and the
-//! loopback interface of a fresh network namespace.
+//! A `RUN` step's own mounts (`RUN --mount`: cache and bind directories, views of other stages'
+//! layers, tmpfs, in-memory files such as secrets), bound onto targets inside the image root
+//! through descriptors after resolving the target's symlinks inside the image; and
+//! [`TempMounts`], the private temporary directories with layer views or a tmpfs mounted on them
+//! that those mounts and `COPY --from` read.
 //!
+//! Layer of `sandbox/`: above the root filesystem's own mounts (rootfs.rs) and the scaffolding.
 //! Everything here runs in the helper's own mount namespace, so none of these mounts is visible
 //! on the host, and all of them go away with the helper.
 
@@ -11,26 +13,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
-use super::sandbox::{fd_path, mount_overlay, Scaffolding, Want};
-use super::{ExecError, Mount};
-
-/// Linux `MAXSYMLINKS`.
-const MAX_HOPS: usize = 40;
-
-fn sys_rx(
-    action: &'static str,
-    path: impl Into<PathBuf>,
-) -> impl FnOnce(rustix::io::Errno) -> ExecError {
-    let path = path.into();
-    move |e| ExecError::sys(action, path, std::io::Error::from(e))
-}
-
-fn sys(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> ExecError {
-    let path = path.into();
-    move |e| ExecError::sys(action, path, std::io::Error::from(e))
-}
+use super::overlay::mount_overlay;
+use super::paths::{fd_path, resolve_in_root};
+use super::scaffold::{Scaffolding, Want};
+use crate::executor::error::{sys, sys_rx, ExecError};
+use crate::executor::spec::Mount;
 
 /// Temporary directories with something mounted on them; unmounted (detached) before the
 /// directories are removed.
@@ -113,65 +102,6 @@ impl Drop for TempMounts {
         }
         self.mounted.clear();
     }
-}
-
-/// Resolves `rel` (a path relative to the image root) through the image's symlinks as a chroot
-/// would: absolute link targets start at the root, `..` stops there. Components that do not
-/// exist yet are kept as written. Returns the resolved relative path (`""` for the root).
-pub(super) fn resolve_in_root(root: BorrowedFd<'_>, rel: &str) -> Result<String, ExecError> {
-    let mut done: Vec<String> = Vec::new();
-    let mut todo: std::collections::VecDeque<String> = rel
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect();
-    let mut hops = 0;
-    let mut missing = false;
-    while let Some(c) = todo.pop_front() {
-        if c == "." {
-            continue;
-        }
-        if c == ".." {
-            done.pop();
-            continue;
-        }
-        if missing {
-            done.push(c);
-            continue;
-        }
-        let path = if done.is_empty() {
-            c.clone()
-        } else {
-            format!("{}/{c}", done.join("/"))
-        };
-        match rustix::fs::statat(root, path.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                hops += 1;
-                if hops > MAX_HOPS {
-                    return Err(ExecError::MountTarget {
-                        target: format!("/{rel}"),
-                        reason: "too many levels of symbolic links".into(),
-                    });
-                }
-                let target = rustix::fs::readlinkat(root, path.as_str(), Vec::new())
-                    .map_err(sys_rx("read symlink", format!("/{path}")))?;
-                let target = target.to_string_lossy().into_owned();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                for t in target.split('/').filter(|c| !c.is_empty()).rev() {
-                    todo.push_front(t.to_string());
-                }
-            }
-            Ok(_) => done.push(c),
-            Err(rustix::io::Errno::NOENT) => {
-                missing = true;
-                done.push(c);
-            }
-            Err(e) => return Err(sys_rx("stat", format!("/{path}"))(e)),
-        }
-    }
-    Ok(done.join("/"))
 }
 
 /// Makes `target` (absolute in the image) exist as `want`; returns a descriptor for it and its
@@ -370,40 +300,4 @@ pub(super) fn apply(
         }
     }
     Ok(())
-}
-
-/// Brings up `lo` in the (new) network namespace, as runc does for `--network=none`
-/// (netdevice(7), `SIOCSIFFLAGS`).
-pub(super) fn loopback_up() -> Result<(), ExecError> {
-    use nix::libc;
-    // SAFETY: plain socket/ioctl calls on a zeroed, correctly sized `ifreq`; the descriptor is
-    // closed before returning.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(ExecError::sys(
-                "socket",
-                "lo",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
-        if r == 0 {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            let r2 = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
-            let err = std::io::Error::last_os_error();
-            libc::close(fd);
-            if r2 != 0 {
-                return Err(ExecError::sys("bring up", "lo", err));
-            }
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        Err(ExecError::sys("read flags of", "lo", err))
-    }
 }
