@@ -19,7 +19,7 @@ use super::overlay::mount_overlay;
 use super::paths::{fd_path, resolve_in_root};
 use super::scaffold::{Scaffolding, Want};
 use crate::executor::error::{sys, sys_rx, ExecError};
-use crate::executor::spec::Mount;
+use crate::executor::spec::{Mount, Sensitive};
 
 /// Temporary directories with something mounted on them; unmounted (detached) before the
 /// directories are removed.
@@ -192,17 +192,14 @@ pub(super) fn apply(
     temps: &mut TempMounts,
 ) -> Result<(), ExecError> {
     let mut order: Vec<&Mount> = mounts.iter().collect();
-    let depth = |m: &Mount| {
-        let t = match m {
-            Mount::Bind { target, .. }
-            | Mount::Layers { target, .. }
-            | Mount::Tmpfs { target, .. }
-            | Mount::File { target, .. } => target,
-        };
-        t.split('/').filter(|c| !c.is_empty()).count()
+    order.sort_by_key(|m| target_depth(m));
+    let mut mounter = Mounter {
+        root,
+        upper,
+        scaffold,
+        temps,
+        files_dir: None,
     };
-    order.sort_by_key(|m| depth(m));
-    let mut files_dir: Option<PathBuf> = None;
     for (i, m) in order.into_iter().enumerate() {
         match m {
             Mount::Bind {
@@ -210,7 +207,7 @@ pub(super) fn apply(
                 target,
                 readonly,
             } => {
-                let t = target_fd(scaffold, root, upper, target, Want::Dir)?;
+                let t = mounter.target(target, Want::Dir)?;
                 bind_onto(source, root, t, *readonly, target)?;
             }
             Mount::Layers {
@@ -218,50 +215,8 @@ pub(super) fn apply(
                 subpath,
                 target,
                 readonly,
-            } => {
-                let view = temps.layers(lowerdirs, !*readonly)?;
-                let view_fd = rustix::fs::open(
-                    &view,
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(sys_rx("open mounted layers", &view))?;
-                let sub = subpath.trim_start_matches('/');
-                let src = rustix::fs::openat2(
-                    &view_fd,
-                    if sub.is_empty() { "." } else { sub },
-                    OFlags::PATH | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-                )
-                .map_err(|e| ExecError::MountTarget {
-                    target: target.clone(),
-                    reason: format!("source path {subpath}: {}", std::io::Error::from(e)),
-                })?;
-                let st = rustix::fs::fstat(&src).map_err(sys_rx("stat", subpath.clone()))?;
-                let want = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                    Want::Dir
-                } else {
-                    Want::File
-                };
-                let t = target_fd(scaffold, root, upper, target, want)?;
-                bind_onto(&fd_path(src.as_fd()), root, t, *readonly, target)?;
-            }
-            Mount::Tmpfs { target, size } => {
-                let (fd, _) = target_fd(scaffold, root, upper, target, Want::Dir)?;
-                let opts = match size {
-                    Some(s) => format!("mode=1777,size={s}"),
-                    None => "mode=1777".to_string(),
-                };
-                mount(
-                    Some("tmpfs"),
-                    &fd_path(fd.as_fd()),
-                    Some("tmpfs"),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                    Some(opts.as_str()),
-                )
-                .map_err(sys("mount tmpfs", target.as_str()))?;
-            }
+            } => mounter.layers(lowerdirs, subpath, target, *readonly)?,
+            Mount::Tmpfs { target, size } => mounter.tmpfs(target, *size)?,
             Mount::File {
                 target,
                 content,
@@ -269,35 +224,132 @@ pub(super) fn apply(
                 uid,
                 gid,
             } => {
-                let dir = match &files_dir {
-                    Some(d) => d.clone(),
-                    None => {
-                        let d = temps.tmpfs()?;
-                        files_dir = Some(d.clone());
-                        d
-                    }
-                };
-                let path = dir.join(format!("f{i}"));
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|e| ExecError::sys("create file", &path, e))?;
-                f.write_all(&content.0)
-                    .map_err(|e| ExecError::sys("write file", &path, e))?;
-                rustix::fs::fchown(
-                    &f,
-                    Some(rustix::fs::Uid::from_raw(*uid)),
-                    Some(rustix::fs::Gid::from_raw(*gid)),
-                )
-                .map_err(sys_rx("chown", &path))?;
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(*mode & 0o7777))
-                    .map_err(sys_rx("chmod", &path))?;
-                drop(f);
-                let t = target_fd(scaffold, root, upper, target, Want::File)?;
+                let path = mounter.memory_file(&format!("f{i}"), content, *mode, *uid, *gid)?;
+                let t = mounter.target(target, Want::File)?;
                 bind_onto(&path, root, t, true, target)?;
             }
         }
     }
     Ok(())
+}
+
+/// How many components a mount's target has (`/a/b` has 2): parents are mounted first.
+fn target_depth(m: &Mount) -> usize {
+    let t = match m {
+        Mount::Bind { target, .. }
+        | Mount::Layers { target, .. }
+        | Mount::Tmpfs { target, .. }
+        | Mount::File { target, .. } => target,
+    };
+    t.split('/').filter(|c| !c.is_empty()).count()
+}
+
+/// What applying a step's mounts works with: the merged root, where the step's writes land,
+/// the scaffolding that records the mount points made, the temporary mounts, and the private
+/// tmpfs for in-memory files once one is needed.
+struct Mounter<'a> {
+    root: BorrowedFd<'a>,
+    upper: BorrowedFd<'a>,
+    scaffold: &'a mut Scaffolding,
+    temps: &'a mut TempMounts,
+    files_dir: Option<PathBuf>,
+}
+
+impl Mounter<'_> {
+    /// See [`target_fd`].
+    fn target(&mut self, target: &str, want: Want) -> Result<(OwnedFd, String), ExecError> {
+        target_fd(self.scaffold, self.root, self.upper, target, want)
+    }
+
+    /// `subpath` of a view of the layers `lowerdirs` (read-only, or with throw-away writes),
+    /// bound onto `target`.
+    fn layers(
+        &mut self,
+        lowerdirs: &[PathBuf],
+        subpath: &str,
+        target: &str,
+        readonly: bool,
+    ) -> Result<(), ExecError> {
+        let view = self.temps.layers(lowerdirs, !readonly)?;
+        let view_fd = rustix::fs::open(
+            &view,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys_rx("open mounted layers", &view))?;
+        let sub = subpath.trim_start_matches('/');
+        let src = rustix::fs::openat2(
+            &view_fd,
+            if sub.is_empty() { "." } else { sub },
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| ExecError::MountTarget {
+            target: target.to_string(),
+            reason: format!("source path {subpath}: {}", std::io::Error::from(e)),
+        })?;
+        let st = rustix::fs::fstat(&src).map_err(sys_rx("stat", subpath.to_string()))?;
+        let want = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            Want::Dir
+        } else {
+            Want::File
+        };
+        let t = self.target(target, want)?;
+        bind_onto(&fd_path(src.as_fd()), self.root, t, readonly, target)
+    }
+
+    /// An empty tmpfs on `target`, of at most `size` bytes.
+    fn tmpfs(&mut self, target: &str, size: Option<u64>) -> Result<(), ExecError> {
+        let (fd, _) = self.target(target, Want::Dir)?;
+        let opts = match size {
+            Some(s) => format!("mode=1777,size={s}"),
+            None => "mode=1777".to_string(),
+        };
+        mount(
+            Some("tmpfs"),
+            &fd_path(fd.as_fd()),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(opts.as_str()),
+        )
+        .map_err(sys("mount tmpfs", target))
+    }
+
+    /// Writes `content` as file `name` of the private tmpfs (mounted on first use), owned by
+    /// `uid`:`gid` with permission bits `mode`; returns its path, to be bound onto the target.
+    fn memory_file(
+        &mut self,
+        name: &str,
+        content: &Sensitive,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<PathBuf, ExecError> {
+        let dir = match &self.files_dir {
+            Some(d) => d.clone(),
+            None => {
+                let d = self.temps.tmpfs()?;
+                self.files_dir = Some(d.clone());
+                d
+            }
+        };
+        let path = dir.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| ExecError::sys("create file", &path, e))?;
+        f.write_all(&content.0)
+            .map_err(|e| ExecError::sys("write file", &path, e))?;
+        rustix::fs::fchown(
+            &f,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )
+        .map_err(sys_rx("chown", &path))?;
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(mode & 0o7777))
+            .map_err(sys_rx("chmod", &path))?;
+        Ok(path)
+    }
 }
