@@ -15,9 +15,10 @@
 //! - mounts what the step asks for ([`Mount`]: cache directories, read-only or throw-away views of
 //!   other stages, tmpfs, files such as secrets that never touch the upper directory) and, for
 //!   `--network=none`, runs the step in a new network namespace with only loopback;
-//! - for [`Action::Copy`], creates each [`CopyEntry`] inside the merged root, resolving paths with
-//!   `openat2(RESOLVE_IN_ROOT)` so nothing is written outside it; for `COPY --from` it first
-//!   mounts the source stage's layers read-only and resolves the sources inside them.
+//! - for [`Action::Copy`], creates each [`crate::context::CopyEntry`] inside the merged root,
+//!   resolving paths with `openat2(RESOLVE_IN_ROOT)` so nothing is written outside it; for
+//!   `COPY --from` it first mounts the source stage's layers read-only and resolves the sources
+//!   inside them.
 //!
 //! The coordinator side is the small [`Executor`] trait: [`SandboxExecutor`] spawns the helper with
 //! tokio and streams its output line by line; [`RecordingExecutor`] is the fake for tests.
@@ -33,8 +34,8 @@
 //! - `process.rs`: [`SandboxExecutor`], the coordinator side;
 //! - `recording.rs`: [`RecordingExecutor`], the fake.
 //!
-//! This file holds the [`Executor`] trait, [`require_root`], the helper's entry point
-//! [`sandbox_main`] and the re-exports; it does no work of its own beyond dispatching.
+//! This file holds the [`Executor`] trait, [`require_root`] and the re-exports (the helper's
+//! entry point [`sandbox_main`] lives in `sandbox/mod.rs`); it runs nothing itself.
 
 mod error;
 mod outcome;
