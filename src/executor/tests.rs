@@ -4,11 +4,17 @@
 //! runs before libtest's `main` (so still single-threaded, as `sandbox_main` requires) and
 //! dispatches `<test binary> __sandbox` the way the CLI dispatches `polyarch __sandbox`.
 
+use super::process::{lines_of, MAX_LINE};
+use super::protocol::SandboxFailure;
 use super::sandbox::{find_program, resolve_chown, resolve_run_user};
 use super::*;
-use crate::context::{BuildContext, EntryKind};
+use crate::context::{BuildContext, CopyEntry, EntryKind};
+use crate::exit::{Classify, ExitCode};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
 
 #[used]
 #[link_section = ".init_array"]

@@ -6,6 +6,7 @@
 //! `SCHILY.xattr.<name>` records (the spelling GNU tar, libarchive and Go's archive/tar read).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -153,92 +154,128 @@ impl<W: Write> TarWriter<W> {
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
 
         for name in names {
-            let path = dir.join(&name);
-            let md = fs::symlink_metadata(&path).map_err(source_err(&path))?;
-            let ft = md.file_type();
-            let mut arc = prefix.to_vec();
-            arc.extend_from_slice(name.as_bytes());
+            self.entry(dir, prefix, &name)?;
+        }
+        Ok(())
+    }
 
-            if ft.is_socket() {
-                // A tar cannot hold a socket; it is recreated by whoever listens on it.
-                continue;
-            }
-            if ft.is_char_device() && md.rdev() == 0 {
-                // overlayfs.rst: "A whiteout is created as a character device with 0/0 device
-                // number". OCI form: an empty regular file `.wh.<name>` (layer.md "Whiteouts").
-                // Whiteouts may share one inode (overlayfs links them to a shared whiteout), so
-                // they never take part in hardlink detection.
-                let mut wh = prefix.to_vec();
-                wh.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
-                wh.extend_from_slice(name.as_bytes());
-                let meta = EntryMeta::new(EntryType::Regular, &md, self.epoch);
-                self.emit(&wh, &meta, None)?;
-                continue;
-            }
+    /// Emits the entry `name` of `dir` (a directory with everything below it).
+    fn entry(&mut self, dir: &Path, prefix: &[u8], name: &OsStr) -> Result<(), LayerError> {
+        let path = dir.join(name);
+        let md = fs::symlink_metadata(&path).map_err(source_err(&path))?;
+        let ft = md.file_type();
+        let mut arc = prefix.to_vec();
+        arc.extend_from_slice(name.as_bytes());
 
-            let (xattrs, opaque) = read_xattrs(&path)?;
+        if ft.is_socket() {
+            // A tar cannot hold a socket; it is recreated by whoever listens on it.
+            return Ok(());
+        }
+        if ft.is_char_device() && md.rdev() == 0 {
+            return self.whiteout(prefix, name, &md);
+        }
 
-            if ft.is_dir() {
-                arc.push(b'/');
-                let mut meta = EntryMeta::new(EntryType::Directory, &md, self.epoch);
-                meta.xattrs = xattrs;
-                self.emit(&arc, &meta, None)?;
-                if opaque {
-                    // layer.md "Opaque Whiteout": the marker follows its directory.
-                    let mut marker = arc.clone();
-                    marker.extend_from_slice(WHITEOUT_OPAQUE.as_bytes());
-                    let mut meta = EntryMeta::new(EntryType::Regular, &md, self.epoch);
-                    meta.mode = 0o644;
-                    meta.uid = 0;
-                    meta.gid = 0;
-                    self.emit(&marker, &meta, None)?;
-                }
-                self.walk(&path, &arc)?;
-                continue;
-            }
+        let (xattrs, opaque) = read_xattrs(&path)?;
 
-            if md.nlink() > 1 {
-                let key = (md.dev(), md.ino());
-                if let Some(first) = self.links.get(&key) {
-                    let mut meta = EntryMeta::new(EntryType::Link, &md, self.epoch);
-                    meta.link = Some(first.clone());
-                    self.emit(&arc, &meta, None)?;
-                    continue;
-                }
-                self.links.insert(key, arc.clone());
-            }
+        if ft.is_dir() {
+            return self.directory(&path, arc, &md, xattrs, opaque);
+        }
 
-            let kind = if ft.is_file() {
-                EntryType::Regular
-            } else if ft.is_symlink() {
-                EntryType::Symlink
-            } else if ft.is_char_device() {
-                EntryType::Char
-            } else if ft.is_block_device() {
-                EntryType::Block
-            } else {
-                EntryType::Fifo
-            };
-            let mut meta = EntryMeta::new(kind, &md, self.epoch);
-            meta.xattrs = xattrs;
-            match kind {
-                EntryType::Regular => {
-                    meta.size = md.len();
-                    let file = File::open(&path).map_err(source_err(&path))?;
-                    self.emit(&arc, &meta, Some((file, &path)))?;
-                }
-                EntryType::Symlink => {
-                    let target = fs::read_link(&path).map_err(source_err(&path))?;
-                    meta.link = Some(target.as_os_str().as_bytes().to_vec());
-                    self.emit(&arc, &meta, None)?;
-                }
-                EntryType::Char | EntryType::Block => {
-                    let rdev = md.rdev();
-                    meta.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
-                    self.emit(&arc, &meta, None)?;
-                }
-                _ => self.emit(&arc, &meta, None)?,
+        if md.nlink() > 1 {
+            let key = (md.dev(), md.ino());
+            if let Some(first) = self.links.get(&key) {
+                let mut meta = EntryMeta::new(EntryType::Link, &md, self.epoch);
+                meta.link = Some(first.clone());
+                return self.emit(&arc, &meta, None);
             }
+            self.links.insert(key, arc.clone());
+        }
+        self.non_directory(&path, &arc, &md, xattrs)
+    }
+
+    /// An overlay whiteout `name` (in the directory of archive prefix `prefix`) as its OCI form.
+    fn whiteout(
+        &mut self,
+        prefix: &[u8],
+        name: &OsStr,
+        md: &fs::Metadata,
+    ) -> Result<(), LayerError> {
+        // overlayfs.rst: "A whiteout is created as a character device with 0/0 device
+        // number". OCI form: an empty regular file `.wh.<name>` (layer.md "Whiteouts").
+        // Whiteouts may share one inode (overlayfs links them to a shared whiteout), so
+        // they never take part in hardlink detection.
+        let mut wh = prefix.to_vec();
+        wh.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
+        wh.extend_from_slice(name.as_bytes());
+        let meta = EntryMeta::new(EntryType::Regular, md, self.epoch);
+        self.emit(&wh, &meta, None)
+    }
+
+    /// A directory entry `arc` (then its opaque marker, if any), then everything below it.
+    fn directory(
+        &mut self,
+        path: &Path,
+        mut arc: Vec<u8>,
+        md: &fs::Metadata,
+        xattrs: Xattrs,
+        opaque: bool,
+    ) -> Result<(), LayerError> {
+        arc.push(b'/');
+        let mut meta = EntryMeta::new(EntryType::Directory, md, self.epoch);
+        meta.xattrs = xattrs;
+        self.emit(&arc, &meta, None)?;
+        if opaque {
+            // layer.md "Opaque Whiteout": the marker follows its directory.
+            let mut marker = arc.clone();
+            marker.extend_from_slice(WHITEOUT_OPAQUE.as_bytes());
+            let mut meta = EntryMeta::new(EntryType::Regular, md, self.epoch);
+            meta.mode = 0o644;
+            meta.uid = 0;
+            meta.gid = 0;
+            self.emit(&marker, &meta, None)?;
+        }
+        self.walk(path, &arc)
+    }
+
+    /// A regular file, symlink, device or fifo (first name of its inode) as entry `arc`.
+    fn non_directory(
+        &mut self,
+        path: &Path,
+        arc: &[u8],
+        md: &fs::Metadata,
+        xattrs: Xattrs,
+    ) -> Result<(), LayerError> {
+        let ft = md.file_type();
+        let kind = if ft.is_file() {
+            EntryType::Regular
+        } else if ft.is_symlink() {
+            EntryType::Symlink
+        } else if ft.is_char_device() {
+            EntryType::Char
+        } else if ft.is_block_device() {
+            EntryType::Block
+        } else {
+            EntryType::Fifo
+        };
+        let mut meta = EntryMeta::new(kind, md, self.epoch);
+        meta.xattrs = xattrs;
+        match kind {
+            EntryType::Regular => {
+                meta.size = md.len();
+                let file = File::open(path).map_err(source_err(path))?;
+                self.emit(arc, &meta, Some((file, path)))?;
+            }
+            EntryType::Symlink => {
+                let target = fs::read_link(path).map_err(source_err(path))?;
+                meta.link = Some(target.as_os_str().as_bytes().to_vec());
+                self.emit(arc, &meta, None)?;
+            }
+            EntryType::Char | EntryType::Block => {
+                let rdev = md.rdev();
+                meta.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
+                self.emit(arc, &meta, None)?;
+            }
+            _ => self.emit(arc, &meta, None)?,
         }
         Ok(())
     }

@@ -1,0 +1,82 @@
+//! What the helper (`polyarch __sandbox`) and the executor that started it say to each other,
+//! besides the spec itself (a JSON [`super::SandboxSpec`] on the helper's stdin): the subcommand,
+//! the exit status of the helper's own failures and the report lines it writes on stderr.
+//!
+//! Level 2, the wire format only: formats and parses lines, starts nothing.
+
+use serde::{Deserialize, Serialize};
+
+use super::ExecError;
+use crate::exit::{Classify, ExitCode};
+
+/// The hidden subcommand that starts the helper (`polyarch __sandbox`).
+pub const SANDBOX_SUBCOMMAND: &str = "__sandbox";
+
+/// The helper's exit status when it failed before or instead of running the step (as `docker
+/// run` uses 125 for its own errors); a stderr line starting with [`SANDBOX_ERROR_PREFIX`] says
+/// why.
+pub const SANDBOX_ERROR_STATUS: i32 = 125;
+
+/// Prefix of the helper's own error line on stderr.
+pub const SANDBOX_ERROR_PREFIX: &str = "polyarch-sandbox-error: ";
+
+/// Prefix of the helper's report lines on stderr (`snapshotter=<name>`, `fallback=<reason>`),
+/// taken out of the step's output by [`super::SandboxExecutor`].
+pub const SANDBOX_INFO_PREFIX: &str = "polyarch-sandbox-info: ";
+
+/// The helper's error line after [`SANDBOX_ERROR_PREFIX`]: JSON, so that the class and hint
+/// travel with the message whatever characters it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SandboxFailure {
+    /// The exit code class ([`ExitCode::code`]).
+    pub(super) exit: i32,
+    /// Error and causes joined by `: `.
+    pub(super) message: String,
+    /// Advice, if any.
+    #[serde(default)]
+    pub(super) hint: Option<String>,
+}
+
+impl SandboxFailure {
+    /// Builds the line's content from a helper-side error.
+    pub(super) fn of(e: &ExecError) -> SandboxFailure {
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        SandboxFailure {
+            exit: e.exit_code().code(),
+            message,
+            hint: e.hint(),
+        }
+    }
+
+    /// Reads a line's content; anything that is not such JSON is a host failure with the text as
+    /// its message.
+    pub(super) fn parse(line: &str) -> SandboxFailure {
+        serde_json::from_str(line).unwrap_or_else(|_| SandboxFailure {
+            exit: ExitCode::Host.code(),
+            message: line.to_string(),
+            hint: None,
+        })
+    }
+
+    /// The class as an [`ExitCode`]; unknown numbers are host failures.
+    pub(super) fn exit_code(&self) -> ExitCode {
+        [ExitCode::StepFailed, ExitCode::BadInput, ExitCode::Registry]
+            .into_iter()
+            .find(|c| c.code() == self.exit)
+            .unwrap_or(ExitCode::Host)
+    }
+}
+
+/// Prints the helper's error line: [`SANDBOX_ERROR_PREFIX`] then a JSON object with the exit
+/// code class (`exit`), the message (error and causes joined by `: `) and an optional `hint`.
+pub(super) fn report_sandbox_error(e: &ExecError) {
+    let failure = SandboxFailure::of(e);
+    let line = serde_json::to_string(&failure).unwrap_or_else(|_| failure.message.clone());
+    eprintln!("{SANDBOX_ERROR_PREFIX}{line}");
+}

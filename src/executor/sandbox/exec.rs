@@ -1,0 +1,198 @@
+//! The `RUN` child's way from PID 1 of the new namespaces to `execve` of the command: a death
+//! signal tied to the helper, default signal dispositions, the root (rootfs.rs), the working
+//! directory, the user and groups, Docker's umask, then the program looked up in the step's
+//! `PATH` and executed with exactly the step's environment.
+//!
+//! Top layer of containment in `sandbox/`: everything else is in place before [`pid1`] runs.
+//! Issue 12's capabilities and seccomp filter take their place here, after the user switch and
+//! before the exec, each from a file of its own below this one.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Uid};
+
+use super::rootfs;
+use super::users::resolve_run_user;
+use crate::executor::error::{sys, ExecError};
+use crate::executor::protocol::{report_sandbox_error, SANDBOX_ERROR_STATUS};
+use crate::executor::spec::RunSpec;
+
+/// Docker's default `PATH` for Linux containers, used when the step's environment has none
+/// (moby `oci/defaults.go` `DefaultPathEnv`).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Gives the command default signal dispositions and an empty signal mask, as runc does: an
+/// ignored disposition survives execve(2) (signal(7)), and the Rust runtime ignores SIGPIPE, so
+/// without this `yes | head -c 1` would spin on EPIPE forever instead of dying of SIGPIPE.
+fn reset_signals() -> Result<(), ExecError> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code.
+        unsafe { sigaction(sig, &default) }.map_err(sys("sigaction", sig.as_str()))?;
+    }
+    // Real-time signals are outside `Signal`; the C library refuses its reserved ones (EINVAL),
+    // which is fine: only ignored dispositions matter here.
+    for signum in nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX() {
+        // SAFETY: SIG_DFL runs no handler code; errors are deliberately ignored.
+        unsafe { nix::libc::signal(signum, nix::libc::SIG_DFL) };
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(sys("sigprocmask", "-"))?;
+    Ok(())
+}
+
+/// Why the RUN child did not exec.
+enum ChildError {
+    /// The command cannot be executed: a step failure with a shell-like status (126, 127).
+    Exec { status: i32, message: String },
+    /// The sandbox could not be set up.
+    Setup(ExecError),
+}
+
+impl From<ExecError> for ChildError {
+    fn from(e: ExecError) -> Self {
+        ChildError::Setup(e)
+    }
+}
+
+/// In the child, PID 1 of the step's PID namespace: execs the command (and so never returns),
+/// or returns the exit status for a failure: 126 or 127 when the command cannot be executed
+/// (the message on stderr, as a shell prints it), [`SANDBOX_ERROR_STATUS`] with a report line
+/// when the sandbox could not be set up.
+pub(super) fn pid1(run: &RunSpec, merged: &Path, mount_proc: bool) -> i32 {
+    match child(run, merged, mount_proc) {
+        Ok(never) => match never {},
+        Err(ChildError::Exec { status, message }) => {
+            eprintln!("{message}");
+            status
+        }
+        Err(ChildError::Setup(e)) => {
+            report_sandbox_error(&e);
+            SANDBOX_ERROR_STATUS
+        }
+    }
+}
+
+/// The steps from PID 1 to the command, in order.
+fn child(
+    run: &RunSpec,
+    merged: &Path,
+    mount_proc: bool,
+) -> Result<std::convert::Infallible, ChildError> {
+    // If the helper is killed (a cancelled build), take the whole step down with it.
+    nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(sys("prctl", "-"))?;
+    reset_signals()?;
+    rootfs::enter(merged, mount_proc)?;
+    enter_workdir(&run.cwd)?;
+    switch_user(run.user.as_deref())?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    exec(run)
+}
+
+/// Changes to the step's working directory (`/` when empty), creating it (mode 0755) if missing.
+fn enter_workdir(cwd: &str) -> Result<(), ExecError> {
+    let cwd = if cwd.is_empty() { "/" } else { cwd };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cwd)
+        .map_err(|e| ExecError::sys("create working directory", cwd, e))?;
+    nix::unistd::chdir(cwd).map_err(sys("chdir", cwd))?;
+    Ok(())
+}
+
+/// Becomes the step's user (root when `None`) with its groups, looked up in the (already
+/// entered) root's `/etc/passwd` and `/etc/group`.
+fn switch_user(user: Option<&str>) -> Result<(), ExecError> {
+    let (uid, gid, groups) = match user {
+        None => (0, 0, vec![0]),
+        Some(u) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").ok();
+            let group = std::fs::read_to_string("/etc/group").ok();
+            resolve_run_user(u, passwd.as_deref(), group.as_deref())?
+        }
+    };
+    let groups: Vec<Gid> = groups.into_iter().map(Gid::from_raw).collect();
+    nix::unistd::setgroups(&groups).map_err(sys("setgroups", "-"))?;
+    nix::unistd::setgid(Gid::from_raw(gid)).map_err(sys("setgid", "-"))?;
+    nix::unistd::setuid(Uid::from_raw(uid)).map_err(sys("setuid", "-"))?;
+    Ok(())
+}
+
+/// Looks the program up in the step's `PATH` and executes it with exactly the step's
+/// environment; returns only on failure.
+fn exec(run: &RunSpec) -> Result<std::convert::Infallible, ChildError> {
+    let path_env = run
+        .env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let argv0 = &run.argv[0];
+    let program = find_program(argv0, path_env).ok_or_else(|| ChildError::Exec {
+        status: 127,
+        message: format!("exec: {argv0:?}: executable file not found in $PATH"),
+    })?;
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| ChildError::Exec {
+            status: 127,
+            message: format!("exec: argument {s:?} contains a NUL byte"),
+        })
+    };
+    let prog =
+        CString::new(program.as_os_str().as_encoded_bytes()).map_err(|_| ChildError::Exec {
+            status: 127,
+            message: format!("exec: {argv0:?}: NUL in path"),
+        })?;
+    let args = run
+        .argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Variables may hold secrets (`--mount=type=secret,env=`): an error names only the key.
+    let env = run
+        .env
+        .iter()
+        .map(|kv| {
+            CString::new(kv.as_str()).map_err(|_| ChildError::Exec {
+                status: 127,
+                message: format!(
+                    "exec: environment variable {:?} contains a NUL byte",
+                    kv.split('=').next().unwrap_or("")
+                ),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let err = match nix::unistd::execve(&prog, &args, &env) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let status = if err == nix::Error::ENOENT { 127 } else { 126 };
+    Err(ChildError::Exec {
+        status,
+        message: format!("exec {}: {}", program.display(), io::Error::from(err)),
+    })
+}
+
+/// `execvp`-style lookup: a name with `/` is used as is; otherwise the first executable regular
+/// file among the `PATH` entries (an empty entry is the working directory).
+pub(in crate::executor) fn find_program(name: &str, path: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    path.split(':').find_map(|dir| {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        let md = std::fs::metadata(&candidate).ok()?;
+        let executable =
+            md.is_file() && rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok();
+        executable.then_some(candidate)
+    })
+}

@@ -1,0 +1,154 @@
+//! The helper side of the executor (`polyarch __sandbox`): reads the step's spec, contains it,
+//! performs it, and reports how it went.
+//!
+//! Runs single-threaded, as root. Every path inside the image root is handled through directory
+//! file descriptors so that symlinks in the image cannot redirect a mount or a write to the host.
+//!
+//! The files are the layers of containment, bottom up; each uses only files above it in this
+//! list (and the executor's spec, errors, protocol and snapshotters):
+//! - `paths.rs`: descriptors as mount targets, paths opened and resolved inside the image root;
+//! - `users.rs`: `USER` and `--chown` resolved against the image's passwd and group text (pure);
+//! - `namespaces.rs`: which namespaces a step gets, `unshare`, private mounts, the hostname, and
+//!   forking the step's PID 1 and waiting for it;
+//! - `overlay.rs`: overlayfs mounts (the merged root, views of other layers);
+//! - `scaffold.rs`: mount points created in the image and removed from its upper directory after;
+//! - `rootfs.rs`: `/proc`, `/dev`, `resolv.conf`, and entering the root (`chroot`, to become
+//!   `pivot_root` with issue 12);
+//! - `mounts.rs`: the step's own mounts (`RUN --mount`) and the temporary layer views;
+//! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one;
+//! - (issue 12: capabilities and seccomp, each a file of its own here, used by `exec.rs` only)
+//! - `exec.rs`: the `RUN` child from PID 1 to `execve`: signals, root, working directory, user;
+//! - `run.rs` and `copy.rs`: the `RUN` and `COPY` steps, putting the layers together;
+//! - this file: the entry point [`sandbox_main`], entering the namespaces, the snapshot around
+//!   the step, and dispatching to `run.rs` or `copy.rs`.
+
+mod copy;
+mod exec;
+mod mounts;
+mod namespaces;
+mod network;
+mod overlay;
+mod paths;
+mod rootfs;
+mod run;
+mod scaffold;
+mod users;
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{umount2, MntFlags};
+use nix::sched::CloneFlags;
+
+use crate::executor::error::ExecError;
+use crate::executor::protocol::{report_sandbox_error, SANDBOX_ERROR_STATUS};
+use crate::executor::snapshot::Snapshot;
+use crate::executor::spec::{Action, SandboxSpec};
+use mounts::TempMounts;
+
+#[cfg(test)]
+pub(super) use exec::find_program;
+#[cfg(test)]
+pub(super) use users::{resolve_chown, resolve_run_user};
+
+/// Entry point of `polyarch __sandbox`: reads a [`SandboxSpec`] as JSON from stdin, performs it
+/// and returns the process exit status (the command's status, 128 + n for a signal, or
+/// [`SANDBOX_ERROR_STATUS`] after printing a [`crate::executor::SANDBOX_ERROR_PREFIX`] line on
+/// stderr).
+///
+/// Must be called before any other thread exists: `unshare(CLONE_NEWNS)` fails in a
+/// multi-threaded process (unshare(2), EINVAL) and `fork` copies only the calling thread.
+pub fn sandbox_main() -> i32 {
+    use std::io::Read;
+    // When polyarch dies (killed, or interrupted before it could clean up), the helper goes too,
+    // and with it the step's PID namespace (its PID 1 has the helper as death signal parent).
+    if nix::sys::prctl::set_pdeathsig(Some(nix::sys::signal::Signal::SIGKILL)).is_err()
+        || nix::unistd::getppid() == nix::unistd::Pid::from_raw(1)
+    {
+        report_sandbox_error(&ExecError::Orphaned);
+        return SANDBOX_ERROR_STATUS;
+    }
+    let mut input = Vec::new();
+    let result = std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| ExecError::sys("read spec from stdin", "-", e))
+        .and_then(|_| {
+            serde_json::from_slice::<SandboxSpec>(&input)
+                .map_err(|source| ExecError::BadSpec { source })
+        })
+        .and_then(|spec| perform(&spec));
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            report_sandbox_error(&e);
+            SANDBOX_ERROR_STATUS
+        }
+    }
+}
+
+/// Performs the spec; returns the exit status for the helper process.
+fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
+    // Modes below are exact; the RUN child restores Docker's 022 before exec.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    // The spec pipe is at EOF; the command reads /dev/null like a detached container.
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    isolate(&spec.action)?;
+
+    let base = spec
+        .workdir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = |prefix: &str| {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&base)
+            .map_err(|e| ExecError::sys("create temporary directory", &base, e))
+    };
+    let merged = tmp(".merged-")?;
+    let empty = if spec.lowerdirs.is_empty() {
+        Some(tmp(".empty-")?)
+    } else {
+        None
+    };
+    let lowers: Vec<&Path> = match &empty {
+        Some(e) => vec![e.path()],
+        None => spec.lowerdirs.iter().map(PathBuf::as_path).collect(),
+    };
+    // overlayfs, or the copy snapshotter where overlayfs cannot be mounted (snapshot.rs).
+    let snapshot = Snapshot::start(spec, &lowers, merged.path(), || {
+        overlay::mount_overlay(
+            &lowers,
+            Some((&spec.upperdir, &spec.workdir)),
+            merged.path(),
+        )
+    })?;
+
+    let mut temps = TempMounts::new(&base);
+    let result = match &spec.action {
+        Action::Run(run) => {
+            run::run_step(spec, run, merged.path(), snapshot.writes(spec), &mut temps)
+        }
+        Action::Copy(copy) => copy::copy_step(copy, merged.path(), &mut temps).map(|()| 0),
+    };
+    // Best effort: a failed unmount leaves an empty directory the caller owns anyway.
+    let _ = umount2(merged.path(), MntFlags::MNT_DETACH);
+    drop(temps);
+    snapshot.finish(spec, result)
+}
+
+/// Enters the step's namespaces: those of its kind of step and, for a `RUN`, the network
+/// namespace its network mode asks for (with loopback up in a new one); then makes every mount
+/// private to them.
+fn isolate(action: &Action) -> Result<(), ExecError> {
+    let mut flags = namespaces::of(action);
+    if let Action::Run(run) = action {
+        flags |= network::namespace(run.network);
+    }
+    namespaces::enter(flags)?;
+    if flags.contains(CloneFlags::CLONE_NEWNET) {
+        network::loopback_up()?;
+    }
+    namespaces::make_mounts_private()
+}

@@ -1,0 +1,66 @@
+//! overlayfs mounts: the step's merged root (image layers below, the step's upper directory on
+//! top) and the read-only or throw-away views of other layers that mounts and `COPY --from` use.
+//!
+//! Layer of `sandbox/`: one mount(2) call with checked options; runs in the helper's private
+//! mount namespace (namespaces.rs) and knows nothing of what is mounted or run on top.
+
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+
+use crate::executor::error::{sys, ExecError};
+
+/// Mounts overlayfs (read-write with an upper and work directory, else read-only). Options per
+/// the kernel's Documentation/filesystems/overlayfs.rst:
+/// `redirect_dir=off` and `metacopy=off` keep the upper directory a plain tree of changed files
+/// (no redirect xattrs, no metadata-only copies) that a layer differ can read; `index=off` and
+/// `xino=off` avoid state tied to this mount.
+pub(super) fn mount_overlay(
+    lowers: &[&Path],
+    upper_work: Option<(&Path, &Path)>,
+    merged: &Path,
+) -> Result<(), ExecError> {
+    let mut paths: Vec<&Path> = lowers.to_vec();
+    if let Some((upper, work)) = upper_work {
+        paths.push(upper);
+        paths.push(work);
+    }
+    for p in &paths {
+        let s = p.as_os_str().to_string_lossy();
+        if s.contains([',', ':', '\\']) {
+            return Err(ExecError::BadOverlayPath {
+                path: p.to_path_buf(),
+            });
+        }
+    }
+    let lower = lowers
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    // Without an upper directory the overlay is read-only (overlayfs.rst "Multiple lower
+    // layers").
+    let options = match upper_work {
+        Some((upper, work)) => format!(
+            "lowerdir={lower},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off,xino=off",
+            upper.to_string_lossy(),
+            work.to_string_lossy()
+        ),
+        None => format!("lowerdir={lower},redirect_dir=off,metacopy=off,xino=off"),
+    };
+    // mount(2) copies at most one page of option data.
+    if options.len() >= 4096 {
+        return Err(ExecError::TooManyLayers {
+            layers: lowers.len(),
+            len: options.len(),
+        });
+    }
+    mount(
+        Some("overlay"),
+        merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(sys("mount overlay", merged))
+}

@@ -1,0 +1,67 @@
+//! The `RUN` step in the helper: the root filesystem's own mounts, the step's mounts and
+//! hostname, then the forked PID 1 that execs the command; afterwards the scaffolding is removed
+//! from the step's writes.
+//!
+//! Near the top of `sandbox/`: puts the layers below together in order for one `RUN` and does
+//! nothing of its own beyond opening the root.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use nix::mount::{umount2, MntFlags};
+use rustix::fs::{Mode, OFlags};
+
+use super::mounts::{self, TempMounts};
+use super::scaffold::Scaffolding;
+use super::{exec, namespaces, rootfs};
+use crate::executor::error::{sys_rx, ExecError};
+use crate::executor::spec::{RunSpec, SandboxSpec};
+
+/// The RUN path: scaffolding and mounts in the helper, then a child that becomes PID 1 of the new
+/// PID namespace and execs the command; the helper waits, cleans up and returns the status.
+///
+/// `writes` is where the step's writes land (the overlay's upper directory, or the copied root):
+/// mount points created there are removed again afterwards.
+pub(super) fn run_step(
+    spec: &SandboxSpec,
+    run: &RunSpec,
+    merged: &Path,
+    writes: &Path,
+    temps: &mut TempMounts,
+) -> Result<i32, ExecError> {
+    if run.argv.is_empty() {
+        return Err(ExecError::EmptyCommand);
+    }
+    let root = rustix::fs::open(
+        merged,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_rx("open merged root", merged))?;
+    let upper = rustix::fs::open(
+        writes,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_rx("open upper directory", writes))?;
+    let mut scaffold = Scaffolding::default();
+    let result = (|| {
+        let mount_proc = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold)?;
+        mounts::apply(
+            &run.mounts,
+            root.as_fd(),
+            upper.as_fd(),
+            &mut scaffold,
+            temps,
+        )?;
+        if !spec.hostname.is_empty() {
+            namespaces::set_hostname(&spec.hostname)?;
+        }
+        namespaces::fork_and_wait(|| exec::pid1(run, merged, mount_proc))
+    })();
+    drop(root);
+    // Detaching the overlay detaches everything mounted below it (umount(2), MNT_DETACH).
+    let _ = umount2(merged, MntFlags::MNT_DETACH);
+    scaffold.remove_from_upper(writes);
+    result
+}

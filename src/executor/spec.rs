@@ -1,0 +1,172 @@
+//! What a step is: the [`SandboxSpec`] the executor sends to the helper as JSON on its stdin
+//! ([`RunSpec`] for a `RUN`, [`CopySpec`] for a `COPY`, the [`Mount`]s and network a `RUN` gets).
+//!
+//! Level 2, plain data: serde types only. No I/O, no processes; both sides of the helper boundary
+//! read these, so nothing here may depend on either side.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::Snapshotter;
+use crate::context::CopyEntry;
+
+/// Everything the helper needs for one step, sent as JSON on its stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// Read-only layer directories, top-most first (overlayfs `lowerdir` order). Empty for a
+    /// `FROM scratch` image.
+    pub lowerdirs: Vec<PathBuf>,
+    /// Where this step's changes land (overlayfs `upperdir`).
+    pub upperdir: PathBuf,
+    /// Overlayfs work directory: empty, on the same filesystem as `upperdir`.
+    pub workdir: PathBuf,
+    /// What to do in the merged root.
+    pub action: Action,
+    /// Hostname inside the step's UTS namespace.
+    pub hostname: String,
+    /// How the step's changes are captured; `auto` (also when absent from the JSON) lets
+    /// [`super::SandboxExecutor::snapshotter`] decide, then the helper.
+    #[serde(default)]
+    pub snapshotter: Snapshotter,
+}
+
+/// The step itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Execute a command (a `RUN`).
+    Run(RunSpec),
+    /// Create files from the build context (a `COPY`).
+    Copy(CopySpec),
+}
+
+/// Bytes that must never be printed (secret values): `Debug` shows only the length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Sensitive(pub Vec<u8>);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes, redacted>", self.0.len())
+    }
+}
+
+/// Something mounted into a RUN step's root filesystem. Mounts never reach the step's layer:
+/// only the mount points the helper had to create are left in the upper directory, and those are
+/// removed afterwards when still empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    /// A host directory, bind-mounted (cache mounts).
+    Bind {
+        /// The host directory.
+        source: PathBuf,
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// An overlay of host directories (a stage's or image's layers, the build context), of which
+    /// `subpath` is mounted. Read-write views get a throw-away upper directory.
+    Layers {
+        /// The directories, top-most first.
+        lowerdirs: Vec<PathBuf>,
+        /// The path inside the view to mount (`/` for all of it).
+        subpath: String,
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// Mounted read-only; otherwise writes are discarded after the step.
+        readonly: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// Size limit in bytes; `None` is the kernel default.
+        size: Option<u64>,
+    },
+    /// A read-only file held in memory (a secret, a heredoc script), placed on a private tmpfs.
+    File {
+        /// Absolute path in the root filesystem.
+        target: String,
+        /// The contents.
+        content: Sensitive,
+        /// Permission bits.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
+}
+
+/// The network a RUN step sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// The host's network namespace.
+    #[default]
+    Host,
+    /// A new network namespace with only the loopback interface (up).
+    None,
+}
+
+/// A command to execute inside the root filesystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Program and arguments. A program without `/` is looked up in `PATH` from `env` (or
+    /// Docker's default `PATH` when `env` has none), inside the root filesystem.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` pairs: exactly this environment, nothing inherited.
+    pub env: Vec<String>,
+    /// Absolute working directory in the root filesystem; created (mode 0755) if missing.
+    pub cwd: String,
+    /// `name|uid[:group|gid]`, resolved in the root filesystem's `/etc/passwd` and `/etc/group`;
+    /// `None` is root.
+    pub user: Option<String>,
+    /// Mounts, applied in order of their target's depth (parents first).
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// The network namespace.
+    #[serde(default)]
+    pub network: NetworkMode,
+}
+
+/// Files to create inside the root filesystem.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySpec {
+    /// Entries, parents before children (as [`crate::context::BuildContext::resolve_copy`]
+    /// returns them).
+    pub entries: Vec<CopyEntry>,
+    /// `--chown`: `name|uid[:group|gid]` resolved in the root filesystem; a missing group means
+    /// the same number as the user (Dockerfile reference, COPY --chown). `None` is `0:0`.
+    #[serde(default)]
+    pub chown: Option<String>,
+    /// `--chmod`: permission bits for every copied file and directory, overriding the source's.
+    #[serde(default)]
+    pub chmod: Option<u32>,
+    /// `--chmod` in symbolic form, applied to each entry's own mode.
+    #[serde(default)]
+    pub chmod_symbolic: Option<crate::plan::SymbolicMode>,
+    /// `COPY --from`: sources resolved inside the root filesystem made of these layers (mounted
+    /// read-only by the helper), copied before `entries`.
+    #[serde(default)]
+    pub from_layers: Option<LayerSource>,
+    /// Layers to look `--chown` names up in instead of the destination root (`COPY --link`
+    /// copies onto an empty tree, but names still mean what the image's passwd says).
+    #[serde(default)]
+    pub ids_from: Option<Vec<PathBuf>>,
+}
+
+/// Files of another stage or image to copy: what [`crate::context::BuildContext::rootfs`]
+/// resolves inside the mounted layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSource {
+    /// The source root filesystem's layers, top-most first (empty for `scratch`).
+    pub lowerdirs: Vec<PathBuf>,
+    /// Source paths (wildcards allowed), relative to that root.
+    pub sources: Vec<String>,
+    /// Absolute destination; a trailing `/` means "into this directory".
+    pub dest: String,
+    /// `--exclude` patterns.
+    pub excludes: Vec<String>,
+    /// Clamp copied mtimes to this (`SOURCE_DATE_EPOCH`).
+    pub max_mtime: Option<i64>,
+}

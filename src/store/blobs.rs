@@ -1,0 +1,192 @@
+//! Blobs: content named by its sha256 under `blobs/sha256/`, read back verified, written
+//! through a [`BlobWriter`] that hashes while writing and publishes with a rename.
+//!
+//! Level 1: synchronous file I/O under the store's root only; no tokio, no network.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempPath;
+
+use super::error::{io_err, StoreError};
+use super::{sync_dir, Store};
+use crate::oci::{Digest, DigestWriter};
+
+impl Store {
+    /// Where the blob `digest` is (or would be): `<root>/blobs/sha256/<hex>`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.hex())
+    }
+
+    /// Whether the blob `digest` is in the store.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Reads a whole blob into memory and checks its digest; for small documents (manifests,
+    /// indexes, configs), never layers.
+    ///
+    /// Errors: [`StoreError::MissingBlob`], [`StoreError::Io`], [`StoreError::DigestMismatch`]
+    /// when the stored bytes were corrupted.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let bytes = fs::read(&path).map_err(|source| self.missing_or(digest, &path, source))?;
+        let found = Digest::of(&bytes);
+        if &found != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Opens a blob for streaming (layers); the content is not verified here.
+    ///
+    /// Errors: [`StoreError::MissingBlob`], [`StoreError::Io`].
+    pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|source| self.missing_or(digest, &path, source))
+    }
+
+    fn missing_or(&self, digest: &Digest, path: &Path, source: io::Error) -> StoreError {
+        if source.kind() == io::ErrorKind::NotFound {
+            StoreError::MissingBlob {
+                digest: digest.clone(),
+                path: path.to_path_buf(),
+            }
+        } else {
+            io_err("read blob", path)(source)
+        }
+    }
+
+    /// Starts writing a blob: a [`BlobWriter`] on a temp file under `tmp/`.
+    ///
+    /// Errors: [`StoreError::Io`] when the temp file cannot be created.
+    pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
+        let tmp = self.tmp_dir();
+        let (file, temp) = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&tmp)
+            .map_err(io_err("create a temp file in", &tmp))?
+            .into_parts();
+        Ok(BlobWriter {
+            inner: DigestWriter::new(BufWriter::with_capacity(256 * 1024, file)),
+            temp,
+            blobs_dir: self.blobs_dir(),
+        })
+    }
+
+    /// Moves the finished file `path` (under this store's `tmp/`, e.g. a download into
+    /// [`Store::temp_dir`]) into the store as a blob after hashing it: a file whose sha256 is not
+    /// `expected` is refused (and removed). Returns the digest and size (bytes). When the blob is
+    /// already stored, `path` is removed.
+    ///
+    /// Errors: [`StoreError::DigestMismatch`], [`StoreError::Io`].
+    pub fn import_file(&self, path: &Path, expected: &Digest) -> Result<(Digest, u64), StoreError> {
+        let mut file = File::open(path).map_err(io_err("open", path))?;
+        let mut hashing = DigestWriter::new(io::sink());
+        io::copy(&mut file, &mut hashing).map_err(io_err("read", path))?;
+        let (_, found, size) = hashing.finish();
+        if &found != expected {
+            let _ = fs::remove_file(path);
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                found,
+            });
+        }
+        let dest = self.blob_path(expected);
+        if dest.exists() {
+            fs::remove_file(path).map_err(io_err("remove", path))?;
+            return Ok((found, size));
+        }
+        let mut perms = fs::metadata(path)
+            .map_err(io_err("stat", path))?
+            .permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(path, perms).map_err(io_err("chmod", path))?;
+        fs::rename(path, &dest).map_err(io_err("rename into place", &dest))?;
+        Ok((found, size))
+    }
+
+    /// Stores `bytes` as a blob and returns its digest and size (bytes).
+    ///
+    /// Errors: [`StoreError::Io`].
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64), StoreError> {
+        let mut writer = self.blob_writer()?;
+        writer
+            .write_all(bytes)
+            .map_err(io_err("write", &writer.temp))?;
+        writer.commit(None)
+    }
+}
+
+/// A blob being written into the store: a `Write` that hashes while writing to a temp file
+/// under `tmp/`. Nothing is visible under `blobs/` until [`BlobWriter::commit`]; dropping it
+/// uncommitted removes the temp file.
+pub struct BlobWriter {
+    inner: DigestWriter<BufWriter<File>>,
+    temp: TempPath,
+    blobs_dir: PathBuf,
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    /// Finishes the blob: checks it against `expected` when given, fsyncs it, makes it
+    /// read-only and renames it atomically to `blobs/sha256/<hex>` (when that blob is already
+    /// there, the temp file is dropped instead). Returns its digest and size (bytes).
+    ///
+    /// Errors: [`StoreError::DigestMismatch`] naming both digests (nothing is stored),
+    /// [`StoreError::Io`].
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
+        let BlobWriter {
+            inner,
+            temp,
+            blobs_dir,
+        } = self;
+        let (buffered, digest, size) = inner.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|e| io_err("write", &temp)(e.into_error()))?;
+        if let Some(expected) = expected {
+            if expected != &digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: expected.clone(),
+                    found: digest,
+                });
+            }
+        }
+        let target = blobs_dir.join(digest.hex());
+        if target.is_file() {
+            return Ok((digest, size));
+        }
+        file.sync_all().map_err(io_err("sync", &temp))?;
+        // Read-only: blobs are immutable, and hardlinked copies in exported layouts share the
+        // inode.
+        file.set_permissions(fs::Permissions::from_mode(0o444))
+            .map_err(io_err("set permissions of", &temp))?;
+        drop(file);
+        // rename(2) replaces atomically; a concurrent writer of the same digest wrote the same
+        // bytes.
+        temp.persist(&target)
+            .map_err(|e| io_err("rename into place", &target)(e.error))?;
+        sync_dir(&blobs_dir)?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,311 @@
+//! Store tests: blobs, layers and layout export against real files (skopeo reads the layout).
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+use crate::exit::{Classify, ExitCode};
+use crate::layer::{self, write_layer, LayerOptions};
+use crate::oci::{
+    self, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, RootFs,
+    MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
+};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("state")).unwrap();
+    (tmp, store)
+}
+
+fn tmp_is_empty(store: &Store) -> bool {
+    fs::read_dir(store.root().join("tmp")).unwrap().count() == 0
+}
+
+/// A small upper directory and its layer blob committed to the store.
+fn stored_layer(store: &Store, content: &[u8]) -> layer::LayerBlob {
+    let upper = store.temp_dir("upper-").unwrap();
+    fs::create_dir(upper.path().join("etc")).unwrap();
+    fs::write(upper.path().join("etc/motd"), content).unwrap();
+    let mut w = store.blob_writer().unwrap();
+    let blob = write_layer(upper.path(), &mut w, &LayerOptions::default()).unwrap();
+    let (digest, size) = w.commit(Some(&blob.digest)).unwrap();
+    assert_eq!((digest, size), (blob.digest.clone(), blob.size));
+    blob
+}
+
+#[test]
+fn open_creates_the_layout() {
+    let (tmp, store) = store();
+    for dir in ["blobs/sha256", "layers", "tmp"] {
+        assert!(tmp.path().join("state").join(dir).is_dir(), "{dir}");
+    }
+    // Opening again is fine.
+    Store::open(store.root()).unwrap();
+}
+
+#[test]
+fn blobs_round_trip_and_verify() {
+    let (_tmp, store) = store();
+    let (digest, size) = store.put_bytes(b"hello").unwrap();
+    assert_eq!(digest, Digest::of(b"hello"));
+    assert_eq!(size, 5);
+    assert!(store.has_blob(&digest));
+    assert_eq!(store.read_blob(&digest).unwrap(), b"hello");
+    let mode = fs::metadata(store.blob_path(&digest))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o444);
+    // Writing the same content again keeps one copy and succeeds.
+    assert_eq!(store.put_bytes(b"hello").unwrap(), (digest.clone(), 5));
+    assert!(tmp_is_empty(&store));
+
+    let absent = Digest::of(b"absent");
+    assert!(!store.has_blob(&absent));
+    let e = store.read_blob(&absent).unwrap_err();
+    assert!(matches!(e, StoreError::MissingBlob { .. }), "{e}");
+    assert!(matches!(
+        store.open_blob(&absent).unwrap_err(),
+        StoreError::MissingBlob { .. }
+    ));
+}
+
+#[test]
+fn commit_refuses_the_wrong_digest_and_leaves_nothing() {
+    let (_tmp, store) = store();
+    let mut w = store.blob_writer().unwrap();
+    w.write_all(b"actual").unwrap();
+    assert_eq!(w.size(), 6);
+    let expected = Digest::of(b"expected");
+    let e = w.commit(Some(&expected)).unwrap_err();
+    match &e {
+        StoreError::DigestMismatch {
+            expected: exp,
+            found,
+        } => {
+            assert_eq!(exp, &expected);
+            assert_eq!(found, &Digest::of(b"actual"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains(&expected.to_string()));
+    assert_eq!(e.exit_code(), ExitCode::BadInput);
+    assert!(!store.has_blob(&Digest::of(b"actual")));
+    assert!(tmp_is_empty(&store));
+}
+
+#[test]
+fn corrupt_blobs_are_detected_on_read() {
+    let (_tmp, store) = store();
+    let (digest, _) = store.put_bytes(b"{}").unwrap();
+    let path = store.blob_path(&digest);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&path, b"{\"x\":1}").unwrap();
+    let e = store.read_blob(&digest).unwrap_err();
+    assert!(matches!(e, StoreError::DigestMismatch { .. }), "{e}");
+    assert_eq!(e.exit_code(), ExitCode::BadInput);
+}
+
+#[test]
+fn unpack_blob_once_per_diff_id() {
+    let (_tmp, store) = store();
+    let blob = stored_layer(&store, b"hi\n");
+    assert!(!store.has_layer(&blob.diff_id));
+    let dir = store
+        .unpack_blob(&blob.digest, &blob.media_type, Some(&blob.diff_id))
+        .unwrap();
+    assert_eq!(dir, store.layer_dir(&blob.diff_id));
+    assert!(store.has_layer(&blob.diff_id));
+    assert_eq!(fs::read(dir.join("etc/motd")).unwrap(), b"hi\n");
+    // Again, without an expected diff_id: unpacked again, the existing copy is kept.
+    fs::write(dir.join("marker"), b"").unwrap();
+    let again = store
+        .unpack_blob(&blob.digest, &blob.media_type, None)
+        .unwrap();
+    assert_eq!(again, dir);
+    assert!(dir.join("marker").exists());
+    assert!(tmp_is_empty(&store));
+}
+
+#[test]
+fn unpack_blob_checks_the_diff_id() {
+    let (_tmp, store) = store();
+    let blob = stored_layer(&store, b"hi\n");
+    let wrong = Digest::of(b"wrong");
+    let e = store
+        .unpack_blob(&blob.digest, &blob.media_type, Some(&wrong))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::DiffIdMismatch { .. }), "{e}");
+    assert_eq!(e.exit_code(), ExitCode::BadInput);
+    assert!(!store.has_layer(&wrong));
+    assert!(!store.has_layer(&blob.diff_id));
+    assert!(tmp_is_empty(&store));
+
+    let e = store
+        .unpack_blob(&blob.digest, "application/octet-stream", None)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unpack { .. }), "{e}");
+    assert_eq!(e.exit_code(), ExitCode::BadInput);
+}
+
+#[test]
+fn concurrent_unpackers_all_succeed() {
+    let (_tmp, store) = store();
+    let blob = stored_layer(&store, &vec![b'x'; 1 << 20]);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| store.unpack_blob(&blob.digest, &blob.media_type, None)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in results {
+        assert_eq!(r.unwrap(), store.layer_dir(&blob.diff_id));
+    }
+    assert_eq!(
+        fs::read_dir(store.root().join("layers")).unwrap().count(),
+        1
+    );
+    assert!(tmp_is_empty(&store));
+}
+
+#[test]
+fn adopt_layer_dir_moves_or_drops() {
+    let (_tmp, store) = store();
+    let diff_id = Digest::of(b"some layer");
+    let first = store.temp_dir("upper-").unwrap().keep();
+    fs::write(first.join("f"), b"first").unwrap();
+    let dir = store.adopt_layer_dir(&first, &diff_id).unwrap();
+    assert_eq!(dir, store.layer_dir(&diff_id));
+    assert!(!first.exists());
+    assert_eq!(fs::read(dir.join("f")).unwrap(), b"first");
+
+    let second = store.temp_dir("upper-").unwrap().keep();
+    fs::write(second.join("f"), b"second").unwrap();
+    assert_eq!(store.adopt_layer_dir(&second, &diff_id).unwrap(), dir);
+    assert!(!second.exists());
+    assert_eq!(fs::read(dir.join("f")).unwrap(), b"first");
+    assert!(tmp_is_empty(&store));
+
+    let missing = store.root().join("no-such-dir");
+    let e = store
+        .adopt_layer_dir(&missing, &Digest::of(b"other"))
+        .unwrap_err();
+    assert!(e.to_string().contains("no-such-dir"), "{e}");
+    assert_eq!(e.exit_code(), ExitCode::Host);
+    assert!(tmp_is_empty(&store));
+}
+
+/// Assembles config + one layer + manifest in the store; returns the manifest descriptor and
+/// the blobs it needs.
+fn stored_image(store: &Store, content: &[u8]) -> (Descriptor, Vec<Digest>) {
+    let layer = stored_layer(store, content);
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            diff_ids: vec![layer.diff_id.clone()],
+            ..RootFs::default()
+        },
+        ..ImageConfig::default()
+    };
+    let (config_digest, config_size) = store.put_bytes(&oci::to_bytes(&config)).unwrap();
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
+        config: Descriptor::new(MEDIA_TYPE_OCI_CONFIG, config_digest.clone(), config_size),
+        layers: vec![layer.descriptor()],
+        annotations: None,
+    };
+    let (digest, size) = store.put_bytes(&oci::to_bytes(&manifest)).unwrap();
+    (
+        Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, digest, size),
+        vec![config_digest, layer.digest],
+    )
+}
+
+fn skopeo_inspect(layout: &Path, reference: &str) -> serde_json::Value {
+    let out = std::process::Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:{reference}", layout.display()))
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn skopeo_reads_the_oci_layout() {
+    let (tmp, store) = store();
+    let (manifest, blobs) = stored_image(&store, b"one\n");
+    let layout = tmp.path().join("layout");
+    store
+        .write_oci_layout(&layout, &manifest, "v1", &blobs)
+        .unwrap();
+    assert_eq!(
+        fs::read(layout.join("oci-layout")).unwrap(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+    let info = skopeo_inspect(&layout, "v1");
+    assert_eq!(info["Digest"], manifest.digest.to_string());
+    assert_eq!(info["Architecture"], "amd64");
+    assert_eq!(info["Os"], "linux");
+    assert_eq!(info["Layers"][0], blobs[1].to_string());
+    // Hardlinked, not copied.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(layout.join("blobs/sha256").join(blobs[1].hex()))
+            .unwrap()
+            .ino(),
+        fs::metadata(store.blob_path(&blobs[1])).unwrap().ino()
+    );
+
+    // A second ref keeps the first; re-writing a ref replaces its entry.
+    let (other, other_blobs) = stored_image(&store, b"two\n");
+    store
+        .write_oci_layout(&layout, &other, "v2", &other_blobs)
+        .unwrap();
+    store
+        .write_oci_layout(&layout, &other, "v1", &other_blobs)
+        .unwrap();
+    let index: ImageIndex =
+        oci::from_bytes(&fs::read(layout.join("index.json")).unwrap(), "index").unwrap();
+    assert_eq!(index.media_type.as_deref(), Some(MEDIA_TYPE_OCI_INDEX));
+    assert_eq!(index.manifests.len(), 2);
+    assert!(index.manifests.iter().all(|d| d.digest == other.digest));
+    assert_eq!(
+        skopeo_inspect(&layout, "v1")["Digest"],
+        other.digest.to_string()
+    );
+    assert_eq!(
+        skopeo_inspect(&layout, "v2")["Digest"],
+        other.digest.to_string()
+    );
+    assert!(layout
+        .join("blobs/sha256")
+        .join(manifest.digest.hex())
+        .is_file());
+}
+
+#[test]
+fn layout_export_names_missing_blobs_and_bad_indexes() {
+    let (tmp, store) = store();
+    let (manifest, blobs) = stored_image(&store, b"x");
+    let absent = Digest::of(b"absent");
+    let layout = tmp.path().join("layout");
+    let e = store
+        .write_oci_layout(&layout, &manifest, "v1", std::slice::from_ref(&absent))
+        .unwrap_err();
+    assert!(e.to_string().contains(&absent.to_string()), "{e}");
+    assert!(!layout.join("index.json").exists());
+
+    fs::write(layout.join("index.json"), b"not json").unwrap();
+    let e = store
+        .write_oci_layout(&layout, &manifest, "v1", &blobs)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::MalformedIndex { .. }), "{e}");
+    assert_eq!(e.exit_code(), ExitCode::BadInput);
+}
