@@ -44,6 +44,7 @@ use crate::store::{Store, StoreError};
 
 mod actions;
 mod base;
+mod config;
 mod error;
 mod image;
 mod platforms;

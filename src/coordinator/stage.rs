@@ -14,7 +14,8 @@ use futures::future::{FutureExt, LocalBoxFuture};
 use tokio::sync::OnceCell;
 
 use super::base::pull_base;
-use super::image::{apply_config, run_step};
+use super::config::apply_config;
+use super::image::run_step;
 use super::sources::CacheMounts;
 use super::*;
 use crate::plan::{StageGraph, StageKey};
