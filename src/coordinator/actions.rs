@@ -1,14 +1,17 @@
 //! From a planned step to what the sandbox does: the executor [`Action`], the layers it runs
 //! on, and the cache directories it holds while it runs.
+//!
+//! Level 3 (coordinator), under [`super::step`]: reads other stages and images only through
+//! the step's [`StepScope`] ([`Upstream`]), never the stage table. Does not run the step.
 
 use std::path::Path;
 
+use super::scope::{StepScope, Upstream};
 use super::sources::{self, CacheLease, SourceError};
-use super::stage::Stages;
 use super::*;
 use crate::context::Ignore;
 use crate::executor::{LayerSource, Mount, NetworkMode, Sensitive};
-use crate::plan::{CopyFrom, CopyStep, MountSource, Network, RunMount, StageGraph};
+use crate::plan::{CopyFrom, CopyStep, MountSource, Network, RunMount};
 
 /// A step ready to run.
 pub(super) struct Prepared {
@@ -27,16 +30,12 @@ fn dirs(layers: &[BuiltLayer]) -> Vec<PathBuf> {
 
 /// Prepares `step`; `None` for config-only steps. `inputs` is a scratch directory that lives
 /// until the step is over (heredoc files, downloads, unpacked archives).
-pub(super) async fn prepare<'a, R: Registry, E: Executor>(
-    stages: &'a Stages<'a, R, E>,
-    sel: &Selection,
-    graph: &Arc<StageGraph>,
-    label: &str,
-    layers: &[BuiltLayer],
+pub(super) async fn prepare<R, E: Executor, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
     step: &Step,
     inputs: &Path,
 ) -> Result<Option<Prepared>, BuildError> {
-    let sh = stages.sh;
+    let (sh, label, layers) = (scope.sh, scope.label, scope.layers);
     let source_err = |source: SourceError| BuildError::Source {
         platform: label.to_string(),
         location: location(sh.dockerfile, step),
@@ -64,14 +63,10 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
                     } => {
                         let lowerdirs = match from {
                             MountSource::Context => {
-                                context_view(stages, source, inputs, label, step).await?
+                                context_view(scope, source, inputs, step).await?
                             }
-                            MountSource::Stage(i) => {
-                                dirs(&stages.dependency(sel, graph, *i).await?.layers)
-                            }
-                            MountSource::Image(r) => {
-                                dirs(&stages.image(r, &sel.platform).await?.layers)
-                            }
+                            MountSource::Stage(i) => dirs(&scope.upstream.stage(*i).await?.layers),
+                            MountSource::Image(r) => dirs(&scope.upstream.image(r).await?.layers),
                         };
                         out.push(Mount::Layers {
                             lowerdirs,
@@ -96,7 +91,7 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
                         uid,
                         gid,
                     } => {
-                        let caches = stages.caches.clone();
+                        let caches = scope.caches.clone();
                         let (id, sharing, mode, uid, gid) =
                             (id.clone(), *sharing, *mode, *uid, *gid);
                         // `locked` may wait for another platform's step: off the runtime.
@@ -203,7 +198,7 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
             }))
         }
         StepKind::Copy(c) => {
-            let action = copy_action(stages, sel, graph, label, layers, step, c, inputs).await?;
+            let action = copy_action(scope, step, c, inputs).await?;
             // `--link` (without --chmod, as BuildKit) copies onto an empty tree: the layer holds
             // only what was copied, whatever the earlier layers have at the destination.
             let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
@@ -223,14 +218,13 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
 
 /// The build context as a mount source: the context directory itself, or, when an ignore file
 /// applies, a copy of just `source` holding only what it allows.
-async fn context_view<'a, R: Registry, E: Executor>(
-    stages: &'a Stages<'a, R, E>,
+async fn context_view<R, E: Executor, U>(
+    scope: &StepScope<'_, R, E, U>,
     source: &str,
     inputs: &Path,
-    label: &str,
     step: &Step,
 ) -> Result<Vec<PathBuf>, BuildError> {
-    let sh = stages.sh;
+    let (sh, label) = (scope.sh, scope.label);
     if sh.context.ignore_file().is_none() {
         return Ok(vec![sh.context.root().to_path_buf()]);
     }
@@ -265,7 +259,7 @@ async fn context_view<'a, R: Registry, E: Executor>(
         hostname: "polyarch".into(),
         snapshotter: Snapshotter::Auto,
     };
-    let outcome = stages
+    let outcome = scope
         .deps
         .executor
         .run(&spec, |_| {})
@@ -286,18 +280,13 @@ async fn context_view<'a, R: Registry, E: Executor>(
 }
 
 /// The executor action of a COPY or ADD.
-#[allow(clippy::too_many_arguments)]
-async fn copy_action<'a, R: Registry, E: Executor>(
-    stages: &'a Stages<'a, R, E>,
-    sel: &Selection,
-    graph: &Arc<StageGraph>,
-    label: &str,
-    layers: &[BuiltLayer],
+async fn copy_action<R, E, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
     step: &Step,
     c: &CopyStep,
     inputs: &Path,
 ) -> Result<Action, BuildError> {
-    let sh = stages.sh;
+    let (sh, label, layers) = (scope.sh, scope.label, scope.layers);
     let loc = location(sh.dockerfile, step);
     let source_err = |source: SourceError| BuildError::Source {
         platform: label.to_string(),
@@ -369,7 +358,7 @@ async fn copy_action<'a, R: Registry, E: Executor>(
             }
         }
         CopyFrom::Stage(i) => {
-            let src = stages.dependency(sel, graph, *i).await?;
+            let src = scope.upstream.stage(*i).await?;
             from_layers = Some(LayerSource {
                 lowerdirs: dirs(&src.layers),
                 sources: c.sources.clone(),
@@ -379,7 +368,7 @@ async fn copy_action<'a, R: Registry, E: Executor>(
             });
         }
         CopyFrom::Image(r) => {
-            let src = stages.image(r, &sel.platform).await?;
+            let src = scope.upstream.image(r).await?;
             from_layers = Some(LayerSource {
                 lowerdirs: dirs(&src.layers),
                 sources: c.sources.clone(),

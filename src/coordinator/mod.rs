@@ -49,8 +49,10 @@ mod error;
 mod image;
 mod platforms;
 mod remote;
+mod scope;
 mod sources;
 mod stage;
+mod step;
 mod worker;
 
 pub use error::BuildError;
@@ -502,6 +504,14 @@ struct BuiltLayer {
     dir: PathBuf,
     /// The repository the layer was pulled from (a base image's); `None` for layers built here.
     origin: Option<Reference>,
+}
+
+/// A finished stage (or a pulled image): its config (history included) and its layers, base
+/// first.
+#[derive(Debug, Clone)]
+struct BuiltStage {
+    config: ImageConfig,
+    layers: Vec<BuiltLayer>,
 }
 
 /// The registry the images are pushed to: the `--push-by-digest` repository, else the

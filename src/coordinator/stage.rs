@@ -15,17 +15,11 @@ use tokio::sync::OnceCell;
 
 use super::base::pull_base;
 use super::config::apply_config;
-use super::image::run_step;
+use super::scope::{StepScope, Upstream};
 use super::sources::CacheMounts;
+use super::step::run_step;
 use super::*;
 use crate::plan::{StageGraph, StageKey};
-
-/// A finished stage: its config (history included) and its layers, base first.
-#[derive(Debug, Clone)]
-pub(super) struct BuiltStage {
-    pub config: ImageConfig,
-    pub layers: Vec<BuiltLayer>,
-}
 
 type StageResult = Result<Arc<BuiltStage>, Arc<BuildError>>;
 type Cell = Arc<OnceCell<StageResult>>;
@@ -197,6 +191,11 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         // Triggers run in this stage and never carry over (BuildKit clears them).
         config.config.on_build = None;
         let plan = sel.resolve(df, &base)?;
+        let upstream = StageUpstream {
+            stages: self,
+            sel: &sel,
+            graph: &graph,
+        };
         let total = plan.steps.len();
         for (i, step) in plan.steps.iter().enumerate() {
             let n = i + 1;
@@ -208,7 +207,15 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 location: location(df, step),
                 text: progress_text(&step.created_by),
             });
-            let made = run_step(self, &sel, &graph, &label, &layers, step, n).await?;
+            let scope = StepScope {
+                sh,
+                deps: self.deps,
+                caches: &self.caches,
+                upstream: &upstream,
+                label: &label,
+                layers: &layers,
+            };
+            let made = run_step(&scope, step, n).await?;
             let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
             if let Some(layer) = made {
                 config.rootfs.diff_ids.push(layer.diff_id.clone());
@@ -237,6 +244,24 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             });
         }
         Ok(BuiltStage { config, layers })
+    }
+}
+
+/// The other stages and images as one stage of the table reads them: stages selected for its
+/// graph (or for it alone, when only an ONBUILD trigger names them), images for its platform.
+struct StageUpstream<'s, 'a, R, E> {
+    stages: &'a Stages<'a, R, E>,
+    sel: &'s Selection,
+    graph: &'s Arc<StageGraph>,
+}
+
+impl<R: Registry, E: Executor> Upstream for StageUpstream<'_, '_, R, E> {
+    async fn stage(&self, index: usize) -> Result<Arc<BuiltStage>, BuildError> {
+        self.stages.dependency(self.sel, self.graph, index).await
+    }
+
+    async fn image(&self, reference: &str) -> Result<Arc<BuiltStage>, BuildError> {
+        self.stages.image(reference, &self.sel.platform).await
     }
 }
 
