@@ -134,60 +134,14 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
     ) -> Result<BuiltStage, BuildError> {
         let sh = self.sh;
         let df = sh.dockerfile;
-        let stage_label = sel
-            .stage_name
-            .clone()
-            .unwrap_or_else(|| format!("stage-{}", sel.stage_index));
         let label = platform_label(&sel, &graph, df);
-        let has_run = df.stages[sel.stage_index]
-            .instructions
-            .iter()
-            .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
-        let runs = if has_run {
-            match emulation::classify(&sel.platform, &sh.req.binfmt_dir)? {
-                Support::Native => "natively".to_string(),
-                Support::Emulated { handler, .. } => format!("emulated through {handler}"),
-            }
-        } else {
-            String::new()
-        };
-        self.deps.sink.emit(Event::StageStarted {
-            stage: stage_label,
-            platform: sel.platform.to_string(),
-            key: sel.key.to_string(),
-            runs,
-        });
-        let (mut config, mut layers) = match &sel.base {
-            BaseImage::Scratch => {
-                self.deps.sink.emit(Event::BaseResolved {
-                    platform: label.clone(),
-                    reference: "scratch".into(),
-                    digest: None,
-                });
-                (ImageConfig::default(), Vec::new())
-            }
-            BaseImage::Image(reference) => {
-                let img = self.image(reference, &sel.platform).await?;
-                (img.config.clone(), img.layers.clone())
-            }
-            BaseImage::Stage(i) => {
-                let parent = self.dependency(&sel, &graph, *i).await?;
-                (parent.config.clone(), parent.layers.clone())
-            }
-        };
+        self.announce(&sel)?;
+        let (mut config, mut layers) = self.base(&sel, &graph, &label).await?;
         config.architecture = sel.platform.architecture.clone();
         config.os = sel.platform.os.clone();
         config.variant = sel.platform.variant.clone();
         config.os_version = sel.platform.os_version.clone();
-        let c = &config.config;
-        let base = BaseConfig {
-            env: c.env.clone().unwrap_or_default(),
-            working_dir: c.working_dir.clone(),
-            user: c.user.clone(),
-            shell: c.shell.clone(),
-            on_build: c.on_build.clone().unwrap_or_default(),
-            env_unknown: false,
-        };
+        let base = base_config(&config);
         // Triggers run in this stage and never carry over (BuildKit clears them).
         config.config.on_build = None;
         let plan = sel.resolve(df, &base)?;
@@ -217,25 +171,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             };
             let made = run_step(&scope, step, n).await?;
             let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
-            if let Some(layer) = made {
-                config.rootfs.diff_ids.push(layer.diff_id.clone());
-                layers.push(layer);
-            } else {
-                apply_config(&mut config, &step.kind);
-            }
-            if matches!(step.kind, StepKind::Workdir { .. }) && layer_digest.is_some() {
-                // WORKDIR both makes its directory (a layer when it was missing) and sets the
-                // config.
-                apply_config(&mut config, &step.kind);
-            }
-            if step.in_history() {
-                config.history.push(History {
-                    created: Some(sh.created.clone()),
-                    created_by: Some(step.created_by.clone()),
-                    comment: Some("polyarch".into()),
-                    empty_layer: layer_digest.is_none(),
-                });
-            }
+            record_step(&mut config, &mut layers, step, made, &sh.created);
             self.deps.sink.emit(Event::StepFinished {
                 platform: label.clone(),
                 step: n,
@@ -244,6 +180,108 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             });
         }
         Ok(BuiltStage { config, layers })
+    }
+
+    /// Tells progress the stage starts, and how its RUN steps run here (natively or through
+    /// which emulator; nothing when it has none).
+    fn announce(&self, sel: &Selection) -> Result<(), BuildError> {
+        let df = self.sh.dockerfile;
+        let stage_label = sel
+            .stage_name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", sel.stage_index));
+        let has_run = df.stages[sel.stage_index]
+            .instructions
+            .iter()
+            .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
+        let runs = if has_run {
+            match emulation::classify(&sel.platform, &self.sh.req.binfmt_dir)? {
+                Support::Native => "natively".to_string(),
+                Support::Emulated { handler, .. } => format!("emulated through {handler}"),
+            }
+        } else {
+            String::new()
+        };
+        self.deps.sink.emit(Event::StageStarted {
+            stage: stage_label,
+            platform: sel.platform.to_string(),
+            key: sel.key.to_string(),
+            runs,
+        });
+        Ok(())
+    }
+
+    /// The config and layers the stage starts from: none for `scratch`, a pulled image's, or
+    /// an earlier stage's.
+    async fn base(
+        &'a self,
+        sel: &Selection,
+        graph: &Arc<StageGraph>,
+        label: &str,
+    ) -> Result<(ImageConfig, Vec<BuiltLayer>), BuildError> {
+        Ok(match &sel.base {
+            BaseImage::Scratch => {
+                self.deps.sink.emit(Event::BaseResolved {
+                    platform: label.to_string(),
+                    reference: "scratch".into(),
+                    digest: None,
+                });
+                (ImageConfig::default(), Vec::new())
+            }
+            BaseImage::Image(reference) => {
+                let img = self.image(reference, &sel.platform).await?;
+                (img.config.clone(), img.layers.clone())
+            }
+            BaseImage::Stage(i) => {
+                let parent = self.dependency(sel, graph, *i).await?;
+                (parent.config.clone(), parent.layers.clone())
+            }
+        })
+    }
+}
+
+/// What planning needs to know of the base's config: its environment, working directory,
+/// user, shell and ONBUILD triggers.
+fn base_config(config: &ImageConfig) -> BaseConfig {
+    let c = &config.config;
+    BaseConfig {
+        env: c.env.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone(),
+        user: c.user.clone(),
+        shell: c.shell.clone(),
+        on_build: c.on_build.clone().unwrap_or_default(),
+        env_unknown: false,
+    }
+}
+
+/// Adds what a step made to the stage: its layer (and diff_id), or else its change to the
+/// config; then its history entry, `created` at `created`.
+fn record_step(
+    config: &mut ImageConfig,
+    layers: &mut Vec<BuiltLayer>,
+    step: &Step,
+    made: Option<BuiltLayer>,
+    created: &str,
+) {
+    let made_layer = made.is_some();
+    if let Some(layer) = made {
+        config.rootfs.diff_ids.push(layer.diff_id.clone());
+        layers.push(layer);
+    } else {
+        apply_config(config, &step.kind);
+    }
+    if matches!(step.kind, StepKind::Workdir { .. }) && made_layer {
+        // WORKDIR both makes its directory (a layer when it was missing) and sets the
+        // config.
+        apply_config(config, &step.kind);
+    }
+    if step.in_history() {
+        config.history.push(History {
+            created: Some(created.to_string()),
+            created_by: Some(step.created_by.clone()),
+            comment: Some("polyarch".into()),
+            empty_layer: !made_layer,
+        });
     }
 }
 
