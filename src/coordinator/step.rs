@@ -9,6 +9,7 @@
 use super::actions;
 use super::scope::{StepScope, Upstream};
 use super::*;
+use crate::executor::StepOutcome;
 
 /// Bytes of a step's output shown as progress before the rest is clipped (BuildKit's default
 /// step log limit is 2 MiB).
@@ -62,15 +63,44 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
         hostname: "polyarch".into(),
         snapshotter: Snapshotter::Auto,
     };
-    let sink = deps.sink.clone();
+    let outcome = execute(scope, step, n, &spec).await?;
+    // Cache directories are released (unlocked) as soon as the step is over.
+    drop(prepared.leases);
+    if outcome.status != 0 {
+        return Err(BuildError::StepFailed {
+            platform: pname,
+            step: n,
+            location: location(sh.dockerfile, step),
+            instruction: step.created_by.clone(),
+            status: outcome.status,
+            tail: outcome.tail,
+        });
+    }
+    if dir_is_empty(&upper) {
+        return Ok(None);
+    }
+    write_layer(scope, &upper).await.map(Some)
+}
+
+/// Runs `spec` in the sandbox, its output shown as progress of step `n` (clipped past
+/// [`STEP_OUTPUT_LIMIT`]); returns how it ended.
+async fn execute<R, E: Executor, U>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    n: usize,
+    spec: &SandboxSpec,
+) -> Result<StepOutcome, BuildError> {
+    let pname = scope.label.to_string();
+    let sink = scope.deps.sink.clone();
     let p2 = pname.clone();
     // Progress output is capped per step, as BuildKit caps step logs: a step that prints
     // hundreds of megabytes must not flood the terminal or a CI log. The executor still keeps
     // the tail of the output for the error message.
     let mut shown = 0usize;
-    let outcome = deps
+    let outcome = scope
+        .deps
         .executor
-        .run(&spec, move |line| {
+        .run(spec, move |line| {
             if shown > STEP_OUTPUT_LIMIT {
                 return;
             }
@@ -95,34 +125,29 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
         .map_err(|source| BuildError::Exec {
             platform: pname.clone(),
             step: n,
-            location: location(sh.dockerfile, step),
+            location: location(scope.sh.dockerfile, step),
             source,
         })?;
     if let Some(snapshotter) = outcome.snapshotter {
         tracing::debug!(platform = %pname, step = n, %snapshotter, "step changes captured");
     }
-    // Cache directories are released (unlocked) as soon as the step is over.
-    drop(prepared.leases);
-    if outcome.status != 0 {
-        return Err(BuildError::StepFailed {
-            platform: pname,
-            step: n,
-            location: location(sh.dockerfile, step),
-            instruction: step.created_by.clone(),
-            status: outcome.status,
-            tail: outcome.tail,
-        });
-    }
-    if dir_is_empty(&upper) {
-        return Ok(None);
-    }
+    Ok(outcome)
+}
+
+/// Turns a step's upper dir into a layer: tar, compress and hash it into the store, and adopt
+/// the directory as the layer's unpacked form.
+async fn write_layer<R, E, U>(
+    scope: &StepScope<'_, R, E, U>,
+    upper: &Path,
+) -> Result<BuiltLayer, BuildError> {
+    let pname = scope.label;
     // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
-    let store = deps.store.clone();
+    let store = scope.deps.store.clone();
     let opts = LayerOptions {
-        source_date_epoch: sh.req.source_date_epoch.map(|e| e.max(0) as u64),
+        source_date_epoch: scope.sh.req.source_date_epoch.map(|e| e.max(0) as u64),
         ..LayerOptions::default()
     };
-    let upper2 = upper.clone();
+    let upper2 = upper.to_path_buf();
     let written = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
         let mut w = store.blob_writer().map_err(|source| BuildError::Store {
             platform: String::new(),
@@ -148,14 +173,14 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
     })
     .await
     .map_err(|e| BuildError::Internal(e.to_string()))?
-    .map_err(|e| with_platform(e, &pname))?;
+    .map_err(|e| with_platform(e, pname))?;
     let (blob, dir) = written;
-    Ok(Some(BuiltLayer {
+    Ok(BuiltLayer {
         descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
         diff_id: blob.diff_id.clone(),
         dir,
         origin: None,
-    }))
+    })
 }
 
 pub(super) fn with_platform(e: BuildError, p: &str) -> BuildError {
