@@ -8,6 +8,8 @@ use super::stage::Stages;
 use super::*;
 use crate::plan::StageGraph;
 
+/// Builds `platform`'s image from `graph` (its target stage through `stages`), writes its
+/// config and manifest to the store and, when the build pushes, pushes it by digest.
 pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     sh: &Shared<'_>,
     deps: &Deps<R, E>,
@@ -28,10 +30,53 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     config.os_version = platform.os_version.clone();
     config.created = Some(sh.created.clone());
 
-    // Config and manifest: serialised once; these bytes are stored, hashed and pushed.
-    let config_bytes = oci::to_bytes(&config);
-    let store_err = |source| BuildError::Store {
+    let image = store_image(deps, &pname, &config, &layers)?;
+    if let Some(target) = push_target(sh.req) {
+        push_image(deps, &pname, target, &layers, &image).await?;
+    }
+    deps.sink.emit(Event::PlatformDone {
         platform: pname.clone(),
+        digest: image.manifest_digest.clone(),
+        size: image.manifest_size,
+    });
+    let mut blobs = vec![image.config_digest.clone()];
+    blobs.extend(layers.iter().map(|l| l.descriptor.digest.clone()));
+    let mut descriptor = Descriptor::new(
+        MEDIA_TYPE_OCI_MANIFEST,
+        image.manifest_digest,
+        image.manifest_size,
+    );
+    descriptor.platform = Some(platform.clone());
+    Ok(PlatformImage {
+        platform: platform.clone(),
+        manifest: descriptor,
+        config: image.config_digest,
+        blobs,
+        node: None,
+    })
+}
+
+/// An image's config and manifest as written to the store: these bytes are what is hashed
+/// and pushed.
+struct StoredImage {
+    manifest: ImageManifest,
+    manifest_bytes: Vec<u8>,
+    manifest_digest: Digest,
+    manifest_size: u64,
+    config_digest: Digest,
+}
+
+/// Serialises `config` and the manifest of `config` + `layers` once and puts both in the
+/// store.
+fn store_image<R, E>(
+    deps: &Deps<R, E>,
+    pname: &str,
+    config: &ImageConfig,
+    layers: &[BuiltLayer],
+) -> Result<StoredImage, BuildError> {
+    let config_bytes = oci::to_bytes(config);
+    let store_err = |source| BuildError::Store {
+        platform: pname.to_string(),
         source,
     };
     let (config_digest, config_size) = deps.store.put_bytes(&config_bytes).map_err(store_err)?;
@@ -45,92 +90,94 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     let manifest_bytes = oci::to_bytes(&manifest);
     let (manifest_digest, manifest_size) =
         deps.store.put_bytes(&manifest_bytes).map_err(store_err)?;
-    let mut blobs = vec![config_digest.clone()];
-    blobs.extend(layers.iter().map(|l| l.descriptor.digest.clone()));
+    Ok(StoredImage {
+        manifest,
+        manifest_bytes,
+        manifest_digest,
+        manifest_size,
+        config_digest,
+    })
+}
 
-    if let Some(target) = push_target(sh.req) {
-        let reg_err = |source| BuildError::Registry {
-            platform: pname.clone(),
-            source,
-        };
-        let origins = layers
-            .iter()
-            .map(|l| l.origin.as_ref())
-            .chain(std::iter::once(None));
-        for (desc, origin) in manifest
-            .layers
-            .iter()
-            .chain(std::iter::once(&manifest.config))
-            .zip(origins)
-        {
-            // A base layer from another repository of the same registry is mounted there
-            // (distribution-spec "Mounting a blob from another repository"), not uploaded again;
-            // when the registry declines, it is uploaded from the store as any other blob.
-            let mounted = match origin {
-                Some(from)
-                    if from.registry == target.registry && from.repository != target.repository =>
-                {
-                    match deps.registry.copy_blob(from, target, desc).await {
-                        Ok(how) => Some(how),
-                        Err(e) => {
-                            tracing::info!(blob = %desc.digest, "mount from {from} failed, uploading: {e}");
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
-            let pushed = match mounted {
-                Some(how) => how,
-                None => {
-                    let path = deps.store.blob_path(&desc.digest);
-                    deps.registry
-                        .push_blob(target, desc, &path)
-                        .await
-                        .map_err(reg_err)?
-                }
-            };
-            deps.sink.emit(Event::BlobPushed {
-                platform: pname.clone(),
-                digest: desc.digest.clone(),
-                size: desc.size,
-                existed: pushed == BlobPush::AlreadyPresent,
-                mounted: pushed == BlobPush::Mounted,
-            });
-        }
-        let pushed = deps
-            .registry
-            .push_manifest(
-                target,
-                &manifest_digest.to_string(),
-                &manifest_bytes,
-                MEDIA_TYPE_OCI_MANIFEST,
-            )
+/// Pushes `image` to `target` by digest: its layers and config (progress for each), then its
+/// manifest, whose digest the registry must confirm.
+async fn push_image<R: Registry, E>(
+    deps: &Deps<R, E>,
+    pname: &str,
+    target: &Reference,
+    layers: &[BuiltLayer],
+    image: &StoredImage,
+) -> Result<(), BuildError> {
+    let reg_err = |source| BuildError::Registry {
+        platform: pname.to_string(),
+        source,
+    };
+    let manifest = &image.manifest;
+    let origins = layers
+        .iter()
+        .map(|l| l.origin.as_ref())
+        .chain(std::iter::once(None));
+    for (desc, origin) in manifest
+        .layers
+        .iter()
+        .chain(std::iter::once(&manifest.config))
+        .zip(origins)
+    {
+        let pushed = push_blob(deps, target, desc, origin)
             .await
             .map_err(reg_err)?;
-        if pushed != manifest_digest {
-            return Err(BuildError::Oci {
-                platform: pname.clone(),
-                source: OciError::DigestMismatch {
-                    what: format!("manifest pushed to {}", target.repo_string()),
-                    expected: manifest_digest,
-                    found: pushed,
-                },
-            });
+        deps.sink.emit(Event::BlobPushed {
+            platform: pname.to_string(),
+            digest: desc.digest.clone(),
+            size: desc.size,
+            existed: pushed == BlobPush::AlreadyPresent,
+            mounted: pushed == BlobPush::Mounted,
+        });
+    }
+    let pushed = deps
+        .registry
+        .push_manifest(
+            target,
+            &image.manifest_digest.to_string(),
+            &image.manifest_bytes,
+            MEDIA_TYPE_OCI_MANIFEST,
+        )
+        .await
+        .map_err(reg_err)?;
+    if pushed != image.manifest_digest {
+        return Err(BuildError::Oci {
+            platform: pname.to_string(),
+            source: OciError::DigestMismatch {
+                what: format!("manifest pushed to {}", target.repo_string()),
+                expected: image.manifest_digest.clone(),
+                found: pushed,
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Puts one blob in `target`: mounted from `origin` when that is another repository of the
+/// same registry, else uploaded from the store.
+async fn push_blob<R: Registry, E>(
+    deps: &Deps<R, E>,
+    target: &Reference,
+    desc: &Descriptor,
+    origin: Option<&Reference>,
+) -> Result<BlobPush, RegistryError> {
+    // A base layer from another repository of the same registry is mounted there
+    // (distribution-spec "Mounting a blob from another repository"), not uploaded again;
+    // when the registry declines, it is uploaded from the store as any other blob.
+    if let Some(from) = origin {
+        if from.registry == target.registry && from.repository != target.repository {
+            match deps.registry.copy_blob(from, target, desc).await {
+                Ok(how) => return Ok(how),
+                Err(e) => {
+                    tracing::info!(blob = %desc.digest, "mount from {from} failed, uploading: {e}");
+                }
+            }
         }
     }
-    deps.sink.emit(Event::PlatformDone {
-        platform: pname.clone(),
-        digest: manifest_digest.clone(),
-        size: manifest_size,
-    });
-    let mut descriptor = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, manifest_digest, manifest_size);
-    descriptor.platform = Some(platform.clone());
-    Ok(PlatformImage {
-        platform: platform.clone(),
-        manifest: descriptor,
-        config: config_digest,
-        blobs,
-        node: None,
-    })
+    let path = deps.store.blob_path(&desc.digest);
+    deps.registry.push_blob(target, desc, &path).await
 }
