@@ -6,7 +6,7 @@
 
 use super::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 use crate::coordinator::{push_target, BuildError, BuildRequest, Deps};
-use crate::emulation::{self, Support};
+use crate::emulation::{self, EmulationError, Support};
 use crate::executor::Executor;
 use crate::platform::{self, Platform};
 use crate::registry::Registry;
@@ -28,6 +28,45 @@ pub(in crate::coordinator) async fn place<R: Registry, E: Executor>(
     targets: &[Platform],
     needs_run: bool,
 ) -> Result<BuildPlan, BuildError> {
+    let (local, mut local_errors) = probe_here(req, deps, targets, needs_run)?;
+    let NodeProbes {
+        statuses,
+        offers,
+        notes,
+    } = probe_nodes(req, nodes).await?;
+
+    // A platform this host cannot run and no node offers: the emulation check's own error (it
+    // names the fix), as a build without nodes gives it. Under native-only the schedule lists
+    // every such platform instead.
+    if nodes.policy != Policy::NativeOnly {
+        for (p, err) in targets.iter().zip(local_errors.iter_mut()) {
+            let offered = nodes.policy != Policy::LocalOnly
+                && offers.iter().any(|o| {
+                    let ps: Vec<Platform> = o.platforms.iter().map(|(q, _)| q.clone()).collect();
+                    platform::best_match(p, &ps).is_some()
+                });
+            if let (Some(e), false) = (err.take(), offered) {
+                return Err(BuildError::Emulation(e));
+            }
+        }
+    }
+    let schedule = schedule::schedule(targets, &local, &offers, nodes.policy)?;
+    Ok(BuildPlan {
+        schedule,
+        nodes: statuses,
+        notes,
+    })
+}
+
+/// How this host runs each target (`targets[i]` → slot `i`): a probe program per platform
+/// when the build runs commands, else "no RUN step" for all. A platform it cannot run keeps
+/// its emulation error beside, for [`place`] to return when no node takes it.
+fn probe_here<R, E>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+    targets: &[Platform],
+    needs_run: bool,
+) -> Result<(Vec<LocalRuns>, Vec<Option<EmulationError>>), BuildError> {
     let mut local = Vec::new();
     let mut local_errors = Vec::new();
     if needs_run {
@@ -60,34 +99,38 @@ pub(in crate::coordinator) async fn place<R: Registry, E: Executor>(
         local = vec![LocalRuns::NoRunSteps; targets.len()];
         local_errors.resize_with(targets.len(), || None);
     }
+    Ok((local, local_errors))
+}
 
-    let mut notes = Vec::new();
-    let mut statuses = Vec::new();
-    let mut offers: Vec<NodeOffer> = Vec::new();
-    let not_probed = |why: &str| -> Vec<NodeStatus> {
-        nodes
-            .set
-            .nodes
-            .iter()
-            .map(|n| NodeStatus {
-                spec: n.clone(),
-                state: NodeState::NotProbed { why: why.into() },
-            })
-            .collect()
+/// What probing the nodes found: every declared node's state, what the usable ones offer,
+/// and notes for the user.
+struct NodeProbes {
+    statuses: Vec<NodeStatus>,
+    offers: Vec<NodeOffer>,
+    notes: Vec<String>,
+}
+
+/// Probes the declared nodes, concurrently, unless the build does not use them (no
+/// transport, `local-only`, or nothing pushed, since nodes push their images themselves).
+async fn probe_nodes(req: &BuildRequest, nodes: &Nodes) -> Result<NodeProbes, BuildError> {
+    let mut found = NodeProbes {
+        statuses: Vec::new(),
+        offers: Vec::new(),
+        notes: Vec::new(),
     };
     match (&nodes.transport, nodes.set.nodes.is_empty()) {
         (_, true) => {}
-        (None, false) => statuses = not_probed("no transport"),
+        (None, false) => found.statuses = not_probed(nodes, "no transport"),
         (Some(_), false) if nodes.policy == Policy::LocalOnly => {
             let why = "--node-policy local-only: nodes are not used";
-            notes.push(why.to_string());
-            statuses = not_probed(why);
+            found.notes.push(why.to_string());
+            found.statuses = not_probed(nodes, why);
         }
         (Some(_), false) if push_target(req).is_none() => {
             let why = "nodes push their images to the registry themselves, so without --push \
                        or --push-by-digest every platform is built here";
-            notes.push(why.to_string());
-            statuses = not_probed(why);
+            found.notes.push(why.to_string());
+            found.statuses = not_probed(nodes, why);
         }
         (Some(transport), false) => {
             let probes = futures::future::join_all(
@@ -110,7 +153,7 @@ pub(in crate::coordinator) async fn place<R: Registry, E: Executor>(
                             &native,
                             &emulated,
                         )?;
-                        statuses.push(NodeStatus {
+                        found.statuses.push(NodeStatus {
                             spec: spec.clone(),
                             state: NodeState::Ready {
                                 version: report.version.clone(),
@@ -121,11 +164,13 @@ pub(in crate::coordinator) async fn place<R: Registry, E: Executor>(
                                 used_for: offer.platforms.clone(),
                             },
                         });
-                        offers.push(offer);
+                        found.offers.push(offer);
                     }
                     Err(e) if e.is_unreachable() => {
-                        notes.push(format!("node {} is left out: {e}", spec.name));
-                        statuses.push(NodeStatus {
+                        found
+                            .notes
+                            .push(format!("node {} is left out: {e}", spec.name));
+                        found.statuses.push(NodeStatus {
                             spec: spec.clone(),
                             state: NodeState::Unreachable {
                                 error: e.to_string(),
@@ -137,28 +182,20 @@ pub(in crate::coordinator) async fn place<R: Registry, E: Executor>(
             }
         }
     }
+    Ok(found)
+}
 
-    // A platform this host cannot run and no node offers: the emulation check's own error (it
-    // names the fix), as a build without nodes gives it. Under native-only the schedule lists
-    // every such platform instead.
-    if nodes.policy != Policy::NativeOnly {
-        for (p, err) in targets.iter().zip(local_errors.iter_mut()) {
-            let offered = nodes.policy != Policy::LocalOnly
-                && offers.iter().any(|o| {
-                    let ps: Vec<Platform> = o.platforms.iter().map(|(q, _)| q.clone()).collect();
-                    platform::best_match(p, &ps).is_some()
-                });
-            if let (Some(e), false) = (err.take(), offered) {
-                return Err(BuildError::Emulation(e));
-            }
-        }
-    }
-    let schedule = schedule::schedule(targets, &local, &offers, nodes.policy)?;
-    Ok(BuildPlan {
-        schedule,
-        nodes: statuses,
-        notes,
-    })
+/// Every declared node, not probed because of `why`.
+fn not_probed(nodes: &Nodes, why: &str) -> Vec<NodeStatus> {
+    nodes
+        .set
+        .nodes
+        .iter()
+        .map(|n| NodeStatus {
+            spec: n.clone(),
+            state: NodeState::NotProbed { why: why.into() },
+        })
+        .collect()
 }
 
 /// `PlatformPlanned`'s text for a placement.
