@@ -388,11 +388,16 @@ pub async fn build_with<R: Registry, E: Executor>(
     // platforms through `stages`.
     let stages = stage::Stages::new(&shared, deps);
     let dispatch = remote::Dispatch::new(nodes, &text, &display);
+    let local = remote::LocalBuild {
+        sh: &shared,
+        deps,
+        stages: &stages,
+    };
     let builds = targets
         .iter()
         .zip(selections)
         .zip(&placed.schedule.placements)
-        .map(|((p, graph), pl)| dispatch.run(&shared, deps, &stages, p, graph, pl));
+        .map(|((p, graph), pl)| dispatch.run(&local, p, graph, pl));
     let images = futures::future::try_join_all(builds).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();

@@ -36,6 +36,17 @@ pub(in crate::coordinator) struct Dispatch<'a> {
     bundle: OnceCell<(ContextRef, PathBuf, tempfile::TempDir)>,
 }
 
+/// What a platform placed on this host is built with: the build's shared settings and parts,
+/// and the stage table the local platforms share.
+pub(in crate::coordinator) struct LocalBuild<'a, R, E> {
+    /// The build's shared settings.
+    pub sh: &'a Shared<'a>,
+    /// The registry, executor, store and progress sink.
+    pub deps: &'a Deps<R, E>,
+    /// The stage builds shared by the platforms built here.
+    pub stages: &'a Stages<'a, R, E>,
+}
+
 impl<'a> Dispatch<'a> {
     /// A dispatch over `nodes` for the Dockerfile `dockerfile_text`, named `dockerfile_name`
     /// in the jobs sent to them.
@@ -63,15 +74,13 @@ impl<'a> Dispatch<'a> {
     /// it and builds once more at the next candidate.
     pub(in crate::coordinator) async fn run<R: Registry, E: Executor>(
         &self,
-        sh: &Shared<'_>,
-        deps: &Deps<R, E>,
-        stages: &Stages<'_, R, E>,
+        local: &LocalBuild<'_, R, E>,
         platform: &Platform,
         graph: StageGraph,
         placement: &Placement,
     ) -> Result<PlatformImage, BuildError> {
         let first = placement.first();
-        match self.run_on(sh, deps, stages, platform, &graph, first).await {
+        match self.run_on(local, platform, &graph, first).await {
             Err(BuildError::Node(e)) if e.is_lost() => {
                 let Some(next) = placement.fallback() else {
                     return Err(BuildError::Node(e));
@@ -82,13 +91,13 @@ impl<'a> Dispatch<'a> {
                     NodeError::Lost { detail, .. } => detail.clone(),
                     other => other.to_string(),
                 };
-                deps.sink.emit(Event::PlatformMoved {
+                local.deps.sink.emit(Event::PlatformMoved {
                     platform: platform.to_string(),
                     from: first.describe(),
                     to: next.describe(),
                     reason,
                 });
-                self.run_on(sh, deps, stages, platform, &graph, next).await
+                self.run_on(local, platform, &graph, next).await
             }
             other => other,
         }
@@ -97,13 +106,12 @@ impl<'a> Dispatch<'a> {
     /// Builds `platform` at `place`: here, or on a node.
     async fn run_on<R: Registry, E: Executor>(
         &self,
-        sh: &Shared<'_>,
-        deps: &Deps<R, E>,
-        stages: &Stages<'_, R, E>,
+        local: &LocalBuild<'_, R, E>,
         platform: &Platform,
         graph: &StageGraph,
         place: &Place,
     ) -> Result<PlatformImage, BuildError> {
+        let LocalBuild { sh, deps, stages } = *local;
         match place {
             Place::Local { .. } => build_platform(sh, deps, stages, platform, graph.clone()).await,
             Place::Node { name, .. } => self.run_remote(sh, deps, platform, name).await,

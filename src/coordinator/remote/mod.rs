@@ -26,7 +26,7 @@ mod place;
 #[cfg(test)]
 mod tests;
 
-pub(super) use dispatch::Dispatch;
+pub(super) use dispatch::{Dispatch, LocalBuild};
 pub(super) use place::{place, planned_text};
 
 /// The nodes a build may use, and how.

@@ -363,9 +363,11 @@ async fn a_drop_with_no_candidate_left_fails_and_names_the_node() {
     let stages = Stages::new(&sh, &w.deps);
     let e = d
         .run(
-            &sh,
-            &w.deps,
-            &stages,
+            &LocalBuild {
+                sh: &sh,
+                deps: &w.deps,
+                stages: &stages,
+            },
             &w.req.platforms[0],
             graph,
             &only_node,
