@@ -83,93 +83,15 @@ pub(super) fn parse_secret(spec: &str) -> Result<(String, Sensitive), UsageError
 /// Resolves `polyarch build` flags into a [`BuildRequest`] (flags, then settings: uv's habit).
 /// Errors name the flag and the value.
 pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
-    let targets = if args.platforms.is_empty() {
-        crate::platform::Targets {
-            platforms: vec![Platform::host()],
-            all: false,
-        }
-    } else {
-        Platform::parse_targets(args.platforms.iter().map(String::as_str))
-            .map_err(|e| usage("--platform", e.to_string()))?
-    };
-    if targets.platforms.is_empty() && !targets.all {
-        return Err(usage("--platform", "no platform given"));
-    }
-    let context_dir = std::fs::canonicalize(&args.context).map_err(|e| {
-        usage(
-            "CONTEXT",
-            format!("build context {}: {e}", args.context.display()),
-        )
-    })?;
-    if !context_dir.is_dir() {
-        return Err(usage(
-            "CONTEXT",
-            format!("{} is not a directory", args.context.display()),
-        ));
-    }
-    let dockerfile = match &args.file {
-        Some(f) => f.clone(),
-        None => context_dir.join("Dockerfile"),
-    };
-    if !dockerfile.is_file() {
-        return Err(usage(
-            "--file",
-            format!(
-                "no Dockerfile at {} (give one with -f/--file)",
-                dockerfile.display()
-            ),
-        ));
-    }
-    let mut build_args = BTreeMap::new();
-    for a in &args.build_args {
-        match a.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                build_args.insert(k.to_string(), v.to_string());
-            }
-            Some(_) => return Err(usage("--build-arg", format!("{a:?}: empty name"))),
-            None => {
-                // Docker: `--build-arg NAME` takes the value from the environment, if set.
-                if let Ok(v) = std::env::var(a) {
-                    build_args.insert(a.clone(), v);
-                }
-            }
-        }
-    }
-    let mut tags = Vec::new();
-    for t in &args.tags {
-        let r: Reference = t
-            .parse()
-            .map_err(|e: crate::registry::RegistryError| usage("--tag", e.to_string()))?;
-        if r.digest.is_some() {
-            return Err(usage(
-                "--tag",
-                format!("{t}: a tag cannot name a digest; give REPO[:TAG]"),
-            ));
-        }
-        tags.push(r);
-    }
+    let targets = resolve_targets(&args.platforms)?;
+    let (context_dir, dockerfile) = resolve_files(&args.context, args.file.as_ref())?;
+    let build_args = resolve_build_args(&args.build_args)?;
+    let tags = resolve_tags(&args.tags)?;
     if args.push && tags.is_empty() {
         return Err(usage("--push", "needs at least one -t/--tag to push to"));
     }
     let push_by_digest = match &args.push_by_digest {
-        Some(repo) => {
-            let r: Reference = repo.parse().map_err(|e: crate::registry::RegistryError| {
-                usage("--push-by-digest", e.to_string())
-            })?;
-            if r.tag.is_some() || r.digest.is_some() {
-                return Err(usage(
-                    "--push-by-digest",
-                    format!("{repo}: give a repository, REGISTRY/REPO, without tag or digest"),
-                ));
-            }
-            if !tags.is_empty() {
-                return Err(usage(
-                    "--push-by-digest",
-                    "pushes to no tag: leave out -t/--tag (tag the merged index with polyarch merge)",
-                ));
-            }
-            Some(r)
-        }
+        Some(repo) => Some(resolve_push_by_digest(repo, &tags)?),
         None => None,
     };
     if args.digest_file.is_some() && !args.push && push_by_digest.is_none() {
@@ -178,27 +100,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
             "needs --push or --push-by-digest (nothing is pushed otherwise)",
         ));
     }
-    if let Some(first) = tags.first() {
-        if let Some(other) = tags.iter().find(|t| t.registry != first.registry) {
-            return Err(usage(
-                "--tag",
-                format!(
-                    "tags on two registries ({} and {}) are not supported in one build",
-                    first.registry, other.registry
-                ),
-            ));
-        }
-        if let Some(other) = tags.iter().find(|t| t.repository != first.repository) {
-            return Err(usage(
-                "--tag",
-                format!(
-                    "tags in two repositories ({} and {}) are not supported in one build",
-                    first.repo_string(),
-                    other.repo_string()
-                ),
-            ));
-        }
-    }
+    check_one_repository(&tags)?;
     let ref_name = tags
         .first()
         .and_then(|t| t.tag.clone())
@@ -210,20 +112,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         ("--digest-file", &args.digest_file),
     ] {
         if let Some(path) = file {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if !dir.is_dir() {
-                return Err(usage(
-                    flag,
-                    format!(
-                        "{}: directory {} does not exist",
-                        path.display(),
-                        dir.display()
-                    ),
-                ));
-            }
+            check_parent_dir(flag, path)?;
         }
     }
     let mut outputs = Vec::new();
@@ -266,6 +155,158 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         secrets,
     })
+}
+
+/// `--platform` values: this host's platform when none is given.
+fn resolve_targets(platforms: &[String]) -> Result<crate::platform::Targets, UsageError> {
+    let targets = if platforms.is_empty() {
+        crate::platform::Targets {
+            platforms: vec![Platform::host()],
+            all: false,
+        }
+    } else {
+        Platform::parse_targets(platforms.iter().map(String::as_str))
+            .map_err(|e| usage("--platform", e.to_string()))?
+    };
+    if targets.platforms.is_empty() && !targets.all {
+        return Err(usage("--platform", "no platform given"));
+    }
+    Ok(targets)
+}
+
+/// The context directory (canonical) and the Dockerfile (`-f`, else `CONTEXT/Dockerfile`),
+/// both checked to exist.
+fn resolve_files(context: &Path, file: Option<&PathBuf>) -> Result<(PathBuf, PathBuf), UsageError> {
+    let context_dir = std::fs::canonicalize(context).map_err(|e| {
+        usage(
+            "CONTEXT",
+            format!("build context {}: {e}", context.display()),
+        )
+    })?;
+    if !context_dir.is_dir() {
+        return Err(usage(
+            "CONTEXT",
+            format!("{} is not a directory", context.display()),
+        ));
+    }
+    let dockerfile = match file {
+        Some(f) => f.clone(),
+        None => context_dir.join("Dockerfile"),
+    };
+    if !dockerfile.is_file() {
+        return Err(usage(
+            "--file",
+            format!(
+                "no Dockerfile at {} (give one with -f/--file)",
+                dockerfile.display()
+            ),
+        ));
+    }
+    Ok((context_dir, dockerfile))
+}
+
+/// `--build-arg` values: `KEY=VALUE`, or `KEY` alone for the environment's value (left out
+/// when the variable is not set, as Docker does).
+fn resolve_build_args(build_args: &[String]) -> Result<BTreeMap<String, String>, UsageError> {
+    let mut out = BTreeMap::new();
+    for a in build_args {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => return Err(usage("--build-arg", format!("{a:?}: empty name"))),
+            None => {
+                // Docker: `--build-arg NAME` takes the value from the environment, if set.
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `-t/--tag` values: references without a digest.
+fn resolve_tags(tags: &[String]) -> Result<Vec<Reference>, UsageError> {
+    let mut out = Vec::new();
+    for t in tags {
+        let r: Reference = t
+            .parse()
+            .map_err(|e: crate::registry::RegistryError| usage("--tag", e.to_string()))?;
+        if r.digest.is_some() {
+            return Err(usage(
+                "--tag",
+                format!("{t}: a tag cannot name a digest; give REPO[:TAG]"),
+            ));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// `--push-by-digest REPO`: a repository without tag or digest, and no `-t/--tag` beside it.
+fn resolve_push_by_digest(repo: &str, tags: &[Reference]) -> Result<Reference, UsageError> {
+    let r: Reference = repo
+        .parse()
+        .map_err(|e: crate::registry::RegistryError| usage("--push-by-digest", e.to_string()))?;
+    if r.tag.is_some() || r.digest.is_some() {
+        return Err(usage(
+            "--push-by-digest",
+            format!("{repo}: give a repository, REGISTRY/REPO, without tag or digest"),
+        ));
+    }
+    if !tags.is_empty() {
+        return Err(usage(
+            "--push-by-digest",
+            "pushes to no tag: leave out -t/--tag (tag the merged index with polyarch merge)",
+        ));
+    }
+    Ok(r)
+}
+
+/// All tags of one build name one repository on one registry.
+fn check_one_repository(tags: &[Reference]) -> Result<(), UsageError> {
+    if let Some(first) = tags.first() {
+        if let Some(other) = tags.iter().find(|t| t.registry != first.registry) {
+            return Err(usage(
+                "--tag",
+                format!(
+                    "tags on two registries ({} and {}) are not supported in one build",
+                    first.registry, other.registry
+                ),
+            ));
+        }
+        if let Some(other) = tags.iter().find(|t| t.repository != first.repository) {
+            return Err(usage(
+                "--tag",
+                format!(
+                    "tags in two repositories ({} and {}) are not supported in one build",
+                    first.repo_string(),
+                    other.repo_string()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The directory `path` (given with `flag`) will be written in exists.
+fn check_parent_dir(flag: &str, path: &Path) -> Result<(), UsageError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(usage(
+            flag,
+            format!(
+                "{}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `type=oci,dest=DIR[,name=REF]` (buildx's `--output` syntax).
