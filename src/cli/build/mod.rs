@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::coordinator::Nodes;
+use crate::coordinator::{BuildOutcome, BuildRequest, Nodes};
+use crate::metadata::PushedByDigest;
 use crate::node::protocol::WireCredentials;
 
 mod flags;
@@ -20,6 +21,8 @@ pub use flags::BuildArgs;
 use report::{metadata_json, plan_text, pushed_by_digest};
 pub use resolve::resolve_build;
 
+/// Runs `polyarch build`: resolves the flags, builds (or, with `--dry-run`, plans), writes the
+/// metadata and digest files, and prints the digests.
 pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
     let req = resolve_build(args)?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
@@ -49,28 +52,15 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         sink,
     };
     let rt = runtime()?;
-    // Credentials for the registry pushed to, handed to build nodes over their SSH channel
-    // only: the explicit ones (--creds), else the same lookup the registry client makes.
     let credentials = match (&destination, transport.is_some()) {
-        (Some(dest), true) => match options.auth.get(dest) {
-            Some(c) => Some(c.clone()),
-            None => rt
-                .block_on(options.credential_sources.lookup(dest))
-                .map_err(|source| crate::registry::RegistryError::Credentials {
-                    registry: dest.clone(),
-                    source: Box::new(source),
-                })?,
-        },
+        (Some(dest), true) => node_credentials(&rt, &options, dest)?,
         _ => None,
     };
     let nodes = Nodes {
         set,
         policy: args.node_policy.into(),
         transport,
-        credentials: credentials.map(|c| WireCredentials {
-            username: c.username,
-            password: c.password,
-        }),
+        credentials,
         insecure_registries: options.insecure.clone(),
         retries: options.retries,
     };
@@ -98,6 +88,41 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         .push_by_digest
         .as_ref()
         .map(|repo| pushed_by_digest(&outcome, repo));
+    write_result_files(args, &req, &outcome, by_digest.as_ref())?;
+    print_summary(&outcome, by_digest.as_ref());
+    Ok(())
+}
+
+/// Credentials for the registry `dest` pushed to, handed to build nodes over their SSH channel
+/// only: the explicit ones (--creds), else the same lookup the registry client makes.
+fn node_credentials(
+    rt: &tokio::runtime::Runtime,
+    options: &RegistryOptions,
+    dest: &str,
+) -> Result<Option<WireCredentials>, Failure> {
+    let credentials = match options.auth.get(dest) {
+        Some(c) => Some(c.clone()),
+        None => rt
+            .block_on(options.credential_sources.lookup(dest))
+            .map_err(|source| crate::registry::RegistryError::Credentials {
+                registry: dest.to_string(),
+                source: Box::new(source),
+            })?,
+    };
+    Ok(credentials.map(|c| WireCredentials {
+        username: c.username,
+        password: c.password,
+    }))
+}
+
+/// Writes `--metadata-file` (the `--push-by-digest` record, else buildx's keys) and
+/// `--digest-file` (what was pushed, as REPO@sha256:...), each atomically.
+fn write_result_files(
+    args: &BuildArgs,
+    req: &BuildRequest,
+    outcome: &BuildOutcome,
+    by_digest: Option<&PushedByDigest>,
+) -> Result<(), Failure> {
     let write = |path: &Path, body: &[u8], what: &str| {
         write_file_atomic(path, body).map_err(|e| Failure {
             message: format!("cannot write {what} {}: {e}", path.display()),
@@ -107,24 +132,29 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         })
     };
     if let Some(path) = &args.metadata_file {
-        let value = match &by_digest {
+        let value = match by_digest {
             Some(p) => serde_json::to_value(p).unwrap_or_default(),
-            None => metadata_json(&outcome, &req),
+            None => metadata_json(outcome, req),
         };
         let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
         write(path, &body, "metadata file")?;
     }
     if let Some(path) = &args.digest_file {
-        let line = match (&by_digest, req.tags.first()) {
+        let line = match (by_digest, req.tags.first()) {
             (Some(p), _) => p.reference.clone(),
             (None, Some(tag)) => format!("{}@{}", tag.repo_string(), outcome.index.digest),
             (None, None) => String::new(),
         };
         write(path, format!("{line}\n").as_bytes(), "digest file")?;
     }
+    Ok(())
+}
+
+/// Prints the index digest, where it was pushed, and each platform's manifest digest.
+fn print_summary(outcome: &BuildOutcome, by_digest: Option<&PushedByDigest>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "index {}", outcome.index.digest);
-    if let Some(p) = &by_digest {
+    if let Some(p) = by_digest {
         let _ = writeln!(out, "  pushed {}", p.reference);
     }
     for t in &outcome.pushed_tags {
@@ -138,7 +168,6 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
             i.manifest.digest
         );
     }
-    Ok(())
 }
 
 /// Resolves when the process receives SIGINT or SIGTERM, with the signal's name. Pending forever
