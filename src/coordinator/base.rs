@@ -1,4 +1,7 @@
 //! Resolving, pulling and unpacking a platform's base image (variant-aware, digests verified).
+//!
+//! Level 3 (coordinator), under [`super::stage`]. Reads the registry and fills the store only:
+//! must not run steps or push anything.
 
 use super::*;
 use crate::registry::RawManifest;

@@ -6,6 +6,9 @@
 //! cancelled). A `FROM --platform=$BUILDPLATFORM` builder that
 //! declares no target-dependent ARG therefore runs once for all target platforms; one that
 //! declares `ARG TARGETARCH` runs once per target architecture, natively each time.
+//!
+//! Level 3 (coordinator), under [`super::image`]: runs each step through [`super::step`] and
+//! applies config-only ones with [`super::config`]. Must not write manifests or push.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -6,6 +6,9 @@
 //! during a build a vanished channel is [`NodeError::Lost`] (the platform moves to the next
 //! candidate), while a build that ran and failed is [`NodeError::RemoteFailed`] (it would fail
 //! anywhere).
+//!
+//! Level 2 (node port). Speaks the protocol only: must not decide where a platform runs or
+//! retry elsewhere (the coordinator does).
 
 use std::collections::VecDeque;
 use std::path::Path;

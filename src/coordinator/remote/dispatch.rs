@@ -2,7 +2,7 @@
 //! a node over its worker channel (bounded per node, the context packed once), moving a
 //! platform once to its next candidate when its node drops mid-build.
 //!
-//! Level 3 (coordinator). Must not decide placements ([`super::place`] does) or stitch the
+//! Level 3 (coordinator). Must not decide placements ([`super::place()`] does) or stitch the
 //! index.
 
 use std::collections::HashMap;

@@ -8,7 +8,7 @@
 //! finished.
 //!
 //! Level 3 (coordinator). This module holds what the rest of the build sees of the nodes
-//! ([`Nodes`], [`BuildPlan`]); its files are the steps: [`place`] (probe and schedule),
+//! ([`Nodes`], [`BuildPlan`]); its files are the steps: [`mod@place`] (probe and schedule),
 //! [`dispatch`] (run each platform where it was placed), [`adopt`] (take a node's result).
 //! Nothing here runs a step: local platforms go to [`super::image`].
 
