@@ -312,24 +312,11 @@ pub fn schedule(
     let mut placements = Vec::new();
     let mut missing = Vec::new();
     for (target, here) in targets.iter().zip(local) {
-        // (class, node index): class 0 runs it natively, 1 emulated.
-        let mut on_nodes: Vec<(usize, usize, Runs)> = Vec::new();
-        if policy != Policy::LocalOnly {
-            for (i, n) in nodes.iter().enumerate() {
-                let offered: Vec<Platform> = n.platforms.iter().map(|(p, _)| p.clone()).collect();
-                if let Some(j) = platform::best_match(target, &offered) {
-                    let runs = n.platforms[j].1.clone();
-                    let class = usize::from(runs != Runs::Native);
-                    on_nodes.push((class, i, runs));
-                }
-            }
-        }
-        // Least loaded first within a class: compare load/limit by cross-multiplying.
-        on_nodes.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| (load[a.1] * nodes[b.1].limit).cmp(&(load[b.1] * nodes[a.1].limit)))
-                .then_with(|| a.1.cmp(&b.1))
-        });
+        let on_nodes = if policy != Policy::LocalOnly {
+            node_candidates(target, nodes, &load)
+        } else {
+            Vec::new()
+        };
         let mut candidates: Vec<Place> = on_nodes
             .iter()
             .map(|(_, i, runs)| Place::Node {
@@ -338,19 +325,7 @@ pub fn schedule(
                 runs: runs.clone(),
             })
             .collect();
-        let local_place = match here {
-            LocalRuns::NoRunSteps => Some(Place::Local { runs: None }),
-            LocalRuns::Runs(Runs::Native) => Some(Place::Local {
-                runs: Some(Runs::Native),
-            }),
-            LocalRuns::Runs(r @ Runs::Emulated { .. }) if policy != Policy::NativeOnly => {
-                Some(Place::Local {
-                    runs: Some(r.clone()),
-                })
-            }
-            _ => None,
-        };
-        candidates.extend(local_place);
+        candidates.extend(local_place(here, policy));
         let Some(first) = candidates.first() else {
             let why = match here {
                 LocalRuns::Cannot { reason } => format!("no node declares it; here: {reason}"),
@@ -362,35 +337,7 @@ pub fn schedule(
         if let Some((_, i, _)) = on_nodes.first() {
             load[*i] += 1;
         }
-        let why = match first {
-            Place::Node { name, runs, .. } => {
-                let declared = if nodes.iter().any(|n| &n.name == name && n.declared) {
-                    "declares it"
-                } else {
-                    "declares no platforms"
-                };
-                match runs {
-                    Runs::Native => format!("node {name} {declared} and runs it natively"),
-                    Runs::Emulated { handler } => format!(
-                        "node {name} {declared}; it runs it only under emulation there \
-                         ({handler}), used as declared"
-                    ),
-                }
-            }
-            Place::Local { runs } => {
-                let lead = match policy {
-                    Policy::LocalOnly => "--node-policy local-only".to_string(),
-                    _ => "no node declares it".to_string(),
-                };
-                match runs {
-                    Some(Runs::Native) => format!("{lead}; this host runs it natively"),
-                    Some(Runs::Emulated { handler }) => {
-                        format!("{lead}; this host runs it under emulation ({handler})")
-                    }
-                    None => format!("{lead}; the stage has no RUN step, so nothing needs to run"),
-                }
-            }
-        };
+        let why = why_first(first, nodes, policy);
         placements.push(Placement {
             platform: target.clone(),
             candidates,
@@ -404,6 +351,81 @@ pub fn schedule(
         });
     }
     Ok(Schedule { policy, placements })
+}
+
+/// The nodes that offer `target`, as (class, node index, how it runs there), best first:
+/// class 0 runs it natively, 1 emulated; within a class the least loaded relative to its
+/// limit (`load[i]` platforms placed on node `i` so far), then the first declared.
+fn node_candidates(
+    target: &Platform,
+    nodes: &[NodeOffer],
+    load: &[usize],
+) -> Vec<(usize, usize, Runs)> {
+    let mut on_nodes: Vec<(usize, usize, Runs)> = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let offered: Vec<Platform> = n.platforms.iter().map(|(p, _)| p.clone()).collect();
+        if let Some(j) = platform::best_match(target, &offered) {
+            let runs = n.platforms[j].1.clone();
+            let class = usize::from(runs != Runs::Native);
+            on_nodes.push((class, i, runs));
+        }
+    }
+    // Least loaded first within a class: compare load/limit by cross-multiplying.
+    on_nodes.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| (load[a.1] * nodes[b.1].limit).cmp(&(load[b.1] * nodes[a.1].limit)))
+            .then_with(|| a.1.cmp(&b.1))
+    });
+    on_nodes
+}
+
+/// This host as a candidate, when `policy` lets it build the platform the way it can.
+fn local_place(here: &LocalRuns, policy: Policy) -> Option<Place> {
+    match here {
+        LocalRuns::NoRunSteps => Some(Place::Local { runs: None }),
+        LocalRuns::Runs(Runs::Native) => Some(Place::Local {
+            runs: Some(Runs::Native),
+        }),
+        LocalRuns::Runs(r @ Runs::Emulated { .. }) if policy != Policy::NativeOnly => {
+            Some(Place::Local {
+                runs: Some(r.clone()),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Why a platform goes to `first`, its first candidate.
+fn why_first(first: &Place, nodes: &[NodeOffer], policy: Policy) -> String {
+    match first {
+        Place::Node { name, runs, .. } => {
+            let declared = if nodes.iter().any(|n| &n.name == name && n.declared) {
+                "declares it"
+            } else {
+                "declares no platforms"
+            };
+            match runs {
+                Runs::Native => format!("node {name} {declared} and runs it natively"),
+                Runs::Emulated { handler } => format!(
+                    "node {name} {declared}; it runs it only under emulation there \
+                     ({handler}), used as declared"
+                ),
+            }
+        }
+        Place::Local { runs } => {
+            let lead = match policy {
+                Policy::LocalOnly => "--node-policy local-only".to_string(),
+                _ => "no node declares it".to_string(),
+            };
+            match runs {
+                Some(Runs::Native) => format!("{lead}; this host runs it natively"),
+                Some(Runs::Emulated { handler }) => {
+                    format!("{lead}; this host runs it under emulation ({handler})")
+                }
+                None => format!("{lead}; the stage has no RUN step, so nothing needs to run"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
 //! `polyarch inspect REF`: flags and the three renderings (human, `--raw`, `--json`).
+//!
+//! Level 4 (edge). Renders only: reading and checking what the reference points at is
+//! [`crate::inspect`]'s.
 
 use super::runtime;
 use super::*;

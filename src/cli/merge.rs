@@ -1,4 +1,6 @@
 //! `polyarch merge`: flags, their resolution into a [`MergeRequest`], and the run.
+//!
+//! Level 4 (edge). The stitching and pushing are [`crate::merge`]'s, not done here.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The command line: clap structs close to the flags, functions that resolve them into
-//! validated requests ([`BuildRequest`], [`crate::merge::MergeRequest`]), the tokio runtime,
-//! progress renderers and exit codes.
+//! validated requests ([`crate::coordinator::BuildRequest`], [`crate::merge::MergeRequest`]),
+//! the tokio runtime, progress renderers and exit codes.
 //!
 //! Level 4 (edge). Errors are printed as `error: ...`, their causes as `  caused by: ...`, and
 //! advice on a separate `hint: ...` line; the exit code comes from [`Classify`].
@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::coordinator::{self, BuildOutcome, BuildRequest, Deps, Output};
-use crate::executor::{SandboxExecutor, Sensitive, Snapshotter};
+use crate::coordinator::{self, Deps};
+use crate::executor::SandboxExecutor;
 use crate::exit::{Classify, ExitCode};
 use crate::platform::Platform;
 use crate::progress::{Event, Sink, Stream};

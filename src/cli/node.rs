@@ -158,127 +158,138 @@ fn ls_json(spec: &NodeSpec, probe: &Result<ProbeReport, NodeError>) -> serde_jso
 /// Runs `polyarch node ...`.
 pub(super) fn run_node(_global: &GlobalArgs, args: &NodeArgs) -> Result<(), Failure> {
     match &args.action {
-        NodeAction::Ls { nodes, json } => {
-            let set = nodes.resolve()?;
-            if set.nodes.is_empty() {
-                return Err(usage(
-                    "--node",
-                    "no nodes declared: give --node NAME=ssh://HOST or --nodes FILE",
-                )
-                .into());
+        NodeAction::Ls { nodes, json } => run_ls(nodes, *json),
+        NodeAction::Check { name, nodes } => run_check(name, nodes),
+    }
+}
+
+/// `polyarch node ls`: probes every declared node, concurrently, and lists them (a table, or
+/// JSON with `--json`), then the problems found with their hints.
+fn run_ls(nodes: &NodeOpts, json: bool) -> Result<(), Failure> {
+    let set = nodes.resolve()?;
+    if set.nodes.is_empty() {
+        return Err(usage(
+            "--node",
+            "no nodes declared: give --node NAME=ssh://HOST or --nodes FILE",
+        )
+        .into());
+    }
+    let transport = NodeOpts::transport(&set)?;
+    let rt = runtime()?;
+    let probes = rt.block_on(futures::future::join_all(
+        set.nodes.iter().map(|n| probe_node(transport.as_ref(), n)),
+    ));
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<serde_json::Value> = set
+            .nodes
+            .iter()
+            .zip(&probes)
+            .map(|(s, p)| ls_json(s, p))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} EMULATED",
+        "NAME", "ADDRESS", "REACHABLE", "VERSION", "BUILDS", "NATIVE"
+    );
+    let mut problems = Vec::new();
+    for (spec, probe) in set.nodes.iter().zip(&probes) {
+        let _ = writeln!(out, "{}", ls_row(spec, probe));
+        let problem = match probe {
+            Ok(r) => usable(spec, r).err().map(|e| (e.to_string(), e.hint())),
+            Err(e) => Some((e.to_string(), e.hint())),
+        };
+        problems.extend(problem);
+    }
+    if !problems.is_empty() {
+        let _ = writeln!(out);
+        for (p, hint) in problems {
+            let _ = writeln!(out, "{p}");
+            if let Some(h) = hint {
+                let _ = writeln!(out, "  hint: {h}");
             }
-            let transport = NodeOpts::transport(&set)?;
-            let rt = runtime()?;
-            let probes = rt.block_on(futures::future::join_all(
-                set.nodes.iter().map(|n| probe_node(transport.as_ref(), n)),
-            ));
-            let mut out = std::io::stdout().lock();
-            if *json {
-                let rows: Vec<serde_json::Value> = set
-                    .nodes
-                    .iter()
-                    .zip(&probes)
-                    .map(|(s, p)| ls_json(s, p))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                );
-                return Ok(());
-            }
-            let _ = writeln!(
-                out,
-                "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} EMULATED",
-                "NAME", "ADDRESS", "REACHABLE", "VERSION", "BUILDS", "NATIVE"
-            );
-            let mut problems = Vec::new();
-            for (spec, probe) in set.nodes.iter().zip(&probes) {
-                match probe {
-                    Ok(r) => {
-                        let (native, emulated) = r.capabilities();
-                        let emulated: Vec<Platform> =
-                            emulated.into_iter().map(|(p, _)| p).collect();
-                        let _ = writeln!(
-                            out,
-                            "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} {}",
-                            spec.name,
-                            spec.address(),
-                            "yes",
-                            r.version,
-                            r.running_builds,
-                            platforms_text(&native),
-                            platforms_text(&emulated)
-                        );
-                        if let Err(e) = usable(spec, r) {
-                            problems.push((e.to_string(), e.hint()));
-                        }
-                    }
-                    Err(e) => {
-                        let reachable = if e.is_unreachable() { "no" } else { "yes" };
-                        let _ = writeln!(
-                            out,
-                            "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} -",
-                            spec.name,
-                            spec.address(),
-                            reachable,
-                            "-",
-                            "-",
-                            "-"
-                        );
-                        problems.push((e.to_string(), e.hint()));
-                    }
-                }
-            }
-            if !problems.is_empty() {
-                let _ = writeln!(out);
-                for (p, hint) in problems {
-                    let _ = writeln!(out, "{p}");
-                    if let Some(h) = hint {
-                        let _ = writeln!(out, "  hint: {h}");
-                    }
-                }
-            }
-            Ok(())
-        }
-        NodeAction::Check { name, nodes } => {
-            let set = nodes.resolve()?;
-            let spec = set.get(name)?.clone();
-            let transport = NodeOpts::transport(&set)?;
-            let rt = runtime()?;
-            let report = rt.block_on(probe_node(transport.as_ref(), &spec))?;
-            let used = usable(&spec, &report)?;
-            let (native, emulated) = report.capabilities();
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "node {} ({}): usable", spec.name, spec.address());
-            let _ = writeln!(
-                out,
-                "  polyarch {} on {}, {} build(s) running, limit {}",
-                report.version, report.host, report.running_builds, spec.limit
-            );
-            let _ = writeln!(out, "  native:   {}", platforms_text(&native));
-            let _ = writeln!(
-                out,
-                "  emulated: {}",
-                if emulated.is_empty() {
-                    "-".into()
-                } else {
-                    emulated
-                        .iter()
-                        .map(|(p, h)| format!("{p} ({h})"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            );
-            let _ = writeln!(
-                out,
-                "  used for: {}",
-                used.iter()
-                    .map(|(p, r)| format!("{p} ({})", r.describe()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            Ok(())
         }
     }
+    Ok(())
+}
+
+/// One node's row of the `ls` table.
+fn ls_row(spec: &NodeSpec, probe: &Result<ProbeReport, NodeError>) -> String {
+    match probe {
+        Ok(r) => {
+            let (native, emulated) = r.capabilities();
+            let emulated: Vec<Platform> = emulated.into_iter().map(|(p, _)| p).collect();
+            format!(
+                "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} {}",
+                spec.name,
+                spec.address(),
+                "yes",
+                r.version,
+                r.running_builds,
+                platforms_text(&native),
+                platforms_text(&emulated)
+            )
+        }
+        Err(e) => {
+            let reachable = if e.is_unreachable() { "no" } else { "yes" };
+            format!(
+                "{:<12} {:<32} {:<9} {:<9} {:<6} {:<24} -",
+                spec.name,
+                spec.address(),
+                reachable,
+                "-",
+                "-",
+                "-"
+            )
+        }
+    }
+}
+
+/// `polyarch node check NAME`: probes the node and says what it is used for, or fails with
+/// why it cannot be.
+fn run_check(name: &str, nodes: &NodeOpts) -> Result<(), Failure> {
+    let set = nodes.resolve()?;
+    let spec = set.get(name)?.clone();
+    let transport = NodeOpts::transport(&set)?;
+    let rt = runtime()?;
+    let report = rt.block_on(probe_node(transport.as_ref(), &spec))?;
+    let used = usable(&spec, &report)?;
+    let (native, emulated) = report.capabilities();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "node {} ({}): usable", spec.name, spec.address());
+    let _ = writeln!(
+        out,
+        "  polyarch {} on {}, {} build(s) running, limit {}",
+        report.version, report.host, report.running_builds, spec.limit
+    );
+    let _ = writeln!(out, "  native:   {}", platforms_text(&native));
+    let _ = writeln!(
+        out,
+        "  emulated: {}",
+        if emulated.is_empty() {
+            "-".into()
+        } else {
+            emulated
+                .iter()
+                .map(|(p, h)| format!("{p} ({h})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  used for: {}",
+        used.iter()
+            .map(|(p, r)| format!("{p} ({})", r.describe()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }

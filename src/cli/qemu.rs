@@ -143,52 +143,7 @@ pub(super) fn run_qemu(global: &GlobalArgs, args: &QemuArgs) -> Result<(), Failu
                     force: *force,
                 },
             )?;
-            let mut out = std::io::stdout().lock();
-            let mut failed = Vec::new();
-            let mut hints: Vec<String> = Vec::new();
-            let mut to_force = Vec::new();
-            for (h, o) in handlers.iter().zip(&outcomes) {
-                let platform = row_platform(h);
-                let _ = writeln!(out, "{}", install_line(&platform, o));
-                if let InstallOutcome::Failed {
-                    reason,
-                    needs_force,
-                    hint,
-                } = o
-                {
-                    failed.push(format!("{platform}: {reason}"));
-                    if *needs_force {
-                        to_force.push(platform.architecture.clone());
-                    }
-                    if let Some(h) = hint {
-                        if !hints.contains(h) {
-                            hints.push(h.clone());
-                        }
-                    }
-                }
-            }
-            if !to_force.is_empty() {
-                hints.insert(
-                    0,
-                    format!(
-                        "`polyarch qemu install --force {}` replaces the registrations in the way",
-                        to_force.join(" ")
-                    ),
-                );
-            }
-            if failed.is_empty() {
-                return Ok(());
-            }
-            Err(Failure {
-                message: format!(
-                    "{} of {} requested platforms do not run here",
-                    failed.len(),
-                    handlers.len()
-                ),
-                causes: failed,
-                hint: (!hints.is_empty()).then(|| hints.join("; ")),
-                code: ExitCode::Host,
-            })
+            report_install(&handlers, &outcomes)
         }
         QemuAction::Uninstall { targets } => {
             let handlers = resolve_handlers(targets, false)?;
@@ -213,6 +168,57 @@ pub(super) fn run_qemu(global: &GlobalArgs, args: &QemuArgs) -> Result<(), Failu
             Ok(())
         }
     }
+}
+
+/// Prints a line per handler installed (or kept, or failed); fails ([`ExitCode::Host`])
+/// naming each platform that does not run here, with the hints gathered, `--force` first.
+fn report_install(handlers: &[&Handler], outcomes: &[InstallOutcome]) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    let mut failed = Vec::new();
+    let mut hints: Vec<String> = Vec::new();
+    let mut to_force = Vec::new();
+    for (h, o) in handlers.iter().zip(outcomes) {
+        let platform = row_platform(h);
+        let _ = writeln!(out, "{}", install_line(&platform, o));
+        if let InstallOutcome::Failed {
+            reason,
+            needs_force,
+            hint,
+        } = o
+        {
+            failed.push(format!("{platform}: {reason}"));
+            if *needs_force {
+                to_force.push(platform.architecture.clone());
+            }
+            if let Some(h) = hint {
+                if !hints.contains(h) {
+                    hints.push(h.clone());
+                }
+            }
+        }
+    }
+    if !to_force.is_empty() {
+        hints.insert(
+            0,
+            format!(
+                "`polyarch qemu install --force {}` replaces the registrations in the way",
+                to_force.join(" ")
+            ),
+        );
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        message: format!(
+            "{} of {} requested platforms do not run here",
+            failed.len(),
+            handlers.len()
+        ),
+        causes: failed,
+        hint: (!hints.is_empty()).then(|| hints.join("; ")),
+        code: ExitCode::Host,
+    })
 }
 
 fn row_platform(h: &Handler) -> Platform {

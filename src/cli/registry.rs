@@ -1,5 +1,8 @@
 //! Registry flags shared by `build`, `merge` and `inspect` (one flattened clap struct), and
 //! their resolution into [`RegistryOptions`].
+//!
+//! Level 4 (edge). Reads standard input for `--password-stdin` and nothing else: makes no
+//! registry request.
 
 use std::io::Read;
 use std::str::FromStr;

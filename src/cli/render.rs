@@ -1,4 +1,6 @@
 //! Progress renderers: plain lines or JSON lines on stderr.
+//!
+//! Level 4 (edge). Renders the events it is given: decides nothing about the build.
 
 use super::*;
 

@@ -225,7 +225,19 @@ where
         .map_err(io)?;
     let tmp = store.temp_dir("context")?;
     let file = tmp.path().join("bundle");
-    let mut f = tokio::fs::File::create(&file)
+    receive_bundle(job, input, &file).await?;
+    unpack_bundle(job, &file, &contexts, &dir).await?;
+    Ok(dir)
+}
+
+/// Receives the context bundle's chunks into `file`; fails when it is larger than announced,
+/// ends early, or arrives with another digest or size than `job.context`.
+async fn receive_bundle<R>(job: &BuildJob, input: &mut R, file: &Path) -> Result<(), Failure>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    let io = |e: protocol::FrameError| protocol_failure(format!("worker channel: {e}"));
+    let mut f = tokio::fs::File::create(file)
         .await
         .map_err(|e| protocol_failure(format!("cannot create {}: {e}", file.display())))?;
     let mut hasher = Sha256::new();
@@ -264,11 +276,22 @@ where
             job.context.digest, job.context.size
         )));
     }
-    std::fs::create_dir_all(&contexts)
+    Ok(())
+}
+
+/// Unpacks the received bundle `file` next to its place `dir` in `contexts`, then moves it
+/// there; another worker's copy already in place is as good.
+async fn unpack_bundle(
+    job: &BuildJob,
+    file: &Path,
+    contexts: &Path,
+    dir: &Path,
+) -> Result<(), Failure> {
+    std::fs::create_dir_all(contexts)
         .map_err(|e| protocol_failure(format!("cannot create {}: {e}", contexts.display())))?;
     let unpacked = tempfile::Builder::new()
         .prefix(".tmp-")
-        .tempdir_in(&contexts)
+        .tempdir_in(contexts)
         .map_err(|e| {
             protocol_failure(format!(
                 "cannot create a directory in {}: {e}",
@@ -276,7 +299,7 @@ where
             ))
         })?;
     let (b, d, u) = (
-        file.clone(),
+        file.to_path_buf(),
         job.context.digest.clone(),
         unpacked.path().to_path_buf(),
     );
@@ -285,7 +308,7 @@ where
         .map_err(|e| protocol_failure(e.to_string()))??;
     // Another worker may have unpacked the same bundle meanwhile: either copy is fine.
     let kept = unpacked.keep();
-    if std::fs::rename(&kept, &dir).is_err() {
+    if std::fs::rename(&kept, dir).is_err() {
         let _ = std::fs::remove_dir_all(&kept);
         if !dir.join(bundle::ROOT_ENTRY).is_dir() {
             return Err(protocol_failure(format!(
@@ -294,7 +317,7 @@ where
             )));
         }
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Forwards progress events into the channel the session writes out.

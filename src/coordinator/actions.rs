@@ -1,14 +1,17 @@
 //! From a planned step to what the sandbox does: the executor [`Action`], the layers it runs
 //! on, and the cache directories it holds while it runs.
+//!
+//! Level 3 (coordinator), under [`super::step`]: reads other stages and images only through
+//! the step's [`StepScope`] ([`Upstream`]), never the stage table. Does not run the step.
 
 use std::path::Path;
 
+use super::scope::{StepScope, Upstream};
 use super::sources::{self, CacheLease, SourceError};
-use super::stage::Stages;
 use super::*;
-use crate::context::Ignore;
+use crate::context::{CopyEntry, Ignore};
 use crate::executor::{LayerSource, Mount, NetworkMode, Sensitive};
-use crate::plan::{CopyFrom, CopyStep, MountSource, Network, RunMount, StageGraph};
+use crate::plan::{CopyFrom, CopyStep, MountSource, Network, RunMount};
 
 /// A step ready to run.
 pub(super) struct Prepared {
@@ -27,21 +30,12 @@ fn dirs(layers: &[BuiltLayer]) -> Vec<PathBuf> {
 
 /// Prepares `step`; `None` for config-only steps. `inputs` is a scratch directory that lives
 /// until the step is over (heredoc files, downloads, unpacked archives).
-pub(super) async fn prepare<'a, R: Registry, E: Executor>(
-    stages: &'a Stages<'a, R, E>,
-    sel: &Selection,
-    graph: &Arc<StageGraph>,
-    label: &str,
-    layers: &[BuiltLayer],
+pub(super) async fn prepare<R, E: Executor, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
     step: &Step,
     inputs: &Path,
 ) -> Result<Option<Prepared>, BuildError> {
-    let sh = stages.sh;
-    let source_err = |source: SourceError| BuildError::Source {
-        platform: label.to_string(),
-        location: location(sh.dockerfile, step),
-        source,
-    };
+    let (sh, layers) = (scope.sh, scope.layers);
     match &step.kind {
         StepKind::Run {
             argv,
@@ -51,130 +45,28 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
             mounts,
             network,
         } => {
-            let mut env = env.clone();
-            let mut out = Vec::with_capacity(mounts.len());
-            let mut leases = Vec::new();
+            let mut run = RunMounts {
+                mounts: Vec::with_capacity(mounts.len()),
+                env: env.clone(),
+                leases: Vec::new(),
+            };
             for m in mounts {
-                match m {
-                    RunMount::Bind {
-                        target,
-                        from,
-                        source,
-                        readonly,
-                    } => {
-                        let lowerdirs = match from {
-                            MountSource::Context => {
-                                context_view(stages, source, inputs, label, step).await?
-                            }
-                            MountSource::Stage(i) => {
-                                dirs(&stages.dependency(sel, graph, *i).await?.layers)
-                            }
-                            MountSource::Image(r) => {
-                                dirs(&stages.image(r, &sel.platform).await?.layers)
-                            }
-                        };
-                        out.push(Mount::Layers {
-                            lowerdirs,
-                            subpath: if matches!(from, MountSource::Context)
-                                && sh.context.ignore_file().is_some()
-                            {
-                                // The filtered copy holds just the source, at its root.
-                                "/".into()
-                            } else {
-                                source.clone()
-                            },
-                            target: target.clone(),
-                            readonly: *readonly,
-                        });
-                    }
-                    RunMount::Cache {
-                        target,
-                        id,
-                        sharing,
-                        readonly,
-                        mode,
-                        uid,
-                        gid,
-                    } => {
-                        let caches = stages.caches.clone();
-                        let (id, sharing, mode, uid, gid) =
-                            (id.clone(), *sharing, *mode, *uid, *gid);
-                        // `locked` may wait for another platform's step: off the runtime.
-                        let lease = tokio::task::spawn_blocking(move || {
-                            caches.acquire(&id, sharing, mode, uid, gid)
-                        })
-                        .await
-                        .map_err(|e| BuildError::Internal(e.to_string()))?
-                        .map_err(source_err)?;
-                        out.push(Mount::Bind {
-                            source: lease.path.clone(),
-                            target: target.clone(),
-                            readonly: *readonly,
-                        });
-                        leases.push(lease);
-                    }
-                    RunMount::Tmpfs { target, size } => out.push(Mount::Tmpfs {
-                        target: target.clone(),
-                        size: *size,
-                    }),
-                    RunMount::Secret {
-                        id,
-                        target,
-                        env: env_name,
-                        required,
-                        mode,
-                        uid,
-                        gid,
-                    } => {
-                        let Some(value) = sh.req.secrets.get(id) else {
-                            if *required {
-                                return Err(source_err(SourceError::MissingSecret {
-                                    id: id.clone(),
-                                }));
-                            }
-                            continue;
-                        };
-                        if let Some(t) = target {
-                            out.push(Mount::File {
-                                target: t.clone(),
-                                content: value.clone(),
-                                mode: *mode,
-                                uid: *uid,
-                                gid: *gid,
-                            });
-                        }
-                        if let Some(name) = env_name {
-                            env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(name));
-                            env.push(format!("{name}={}", String::from_utf8_lossy(&value.0)));
-                        }
-                    }
-                    RunMount::File {
-                        target,
-                        content,
-                        mode,
-                    } => out.push(Mount::File {
-                        target: target.clone(),
-                        content: Sensitive(content.clone().into_bytes()),
-                        mode: *mode,
-                        uid: 0,
-                        gid: 0,
-                    }),
-                }
+                run.add(scope, step, m, inputs).await?;
             }
             Ok(Some(Prepared {
                 action: Action::Run(RunSpec {
                     argv: argv.clone(),
-                    env,
+                    env: run.env,
                     cwd: workdir.clone(),
                     user: user.clone(),
-                    mounts: out,
+                    mounts: run.mounts,
                     network: match network {
                         Network::None => NetworkMode::None,
                         Network::Default | Network::Host => NetworkMode::Host,
                     },
                 }),
                 lowerdirs: dirs(layers),
-                leases,
+                leases: run.leases,
             }))
         }
         StepKind::Workdir { path, user } if path != "/" => {
@@ -203,7 +95,7 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
             }))
         }
         StepKind::Copy(c) => {
-            let action = copy_action(stages, sel, graph, label, layers, step, c, inputs).await?;
+            let action = copy_action(scope, step, c, inputs).await?;
             // `--link` (without --chmod, as BuildKit) copies onto an empty tree: the layer holds
             // only what was copied, whatever the earlier layers have at the destination.
             let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
@@ -221,16 +113,157 @@ pub(super) async fn prepare<'a, R: Registry, E: Executor>(
     }
 }
 
+/// A RUN step's mounts as the executor takes them, in the step's order, with the environment
+/// they change (`RUN --mount=type=secret,env=`) and the cache directories they hold.
+struct RunMounts {
+    mounts: Vec<Mount>,
+    env: Vec<String>,
+    leases: Vec<CacheLease>,
+}
+
+impl RunMounts {
+    /// Adds the mount `m` of `step`.
+    async fn add<R, E: Executor, U: Upstream>(
+        &mut self,
+        scope: &StepScope<'_, R, E, U>,
+        step: &Step,
+        m: &RunMount,
+        inputs: &Path,
+    ) -> Result<(), BuildError> {
+        let sh = scope.sh;
+        let source_err = |source: SourceError| BuildError::Source {
+            platform: scope.label.to_string(),
+            location: location(sh.dockerfile, step),
+            source,
+        };
+        match m {
+            RunMount::Bind {
+                target,
+                from,
+                source,
+                readonly,
+            } => {
+                let lowerdirs = match from {
+                    MountSource::Context => context_view(scope, source, inputs, step).await?,
+                    MountSource::Stage(i) => dirs(&scope.upstream.stage(*i).await?.layers),
+                    MountSource::Image(r) => dirs(&scope.upstream.image(r).await?.layers),
+                };
+                self.mounts.push(Mount::Layers {
+                    lowerdirs,
+                    subpath: if matches!(from, MountSource::Context)
+                        && sh.context.ignore_file().is_some()
+                    {
+                        // The filtered copy holds just the source, at its root.
+                        "/".into()
+                    } else {
+                        source.clone()
+                    },
+                    target: target.clone(),
+                    readonly: *readonly,
+                });
+            }
+            RunMount::Cache {
+                target,
+                id,
+                sharing,
+                readonly,
+                mode,
+                uid,
+                gid,
+            } => {
+                let caches = scope.caches.clone();
+                let (id, sharing, mode, uid, gid) = (id.clone(), *sharing, *mode, *uid, *gid);
+                // `locked` may wait for another platform's step: off the runtime.
+                let lease = tokio::task::spawn_blocking(move || {
+                    caches.acquire(&id, sharing, mode, uid, gid)
+                })
+                .await
+                .map_err(|e| BuildError::Internal(e.to_string()))?
+                .map_err(source_err)?;
+                self.mounts.push(Mount::Bind {
+                    source: lease.path.clone(),
+                    target: target.clone(),
+                    readonly: *readonly,
+                });
+                self.leases.push(lease);
+            }
+            RunMount::Tmpfs { .. } | RunMount::Secret { .. } | RunMount::File { .. } => {
+                self.add_value(&sh.req.secrets, m).map_err(source_err)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a mount made of values, with nothing to read: a tmpfs, a file, or a secret (as a
+    /// file, an environment variable or both; left out when it was not given and is optional).
+    fn add_value(
+        &mut self,
+        secrets: &BTreeMap<String, Sensitive>,
+        m: &RunMount,
+    ) -> Result<(), SourceError> {
+        match m {
+            RunMount::Tmpfs { target, size } => self.mounts.push(Mount::Tmpfs {
+                target: target.clone(),
+                size: *size,
+            }),
+            RunMount::Secret {
+                id,
+                target,
+                env: env_name,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let Some(value) = secrets.get(id) else {
+                    if *required {
+                        return Err(SourceError::MissingSecret { id: id.clone() });
+                    }
+                    return Ok(());
+                };
+                if let Some(t) = target {
+                    self.mounts.push(Mount::File {
+                        target: t.clone(),
+                        content: value.clone(),
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                    });
+                }
+                if let Some(name) = env_name {
+                    self.env
+                        .retain(|e| e.split_once('=').map(|(k, _)| k) != Some(name));
+                    self.env
+                        .push(format!("{name}={}", String::from_utf8_lossy(&value.0)));
+                }
+            }
+            RunMount::File {
+                target,
+                content,
+                mode,
+            } => self.mounts.push(Mount::File {
+                target: target.clone(),
+                content: Sensitive(content.clone().into_bytes()),
+                mode: *mode,
+                uid: 0,
+                gid: 0,
+            }),
+            // Read by `add`.
+            RunMount::Bind { .. } | RunMount::Cache { .. } => {}
+        }
+        Ok(())
+    }
+}
+
 /// The build context as a mount source: the context directory itself, or, when an ignore file
 /// applies, a copy of just `source` holding only what it allows.
-async fn context_view<'a, R: Registry, E: Executor>(
-    stages: &'a Stages<'a, R, E>,
+async fn context_view<R, E: Executor, U>(
+    scope: &StepScope<'_, R, E, U>,
     source: &str,
     inputs: &Path,
-    label: &str,
     step: &Step,
 ) -> Result<Vec<PathBuf>, BuildError> {
-    let sh = stages.sh;
+    let (sh, label) = (scope.sh, scope.label);
     if sh.context.ignore_file().is_none() {
         return Ok(vec![sh.context.root().to_path_buf()]);
     }
@@ -265,7 +298,7 @@ async fn context_view<'a, R: Registry, E: Executor>(
         hostname: "polyarch".into(),
         snapshotter: Snapshotter::Auto,
     };
-    let outcome = stages
+    let outcome = scope
         .deps
         .executor
         .run(&spec, |_| {})
@@ -286,18 +319,13 @@ async fn context_view<'a, R: Registry, E: Executor>(
 }
 
 /// The executor action of a COPY or ADD.
-#[allow(clippy::too_many_arguments)]
-async fn copy_action<'a, R: Registry, E: Executor>(
-    stages: &'a Stages<'a, R, E>,
-    sel: &Selection,
-    graph: &Arc<StageGraph>,
-    label: &str,
-    layers: &[BuiltLayer],
+async fn copy_action<R, E, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
     step: &Step,
     c: &CopyStep,
     inputs: &Path,
 ) -> Result<Action, BuildError> {
-    let sh = stages.sh;
+    let (sh, label, layers) = (scope.sh, scope.label, scope.layers);
     let loc = location(sh.dockerfile, step);
     let source_err = |source: SourceError| BuildError::Source {
         platform: label.to_string(),
@@ -320,75 +348,8 @@ async fn copy_action<'a, R: Registry, E: Executor>(
     let dir_forced = n_sources > 1;
     let excludes = Ignore::from_patterns(&c.excludes, Path::new(&format!("{loc} --exclude")))
         .map_err(context_err)?;
-    let mut entries = Vec::new();
-    let mut from_layers = None;
-    match &c.from {
-        CopyFrom::Context => {
-            let (urls, paths): (Vec<&String>, Vec<&String>) =
-                c.sources.iter().partition(|s| crate::plan::is_url(s));
-            for (i, url) in urls.iter().enumerate() {
-                let dir = inputs.join(format!("url-{i}"));
-                std::fs::create_dir_all(&dir).map_err(|source| {
-                    source_err(SourceError::Io {
-                        action: "create",
-                        path: dir.clone(),
-                        source,
-                    })
-                })?;
-                let e = sources::fetch_url(url, c.checksum.as_deref(), &dir, &c.dest, dir_forced)
-                    .await
-                    .map_err(source_err)?;
-                if c.unpack == Some(true) {
-                    if let Some(mt) = sources::archive_media_type(&e.src).map_err(source_err)? {
-                        let list = sources::unpack_entries(&e.src, mt, &dir, &c.dest)
-                            .map_err(source_err)?;
-                        entries.extend(list);
-                        continue;
-                    }
-                }
-                entries.push(e);
-            }
-            if !paths.is_empty() {
-                let paths: Vec<String> = paths.into_iter().cloned().collect();
-                let dest = if dir_forced && !c.dest.ends_with('/') {
-                    format!("{}/", c.dest)
-                } else {
-                    c.dest.clone()
-                };
-                let unpack = c.add && c.unpack.unwrap_or(true);
-                let ctx = sh.context.clone();
-                let work = inputs.join("archives");
-                let ex = excludes.clone();
-                let got = tokio::task::spawn_blocking(move || {
-                    sources::context_entries(&ctx, &paths, &dest, &ex, unpack, &work)
-                })
-                .await
-                .map_err(|e| BuildError::Internal(e.to_string()))?
-                .map_err(source_err)?;
-                entries.extend(got);
-            }
-        }
-        CopyFrom::Stage(i) => {
-            let src = stages.dependency(sel, graph, *i).await?;
-            from_layers = Some(LayerSource {
-                lowerdirs: dirs(&src.layers),
-                sources: c.sources.clone(),
-                dest: c.dest.clone(),
-                excludes: c.excludes.clone(),
-                max_mtime: epoch,
-            });
-        }
-        CopyFrom::Image(r) => {
-            let src = stages.image(r, &sel.platform).await?;
-            from_layers = Some(LayerSource {
-                lowerdirs: dirs(&src.layers),
-                sources: c.sources.clone(),
-                dest: c.dest.clone(),
-                excludes: c.excludes.clone(),
-                max_mtime: epoch,
-            });
-        }
-    }
+    let (mut entries, from_layers) =
+        copy_sources(scope, step, c, inputs, &excludes, dir_forced).await?;
     if !c.inline.is_empty() {
         let list = sources::inline_entries(&c.inline, inputs, &c.dest, dir_forced, created_secs)
             .map_err(source_err)?;
@@ -412,4 +373,96 @@ async fn copy_action<'a, R: Registry, E: Executor>(
         from_layers,
         ids_from,
     }))
+}
+
+/// Where a COPY or ADD takes its files from (heredocs apart): entries from the build context
+/// (ADD URLs downloaded and, with `--unpack`, unpacked; local paths selected, archives ADD
+/// unpacks), or the layers of a stage or image (`--from`) to copy out of.
+async fn copy_sources<R, E, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    c: &CopyStep,
+    inputs: &Path,
+    excludes: &Ignore,
+    dir_forced: bool,
+) -> Result<(Vec<CopyEntry>, Option<LayerSource>), BuildError> {
+    let sh = scope.sh;
+    let source_err = |source: SourceError| BuildError::Source {
+        platform: scope.label.to_string(),
+        location: location(sh.dockerfile, step),
+        source,
+    };
+    let epoch = sh.req.source_date_epoch;
+    let layer_source = |src: &BuiltStage| LayerSource {
+        lowerdirs: dirs(&src.layers),
+        sources: c.sources.clone(),
+        dest: c.dest.clone(),
+        excludes: c.excludes.clone(),
+        max_mtime: epoch,
+    };
+    match &c.from {
+        CopyFrom::Context => {
+            let (urls, paths): (Vec<&String>, Vec<&String>) =
+                c.sources.iter().partition(|s| crate::plan::is_url(s));
+            let mut entries = url_entries(&urls, c, inputs, dir_forced)
+                .await
+                .map_err(source_err)?;
+            if !paths.is_empty() {
+                let paths: Vec<String> = paths.into_iter().cloned().collect();
+                let dest = if dir_forced && !c.dest.ends_with('/') {
+                    format!("{}/", c.dest)
+                } else {
+                    c.dest.clone()
+                };
+                let unpack = c.add && c.unpack.unwrap_or(true);
+                let ctx = sh.context.clone();
+                let work = inputs.join("archives");
+                let ex = excludes.clone();
+                let got = tokio::task::spawn_blocking(move || {
+                    sources::context_entries(&ctx, &paths, &dest, &ex, unpack, &work)
+                })
+                .await
+                .map_err(|e| BuildError::Internal(e.to_string()))?
+                .map_err(source_err)?;
+                entries.extend(got);
+            }
+            Ok((entries, None))
+        }
+        CopyFrom::Stage(i) => {
+            let src = scope.upstream.stage(*i).await?;
+            Ok((Vec::new(), Some(layer_source(&src))))
+        }
+        CopyFrom::Image(r) => {
+            let src = scope.upstream.image(r).await?;
+            Ok((Vec::new(), Some(layer_source(&src))))
+        }
+    }
+}
+
+/// The entries of ADD's URL sources: each downloaded into its own directory under `inputs`
+/// (verified against `--checksum`), and unpacked when `--unpack` asks and it is an archive.
+async fn url_entries(
+    urls: &[&String],
+    c: &CopyStep,
+    inputs: &Path,
+    dir_forced: bool,
+) -> Result<Vec<CopyEntry>, SourceError> {
+    let mut entries = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let dir = inputs.join(format!("url-{i}"));
+        std::fs::create_dir_all(&dir).map_err(|source| SourceError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        let e = sources::fetch_url(url, c.checksum.as_deref(), &dir, &c.dest, dir_forced).await?;
+        if c.unpack == Some(true) {
+            if let Some(mt) = sources::archive_media_type(&e.src)? {
+                entries.extend(sources::unpack_entries(&e.src, mt, &dir, &c.dest)?);
+                continue;
+            }
+        }
+        entries.push(e);
+    }
+    Ok(entries)
 }

@@ -1,6 +1,10 @@
 //! Resolving, pulling and unpacking a platform's base image (variant-aware, digests verified).
+//!
+//! Level 3 (coordinator), under [`super::stage`]. Reads the registry and fills the store only:
+//! must not run steps or push anything.
 
 use super::*;
+use crate::registry::RawManifest;
 
 /// Resolves, pulls and unpacks the base image for `platform`: returns its config and layers.
 pub(super) async fn pull_base<R: Registry, E: Executor>(
@@ -22,38 +26,7 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
         source,
     };
     let r: Reference = reference.parse().map_err(reg_err)?;
-    let top = deps.registry.get_manifest(&r).await.map_err(reg_err)?;
-    let manifest_raw = match top.media_type.as_str() {
-        MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST => {
-            let idx: ImageIndex = oci::from_bytes(&top.bytes, reference).map_err(oci_err)?;
-            let offered: Vec<Platform> = idx
-                .manifests
-                .iter()
-                .map(|d| {
-                    d.platform.clone().unwrap_or_else(|| Platform {
-                        architecture: "unknown".into(),
-                        os: "unknown".into(),
-                        os_version: None,
-                        variant: None,
-                    })
-                })
-                .collect();
-            let i = platform::best_match(platform, &offered).ok_or_else(|| {
-                BuildError::NoMatchingPlatform {
-                    reference: reference.to_string(),
-                    wanted: platform.to_string(),
-                    available: offered
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }
-            })?;
-            let child = r.with_digest(&idx.manifests[i].digest);
-            deps.registry.get_manifest(&child).await.map_err(reg_err)?
-        }
-        _ => top,
-    };
+    let manifest_raw = platform_manifest(deps, &r, platform, reference).await?;
     if !is_image_manifest(&manifest_raw.media_type) {
         return Err(BuildError::UnsupportedManifest {
             reference: reference.to_string(),
@@ -92,17 +65,86 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
             available: config.platform().to_string(),
         });
     }
+    let layers = pull_layers(deps, &r, &pname, &manifest, &config).await?;
+    Ok((config, layers))
+}
+
+/// The manifest `r` names for `platform`: the best match of its index (variant-aware), or
+/// `r`'s own manifest when it is not an index.
+async fn platform_manifest<R: Registry, E>(
+    deps: &Deps<R, E>,
+    r: &Reference,
+    platform: &Platform,
+    reference: &str,
+) -> Result<RawManifest, BuildError> {
+    let pname = platform.to_string();
+    let reg_err = |source| BuildError::Registry {
+        platform: pname.clone(),
+        source,
+    };
+    let top = deps.registry.get_manifest(r).await.map_err(reg_err)?;
+    match top.media_type.as_str() {
+        MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST => {
+            let idx: ImageIndex =
+                oci::from_bytes(&top.bytes, reference).map_err(|source| BuildError::Oci {
+                    platform: pname.clone(),
+                    source,
+                })?;
+            let offered: Vec<Platform> = idx
+                .manifests
+                .iter()
+                .map(|d| {
+                    d.platform.clone().unwrap_or_else(|| Platform {
+                        architecture: "unknown".into(),
+                        os: "unknown".into(),
+                        os_version: None,
+                        variant: None,
+                    })
+                })
+                .collect();
+            let i = platform::best_match(platform, &offered).ok_or_else(|| {
+                BuildError::NoMatchingPlatform {
+                    reference: reference.to_string(),
+                    wanted: platform.to_string(),
+                    available: offered
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })?;
+            let child = r.with_digest(&idx.manifests[i].digest);
+            deps.registry.get_manifest(&child).await.map_err(reg_err)
+        }
+        _ => Ok(top),
+    }
+}
+
+/// Fetches `manifest`'s layers from `r` into the store and unpacks each once per diff_id
+/// (`config`'s, in order); returns them as the image's layers, base first.
+async fn pull_layers<R: Registry, E: Executor>(
+    deps: &Deps<R, E>,
+    r: &Reference,
+    pname: &str,
+    manifest: &ImageManifest,
+    config: &ImageConfig,
+) -> Result<Vec<BuiltLayer>, BuildError> {
+    let store_err = |source| BuildError::Store {
+        platform: pname.to_string(),
+        source,
+    };
     let mut layers = Vec::new();
     for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         // The compressed blob is kept even when its layer is already unpacked: pushing the image
         // and writing an OCI layout need exactly the bytes this manifest names (the same diff_id
         // can have been stored under another compression).
-        fetch_into_store(deps, &r, desc)
-            .await
-            .map_err(|e| match e {
-                FetchError::Registry(source) => reg_err(source),
-                FetchError::Store(source) => store_err(source),
-            })?;
+        fetch_into_store(deps, r, desc).await.map_err(|e| match e {
+            FetchError::Registry(source) => BuildError::Registry {
+                platform: pname.to_string(),
+                source,
+            },
+            FetchError::Store(source) => store_err(source),
+        })?;
         let dir = if deps.store.has_layer(diff_id) {
             deps.store.layer_dir(diff_id)
         } else {
@@ -127,7 +169,7 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
             origin: Some(r.clone()),
         });
     }
-    Ok((config, layers))
+    Ok(layers)
 }
 
 /// Docker layer media types become their OCI equivalents in the OCI manifest we write (the

@@ -1,4 +1,7 @@
 //! Why a build failed, and the exit code each failure maps to.
+//!
+//! Level 3 (coordinator). Values and their messages only: no I/O, and no advice glued into a
+//! message (hints come apart, through [`Classify`]).
 
 use super::*;
 

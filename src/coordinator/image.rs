@@ -1,14 +1,15 @@
-//! One platform's image: run the steps, make the layers, write config and manifest, push.
+//! One platform's image: its target stage from the stage table ([`super::stage`]), then its
+//! config and manifest written to the store and pushed by digest with its layers.
+//!
+//! Level 3 (coordinator), above `stage`; steps are run there, not here. Must not push the
+//! index or move a tag (that is [`super::build_with`]'s, once every platform succeeded).
 
-use super::actions;
 use super::stage::Stages;
 use super::*;
 use crate::plan::StageGraph;
 
-/// Bytes of a step's output shown as progress before the rest is clipped (BuildKit's default
-/// step log limit is 2 MiB).
-const STEP_OUTPUT_LIMIT: usize = 2 << 20;
-
+/// Builds `platform`'s image from `graph` (its target stage through `stages`), writes its
+/// config and manifest to the store and, when the build pushes, pushes it by digest.
 pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     sh: &Shared<'_>,
     deps: &Deps<R, E>,
@@ -29,10 +30,53 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     config.os_version = platform.os_version.clone();
     config.created = Some(sh.created.clone());
 
-    // Config and manifest: serialised once; these bytes are stored, hashed and pushed.
-    let config_bytes = oci::to_bytes(&config);
-    let store_err = |source| BuildError::Store {
+    let image = store_image(deps, &pname, &config, &layers)?;
+    if let Some(target) = push_target(sh.req) {
+        push_image(deps, &pname, target, &layers, &image).await?;
+    }
+    deps.sink.emit(Event::PlatformDone {
         platform: pname.clone(),
+        digest: image.manifest_digest.clone(),
+        size: image.manifest_size,
+    });
+    let mut blobs = vec![image.config_digest.clone()];
+    blobs.extend(layers.iter().map(|l| l.descriptor.digest.clone()));
+    let mut descriptor = Descriptor::new(
+        MEDIA_TYPE_OCI_MANIFEST,
+        image.manifest_digest,
+        image.manifest_size,
+    );
+    descriptor.platform = Some(platform.clone());
+    Ok(PlatformImage {
+        platform: platform.clone(),
+        manifest: descriptor,
+        config: image.config_digest,
+        blobs,
+        node: None,
+    })
+}
+
+/// An image's config and manifest as written to the store: these bytes are what is hashed
+/// and pushed.
+struct StoredImage {
+    manifest: ImageManifest,
+    manifest_bytes: Vec<u8>,
+    manifest_digest: Digest,
+    manifest_size: u64,
+    config_digest: Digest,
+}
+
+/// Serialises `config` and the manifest of `config` + `layers` once and puts both in the
+/// store.
+fn store_image<R, E>(
+    deps: &Deps<R, E>,
+    pname: &str,
+    config: &ImageConfig,
+    layers: &[BuiltLayer],
+) -> Result<StoredImage, BuildError> {
+    let config_bytes = oci::to_bytes(config);
+    let store_err = |source| BuildError::Store {
+        platform: pname.to_string(),
         source,
     };
     let (config_digest, config_size) = deps.store.put_bytes(&config_bytes).map_err(store_err)?;
@@ -46,336 +90,94 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     let manifest_bytes = oci::to_bytes(&manifest);
     let (manifest_digest, manifest_size) =
         deps.store.put_bytes(&manifest_bytes).map_err(store_err)?;
-    let mut blobs = vec![config_digest.clone()];
-    blobs.extend(layers.iter().map(|l| l.descriptor.digest.clone()));
-
-    if let Some(target) = push_target(sh.req) {
-        let reg_err = |source| BuildError::Registry {
-            platform: pname.clone(),
-            source,
-        };
-        let origins = layers
-            .iter()
-            .map(|l| l.origin.as_ref())
-            .chain(std::iter::once(None));
-        for (desc, origin) in manifest
-            .layers
-            .iter()
-            .chain(std::iter::once(&manifest.config))
-            .zip(origins)
-        {
-            // A base layer from another repository of the same registry is mounted there
-            // (distribution-spec "Mounting a blob from another repository"), not uploaded again;
-            // when the registry declines, it is uploaded from the store as any other blob.
-            let mounted = match origin {
-                Some(from)
-                    if from.registry == target.registry && from.repository != target.repository =>
-                {
-                    match deps.registry.copy_blob(from, target, desc).await {
-                        Ok(how) => Some(how),
-                        Err(e) => {
-                            tracing::info!(blob = %desc.digest, "mount from {from} failed, uploading: {e}");
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
-            let pushed = match mounted {
-                Some(how) => how,
-                None => {
-                    let path = deps.store.blob_path(&desc.digest);
-                    deps.registry
-                        .push_blob(target, desc, &path)
-                        .await
-                        .map_err(reg_err)?
-                }
-            };
-            deps.sink.emit(Event::BlobPushed {
-                platform: pname.clone(),
-                digest: desc.digest.clone(),
-                size: desc.size,
-                existed: pushed == BlobPush::AlreadyPresent,
-                mounted: pushed == BlobPush::Mounted,
-            });
-        }
-        let pushed = deps
-            .registry
-            .push_manifest(
-                target,
-                &manifest_digest.to_string(),
-                &manifest_bytes,
-                MEDIA_TYPE_OCI_MANIFEST,
-            )
-            .await
-            .map_err(reg_err)?;
-        if pushed != manifest_digest {
-            return Err(BuildError::Oci {
-                platform: pname.clone(),
-                source: OciError::DigestMismatch {
-                    what: format!("manifest pushed to {}", target.repo_string()),
-                    expected: manifest_digest,
-                    found: pushed,
-                },
-            });
-        }
-    }
-    deps.sink.emit(Event::PlatformDone {
-        platform: pname.clone(),
-        digest: manifest_digest.clone(),
-        size: manifest_size,
-    });
-    let mut descriptor = Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, manifest_digest, manifest_size);
-    descriptor.platform = Some(platform.clone());
-    Ok(PlatformImage {
-        platform: platform.clone(),
-        manifest: descriptor,
-        config: config_digest,
-        blobs,
-        node: None,
+    Ok(StoredImage {
+        manifest,
+        manifest_bytes,
+        manifest_digest,
+        manifest_size,
+        config_digest,
     })
 }
 
-/// Runs one step of the stage `sel`; returns the layer it made, or `None` for config-only steps
-/// and steps that changed nothing. `label` names the stage's platform in progress and errors.
-pub(super) async fn run_step<'a, R: Registry, E: Executor>(
-    stages: &'a Stages<'a, R, E>,
-    sel: &Selection,
-    graph: &Arc<StageGraph>,
-    label: &str,
+/// Pushes `image` to `target` by digest: its layers and config (progress for each), then its
+/// manifest, whose digest the registry must confirm.
+async fn push_image<R: Registry, E>(
+    deps: &Deps<R, E>,
+    pname: &str,
+    target: &Reference,
     layers: &[BuiltLayer],
-    step: &Step,
-    n: usize,
-) -> Result<Option<BuiltLayer>, BuildError> {
-    let sh = stages.sh;
-    let deps = stages.deps;
-    let pname = label.to_string();
-    let store_err = |source| BuildError::Store {
-        platform: pname.clone(),
+    image: &StoredImage,
+) -> Result<(), BuildError> {
+    let reg_err = |source| BuildError::Registry {
+        platform: pname.to_string(),
         source,
     };
-    let scratch = deps.store.temp_dir("step").map_err(store_err)?;
-    let inputs = scratch.path().join("inputs");
-    std::fs::create_dir_all(&inputs).map_err(|source| {
-        store_err(StoreError::Io {
-            action: "create directory",
-            path: inputs.clone(),
-            source,
-        })
-    })?;
-    let Some(prepared) = actions::prepare(stages, sel, graph, label, layers, step, &inputs).await?
-    else {
-        return Ok(None);
-    };
-    let upper = scratch.path().join("upper");
-    let work = scratch.path().join("work");
-    for d in [&upper, &work] {
-        std::fs::create_dir_all(d).map_err(|source| {
-            store_err(StoreError::Io {
-                action: "create directory",
-                path: d.to_path_buf(),
-                source,
-            })
-        })?;
-    }
-    let spec = SandboxSpec {
-        lowerdirs: prepared.lowerdirs,
-        upperdir: upper.clone(),
-        workdir: work.clone(),
-        action: prepared.action,
-        hostname: "polyarch".into(),
-        snapshotter: Snapshotter::Auto,
-    };
-    let sink = deps.sink.clone();
-    let p2 = pname.clone();
-    // Progress output is capped per step, as BuildKit caps step logs: a step that prints
-    // hundreds of megabytes must not flood the terminal or a CI log. The executor still keeps
-    // the tail of the output for the error message.
-    let mut shown = 0usize;
-    let outcome = deps
-        .executor
-        .run(&spec, move |line| {
-            if shown > STEP_OUTPUT_LIMIT {
-                return;
-            }
-            // Each line also costs its rendered prefix (`[platform] #n | `), about 32 bytes.
-            shown += line.line.len() + 32;
-            let text = if shown > STEP_OUTPUT_LIMIT {
-                format!(
-                    "[output clipped: this step printed more than {} MiB; the rest is not shown]",
-                    STEP_OUTPUT_LIMIT >> 20
-                )
-            } else {
-                line.line
-            };
-            sink.emit(Event::Output {
-                platform: p2.clone(),
-                step: n,
-                stream: line.stream,
-                line: text,
-            })
-        })
-        .await
-        .map_err(|source| BuildError::Exec {
-            platform: pname.clone(),
-            step: n,
-            location: location(sh.dockerfile, step),
-            source,
-        })?;
-    if let Some(snapshotter) = outcome.snapshotter {
-        tracing::debug!(platform = %pname, step = n, %snapshotter, "step changes captured");
-    }
-    // Cache directories are released (unlocked) as soon as the step is over.
-    drop(prepared.leases);
-    if outcome.status != 0 {
-        return Err(BuildError::StepFailed {
-            platform: pname,
-            step: n,
-            location: location(sh.dockerfile, step),
-            instruction: step.created_by.clone(),
-            status: outcome.status,
-            tail: outcome.tail,
+    let manifest = &image.manifest;
+    let origins = layers
+        .iter()
+        .map(|l| l.origin.as_ref())
+        .chain(std::iter::once(None));
+    for (desc, origin) in manifest
+        .layers
+        .iter()
+        .chain(std::iter::once(&manifest.config))
+        .zip(origins)
+    {
+        let pushed = push_blob(deps, target, desc, origin)
+            .await
+            .map_err(reg_err)?;
+        deps.sink.emit(Event::BlobPushed {
+            platform: pname.to_string(),
+            digest: desc.digest.clone(),
+            size: desc.size,
+            existed: pushed == BlobPush::AlreadyPresent,
+            mounted: pushed == BlobPush::Mounted,
         });
     }
-    if dir_is_empty(&upper) {
-        return Ok(None);
+    let pushed = deps
+        .registry
+        .push_manifest(
+            target,
+            &image.manifest_digest.to_string(),
+            &image.manifest_bytes,
+            MEDIA_TYPE_OCI_MANIFEST,
+        )
+        .await
+        .map_err(reg_err)?;
+    if pushed != image.manifest_digest {
+        return Err(BuildError::Oci {
+            platform: pname.to_string(),
+            source: OciError::DigestMismatch {
+                what: format!("manifest pushed to {}", target.repo_string()),
+                expected: image.manifest_digest.clone(),
+                found: pushed,
+            },
+        });
     }
-    // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
-    let store = deps.store.clone();
-    let opts = LayerOptions {
-        source_date_epoch: sh.req.source_date_epoch.map(|e| e.max(0) as u64),
-        ..LayerOptions::default()
-    };
-    let upper2 = upper.clone();
-    let written = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
-        let mut w = store.blob_writer().map_err(|source| BuildError::Store {
-            platform: String::new(),
-            source,
-        })?;
-        let blob =
-            layer::write_layer(&upper2, &mut w, &opts).map_err(|source| BuildError::Layer {
-                platform: String::new(),
-                source,
-            })?;
-        w.commit(Some(&blob.digest))
-            .map_err(|source| BuildError::Store {
-                platform: String::new(),
-                source,
-            })?;
-        let dir = store
-            .adopt_layer_dir(&upper2, &blob.diff_id)
-            .map_err(|source| BuildError::Store {
-                platform: String::new(),
-                source,
-            })?;
-        Ok((blob, dir))
-    })
-    .await
-    .map_err(|e| BuildError::Internal(e.to_string()))?
-    .map_err(|e| with_platform(e, &pname))?;
-    let (blob, dir) = written;
-    Ok(Some(BuiltLayer {
-        descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
-        diff_id: blob.diff_id.clone(),
-        dir,
-        origin: None,
-    }))
+    Ok(())
 }
 
-pub(super) fn with_platform(e: BuildError, p: &str) -> BuildError {
-    match e {
-        BuildError::Store { source, .. } => BuildError::Store {
-            platform: p.into(),
-            source,
-        },
-        BuildError::Layer { source, .. } => BuildError::Layer {
-            platform: p.into(),
-            source,
-        },
-        other => other,
-    }
-}
-
-pub(super) fn dir_is_empty(p: &Path) -> bool {
-    std::fs::read_dir(p)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true)
-}
-
-/// Applies a config-only step to the image config (Dockerfile reference: ENV, WORKDIR, USER,
-/// LABEL, EXPOSE, CMD, ENTRYPOINT, SHELL, HEALTHCHECK, STOPSIGNAL, VOLUME, ONBUILD,
-/// MAINTAINER).
-pub(super) fn apply_config(config: &mut ImageConfig, kind: &StepKind) {
-    if let StepKind::Maintainer(m) = kind {
-        // BuildKit sets the author; the issue asks for a `maintainer` label too.
-        config.author = Some(m.clone());
-        config
-            .config
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert("maintainer".into(), m.clone());
-        return;
-    }
-    let c = &mut config.config;
-    match kind {
-        StepKind::Env(pairs) => {
-            let env = c.env.get_or_insert_with(Vec::new);
-            for (k, v) in pairs {
-                let entry = format!("{k}={v}");
-                match env
-                    .iter_mut()
-                    .find(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k.as_str()))
-                {
-                    Some(slot) => *slot = entry,
-                    None => env.push(entry),
+/// Puts one blob in `target`: mounted from `origin` when that is another repository of the
+/// same registry, else uploaded from the store.
+async fn push_blob<R: Registry, E>(
+    deps: &Deps<R, E>,
+    target: &Reference,
+    desc: &Descriptor,
+    origin: Option<&Reference>,
+) -> Result<BlobPush, RegistryError> {
+    // A base layer from another repository of the same registry is mounted there
+    // (distribution-spec "Mounting a blob from another repository"), not uploaded again;
+    // when the registry declines, it is uploaded from the store as any other blob.
+    if let Some(from) = origin {
+        if from.registry == target.registry && from.repository != target.repository {
+            match deps.registry.copy_blob(from, target, desc).await {
+                Ok(how) => return Ok(how),
+                Err(e) => {
+                    tracing::info!(blob = %desc.digest, "mount from {from} failed, uploading: {e}");
                 }
             }
         }
-        StepKind::Workdir { path, .. } => c.working_dir = Some(path.clone()),
-        StepKind::User(u) => c.user = Some(u.clone()),
-        StepKind::Label(pairs) => {
-            let labels = c.labels.get_or_insert_with(BTreeMap::new);
-            for (k, v) in pairs {
-                labels.insert(k.clone(), v.clone());
-            }
-        }
-        StepKind::Expose(ports) => {
-            let map = c.exposed_ports.get_or_insert_with(BTreeMap::new);
-            for p in ports {
-                map.insert(p.clone(), oci::EmptyObject {});
-            }
-        }
-        StepKind::Cmd(argv) => c.cmd = Some(argv.clone()),
-        StepKind::Entrypoint { argv, clears_cmd } => {
-            c.entrypoint = Some(argv.clone());
-            // Dockerfile reference: "If CMD is defined from the base image, setting ENTRYPOINT
-            // will reset CMD to an empty value."
-            if *clears_cmd {
-                c.cmd = None;
-            }
-        }
-        StepKind::Shell(shell) => c.shell = Some(shell.clone()),
-        StepKind::Healthcheck(h) => {
-            c.healthcheck = Some(oci::HealthConfig {
-                test: h.test.clone(),
-                interval: h.interval,
-                timeout: h.timeout,
-                start_period: h.start_period,
-                start_interval: h.start_interval,
-                retries: h.retries,
-            })
-        }
-        StepKind::StopSignal(sig) => c.stop_signal = Some(sig.clone()),
-        StepKind::Volume(vols) => {
-            let map = c.volumes.get_or_insert_with(BTreeMap::new);
-            for v in vols {
-                map.insert(v.clone(), oci::EmptyObject {});
-            }
-        }
-        StepKind::Onbuild(trigger) => c
-            .on_build
-            .get_or_insert_with(Vec::new)
-            .push(trigger.clone()),
-        _ => {}
     }
+    let path = deps.store.blob_path(&desc.digest);
+    deps.registry.push_blob(target, desc, &path).await
 }

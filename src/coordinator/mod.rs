@@ -44,12 +44,15 @@ use crate::store::{Store, StoreError};
 
 mod actions;
 mod base;
+mod config;
 mod error;
 mod image;
 mod platforms;
 mod remote;
+mod scope;
 mod sources;
 mod stage;
+mod step;
 mod worker;
 
 pub use error::BuildError;
@@ -348,19 +351,7 @@ pub async fn build_with<R: Registry, E: Executor>(
     // Where each platform runs: a platform nothing can run fails (exit 4) before any registry
     // call.
     let placed = remote::place(req, deps, nodes, &targets, needs_run).await?;
-    for note in &placed.notes {
-        deps.sink.emit(Event::Warning {
-            message: note.clone(),
-        });
-    }
-    for pl in &placed.schedule.placements {
-        if needs_run || pl.first().node().is_some() {
-            deps.sink.emit(Event::PlatformPlanned {
-                platform: pl.platform.to_string(),
-                runs: remote::planned_text(pl),
-            });
-        }
-    }
+    announce_placement(deps.sink.as_ref(), &placed, needs_run);
     if any_run && placed.runs_locally() {
         crate::executor::require_root().map_err(|source| BuildError::NeedsRoot {
             platforms: targets
@@ -397,11 +388,16 @@ pub async fn build_with<R: Registry, E: Executor>(
     // platforms through `stages`.
     let stages = stage::Stages::new(&shared, deps);
     let dispatch = remote::Dispatch::new(nodes, &text, &display);
+    let local = remote::LocalBuild {
+        sh: &shared,
+        deps,
+        stages: &stages,
+    };
     let builds = targets
         .iter()
         .zip(selections)
         .zip(&placed.schedule.placements)
-        .map(|((p, graph), pl)| dispatch.run(&shared, deps, &stages, p, graph, pl));
+        .map(|((p, graph), pl)| dispatch.run(&local, p, graph, pl));
     let images = futures::future::try_join_all(builds).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
@@ -415,6 +411,41 @@ pub async fn build_with<R: Registry, E: Executor>(
         })?;
     debug_assert_eq!(idx_blob.0, stitched.digest);
 
+    let pushed_tags = publish_index(req, deps, &stitched).await?;
+    write_outputs(req, deps, &stitched, &images)?;
+    Ok(BuildOutcome {
+        index: stitched,
+        images,
+        pushed_tags,
+        warnings,
+    })
+}
+
+/// Tells progress where the platforms run: the placement's notes as warnings, and each
+/// platform's place when it runs commands or goes to a node.
+fn announce_placement(sink: &dyn Sink, placed: &BuildPlan, needs_run: bool) {
+    for note in &placed.notes {
+        sink.emit(Event::Warning {
+            message: note.clone(),
+        });
+    }
+    for pl in &placed.schedule.placements {
+        if needs_run || pl.first().node().is_some() {
+            sink.emit(Event::PlatformPlanned {
+                platform: pl.platform.to_string(),
+                runs: remote::planned_text(pl),
+            });
+        }
+    }
+}
+
+/// Pushes the stitched index: by digest to the `--push-by-digest` repository when several
+/// platforms were built, and to every tag with `--push`; returns the tags pushed to.
+async fn publish_index<R: Registry, E>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+    stitched: &StitchedIndex,
+) -> Result<Vec<String>, BuildError> {
     let mut pushed_tags = Vec::new();
     if let (Some(repo), true) = (&req.push_by_digest, req.platforms.len() > 1) {
         // Several platforms pushed by digest: their index too, so that one reference names
@@ -454,11 +485,22 @@ pub async fn build_with<R: Registry, E: Executor>(
             pushed_tags.push(full);
         }
     }
+    Ok(pushed_tags)
+}
+
+/// Writes the local outputs (`--output`): an OCI layout holding the index, every image's
+/// manifest and all their blobs.
+fn write_outputs<R, E>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+    stitched: &StitchedIndex,
+    images: &[PlatformImage],
+) -> Result<(), BuildError> {
     for out in &req.outputs {
         match out {
             Output::OciLayout { dest, ref_name } => {
                 let mut blobs = vec![stitched.digest.clone()];
-                for i in &images {
+                for i in images {
                     blobs.push(i.manifest.digest.clone());
                     blobs.extend(i.blobs.iter().cloned());
                 }
@@ -476,12 +518,7 @@ pub async fn build_with<R: Registry, E: Executor>(
             }
         }
     }
-    Ok(BuildOutcome {
-        index: stitched,
-        images,
-        pushed_tags,
-        warnings,
-    })
+    Ok(())
 }
 
 fn display_path(p: &Path) -> String {
@@ -501,6 +538,14 @@ struct BuiltLayer {
     dir: PathBuf,
     /// The repository the layer was pulled from (a base image's); `None` for layers built here.
     origin: Option<Reference>,
+}
+
+/// A finished stage (or a pulled image): its config (history included) and its layers, base
+/// first.
+#[derive(Debug, Clone)]
+struct BuiltStage {
+    config: ImageConfig,
+    layers: Vec<BuiltLayer>,
 }
 
 /// The registry the images are pushed to: the `--push-by-digest` repository, else the

@@ -1,6 +1,8 @@
 //! Before anything is pulled: which platforms to build (`--platform all` expanded from the base
 //! image's index), whether the base image offers each of them, and whether this host runs each.
 //! Only manifests are fetched here, never a layer.
+//!
+//! Level 3 (coordinator). Checks only: builds, unpacks and pushes nothing.
 
 use super::*;
 

@@ -3,6 +3,9 @@
 //! directories kept in the state directory between builds.
 //!
 //! Sync file work here runs on blocking threads; the HTTP download is async.
+//!
+//! Level 3 (coordinator), under [`super::actions`]: gathers one step's inputs. Must not run the
+//! step, know other stages or platforms, or talk to a registry.
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -6,6 +6,9 @@
 //! cancelled). A `FROM --platform=$BUILDPLATFORM` builder that
 //! declares no target-dependent ARG therefore runs once for all target platforms; one that
 //! declares `ARG TARGETARCH` runs once per target architecture, natively each time.
+//!
+//! Level 3 (coordinator), under [`super::image`]: runs each step through [`super::step`] and
+//! applies config-only ones with [`super::config`]. Must not write manifests or push.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,17 +17,12 @@ use futures::future::{FutureExt, LocalBoxFuture};
 use tokio::sync::OnceCell;
 
 use super::base::pull_base;
-use super::image::{apply_config, run_step};
+use super::config::apply_config;
+use super::scope::{StepScope, Upstream};
 use super::sources::CacheMounts;
+use super::step::run_step;
 use super::*;
 use crate::plan::{StageGraph, StageKey};
-
-/// A finished stage: its config (history included) and its layers, base first.
-#[derive(Debug, Clone)]
-pub(super) struct BuiltStage {
-    pub config: ImageConfig,
-    pub layers: Vec<BuiltLayer>,
-}
 
 type StageResult = Result<Arc<BuiltStage>, Arc<BuildError>>;
 type Cell = Arc<OnceCell<StageResult>>;
@@ -139,17 +137,68 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
     ) -> Result<BuiltStage, BuildError> {
         let sh = self.sh;
         let df = sh.dockerfile;
+        let label = platform_label(&sel, &graph, df);
+        self.announce(&sel)?;
+        let (mut config, mut layers) = self.base(&sel, &graph, &label).await?;
+        config.architecture = sel.platform.architecture.clone();
+        config.os = sel.platform.os.clone();
+        config.variant = sel.platform.variant.clone();
+        config.os_version = sel.platform.os_version.clone();
+        let base = base_config(&config);
+        // Triggers run in this stage and never carry over (BuildKit clears them).
+        config.config.on_build = None;
+        let plan = sel.resolve(df, &base)?;
+        let upstream = StageUpstream {
+            stages: self,
+            sel: &sel,
+            graph: &graph,
+        };
+        let total = plan.steps.len();
+        for (i, step) in plan.steps.iter().enumerate() {
+            let n = i + 1;
+            let started = Instant::now();
+            self.deps.sink.emit(Event::StepStarted {
+                platform: label.clone(),
+                step: n,
+                total,
+                location: location(df, step),
+                text: progress_text(&step.created_by),
+            });
+            let scope = StepScope {
+                sh,
+                deps: self.deps,
+                caches: &self.caches,
+                upstream: &upstream,
+                label: &label,
+                layers: &layers,
+            };
+            let made = run_step(&scope, step, n).await?;
+            let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
+            record_step(&mut config, &mut layers, step, made, &sh.created);
+            self.deps.sink.emit(Event::StepFinished {
+                platform: label.clone(),
+                step: n,
+                millis: started.elapsed().as_millis() as u64,
+                layer: layer_digest,
+            });
+        }
+        Ok(BuiltStage { config, layers })
+    }
+
+    /// Tells progress the stage starts, and how its RUN steps run here (natively or through
+    /// which emulator; nothing when it has none).
+    fn announce(&self, sel: &Selection) -> Result<(), BuildError> {
+        let df = self.sh.dockerfile;
         let stage_label = sel
             .stage_name
             .clone()
             .unwrap_or_else(|| format!("stage-{}", sel.stage_index));
-        let label = platform_label(&sel, &graph, df);
         let has_run = df.stages[sel.stage_index]
             .instructions
             .iter()
             .any(|i| matches!(i.kind, InstructionKind::Run { .. }));
         let runs = if has_run {
-            match emulation::classify(&sel.platform, &sh.req.binfmt_dir)? {
+            match emulation::classify(&sel.platform, &self.sh.req.binfmt_dir)? {
                 Support::Native => "natively".to_string(),
                 Support::Emulated { handler, .. } => format!("emulated through {handler}"),
             }
@@ -162,10 +211,21 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             key: sel.key.to_string(),
             runs,
         });
-        let (mut config, mut layers) = match &sel.base {
+        Ok(())
+    }
+
+    /// The config and layers the stage starts from: none for `scratch`, a pulled image's, or
+    /// an earlier stage's.
+    async fn base(
+        &'a self,
+        sel: &Selection,
+        graph: &Arc<StageGraph>,
+        label: &str,
+    ) -> Result<(ImageConfig, Vec<BuiltLayer>), BuildError> {
+        Ok(match &sel.base {
             BaseImage::Scratch => {
                 self.deps.sink.emit(Event::BaseResolved {
-                    platform: label.clone(),
+                    platform: label.to_string(),
                     reference: "scratch".into(),
                     digest: None,
                 });
@@ -176,66 +236,73 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 (img.config.clone(), img.layers.clone())
             }
             BaseImage::Stage(i) => {
-                let parent = self.dependency(&sel, &graph, *i).await?;
+                let parent = self.dependency(sel, graph, *i).await?;
                 (parent.config.clone(), parent.layers.clone())
             }
-        };
-        config.architecture = sel.platform.architecture.clone();
-        config.os = sel.platform.os.clone();
-        config.variant = sel.platform.variant.clone();
-        config.os_version = sel.platform.os_version.clone();
-        let c = &config.config;
-        let base = BaseConfig {
-            env: c.env.clone().unwrap_or_default(),
-            working_dir: c.working_dir.clone(),
-            user: c.user.clone(),
-            shell: c.shell.clone(),
-            on_build: c.on_build.clone().unwrap_or_default(),
-            env_unknown: false,
-        };
-        // Triggers run in this stage and never carry over (BuildKit clears them).
-        config.config.on_build = None;
-        let plan = sel.resolve(df, &base)?;
-        let total = plan.steps.len();
-        for (i, step) in plan.steps.iter().enumerate() {
-            let n = i + 1;
-            let started = Instant::now();
-            self.deps.sink.emit(Event::StepStarted {
-                platform: label.clone(),
-                step: n,
-                total,
-                location: location(df, step),
-                text: progress_text(&step.created_by),
-            });
-            let made = run_step(self, &sel, &graph, &label, &layers, step, n).await?;
-            let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
-            if let Some(layer) = made {
-                config.rootfs.diff_ids.push(layer.diff_id.clone());
-                layers.push(layer);
-            } else {
-                apply_config(&mut config, &step.kind);
-            }
-            if matches!(step.kind, StepKind::Workdir { .. }) && layer_digest.is_some() {
-                // WORKDIR both makes its directory (a layer when it was missing) and sets the
-                // config.
-                apply_config(&mut config, &step.kind);
-            }
-            if step.in_history() {
-                config.history.push(History {
-                    created: Some(sh.created.clone()),
-                    created_by: Some(step.created_by.clone()),
-                    comment: Some("polyarch".into()),
-                    empty_layer: layer_digest.is_none(),
-                });
-            }
-            self.deps.sink.emit(Event::StepFinished {
-                platform: label.clone(),
-                step: n,
-                millis: started.elapsed().as_millis() as u64,
-                layer: layer_digest,
-            });
-        }
-        Ok(BuiltStage { config, layers })
+        })
+    }
+}
+
+/// What planning needs to know of the base's config: its environment, working directory,
+/// user, shell and ONBUILD triggers.
+fn base_config(config: &ImageConfig) -> BaseConfig {
+    let c = &config.config;
+    BaseConfig {
+        env: c.env.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone(),
+        user: c.user.clone(),
+        shell: c.shell.clone(),
+        on_build: c.on_build.clone().unwrap_or_default(),
+        env_unknown: false,
+    }
+}
+
+/// Adds what a step made to the stage: its layer (and diff_id), or else its change to the
+/// config; then its history entry, `created` at `created`.
+fn record_step(
+    config: &mut ImageConfig,
+    layers: &mut Vec<BuiltLayer>,
+    step: &Step,
+    made: Option<BuiltLayer>,
+    created: &str,
+) {
+    let made_layer = made.is_some();
+    if let Some(layer) = made {
+        config.rootfs.diff_ids.push(layer.diff_id.clone());
+        layers.push(layer);
+    } else {
+        apply_config(config, &step.kind);
+    }
+    if matches!(step.kind, StepKind::Workdir { .. }) && made_layer {
+        // WORKDIR both makes its directory (a layer when it was missing) and sets the
+        // config.
+        apply_config(config, &step.kind);
+    }
+    if step.in_history() {
+        config.history.push(History {
+            created: Some(created.to_string()),
+            created_by: Some(step.created_by.clone()),
+            comment: Some("polyarch".into()),
+            empty_layer: !made_layer,
+        });
+    }
+}
+
+/// The other stages and images as one stage of the table reads them: stages selected for its
+/// graph (or for it alone, when only an ONBUILD trigger names them), images for its platform.
+struct StageUpstream<'s, 'a, R, E> {
+    stages: &'a Stages<'a, R, E>,
+    sel: &'s Selection,
+    graph: &'s Arc<StageGraph>,
+}
+
+impl<R: Registry, E: Executor> Upstream for StageUpstream<'_, '_, R, E> {
+    async fn stage(&self, index: usize) -> Result<Arc<BuiltStage>, BuildError> {
+        self.stages.dependency(self.sel, self.graph, index).await
+    }
+
+    async fn image(&self, reference: &str) -> Result<Arc<BuiltStage>, BuildError> {
+        self.stages.image(reference, &self.sel.platform).await
     }
 }
 

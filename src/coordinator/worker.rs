@@ -1,6 +1,9 @@
 //! The node's side of a remote build: one platform of a coordinator's build, run with the same
 //! code as a local build of that platform ([`build_platform`]) on the context the coordinator
 //! sent, pushed by digest to the coordinator's repository.
+//!
+//! Level 3 (coordinator). Builds only: the worker protocol and its channel are the command
+//! line's (`polyarch worker`), never touched here.
 
 use super::*;
 use crate::executor::require_root;

@@ -10,6 +10,8 @@
 //!
 //! The node unpacks it into its store (`contexts/<hex>/`) and opens it as a build context with
 //! the same ignore rules, so `COPY` there resolves exactly as it does here.
+//!
+//! Level 2 (node port). Sync file work only: no network, no async.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};

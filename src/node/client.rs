@@ -6,6 +6,9 @@
 //! during a build a vanished channel is [`NodeError::Lost`] (the platform moves to the next
 //! candidate), while a build that ran and failed is [`NodeError::RemoteFailed`] (it would fail
 //! anywhere).
+//!
+//! Level 2 (node port). Speaks the protocol only: must not decide where a platform runs or
+//! retry elsewhere (the coordinator does).
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -57,21 +60,7 @@ pub struct Connection {
 pub async fn connect(transport: &dyn Transport, node: &NodeSpec) -> Result<Connection, NodeError> {
     let proc = transport.spawn_worker(node).await?;
     tracing::debug!(node = %node.name, command = ?proc.command, "started the worker");
-    let stderr = Arc::new(Mutex::new(VecDeque::new()));
-    let tail = stderr.clone();
-    let name = node.name.clone();
-    let mut lines = BufReader::new(proc.stderr).lines();
-    let stderr_done = tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::debug!(node = %name, "stderr: {line}");
-            if let Ok(mut t) = tail.lock() {
-                if t.len() == STDERR_TAIL {
-                    t.pop_front();
-                }
-                t.push_back(line);
-            }
-        }
-    });
+    let (stderr, stderr_done) = keep_stderr_tail(&node.name, proc.stderr);
     let mut conn = Connection {
         node: node.clone(),
         stdin: proc.stdin,
@@ -83,48 +72,7 @@ pub async fn connect(transport: &dyn Transport, node: &NodeSpec) -> Result<Conne
         host: Platform::host(),
         command: proc.command,
     };
-    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, protocol::read_frame(&mut conn.stdout))
-        .await
-        .map_err(|_| NodeError::Protocol {
-            node: node.name.clone(),
-            detail: format!(
-                "`{}` said nothing for {} s after it was started",
-                conn.command.join(" "),
-                HANDSHAKE_TIMEOUT.as_secs()
-            ),
-        })?;
-    let hello = match first {
-        Ok(Some(Frame::Json(bytes))) => serde_json::from_slice::<FromWorker>(&bytes).ok(),
-        Ok(Some(_)) => None,
-        Ok(None) | Err(FrameError::Io(_)) => {
-            let (code, tail) = conn.finish().await;
-            return Err(conn.before_handshake(code, &tail));
-        }
-        Err(FrameError::BadHeader { header }) => {
-            let mut text = header.to_vec();
-            let mut more = vec![0u8; 160];
-            if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_millis(500), conn.stdout.read(&mut more)).await
-            {
-                text.extend_from_slice(&more[..n]);
-            }
-            let excerpt = String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            return Err(NodeError::Garbage {
-                node: node.name.clone(),
-                excerpt,
-            });
-        }
-        Err(e) => {
-            return Err(NodeError::Protocol {
-                node: node.name.clone(),
-                detail: format!("bad handshake: {e}"),
-            })
-        }
-    };
+    let hello = conn.read_hello().await?;
     match hello {
         Some(FromWorker::Hello {
             magic,
@@ -163,7 +111,78 @@ pub async fn connect(transport: &dyn Transport, node: &NodeSpec) -> Result<Conne
     Ok(conn)
 }
 
+/// Logs the worker's stderr (debug) and keeps its last [`STDERR_TAIL`] lines for error
+/// messages; the task ends with the stream.
+fn keep_stderr_tail(
+    node: &str,
+    stderr: Pin<Box<dyn AsyncRead + Send>>,
+) -> (Arc<Mutex<VecDeque<String>>>, tokio::task::JoinHandle<()>) {
+    let kept = Arc::new(Mutex::new(VecDeque::new()));
+    let tail = kept.clone();
+    let name = node.to_string();
+    let mut lines = BufReader::new(stderr).lines();
+    let done = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::debug!(node = %name, "stderr: {line}");
+            if let Ok(mut t) = tail.lock() {
+                if t.len() == STDERR_TAIL {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        }
+    });
+    (kept, done)
+}
+
 impl Connection {
+    /// Reads the worker's first frame (bounded by [`HANDSHAKE_TIMEOUT`]): its message when it
+    /// is JSON, `None` for another frame. A worker that ended, printed something else first or
+    /// broke the framing is explained as an error naming the node.
+    async fn read_hello(&mut self) -> Result<Option<FromWorker>, NodeError> {
+        let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, protocol::read_frame(&mut self.stdout))
+            .await
+            .map_err(|_| NodeError::Protocol {
+                node: self.node.name.clone(),
+                detail: format!(
+                    "`{}` said nothing for {} s after it was started",
+                    self.command.join(" "),
+                    HANDSHAKE_TIMEOUT.as_secs()
+                ),
+            })?;
+        match first {
+            Ok(Some(Frame::Json(bytes))) => Ok(serde_json::from_slice::<FromWorker>(&bytes).ok()),
+            Ok(Some(_)) => Ok(None),
+            Ok(None) | Err(FrameError::Io(_)) => {
+                let (code, tail) = self.finish().await;
+                Err(self.before_handshake(code, &tail))
+            }
+            Err(FrameError::BadHeader { header }) => {
+                let mut text = header.to_vec();
+                let mut more = vec![0u8; 160];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(500), self.stdout.read(&mut more))
+                        .await
+                {
+                    text.extend_from_slice(&more[..n]);
+                }
+                let excerpt = String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                Err(NodeError::Garbage {
+                    node: self.node.name.clone(),
+                    excerpt,
+                })
+            }
+            Err(e) => Err(NodeError::Protocol {
+                node: self.node.name.clone(),
+                detail: format!("bad handshake: {e}"),
+            }),
+        }
+    }
+
     async fn send(&mut self, msg: &ToWorker) -> Result<(), FrameError> {
         protocol::send(&mut self.stdin, msg).await
     }

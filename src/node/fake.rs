@@ -2,6 +2,8 @@
 //! async function over in-memory pipes) or a connection error; every start is recorded with its
 //! command line. It reproduces on demand what real nodes do only by accident: a worker that
 //! drops mid-build, speaks another protocol version, or prints junk.
+//!
+//! Level 2 (node port), for tests: no process, no network.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -17,6 +17,9 @@
 //! Registry credentials travel only in the [`ToWorker::Credentials`] frame: never in the remote
 //! command line, an environment variable, a file or a log line ([`WireCredentials`]' `Debug`
 //! hides the password).
+//!
+//! Level 2 (node port). Frames and messages only: reads and writes the streams it is given,
+//! starts nothing.
 
 use std::collections::BTreeMap;
 use std::fmt;

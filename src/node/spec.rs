@@ -1,7 +1,7 @@
 //! Node declarations: `--node NAME=ssh://[USER@]HOST[:PORT][?platforms=P1,P2&limit=N&polyarch=PATH]`
 //! and the TOML nodes file (`--nodes FILE`, example in `manifests/nodes/nodes.toml`).
 //!
-//! Parsing only; no connection is made here.
+//! Level 2 (node port). Parsing only; no connection is made here.
 
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,9 @@
 //! unknown or changed key fails, naming the node and the fix; polyarch never adds keys itself.
 //! Each worker is one `ssh -S master` process running `PROGRAM worker --stdio` on the node;
 //! nothing else goes on the remote command line.
+//!
+//! Level 2 (node port). Starts workers only: must not speak the protocol (that is
+//! [`super::client`]'s).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;

@@ -1,0 +1,129 @@
+//! `polyarch build`'s flags as clap parses them: [`BuildArgs`] (doc comments are the help,
+//! `env =` bindings) and the value enums it uses.
+//!
+//! Level 4 (edge). Close to the command line: no checks across flags, no file or network
+//! access; [`super::resolve`] turns these into a [`crate::coordinator::BuildRequest`].
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::node::NodeOpts;
+use crate::cli::registry::RegistryArgs;
+use crate::cli::render::ProgressMode;
+use crate::executor::Snapshotter;
+use crate::schedule::Policy;
+
+/// Flags of `polyarch build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+    /// Target platforms, os/arch[/variant], repeatable and comma-separated (default: this
+    /// host's platform; `local` also means it; `all` means every platform the base image offers
+    /// that this host can run).
+    #[arg(long = "platform", value_name = "PLATFORMS", env = "POLYARCH_PLATFORM")]
+    pub platforms: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Name and tag of the image index, REGISTRY/REPO[:TAG]; repeatable.
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// A build-time variable, KEY=VALUE (KEY alone takes the value from the environment).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build this stage (default: the last one).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Push every image by digest, then the index to each tag.
+    #[arg(long, conflicts_with = "push_by_digest")]
+    pub push: bool,
+    /// Push the image(s) by digest to this repository, REGISTRY/REPO, and to no tag: one job
+    /// of a CI matrix. With several platforms their index is pushed by digest too. Combine the
+    /// results with `polyarch merge`.
+    #[arg(long, value_name = "REPO")]
+    pub push_by_digest: Option<String>,
+    /// Write what was pushed as REPO@sha256:... to this file (the image for one platform
+    /// pushed by digest, else the index).
+    #[arg(long, value_name = "PATH")]
+    pub digest_file: Option<PathBuf>,
+    /// Write the result locally: `type=oci,dest=DIR` (an OCI image layout). Default when
+    /// --push is not given: type=oci,dest=./polyarch-out.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Write the build result (index digest, per-platform digests) as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub metadata_file: Option<PathBuf>,
+    /// Progress output on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "POLYARCH_PROGRESS")]
+    pub progress: ProgressMode,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// How RUN and COPY changes are captured: overlay (overlayfs), copy (copy the layers, then
+    /// walk and compare; for hosts where overlayfs cannot be mounted), or auto (overlay, falling
+    /// back to copy when the mount is refused).
+    #[arg(long, value_enum, default_value_t = Snapshotter::Auto, env = "POLYARCH_SNAPSHOTTER")]
+    pub snapshotter: Snapshotter,
+    /// Build nodes (--node, --nodes, --ssh-config).
+    #[command(flatten)]
+    pub nodes: NodeOpts,
+    /// Where platforms may run: prefer-native (a node declaring it, natively running ones
+    /// first, then this host natively, then this host emulated), native-only (no emulation
+    /// here: a platform with neither fails before anything is built, exit 4), local-only.
+    #[arg(long, value_enum, default_value_t = NodePolicy::PreferNative, env = "POLYARCH_NODE_POLICY")]
+    pub node_policy: NodePolicy,
+    /// Print where each platform would run and why (probing this host and the nodes), then
+    /// stop: nothing is pulled, built or pushed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (buildx
+    /// syntax; `type=file|env` optional; `id=ID` alone reads the variable ID). Repeatable. Never
+    /// stored in the image or printed.
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+}
+
+/// `--node-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodePolicy {
+    /// Nodes that declare the platform, then this host natively, then this host emulated.
+    PreferNative,
+    /// Nodes, then this host natively; never emulated here.
+    NativeOnly,
+    /// This host only.
+    LocalOnly,
+}
+
+impl From<NodePolicy> for Policy {
+    fn from(p: NodePolicy) -> Policy {
+        match p {
+            NodePolicy::PreferNative => Policy::PreferNative,
+            NodePolicy::NativeOnly => Policy::NativeOnly,
+            NodePolicy::LocalOnly => Policy::LocalOnly,
+        }
+    }
+}
+
+impl ValueEnum for Snapshotter {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Snapshotter::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Cli;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,187 @@
+//! `polyarch build`: the run, from flags ([`flags`]) resolved into a request ([`resolve`]) to
+//! the build, the files it writes and what it prints ([`report`]).
+//!
+//! Level 4 (edge): picks the runtime, the registry client, the executor, the renderer and the
+//! node transport; the build itself is the coordinator's.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::coordinator::{BuildOutcome, BuildRequest, Nodes};
+use crate::metadata::PushedByDigest;
+use crate::node::protocol::WireCredentials;
+
+mod flags;
+mod report;
+mod resolve;
+
+pub use flags::BuildArgs;
+use report::{metadata_json, plan_text, pushed_by_digest};
+pub use resolve::resolve_build;
+
+/// Runs `polyarch build`: resolves the flags, builds (or, with `--dry-run`, plans), writes the
+/// metadata and digest files, and prints the digests.
+pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
+    let req = resolve_build(args)?;
+    let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
+    let store = Store::open(&state)?;
+    let destination = req
+        .push_by_digest
+        .as_ref()
+        .or(req.tags.first().filter(|_| req.push))
+        .map(|r| r.registry.clone());
+    let options = args.registry.resolve(destination.as_deref())?;
+    let registry = OciRegistry::new(options.clone())?;
+    let set = args.nodes.resolve()?;
+    let transport = if set.nodes.is_empty() {
+        None
+    } else {
+        Some(NodeOpts::transport(&set)?)
+    };
+    let executor = SandboxExecutor::current_exe()?.with_snapshotter(args.snapshotter);
+    let sink: Arc<dyn Sink> = Arc::new(Renderer {
+        mode: args.progress,
+        out: Mutex::new(std::io::stderr()),
+    });
+    let deps = Deps {
+        registry,
+        executor,
+        store,
+        sink,
+    };
+    let rt = runtime()?;
+    let credentials = match (&destination, transport.is_some()) {
+        (Some(dest), true) => node_credentials(&rt, &options, dest)?,
+        _ => None,
+    };
+    let nodes = Nodes {
+        set,
+        policy: args.node_policy.into(),
+        transport,
+        credentials,
+        insecure_registries: options.insecure.clone(),
+        retries: options.retries,
+    };
+    if args.dry_run {
+        let plan = rt.block_on(coordinator::plan(&req, &deps, &nodes))?;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "{}", plan_text(&plan));
+        return Ok(());
+    }
+    // SIGINT/SIGTERM cancel the build: dropping its future kills every sandbox helper
+    // (kill_on_drop; their steps die with them) and removes the step directories, and no tag
+    // has moved, since the index is pushed last.
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = coordinator::build_with(&req, &deps, &nodes) => r.map_err(Failure::from),
+            sig = interrupted() => Err(Failure {
+                message: format!("interrupted by {sig}: the build was cancelled and nothing was published"),
+                causes: vec![],
+                hint: None,
+                code: ExitCode::Interrupted,
+            }),
+        }
+    })?;
+    let by_digest = req
+        .push_by_digest
+        .as_ref()
+        .map(|repo| pushed_by_digest(&outcome, repo));
+    write_result_files(args, &req, &outcome, by_digest.as_ref())?;
+    print_summary(&outcome, by_digest.as_ref());
+    Ok(())
+}
+
+/// Credentials for the registry `dest` pushed to, handed to build nodes over their SSH channel
+/// only: the explicit ones (--creds), else the same lookup the registry client makes.
+fn node_credentials(
+    rt: &tokio::runtime::Runtime,
+    options: &RegistryOptions,
+    dest: &str,
+) -> Result<Option<WireCredentials>, Failure> {
+    let credentials = match options.auth.get(dest) {
+        Some(c) => Some(c.clone()),
+        None => rt
+            .block_on(options.credential_sources.lookup(dest))
+            .map_err(|source| crate::registry::RegistryError::Credentials {
+                registry: dest.to_string(),
+                source: Box::new(source),
+            })?,
+    };
+    Ok(credentials.map(|c| WireCredentials {
+        username: c.username,
+        password: c.password,
+    }))
+}
+
+/// Writes `--metadata-file` (the `--push-by-digest` record, else buildx's keys) and
+/// `--digest-file` (what was pushed, as REPO@sha256:...), each atomically.
+fn write_result_files(
+    args: &BuildArgs,
+    req: &BuildRequest,
+    outcome: &BuildOutcome,
+    by_digest: Option<&PushedByDigest>,
+) -> Result<(), Failure> {
+    let write = |path: &Path, body: &[u8], what: &str| {
+        write_file_atomic(path, body).map_err(|e| Failure {
+            message: format!("cannot write {what} {}: {e}", path.display()),
+            causes: vec![],
+            hint: None,
+            code: ExitCode::Host,
+        })
+    };
+    if let Some(path) = &args.metadata_file {
+        let value = match by_digest {
+            Some(p) => serde_json::to_value(p).unwrap_or_default(),
+            None => metadata_json(outcome, req),
+        };
+        let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        write(path, &body, "metadata file")?;
+    }
+    if let Some(path) = &args.digest_file {
+        let line = match (by_digest, req.tags.first()) {
+            (Some(p), _) => p.reference.clone(),
+            (None, Some(tag)) => format!("{}@{}", tag.repo_string(), outcome.index.digest),
+            (None, None) => String::new(),
+        };
+        write(path, format!("{line}\n").as_bytes(), "digest file")?;
+    }
+    Ok(())
+}
+
+/// Prints the index digest, where it was pushed, and each platform's manifest digest.
+fn print_summary(outcome: &BuildOutcome, by_digest: Option<&PushedByDigest>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "index {}", outcome.index.digest);
+    if let Some(p) = by_digest {
+        let _ = writeln!(out, "  pushed {}", p.reference);
+    }
+    for t in &outcome.pushed_tags {
+        let _ = writeln!(out, "  pushed to {t}");
+    }
+    for i in &outcome.images {
+        let _ = writeln!(
+            out,
+            "  {:<16} {}",
+            i.platform.to_string(),
+            i.manifest.digest
+        );
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM, with the signal's name. Pending forever
+/// when the handlers cannot be installed (the default disposition then still ends the process).
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,204 @@
+//! Running one step of a stage: prepare what the sandbox does ([`super::actions`]), run it on
+//! the stage's layers with its output as progress, and turn what it changed into a layer in
+//! the store.
+//!
+//! Level 3 (coordinator), under [`super::stage`]: a step sees only its [`StepScope`]. A step
+//! cache (issue 11) wraps [`run_step`]: look the step's key up before it runs, record the layer
+//! it made after. Must not know the stage table, the other platforms or the registry.
+
+use super::actions;
+use super::scope::{StepScope, Upstream};
+use super::*;
+use crate::executor::StepOutcome;
+
+/// Bytes of a step's output shown as progress before the rest is clipped (BuildKit's default
+/// step log limit is 2 MiB).
+const STEP_OUTPUT_LIMIT: usize = 2 << 20;
+
+/// Runs `step`, the `n`th of its stage, in `scope`; returns the layer it made, or `None` for
+/// config-only steps and steps that changed nothing.
+///
+/// Errors: preparing its inputs, running it (a non-zero exit is [`BuildError::StepFailed`]),
+/// or writing its layer to the store.
+pub(super) async fn run_step<R, E: Executor, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    n: usize,
+) -> Result<Option<BuiltLayer>, BuildError> {
+    let sh = scope.sh;
+    let deps = scope.deps;
+    let pname = scope.label.to_string();
+    let store_err = |source| BuildError::Store {
+        platform: pname.clone(),
+        source,
+    };
+    let scratch = deps.store.temp_dir("step").map_err(store_err)?;
+    let inputs = scratch.path().join("inputs");
+    std::fs::create_dir_all(&inputs).map_err(|source| {
+        store_err(StoreError::Io {
+            action: "create directory",
+            path: inputs.clone(),
+            source,
+        })
+    })?;
+    let Some(prepared) = actions::prepare(scope, step, &inputs).await? else {
+        return Ok(None);
+    };
+    let upper = scratch.path().join("upper");
+    let work = scratch.path().join("work");
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d).map_err(|source| {
+            store_err(StoreError::Io {
+                action: "create directory",
+                path: d.to_path_buf(),
+                source,
+            })
+        })?;
+    }
+    let spec = SandboxSpec {
+        lowerdirs: prepared.lowerdirs,
+        upperdir: upper.clone(),
+        workdir: work.clone(),
+        action: prepared.action,
+        hostname: "polyarch".into(),
+        snapshotter: Snapshotter::Auto,
+    };
+    let outcome = execute(scope, step, n, &spec).await?;
+    // Cache directories are released (unlocked) as soon as the step is over.
+    drop(prepared.leases);
+    if outcome.status != 0 {
+        return Err(BuildError::StepFailed {
+            platform: pname,
+            step: n,
+            location: location(sh.dockerfile, step),
+            instruction: step.created_by.clone(),
+            status: outcome.status,
+            tail: outcome.tail,
+        });
+    }
+    if dir_is_empty(&upper) {
+        return Ok(None);
+    }
+    write_layer(scope, &upper).await.map(Some)
+}
+
+/// Runs `spec` in the sandbox, its output shown as progress of step `n` (clipped past
+/// [`STEP_OUTPUT_LIMIT`]); returns how it ended.
+async fn execute<R, E: Executor, U>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    n: usize,
+    spec: &SandboxSpec,
+) -> Result<StepOutcome, BuildError> {
+    let pname = scope.label.to_string();
+    let sink = scope.deps.sink.clone();
+    let p2 = pname.clone();
+    // Progress output is capped per step, as BuildKit caps step logs: a step that prints
+    // hundreds of megabytes must not flood the terminal or a CI log. The executor still keeps
+    // the tail of the output for the error message.
+    let mut shown = 0usize;
+    let outcome = scope
+        .deps
+        .executor
+        .run(spec, move |line| {
+            if shown > STEP_OUTPUT_LIMIT {
+                return;
+            }
+            // Each line also costs its rendered prefix (`[platform] #n | `), about 32 bytes.
+            shown += line.line.len() + 32;
+            let text = if shown > STEP_OUTPUT_LIMIT {
+                format!(
+                    "[output clipped: this step printed more than {} MiB; the rest is not shown]",
+                    STEP_OUTPUT_LIMIT >> 20
+                )
+            } else {
+                line.line
+            };
+            sink.emit(Event::Output {
+                platform: p2.clone(),
+                step: n,
+                stream: line.stream,
+                line: text,
+            })
+        })
+        .await
+        .map_err(|source| BuildError::Exec {
+            platform: pname.clone(),
+            step: n,
+            location: location(scope.sh.dockerfile, step),
+            source,
+        })?;
+    if let Some(snapshotter) = outcome.snapshotter {
+        tracing::debug!(platform = %pname, step = n, %snapshotter, "step changes captured");
+    }
+    Ok(outcome)
+}
+
+/// Turns a step's upper dir into a layer: tar, compress and hash it into the store, and adopt
+/// the directory as the layer's unpacked form.
+async fn write_layer<R, E, U>(
+    scope: &StepScope<'_, R, E, U>,
+    upper: &Path,
+) -> Result<BuiltLayer, BuildError> {
+    let pname = scope.label;
+    // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
+    let store = scope.deps.store.clone();
+    let opts = LayerOptions {
+        source_date_epoch: scope.sh.req.source_date_epoch.map(|e| e.max(0) as u64),
+        ..LayerOptions::default()
+    };
+    let upper2 = upper.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+        let mut w = store.blob_writer().map_err(|source| BuildError::Store {
+            platform: String::new(),
+            source,
+        })?;
+        let blob =
+            layer::write_layer(&upper2, &mut w, &opts).map_err(|source| BuildError::Layer {
+                platform: String::new(),
+                source,
+            })?;
+        w.commit(Some(&blob.digest))
+            .map_err(|source| BuildError::Store {
+                platform: String::new(),
+                source,
+            })?;
+        let dir = store
+            .adopt_layer_dir(&upper2, &blob.diff_id)
+            .map_err(|source| BuildError::Store {
+                platform: String::new(),
+                source,
+            })?;
+        Ok((blob, dir))
+    })
+    .await
+    .map_err(|e| BuildError::Internal(e.to_string()))?
+    .map_err(|e| with_platform(e, pname))?;
+    let (blob, dir) = written;
+    Ok(BuiltLayer {
+        descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
+        diff_id: blob.diff_id.clone(),
+        dir,
+        origin: None,
+    })
+}
+
+pub(super) fn with_platform(e: BuildError, p: &str) -> BuildError {
+    match e {
+        BuildError::Store { source, .. } => BuildError::Store {
+            platform: p.into(),
+            source,
+        },
+        BuildError::Layer { source, .. } => BuildError::Layer {
+            platform: p.into(),
+            source,
+        },
+        other => other,
+    }
+}
+
+pub(super) fn dir_is_empty(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+}
