@@ -183,3 +183,25 @@ setup_all() {
   ensure_binfmt
   ensure_base_image
 }
+
+# BuildKit, the peer benchmarks compare with: Debian's docker.io (dockerd 20.10 with BuildKit
+# inside), started apart from everything else (its own data, exec root and socket under
+# $STATE/buildkit; no iptables, no bridge: RUN steps need `--network none` or `host`). Sets
+# BUILDKIT_DOCKER to a `docker` command line that talks to it (the 20.10 client, which still
+# has `docker build` with BuildKit and `docker manifest`). For benchmarks only.
+ensure_buildkit() {
+  local d="$STATE/buildkit"
+  PACKAGES+=(docker.io)
+  ensure_packages
+  BUILDKIT_DOCKER="env DOCKER_HOST=unix://$d/docker.sock DOCKER_BUILDKIT=1 DOCKER_CLI_EXPERIMENTAL=enabled DOCKER_CONFIG=$d/client /usr/bin/docker"
+  if $BUILDKIT_DOCKER version >/dev/null 2>&1; then return 0; fi
+  mkdir -p "$d/data" "$d/exec" "$d/client"
+  log "starting dockerd (BuildKit) on unix://$d/docker.sock"
+  setsid nohup /usr/sbin/dockerd --iptables=false --ip6tables=false --bridge=none \
+    --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/pid" \
+    -H "unix://$d/docker.sock" >"$d/log" 2>&1 </dev/null &
+  local i
+  for i in $(seq 1 100); do $BUILDKIT_DOCKER version >/dev/null 2>&1 && return 0; sleep 0.2; done
+  tail -20 "$d/log" >&2
+  die "dockerd did not start (see $d/log)" 4
+}
