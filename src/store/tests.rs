@@ -18,7 +18,11 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn tmp_is_empty(store: &Store) -> bool {
-    fs::read_dir(store.root().join("tmp")).unwrap().count() == 0
+    fs::read_dir(store.session_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "lock")
+        .count()
+        == 0
 }
 
 /// A small upper directory and its layer blob committed to the store.
@@ -36,7 +40,7 @@ fn stored_layer(store: &Store, content: &[u8]) -> layer::LayerBlob {
 #[test]
 fn open_creates_the_layout() {
     let (tmp, store) = store();
-    for dir in ["blobs/sha256", "layers", "tmp"] {
+    for dir in ["blobs/sha256", "layers", "procs"] {
         assert!(tmp.path().join("state").join(dir).is_dir(), "{dir}");
     }
     // Opening again is fine.
