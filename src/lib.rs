@@ -5,7 +5,7 @@
 //! `scripts/check-house` enforces it):
 //! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
 //!   [`progress`], [`metadata`], [`schedule`]
-//! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`]
+//! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`cache`]
 //! - level 2, ports: [`executor`], [`node`], [`registry`]
 //! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`]
 //! - level 4, edge: [`cli`]
@@ -14,6 +14,7 @@
 // over 6 (clippy.toml). Tests are exempt from the length rule.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod coordinator;
