@@ -443,6 +443,8 @@ where
                     Ok(image) => Ok(Some(FromWorker::Done(RemoteImage {
                         manifest: image.manifest,
                         config: image.config,
+                        steps_run: image.steps_run,
+                        steps_cached: image.steps_cached,
                     }))),
                     Err(e) => Ok(Some(failure_frame(&Failure::from(e)))),
                 };

@@ -164,6 +164,9 @@ pub enum BuildError {
     /// A failure of a stage build that several platforms share, reported to each of them.
     #[error(transparent)]
     Shared(Arc<BuildError>),
+    /// The step cache's files could not be read or written.
+    #[error("step cache: {0}")]
+    Cache(#[source] CacheError),
     /// Preparing what a step reads (ADD URLs and archives, heredocs, secrets, cache mounts)
     /// failed.
     #[error("{platform}: {location}: {source}")]
@@ -223,6 +226,7 @@ impl Classify for BuildError {
             BuildError::Internal(_) | BuildError::NothingRunsHere { .. } => ExitCode::Host,
             BuildError::Shared(e) => e.exit_code(),
             BuildError::Source { source, .. } => source.exit_code(),
+            BuildError::Cache(e) => e.exit_code(),
         }
     }
 

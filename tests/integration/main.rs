@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod cache;
 mod dockerfile;
 mod faults;
 mod harness;

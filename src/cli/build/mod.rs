@@ -163,9 +163,11 @@ fn print_summary(outcome: &BuildOutcome, by_digest: Option<&PushedByDigest>) {
     for i in &outcome.images {
         let _ = writeln!(
             out,
-            "  {:<16} {}",
+            "  {:<16} {}  ({} steps run, {} cached)",
             i.platform.to_string(),
-            i.manifest.digest
+            i.manifest.digest,
+            i.steps_run,
+            i.steps_cached
         );
     }
 }
