@@ -42,6 +42,7 @@ use tempfile::TempDir;
 
 pub use blobs::BlobWriter;
 pub use error::StoreError;
+pub use layout::collect_garbage;
 pub use lock::{touch, UseLock};
 pub use session::LiveSession;
 

@@ -288,10 +288,18 @@ fn skopeo_reads_the_oci_layout() {
         skopeo_inspect(&layout, "v2")["Digest"],
         other.digest.to_string()
     );
-    assert!(layout
-        .join("blobs/sha256")
-        .join(manifest.digest.hex())
-        .is_file());
+    // Writing again leaves no blob nothing refers to: the first image's own blobs are gone,
+    // the second's all there.
+    let has = |d: &Digest| layout.join("blobs/sha256").join(d.hex()).is_file();
+    assert!(!has(&manifest.digest));
+    for b in &blobs {
+        assert_eq!(has(b), other_blobs.contains(b), "{b}");
+    }
+    assert!(has(&other.digest) && other_blobs.iter().all(has));
+    assert_eq!(
+        fs::read_dir(layout.join("blobs/sha256")).unwrap().count(),
+        other_blobs.len() + 1
+    );
 }
 
 #[test]
