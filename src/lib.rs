@@ -5,7 +5,8 @@
 //! `scripts/check-house` enforces it):
 //! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
 //!   [`progress`], [`metadata`], [`schedule`]
-//! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`cache`]
+//! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`cache`],
+//!   [`storage`]
 //! - level 2, ports: [`executor`], [`node`], [`registry`]
 //! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`], [`shared_cache`]
 //! - level 4, edge: [`cli`]
@@ -35,4 +36,5 @@ pub mod progress;
 pub mod registry;
 pub mod schedule;
 pub mod shared_cache;
+pub mod storage;
 pub mod store;

@@ -214,7 +214,8 @@ where
     let io = |e: protocol::FrameError| protocol_failure(format!("worker channel: {e}"));
     let contexts = store.root().join("contexts");
     let dir = contexts.join(job.context.digest.hex());
-    if dir.join(bundle::ROOT_ENTRY).is_dir() {
+    // Claimed (its last use now), so that `polyarch prune` keeps it while this job runs.
+    if store.claim(&dir)? && dir.join(bundle::ROOT_ENTRY).is_dir() {
         protocol::send(output, &FromWorker::HaveContext)
             .await
             .map_err(io)?;

@@ -14,4 +14,5 @@ mod publish;
 mod qemu;
 mod registry;
 mod snapshotter;
+mod storage;
 mod token;
