@@ -155,6 +155,24 @@ pub enum Event {
         /// Why it moved.
         reason: String,
     },
+    /// Step cache entries were read from a shared cache (`--cache-from`).
+    CacheImported {
+        /// The cache (`REPO:TAG` or a directory).
+        cache: String,
+        /// Entries it holds.
+        entries: usize,
+    },
+    /// Step cache entries were exported to a shared cache (`--cache-to`).
+    CacheExported {
+        /// The cache (`REPO:TAG` or a directory).
+        cache: String,
+        /// Entries added (0: it had them all, nothing was pushed).
+        added: usize,
+        /// Entries it holds now.
+        total: usize,
+        /// Read-modify-write rounds (more than 1: another job wrote in between).
+        rounds: usize,
+    },
     /// Something worth knowing that is not an error.
     Warning {
         /// The message.

@@ -17,11 +17,13 @@
 //! Must not run steps, talk to a registry or know about stages: the coordinator gathers the
 //! key inputs, looks keys up and records entries; `shared_cache` moves artifacts.
 
+pub mod artifact;
 pub mod entries;
 pub mod entry;
 mod error;
 pub mod hash;
 pub mod key;
+pub mod layout;
 
 use std::io::Write;
 use std::path::Path;

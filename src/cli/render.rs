@@ -96,6 +96,22 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             to,
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
+        Event::CacheImported { cache, entries } => {
+            format!("cache {cache}: {entries} step entries imported")
+        }
+        Event::CacheExported {
+            cache,
+            added,
+            total,
+            rounds,
+        } => match (added, rounds) {
+            (0, _) => format!("cache {cache}: has every step already ({total} entries)"),
+            (_, 1) => format!("cache {cache}: exported {added} step entries ({total} in all)"),
+            _ => format!(
+                "cache {cache}: exported {added} step entries ({total} in all), merged with \
+                 other jobs' in {rounds} rounds"
+            ),
+        },
         Event::Warning { message } => format!("warning: {message}"),
     })
 }

@@ -12,25 +12,9 @@
 use super::base::{fetch_into_store, FetchError};
 use super::*;
 
-/// Where a layer's blob can be fetched when it is not in the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Origin {
-    /// A repository of a registry (a base image's, or a `--cache-from` registry cache's).
-    Registry(Reference),
-    /// An OCI image layout directory (a `--cache-from type=local` cache).
-    #[allow(dead_code)] // made by `--cache-from type=local` imports
-    Layout(PathBuf),
-}
-
-impl Origin {
-    /// The repository, for a registry origin.
-    pub(super) fn reference(&self) -> Option<&Reference> {
-        match self {
-            Origin::Registry(r) => Some(r),
-            Origin::Layout(_) => None,
-        }
-    }
-}
+/// Where a layer's blob can be fetched when it is not in the store: a registry repository (a
+/// base image's, a registry cache's) or a cache layout directory.
+pub(super) type Origin = crate::shared_cache::BlobOrigin;
 
 /// Makes sure `layer`'s blob is in the store (claimed for this build): fetched from its origin
 /// when missing.

@@ -52,6 +52,7 @@ mod materialise;
 mod platforms;
 mod remote;
 mod scope;
+mod shared;
 mod sources;
 mod stage;
 mod step;
@@ -405,18 +406,12 @@ pub async fn build_with<R: Registry, E: Executor>(
         deps.sink.emit(Event::Warning { message: w.clone() });
     }
 
-    let created = oci::rfc3339(req.source_date_epoch.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    }));
     let shared = Shared {
         req,
         dockerfile: &df,
         context: &context,
-        created,
-        cache: StepCache::open(&deps.store, &req.cache, Vec::new())?,
+        created: created_now(req),
+        cache: StepCache::open(&deps.store, &req.cache, shared::import_all(req, deps).await)?,
     };
 
     // Fan out: one future per platform, all polled concurrently, each where the plan put it;
@@ -430,6 +425,8 @@ pub async fn build_with<R: Registry, E: Executor>(
         deps,
         stages: &stages,
     };
+    let target_stages: Vec<plan::StageKey> =
+        selections.iter().map(|g| g.target().key.clone()).collect();
     let builds = targets
         .iter()
         .zip(selections)
@@ -438,6 +435,8 @@ pub async fn build_with<R: Registry, E: Executor>(
     let images = futures::future::try_join_all(builds).await;
     shared.cache.save();
     let images = images?;
+    // Before any tag moves: a failed export fails the build with nothing published.
+    shared::export_all(req, deps, &stages, &target_stages).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
     let stitched = index::stitch(&children)?;
@@ -458,6 +457,16 @@ pub async fn build_with<R: Registry, E: Executor>(
         pushed_tags,
         warnings,
     })
+}
+
+/// The `created` time of the steps this build runs: `SOURCE_DATE_EPOCH`, else now (RFC 3339).
+fn created_now(req: &BuildRequest) -> String {
+    oci::rfc3339(req.source_date_epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }))
 }
 
 /// Tells progress where the platforms run: the placement's notes as warnings, and each

@@ -85,6 +85,22 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         .boxed_local()
     }
 
+    /// The stage built under `key` in this build, if it was built (and succeeded).
+    pub(super) fn built(&self, key: &StageKey) -> Option<Arc<BuiltStage>> {
+        let map = self.builds.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)?.get()?.as_ref().ok().cloned()
+    }
+
+    /// Every stage built (and succeeded) in this build.
+    pub(super) fn all_built(&self) -> Vec<Arc<BuiltStage>> {
+        let map = self.builds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<&StageKey> = map.keys().collect();
+        keys.sort_by_key(|k| k.to_string());
+        keys.into_iter()
+            .filter_map(|k| map.get(k)?.get()?.as_ref().ok().cloned())
+            .collect()
+    }
+
     /// The stage `index` as the stage of `sel` needs it: from the graph, or selected now (a
     /// stage only an ONBUILD trigger names).
     pub(super) async fn dependency(

@@ -13,6 +13,7 @@ mod nodes;
 mod publish;
 mod qemu;
 mod registry;
+mod shared_cache;
 mod snapshotter;
 mod storage;
 mod token;
