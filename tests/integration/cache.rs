@@ -431,3 +431,93 @@ fn an_unchanged_two_platform_rebuild_is_cached_byte_identical_and_uploads_nothin
     );
     assert_eq!(plain.index_digest(), first.index_digest());
 }
+
+/// An HTTP server on loopback serving whatever `body` holds now, counting the requests.
+struct Served {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn serve(body: &[u8]) -> Served {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/file", listener.local_addr().unwrap());
+    let served = Served {
+        url,
+        body: std::sync::Arc::new(std::sync::Mutex::new(body.to_vec())),
+        hits: Default::default(),
+    };
+    let (b, hits) = (served.body.clone(), served.hits.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            hits.fetch_add(1, Ordering::SeqCst);
+            let body = b.lock().unwrap().clone();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    served
+}
+
+#[test]
+fn add_url_follows_buildkit_checksum_is_the_key_else_the_content() {
+    use std::sync::atomic::Ordering;
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let pinned = serve(b"pinned\n");
+    let loose = serve(b"loose v1\n");
+    let checksum = crate::harness::digest_of(b"pinned\n");
+    let df = format!(
+        "FROM {}\nADD --checksum={checksum} {} /pinned\nADD {} /loose\nRUN date +%s%N > /s\n",
+        ctx.base, pinned.url, loose.url
+    );
+    let dir = ctx.context("urls", &[("Dockerfile", &df)]);
+    let out = format!("type=oci,dest={}", ctx.dir.path().join("out").display());
+    let build = || {
+        let r = ctx.run(
+            &[
+                "build",
+                "--progress",
+                "json",
+                "--platform",
+                "linux/amd64",
+                "-o",
+                &out,
+                dir.to_str().unwrap(),
+            ],
+            &[],
+        );
+        r.assert_code(0);
+        r
+    };
+    build();
+    assert_eq!(pinned.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        loose.hits.load(Ordering::SeqCst),
+        1,
+        "fetched once, not again to run"
+    );
+    // Unchanged: the pinned URL is not fetched at all; the other is, to key on its content.
+    assert_eq!(ran(&build()), BTreeSet::new());
+    assert_eq!(
+        pinned.hits.load(Ordering::SeqCst),
+        1,
+        "nothing fetched on a hit"
+    );
+    assert_eq!(loose.hits.load(Ordering::SeqCst), 2);
+    // New content at the URL: that ADD and what follows run again, fetched once.
+    *loose.body.lock().unwrap() = b"loose v2\n".to_vec();
+    assert_eq!(ran(&build()), set(&[(F, 2), (F, 3)]));
+    assert_eq!(loose.hits.load(Ordering::SeqCst), 3);
+    assert_eq!(pinned.hits.load(Ordering::SeqCst), 1);
+}
