@@ -410,6 +410,7 @@ where
         insecure: job.insecure_registries.clone(),
         retries: job.retries,
         auth,
+        upload_journal: Some(store.upload_journal()),
         ..RegistryOptions::default()
     })?;
     let executor = SandboxExecutor::current_exe()?;

@@ -380,6 +380,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         needs_run,
         any_run,
     } = prepare(req, deps).await?;
+    abandon_leftover_uploads(deps).await;
     let bases: Vec<(Platform, &BaseImage)> = targets
         .iter()
         .cloned()
@@ -457,6 +458,21 @@ pub async fn build_with<R: Registry, E: Executor>(
         pushed_tags,
         warnings,
     })
+}
+
+/// Abandons the registry upload sessions killed polyarch processes left open (their upload
+/// journals, kept when their leftovers were removed); best effort: a registry purges stale
+/// sessions itself after a while.
+async fn abandon_leftover_uploads<R: Registry, E>(deps: &Deps<R, E>) {
+    for u in deps.store.take_abandoned_uploads() {
+        match deps.registry.abandon_upload(&u.registry, &u.location).await {
+            Ok(()) => tracing::info!(
+                "abandoned the upload session {} (left by a killed polyarch)",
+                u.location
+            ),
+            Err(e) => tracing::info!("cannot abandon the upload session {}: {e}", u.location),
+        }
+    }
 }
 
 /// The `created` time of the steps this build runs: `SOURCE_DATE_EPOCH`, else now (RFC 3339).

@@ -46,6 +46,9 @@ impl Registry for Racing {
     async fn blob_exists(&self, repo: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
         self.inner.blob_exists(repo, digest).await
     }
+    async fn abandon_upload(&self, registry: &str, location: &str) -> Result<(), RegistryError> {
+        self.inner.abandon_upload(registry, location).await
+    }
     async fn push_blob(
         &self,
         repo: &Reference,

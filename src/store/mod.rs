@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Every item's mtime is its last-use time; see `lock.rs` for how processes claim items and
-//! `session.rs` for how a killed process's leftovers are found and removed.
+//! `session.rs` for how a killed process's leftovers are found and removed (`uploads.rs`: the
+//! registry upload sessions it left open).
 //!
 //! Writers hash while writing, verify on commit, fsync, then rename atomically, so a reader never
 //! sees a partial blob or layer, and two processes producing the same content both succeed with
@@ -30,6 +31,7 @@ mod layers;
 mod layout;
 mod lock;
 mod session;
+mod uploads;
 
 #[cfg(test)]
 mod tests;
@@ -45,6 +47,7 @@ pub use error::StoreError;
 pub use layout::collect_garbage;
 pub use lock::{touch, UseLock};
 pub use session::LiveSession;
+pub use uploads::{record_done, record_open, AbandonedUpload};
 
 use error::io_err;
 use session::Session;
@@ -72,7 +75,7 @@ impl Store {
         ] {
             fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         }
-        for gone in session::clean_leftovers(&procs) {
+        for gone in session::clean_leftovers(root, &procs) {
             tracing::info!("removed {} (left by a killed polyarch)", gone.display());
         }
         let session = Session::start(&procs)?;

@@ -100,9 +100,10 @@ fn try_take(dir: &Path) -> Result<Option<File>, ()> {
 }
 
 /// Removes the session directories under `procs` whose lock nobody holds (leftovers of killed
-/// processes), and half-made ones older than a minute. Returns the directories removed.
+/// processes), and half-made ones older than a minute; a removed session's journal of upload
+/// sessions left open is kept under `root` first. Returns the directories removed.
 /// Directories of live processes are never touched; failures to remove are logged and skipped.
-pub fn clean_leftovers(procs: &Path) -> Vec<PathBuf> {
+pub fn clean_leftovers(root: &Path, procs: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(rd) = fs::read_dir(procs) else {
         return removed;
@@ -129,6 +130,7 @@ pub fn clean_leftovers(procs: &Path) -> Vec<PathBuf> {
                 Err(()) => {}
             }
         }
+        super::uploads::keep_abandoned(root, &dir);
         match fs::remove_dir_all(&dir) {
             Ok(()) => removed.push(dir),
             Err(e) => tracing::warn!("cannot remove leftover {}: {e}", dir.display()),

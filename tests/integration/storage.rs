@@ -160,3 +160,112 @@ fn a_killed_build_s_leftovers_go_with_the_next_process_never_a_live_one_s() {
     r.assert_code(0);
     assert!(sessions(&state).is_empty(), "{:?}", sessions(&state));
 }
+
+/// One HTTP/1.1 request to the registry at `addr`; returns the status and the `Location`.
+fn http(addr: &str, method: &str, path: &str) -> (u16, Option<String>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let location = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").map(|v| v.trim().to_string()));
+    (status, location)
+}
+
+#[test]
+fn upload_sessions_a_killed_build_left_open_are_abandoned_by_the_next_build() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let repo = ctx.repo("abandoned");
+    let name = repo.split_once('/').unwrap().1;
+    // The session a build killed mid-upload would have left open at the registry...
+    let (status, location) = http(&ctx.registry, "POST", &format!("/v2/{name}/blobs/uploads/"));
+    assert_eq!(status, 202);
+    let location = location.unwrap();
+    let url = if location.starts_with("http") {
+        location.clone()
+    } else {
+        format!("http://{}{location}", ctx.registry)
+    };
+    let path = url.split_once(&ctx.registry).unwrap().1.to_string();
+    assert_eq!(
+        http(&ctx.registry, "GET", &path).0,
+        204,
+        "the session is open"
+    );
+    // ...and its session directory: a lock nobody holds, the journal naming the session.
+    let state = ctx.dir.path().join("state");
+    let dead = state.join("procs/1-killed");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("lock"), "").unwrap();
+    std::fs::write(
+        dead.join("uploads"),
+        format!("open {} {url}\n", ctx.registry),
+    )
+    .unwrap();
+    // The next build removes the directory and abandons the session.
+    let dir = ctx.context(
+        "next",
+        &[("Dockerfile", &format!("FROM {}\nENV A=1\n", ctx.base))],
+    );
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-t",
+            &format!("{repo}:1"),
+            "--push",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert_code(0);
+    assert!(!dead.exists());
+    assert_eq!(
+        http(&ctx.registry, "GET", &path).0,
+        404,
+        "the session is gone"
+    );
+    assert!(sessions(&state).is_empty());
+}
+
+/// The registry client journals each upload session it opens and closes it when committed.
+#[tokio::test]
+async fn uploads_are_journaled_open_then_done() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    use polyarch::registry::{OciRegistry, Reference, Registry, RegistryOptions};
+    let journal = ctx.dir.path().join("uploads");
+    let client = OciRegistry::new(RegistryOptions {
+        upload_journal: Some(journal.clone()),
+        ..RegistryOptions::default()
+    })
+    .unwrap();
+    let repo: Reference = ctx.repo("journal").parse().unwrap();
+    let bytes = format!("journal test {}", std::process::id()).into_bytes();
+    let file = ctx.dir.path().join("blob");
+    std::fs::write(&file, &bytes).unwrap();
+    let desc = polyarch::oci::Descriptor::new(
+        "application/octet-stream",
+        polyarch::oci::Digest::of(&bytes),
+        bytes.len() as u64,
+    );
+    client.push_blob(&repo, &desc, &file).await.unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let url = lines[0]
+        .strip_prefix(&format!("open {} ", ctx.registry))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(lines[1], format!("done {url}"));
+}

@@ -32,7 +32,10 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         .as_ref()
         .or(req.tags.first().filter(|_| req.push))
         .map(|r| r.registry.clone());
-    let options = args.registry.resolve(destination.as_deref())?;
+    let mut options = args.registry.resolve(destination.as_deref())?;
+    // Upload sessions go into this process's journal: if it is killed, the next build
+    // abandons them.
+    options.upload_journal = Some(store.upload_journal());
     let registry = OciRegistry::new(options.clone())?;
     let set = args.nodes.resolve()?;
     let transport = if set.nodes.is_empty() {
