@@ -3,7 +3,8 @@
 //! entry (power loss, a full disk) is detected, dropped with a reason and rebuilt, never used.
 //!
 //! Level 1: synchronous file I/O under the state directory only. Whether an entry's layer is
-//! still in the store is checked by [`Entries::get`] through the [`Store`]'s claims.
+//! still in the store is checked by [`Entries::get`] through the [`Store`]'s claims. Must not
+//! compute keys or decide hits for a build (the coordinator's step cache does).
 
 use std::fs;
 use std::io;

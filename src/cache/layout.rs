@@ -8,7 +8,7 @@
 //! lock shared, so they never see a half-written cache.
 //!
 //! Level 1: synchronous file I/O under the layout directory (and reading blobs from wherever
-//! the caller says they are).
+//! the caller says they are). Must not talk to a registry or pick which entries to export.
 
 use std::fs::{self, File};
 use std::io;

@@ -2,7 +2,8 @@
 //! [`crate::cache::layout`] (which locks the directory). Layer blobs the store lacks (entries
 //! reused from another shared cache) are fetched into the store first.
 //!
-//! Level 3 (shared_cache).
+//! Level 3 (shared_cache). Must not write the layout itself (that is `cache::layout`'s, under
+//! its lock).
 
 use std::path::Path;
 

@@ -14,7 +14,8 @@
 //! small as the other writer's own read-to-push time, which is a few requests long (blobs are
 //! uploaded before the read).
 //!
-//! Level 3 (shared_cache).
+//! Level 3 (shared_cache). Must not push anything but the cache's blobs, config and
+//! manifest, and only to the cache's own tag.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

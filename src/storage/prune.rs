@@ -7,7 +7,8 @@
 //! an item gone afterwards fetches or builds it again. Step cache entries whose layer blob was
 //! removed are removed with it.
 //!
-//! Level 1: file I/O in the state directory, through the store's locks.
+//! Level 1: file I/O in the state directory, through the store's locks. Must not remove an
+//! item without holding the use lock exclusively, nor look inside a live session's directory.
 
 use std::fs;
 use std::path::{Path, PathBuf};
