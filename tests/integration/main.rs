@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod cache;
 mod dockerfile;
 mod faults;
 mod harness;
@@ -12,5 +13,7 @@ mod nodes;
 mod publish;
 mod qemu;
 mod registry;
+mod shared_cache;
 mod snapshotter;
+mod storage;
 mod token;
