@@ -64,6 +64,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                         Network::None => NetworkMode::None,
                         Network::Default | Network::Host => NetworkMode::Host,
                     },
+                    insecure: false,
                 }),
                 lowerdirs: dirs(layers),
                 leases: run.leases,

@@ -127,6 +127,10 @@ pub struct RunSpec {
     /// The network namespace.
     #[serde(default)]
     pub network: NetworkMode,
+    /// `RUN --security=insecure` (allowed by `--allow security.insecure`): every capability, no
+    /// seccomp filter, no masked or read-only kernel paths, `/sys` writable.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Files to create inside the root filesystem.

@@ -67,8 +67,8 @@ impl From<ExecError> for ChildError {
 /// or returns the exit status for a failure: 126 or 127 when the command cannot be executed
 /// (the message on stderr, as a shell prints it), [`SANDBOX_ERROR_STATUS`] with a report line
 /// when the sandbox could not be set up.
-pub(super) fn pid1(run: &RunSpec, merged: &Path, mount_proc: bool) -> i32 {
-    match child(run, merged, mount_proc) {
+pub(super) fn pid1(run: &RunSpec, merged: &Path, found: rootfs::Prepared) -> i32 {
+    match child(run, merged, found) {
         Ok(never) => match never {},
         Err(ChildError::Exec { status, message }) => {
             eprintln!("{message}");
@@ -85,12 +85,12 @@ pub(super) fn pid1(run: &RunSpec, merged: &Path, mount_proc: bool) -> i32 {
 fn child(
     run: &RunSpec,
     merged: &Path,
-    mount_proc: bool,
+    found: rootfs::Prepared,
 ) -> Result<std::convert::Infallible, ChildError> {
     // If the helper is killed (a cancelled build), take the whole step down with it.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(sys("prctl", "-"))?;
     reset_signals()?;
-    rootfs::enter(merged, mount_proc)?;
+    rootfs::enter(merged, found, run.insecure)?;
     enter_workdir(&run.cwd)?;
     switch_user(run.user.as_deref())?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));

@@ -12,8 +12,10 @@
 //!   forking the step's PID 1 and waiting for it;
 //! - `overlay.rs`: overlayfs mounts (the merged root, views of other layers);
 //! - `scaffold.rs`: mount points created in the image and removed from its upper directory after;
-//! - `rootfs.rs`: `/proc`, `/dev`, `resolv.conf`, and entering the root (`chroot`, to become
-//!   `pivot_root` with issue 12);
+//! - `devices.rs`: the step's `/dev`, a tmpfs with only the default device nodes, devpts, shm;
+//! - `kernelfs.rs`: `proc` and `sysfs` with runc's masked and read-only paths;
+//! - `rootfs.rs`: the mount points of `/proc`, `/sys`, `/dev`, `resolv.conf`, and entering the
+//!   root (`pivot_root` in the step's own mount namespace, the old root detached);
 //! - `mounts.rs`: the step's own mounts (`RUN --mount`) and the temporary layer views;
 //! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one;
 //! - (issue 12: capabilities and seccomp, each a file of its own here, used by `exec.rs` only)
@@ -23,7 +25,9 @@
 //!   the step, and dispatching to `run.rs` or `copy.rs`.
 
 mod copy;
+mod devices;
 mod exec;
+mod kernelfs;
 mod mounts;
 mod namespaces;
 mod network;

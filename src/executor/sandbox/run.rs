@@ -46,7 +46,7 @@ pub(super) fn run_step(
     .map_err(sys_rx("open upper directory", writes))?;
     let mut scaffold = Scaffolding::default();
     let result = (|| {
-        let mount_proc = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold)?;
+        let found = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold)?;
         mounts::apply(
             &run.mounts,
             root.as_fd(),
@@ -57,7 +57,7 @@ pub(super) fn run_step(
         if !spec.hostname.is_empty() {
             namespaces::set_hostname(&spec.hostname)?;
         }
-        namespaces::fork_and_wait(|| exec::pid1(run, merged, mount_proc))
+        namespaces::fork_and_wait(|| exec::pid1(run, merged, found))
     })();
     drop(root);
     // Detaching the overlay detaches everything mounted below it (umount(2), MNT_DETACH).
