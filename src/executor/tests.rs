@@ -6,7 +6,7 @@
 
 use super::process::{lines_of, MAX_LINE};
 use super::protocol::SandboxFailure;
-use super::sandbox::{find_program, resolve_chown, resolve_run_user};
+use super::sandbox::{default_mask, find_program, resolve_chown, resolve_run_user};
 use super::*;
 use crate::context::{BuildContext, CopyEntry, EntryKind};
 use crate::exit::{Classify, ExitCode};
@@ -55,6 +55,13 @@ fn run_user_resolution_follows_runc() {
         resolve_run_user("7:8", None, None).unwrap(),
         (7, 8, vec![8])
     );
+}
+
+// Issue 12: the capability set a step keeps is Docker's default, the mask `docker run` shows
+// (`CapEff: 00000000a80425fb`, BuildKit's runc on this machine).
+#[test]
+fn default_capabilities_are_dockers_mask() {
+    assert_eq!(default_mask(), 0xa804_25fb);
 }
 
 #[test]

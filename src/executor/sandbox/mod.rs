@@ -18,12 +18,14 @@
 //!   root (`pivot_root` in the step's own mount namespace, the old root detached);
 //! - `mounts.rs`: the step's own mounts (`RUN --mount`) and the temporary layer views;
 //! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one;
-//! - (issue 12: capabilities and seccomp, each a file of its own here, used by `exec.rs` only)
+//! - `capabilities.rs`: Docker's default capability set and `no_new_privs` (used by exec.rs);
+//! - `seccomp.rs`: Docker's default seccomp filter for the host architecture (used by exec.rs);
 //! - `exec.rs`: the `RUN` child from PID 1 to `execve`: signals, root, working directory, user;
 //! - `run.rs` and `copy.rs`: the `RUN` and `COPY` steps, putting the layers together;
 //! - this file: the entry point [`sandbox_main`], entering the namespaces, the snapshot around
 //!   the step, and dispatching to `run.rs` or `copy.rs`.
 
+mod capabilities;
 mod copy;
 mod devices;
 mod exec;
@@ -36,6 +38,7 @@ mod paths;
 mod rootfs;
 mod run;
 mod scaffold;
+mod seccomp;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +52,8 @@ use crate::executor::snapshot::Snapshot;
 use crate::executor::spec::{Action, SandboxSpec};
 use mounts::TempMounts;
 
+#[cfg(test)]
+pub(super) use capabilities::default_mask;
 #[cfg(test)]
 pub(super) use exec::find_program;
 #[cfg(test)]
