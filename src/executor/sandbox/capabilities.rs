@@ -31,7 +31,7 @@ pub(super) const DEFAULT_CAPABILITIES: &[Capability] = &[
 
 #[cfg(test)]
 /// The default set as the mask `/proc/PID/status` shows (`CapEff: 00000000a80425fb`).
-pub(super) fn default_mask() -> u64 {
+pub(in crate::executor) fn default_mask() -> u64 {
     DEFAULT_CAPABILITIES
         .iter()
         .fold(0, |m, c| m | (1u64 << c.index()))
