@@ -61,9 +61,11 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                     user: user.clone(),
                     mounts: run.mounts,
                     network: match network {
+                        Network::Default => NetworkMode::Private,
                         Network::None => NetworkMode::None,
-                        Network::Default | Network::Host => NetworkMode::Host,
+                        Network::Host => NetworkMode::Host,
                     },
+                    pasta: None,
                     insecure: false,
                 }),
                 lowerdirs: dirs(layers),

@@ -21,7 +21,7 @@ use super::protocol::{
     SANDBOX_SUBCOMMAND,
 };
 use super::snapshot::{self, Snapshotter};
-use super::spec::SandboxSpec;
+use super::spec::{Action, NetworkMode, SandboxSpec};
 use super::{ExecError, Executor};
 use crate::progress::Stream;
 
@@ -96,6 +96,24 @@ impl SandboxExecutor {
                 source,
             })
     }
+}
+
+/// The spec with the `pasta` program filled in for a `RUN` on the default network (the helper
+/// has no `PATH` to look it up in).
+///
+/// Errors: [`ExecError::NoPasta`] when it is not installed: never a silent fall-back to the
+/// host's network.
+fn with_pasta(spec: Cow<'_, SandboxSpec>) -> Result<Cow<'_, SandboxSpec>, ExecError> {
+    let needs = matches!(&spec.action, Action::Run(r) if r.network == NetworkMode::Private && r.pasta.is_none());
+    if !needs {
+        return Ok(spec);
+    }
+    let program = which::which("pasta").map_err(|_| ExecError::NoPasta)?;
+    let mut owned = spec.into_owned();
+    if let Action::Run(r) = &mut owned.action {
+        r.pasta = Some(program);
+    }
+    Ok(Cow::Owned(owned))
 }
 
 /// Splits a pipe into lines (at most [`MAX_LINE`] bytes each) as a stream.
@@ -230,6 +248,7 @@ impl Executor for SandboxExecutor {
         F: FnMut(OutputLine) + Send,
     {
         let spec = self.with_default_snapshotter(spec);
+        let spec = with_pasta(spec)?;
         let json =
             serde_json::to_vec(spec.as_ref()).map_err(|source| ExecError::BadSpec { source })?;
         let mut child = self.spawn()?;

@@ -101,11 +101,15 @@ pub enum Mount {
 /// The network a RUN step sees.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
-    /// The host's network namespace.
-    #[default]
-    Host,
+    /// `RUN --network=default`: a network namespace of the step's own with outbound access
+    /// through `pasta` (a user-mode network stack, Debian's `passt`), and no way to the host's
+    /// loopback services.
+    Private,
     /// A new network namespace with only the loopback interface (up).
+    #[default]
     None,
+    /// The host's network namespace (`--network=host`, with `--allow network.host`).
+    Host,
 }
 
 /// A command to execute inside the root filesystem.
@@ -127,6 +131,10 @@ pub struct RunSpec {
     /// The network namespace.
     #[serde(default)]
     pub network: NetworkMode,
+    /// The `pasta` program for [`NetworkMode::Private`]; the executor fills it in (its own
+    /// `PATH` lookup), the helper has no `PATH`.
+    #[serde(default)]
+    pub pasta: Option<PathBuf>,
     /// `RUN --security=insecure` (allowed by `--allow security.insecure`): every capability, no
     /// seccomp filter, no masked or read-only kernel paths, `/sys` writable.
     #[serde(default)]

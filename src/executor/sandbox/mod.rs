@@ -17,7 +17,8 @@
 //! - `rootfs.rs`: the mount points of `/proc`, `/sys`, `/dev`, `resolv.conf`, and entering the
 //!   root (`pivot_root` in the step's own mount namespace, the old root detached);
 //! - `mounts.rs`: the step's own mounts (`RUN --mount`) and the temporary layer views;
-//! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one;
+//! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one,
+//!   pasta for the default network and the `resolv.conf` that works through it;
 //! - `capabilities.rs`: Docker's default capability set and `no_new_privs` (used by exec.rs);
 //! - `seccomp.rs`: Docker's default seccomp filter for the host architecture (used by exec.rs);
 //! - `exec.rs`: the `RUN` child from PID 1 to `execve`: signals, root, working directory, user;
@@ -44,7 +45,6 @@ mod users;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{umount2, MntFlags};
-use nix::sched::CloneFlags;
 
 use crate::executor::error::ExecError;
 use crate::executor::protocol::{report_sandbox_error, SANDBOX_ERROR_STATUS};
@@ -102,7 +102,8 @@ fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
     if let Ok(null) = std::fs::File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(&null);
     }
-    isolate(&spec.action)?;
+    // Kept until the step is over: pasta, for the default network.
+    let _pasta = isolate(&spec.action)?;
 
     let base = spec
         .workdir
@@ -147,17 +148,26 @@ fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
     snapshot.finish(spec, result)
 }
 
-/// Enters the step's namespaces: those of its kind of step and, for a `RUN`, the network
-/// namespace its network mode asks for (with loopback up in a new one); then makes every mount
-/// private to them.
-fn isolate(action: &Action) -> Result<(), ExecError> {
-    let mut flags = namespaces::of(action);
+/// The host's resolver configuration, read by the helper before it leaves the host's mount
+/// namespace view.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Enters the step's namespaces: for a `RUN`, first the network namespace its network mode asks
+/// for (with loopback up, and pasta started for the default network while the helper is still
+/// in the host's PID namespace), then those of its kind of step; then makes every mount private
+/// to them. Returns pasta, which runs until dropped.
+fn isolate(action: &Action) -> Result<Option<network::Pasta>, ExecError> {
+    let mut pasta = None;
     if let Action::Run(run) = action {
-        flags |= network::namespace(run.network);
+        if !network::namespace(run.network).is_empty() {
+            let dns_forward = std::fs::read_to_string(HOST_RESOLV_CONF)
+                .ok()
+                .and_then(|t| network::step_resolv_conf(&t))
+                .is_some();
+            pasta = network::enter(run.network, run.pasta.as_deref(), dns_forward)?;
+        }
     }
-    namespaces::enter(flags)?;
-    if flags.contains(CloneFlags::CLONE_NEWNET) {
-        network::loopback_up()?;
-    }
-    namespaces::make_mounts_private()
+    namespaces::enter(namespaces::of(action))?;
+    namespaces::make_mounts_private()?;
+    Ok(pasta)
 }

@@ -1,25 +1,216 @@
-//! The network a `RUN` step sees: which network namespace its [`NetworkMode`] asks for, and the
-//! loopback interface of a new one.
+//! The network a `RUN` step sees: which network namespace its [`NetworkMode`] asks for, the
+//! loopback interface of a new one, and for the default network the `pasta` process that gives
+//! that namespace outbound access, plus the `resolv.conf` that works through it.
+//!
+//! `pasta` (Debian's `passt`) runs in the host's network namespace, attached to the step's, and
+//! turns the step's connections into the host's own sockets. It is started so that the host's
+//! loopback stays out of reach: no mapping of the gateway address to the host's loopback
+//! (`--no-map-gw`), no port forwarding in either direction (`-t none -u none -T none -U none`).
+//! Only DNS may reach a resolver on the host's loopback, through `--dns-forward` to a link-local
+//! address the step's `resolv.conf` names instead.
 //!
 //! Layer of `sandbox/`: above namespaces; knows nothing of the root filesystem or the command.
+//! Runs in the helper before its other namespaces are entered (pasta must not become a process
+//! of the step's PID namespace).
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use nix::sched::CloneFlags;
+use rustix::fs::{Mode, OFlags};
 
-use crate::executor::error::ExecError;
+use crate::executor::error::{sys, sys_rx, ExecError};
 use crate::executor::spec::NetworkMode;
+
+/// The address DNS queries go to when the host's resolver listens on its loopback: pasta
+/// forwards them there (`--dns-forward`), and nothing else.
+pub(super) const DNS_FORWARD: &str = "169.254.1.1";
 
 /// The namespace flag for `mode`: none for the host's network, `CLONE_NEWNET` for a network
 /// namespace of the step's own.
 pub(super) fn namespace(mode: NetworkMode) -> CloneFlags {
     match mode {
         NetworkMode::Host => CloneFlags::empty(),
-        NetworkMode::None => CloneFlags::CLONE_NEWNET,
+        NetworkMode::None | NetworkMode::Private => CloneFlags::CLONE_NEWNET,
     }
+}
+
+/// True for a `nameserver` address on the host's loopback, which the step cannot reach.
+fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The `resolv.conf` a step on the default network gets, from the host's `text`: the same file
+/// when every nameserver is reachable through pasta, else one where the loopback nameservers are
+/// replaced by a single [`DNS_FORWARD`] line (pasta forwards it to the host's first resolver).
+/// `None`: use the host's file as it is.
+pub(super) fn step_resolv_conf(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut replaced = false;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") && words.next().is_some_and(is_loopback) {
+            if !replaced {
+                out.push_str(&format!("nameserver {DNS_FORWARD}\n"));
+                replaced = true;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    replaced.then_some(out)
+}
+
+/// A running pasta attached to the step's network namespace; killed when dropped.
+pub(super) struct Pasta {
+    child: Child,
+}
+
+impl Drop for Pasta {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Moves the helper into a new network namespace and, for the default network, starts pasta
+/// for it (from the host's namespace) and waits until it has configured the interface, the
+/// address, the routes and loopback. Returns the running pasta, or `None` for `--network=none`
+/// (loopback only, brought up here).
+///
+/// Errors: the namespace calls ([`ExecError::Sys`]); pasta failing to start or to configure
+/// the namespace ([`ExecError::Pasta`] with what it said).
+pub(super) fn enter(
+    mode: NetworkMode,
+    pasta: Option<&Path>,
+    dns_forward: bool,
+) -> Result<Option<Pasta>, ExecError> {
+    let host = rustix::fs::open(
+        "/proc/self/ns/net",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_rx("open", "/proc/self/ns/net"))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare", "-"))?;
+    loopback_up()?;
+    if mode != NetworkMode::Private {
+        return Ok(None);
+    }
+    let program = pasta.ok_or(ExecError::NoPasta)?;
+    let step = rustix::fs::open(
+        "/proc/self/ns/net",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_rx("open", "/proc/self/ns/net"))?;
+    start_pasta(program, &host, &step, dns_forward).map(Some)
+}
+
+/// Starts `program` (pasta) in the host's network namespace `host`, attached to `step`, and
+/// waits for its PID line: pasta writes its PID file only once the namespace is configured.
+fn start_pasta(
+    program: &Path,
+    host: &OwnedFd,
+    step: &OwnedFd,
+    dns_forward: bool,
+) -> Result<Pasta, ExecError> {
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe", "-"))?;
+    let log = rustix::fs::memfd_create("pasta-log", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(sys_rx("memfd_create", "pasta-log"))?;
+    let mut cmd = Command::new(program);
+    // The namespace arrives as descriptor 3, the readiness pipe as 4: pasta runs as root
+    // (`--runas 0`) so that it may open them; it drops its other privileges itself.
+    cmd.args([
+        "--config-net",
+        "--foreground",
+        "--quiet",
+        "--runas",
+        "0",
+        "--no-map-gw",
+        "-t",
+        "none",
+        "-u",
+        "none",
+        "-T",
+        "none",
+        "-U",
+        "none",
+        "--netns",
+        "/proc/self/fd/3",
+        "--pid",
+        "/proc/self/fd/4",
+    ]);
+    if dns_forward {
+        cmd.args(["--dns-forward", DNS_FORWARD]);
+    }
+    let fds = [host.as_raw_fd(), step.as_raw_fd(), ready_w.as_raw_fd()];
+    cmd.env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            log.try_clone()
+                .map_err(|e| ExecError::sys("dup", "pasta-log", e))?,
+        ));
+    // SAFETY: only async-signal-safe calls (setns, fcntl, dup2, prctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::libc;
+            let [host, step, ready] = fds;
+            if libc::setns(host, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Out of the way of 3 and 4 first, whatever numbers they had.
+            let step_hi = libc::fcntl(step, libc::F_DUPFD, 100);
+            let ready_hi = libc::fcntl(ready, libc::F_DUPFD, 100);
+            if step_hi < 0
+                || ready_hi < 0
+                || libc::dup2(step_hi, 3) < 0
+                || libc::dup2(ready_hi, 4) < 0
+                || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| ExecError::Pasta {
+        program: program.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut pasta = Pasta { child };
+    drop(ready_w);
+    // Up to the end of the PID line: pasta keeps descriptor 4 open, so there is no EOF to wait
+    // for unless it exits.
+    let mut line = Vec::new();
+    let mut ready = std::fs::File::from(ready_r);
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") && matches!(ready.read(&mut byte), Ok(1)) {
+        line.push(byte[0]);
+    }
+    if !line.ends_with(b"\n") {
+        // pasta closed the pipe without writing: it gave up. Its log says why.
+        let _ = pasta.child.wait();
+        let mut said = String::new();
+        let mut log = std::fs::File::from(log);
+        let _ = std::io::Seek::rewind(&mut log);
+        let _ = log.read_to_string(&mut said);
+        return Err(ExecError::Pasta {
+            program: program.to_path_buf(),
+            message: said.trim().to_string(),
+        });
+    }
+    Ok(pasta)
 }
 
 /// Brings up `lo` in the (new) network namespace, as runc does for `--network=none`
 /// (netdevice(7), `SIOCSIFFLAGS`).
-pub(super) fn loopback_up() -> Result<(), ExecError> {
+fn loopback_up() -> Result<(), ExecError> {
     use nix::libc;
     // SAFETY: plain socket/ioctl calls on a zeroed, correctly sized `ifreq`; the descriptor is
     // closed before returning.

@@ -22,28 +22,30 @@ use crate::executor::error::{sys, sys_rx, ExecError};
 /// Prepares the merged root (`root`, whose writes land in `upper`) for a `RUN`: the `/proc` and
 /// `/sys` mount points, `/dev` (devices.rs), and `/etc/resolv.conf`. Returns which of `/proc`
 /// and `/sys` can be mounted (the image may have something other than a directory there; then
-/// the step runs without it).
+/// the step runs without it). `resolv` is the file bound onto `/etc/resolv.conf`.
 pub(super) fn prepare(
     root: BorrowedFd<'_>,
     upper: BorrowedFd<'_>,
     scaffold: &mut Scaffolding,
+    resolv: &Path,
 ) -> Result<Prepared, ExecError> {
     let proc = scaffold.ensure(root, upper, "proc", Want::Dir)?.is_some();
     let sys = scaffold.ensure(root, upper, "sys", Want::Dir)?.is_some();
     if let Some(dev) = scaffold.ensure(root, upper, "dev", Want::Dir)? {
         setup_dev(root, dev)?;
     }
-    bind_resolv_conf(root, upper, scaffold)?;
+    bind_resolv_conf(root, upper, scaffold, resolv)?;
     Ok(Prepared { proc, sys })
 }
 
-/// Binds the host's `/etc/resolv.conf` read-only onto the image's, when the host has one.
+/// Binds `host_resolv` (the host's `/etc/resolv.conf`, or one made for the step's network)
+/// read-only onto the image's, when it exists.
 fn bind_resolv_conf(
     root: BorrowedFd<'_>,
     upper: BorrowedFd<'_>,
     scaffold: &mut Scaffolding,
+    host_resolv: &Path,
 ) -> Result<(), ExecError> {
-    let host_resolv = Path::new("/etc/resolv.conf");
     if host_resolv.exists() {
         if let Some(target) = scaffold.ensure(root, upper, "etc/resolv.conf", Want::File)? {
             bind(host_resolv, target.as_fd(), "bind-mount resolv.conf")?;
