@@ -35,7 +35,7 @@ use crate::oci::{
     MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::plan::{
-    self, BaseConfig, BaseImage, PlanRequest, Selection, StageGraph, Step, StepKind,
+    self, BaseConfig, BaseImage, Entitlement, PlanRequest, Selection, StageGraph, Step, StepKind,
 };
 use crate::platform::{self, Platform};
 use crate::progress::{Event, Sink};
@@ -108,6 +108,9 @@ pub struct BuildRequest {
     /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the
     /// config, the history or the progress output.
     pub secrets: BTreeMap<String, Sensitive>,
+    /// `--allow`: what steps may ask for beyond the sandbox's defaults (`RUN --network=host`,
+    /// `RUN --security=insecure`).
+    pub entitlements: Vec<Entitlement>,
 }
 
 /// What one platform's build produced.
@@ -243,6 +246,7 @@ async fn prepare<R: Registry, E: Executor>(
         }
         // Every error that does not depend on a base image's environment, before any pull.
         plan::check_graph(&df, &graph)?;
+        plan::check_entitlements(&df, &graph, &req.entitlements)?;
         selections.push(graph);
     }
     // Emulation (or a node) is needed where a stage with RUN steps runs as a target platform;

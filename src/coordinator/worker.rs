@@ -45,6 +45,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         outputs: Vec::new(),
         source_date_epoch: job.source_date_epoch,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
+        entitlements: job.entitlements.clone(),
     };
     let graph = plan::select_graph(
         &df,
@@ -56,6 +57,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         },
     )?;
     plan::check_graph(&df, &graph)?;
+    plan::check_entitlements(&df, &graph, &req.entitlements)?;
     let needs_run = graph
         .stages
         .iter()

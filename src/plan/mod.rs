@@ -30,7 +30,8 @@
 //!   `step` (phase 2's result: what a resolved step is, and nothing else);
 //! - helpers: `paths` (slash paths in the image), `gofmt` (Go formatting in history strings),
 //!   `heredoc`, `chmod` (symbolic modes), `expand` (one word), `scope` (the variables and state
-//!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags);
+//!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags),
+//!   `entitlements` (`RUN --security`, and what `--allow` must grant);
 //! - phase 1: `select` (stages the target needs), `stage_key` (when platforms share a stage);
 //! - phase 2: `resolve` (the walk), calling `config` (image-config instructions), `copy`
 //!   (COPY/ADD) and `run` (RUN); `check` chains stages and checks a graph before any pull.
@@ -39,6 +40,7 @@ mod check;
 mod chmod;
 mod config;
 mod copy;
+mod entitlements;
 mod expand;
 mod from;
 mod gofmt;
@@ -59,6 +61,7 @@ mod tests;
 pub use check::check_graph;
 pub use chmod::SymbolicMode;
 pub use copy::is_url;
+pub use entitlements::{check_entitlements, Entitlement};
 pub use graph::{Selection, StageGraph, StageKey};
 pub use request::{
     BaseConfig, BaseImage, PlanRequest, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS,
@@ -68,5 +71,5 @@ pub use scope::automatic_args;
 pub use select::{select, select_graph};
 pub use step::{
     CacheSharing, CopyFrom, CopyStep, Healthcheck, InlineFile, MountSource, Network, Plan,
-    RunMount, Step, StepKind,
+    RunMount, Security, Step, StepKind,
 };
