@@ -32,7 +32,8 @@
 //!   `heredoc`, `chmod` (symbolic modes), `expand` (one word), `scope` (the variables and state
 //!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags),
 //!   `entitlements` (`RUN --security`, and what `--allow` must grant);
-//! - phase 1: `select` (stages the target needs), `stage_key` (when platforms share a stage);
+//! - phase 1: `select` (stages the target needs, with `secret_names`' warnings), `stage_key`
+//!   (when platforms share a stage);
 //! - phase 2: `resolve` (the walk), calling `config` (image-config instructions), `copy`
 //!   (COPY/ADD) and `run` (RUN); `check` chains stages and checks a graph before any pull.
 
@@ -52,6 +53,7 @@ mod request;
 mod resolve;
 mod run;
 mod scope;
+mod secret_names;
 mod select;
 mod stage_key;
 mod step;
@@ -68,6 +70,7 @@ pub use request::{
 };
 pub use resolve::plan;
 pub use scope::automatic_args;
+pub use secret_names::looks_secret;
 pub use select::{select, select_graph};
 pub use step::{
     CacheSharing, CopyFrom, CopyStep, Healthcheck, InlineFile, MountSource, Network, Plan,

@@ -804,3 +804,51 @@ fn entitlements_are_checked_against_allow() {
     assert_eq!("network.host".parse(), Ok(Entitlement::NetworkHost));
     assert!("network.bridge".parse::<Entitlement>().is_err());
 }
+
+// Issue 12 (BuildKit `SecretsUsedInArgOrEnv`): names that look like secrets get a warning with
+// `file:line` pointing at --secret; ordinary names and `PUBLIC_` ones do not.
+#[test]
+fn secret_looking_arg_and_env_names_are_warned_about() {
+    for name in [
+        "API_TOKEN",
+        "DB_PASSWORD",
+        "DBPASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "GH_KEY",
+        "my_secret_value",
+    ] {
+        assert!(looks_secret(name), "{name}");
+    }
+    for name in [
+        "KEYBOARD",
+        "TOKENIZER_VERSION",
+        "PUBLIC_KEY",
+        "HTTP_PROXY",
+        "PATH",
+    ] {
+        assert!(!looks_secret(name), "{name}");
+    }
+    let df = parse(
+        "ARG API_TOKEN\nFROM a\nARG VERSION=1\nENV DB_PASSWORD=x OTHER=y\n",
+        "Dockerfile",
+    )
+    .unwrap();
+    let graph = select_graph(&df, &req("linux/amd64")).unwrap();
+    let secret: Vec<&String> = graph
+        .warnings
+        .iter()
+        .filter(|w| w.contains("SecretsUsedInArgOrEnv"))
+        .collect();
+    assert_eq!(secret.len(), 2, "{:?}", graph.warnings);
+    assert!(
+        secret[0].starts_with("Dockerfile:1: ARG \"API_TOKEN\""),
+        "{}",
+        secret[0]
+    );
+    assert!(secret[0].contains("--secret id=API_TOKEN,env=API_TOKEN"));
+    assert!(
+        secret[1].starts_with("Dockerfile:4: ENV \"DB_PASSWORD\""),
+        "{}",
+        secret[1]
+    );
+}
