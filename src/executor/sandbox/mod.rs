@@ -103,7 +103,7 @@ fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
         let _ = nix::unistd::dup2_stdin(&null);
     }
     // Kept until the step is over: pasta, for the default network.
-    let _pasta = isolate(&spec.action)?;
+    let mut pasta = isolate(&spec.action)?;
 
     let base = spec
         .workdir
@@ -138,7 +138,15 @@ fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
     let mut temps = TempMounts::new(&base);
     let result = match &spec.action {
         Action::Run(run) => {
-            run::run_step(spec, run, merged.path(), snapshot.writes(spec), &mut temps)
+            let ready = || pasta.as_mut().map_or(Ok(()), network::Pasta::wait_ready);
+            run::run_step(
+                spec,
+                run,
+                merged.path(),
+                snapshot.writes(spec),
+                &mut temps,
+                ready,
+            )
         }
         Action::Copy(copy) => copy::copy_step(copy, merged.path(), &mut temps).map(|()| 0),
     };

@@ -69,22 +69,62 @@ pub(super) fn step_resolv_conf(text: &str) -> Option<String> {
 /// A running pasta attached to the step's network namespace; killed when dropped.
 pub(super) struct Pasta {
     child: Child,
+    program: std::path::PathBuf,
+    /// Its PID file: a line arrives once the namespace is configured.
+    ready: Option<std::fs::File>,
+    /// Its log (stderr), read when it fails.
+    log: OwnedFd,
+}
+
+impl Pasta {
+    /// Waits until pasta has configured the namespace (the interface, the address, the routes
+    /// and loopback): its PID line. Called right before the step's command starts, so that
+    /// pasta's start overlaps the rest of the set-up.
+    ///
+    /// Errors: [`ExecError::Pasta`] with what pasta said when it gave up instead.
+    pub(super) fn wait_ready(&mut self) -> Result<(), ExecError> {
+        let Some(mut ready) = self.ready.take() else {
+            return Ok(());
+        };
+        // Up to the end of the PID line: pasta keeps descriptor 4 open, so there is no EOF to
+        // wait for unless it exits.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\n") && matches!(ready.read(&mut byte), Ok(1)) {
+            line.push(byte[0]);
+        }
+        if line.ends_with(b"\n") {
+            return Ok(());
+        }
+        // pasta closed the pipe without writing: it gave up. Its log says why.
+        let _ = self.child.wait();
+        let mut said = String::new();
+        if let Ok(log) = self.log.try_clone() {
+            let mut log = std::fs::File::from(log);
+            let _ = std::io::Seek::rewind(&mut log);
+            let _ = log.read_to_string(&mut said);
+        }
+        Err(ExecError::Pasta {
+            program: self.program.clone(),
+            message: said.trim().to_string(),
+        })
+    }
 }
 
 impl Drop for Pasta {
     fn drop(&mut self) {
+        // Not waited for: tearing pasta's own namespaces down takes the kernel tens of
+        // milliseconds, and the helper exits right after the step; init reaps it.
         let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
 /// Moves the helper into a new network namespace and, for the default network, starts pasta
-/// for it (from the host's namespace) and waits until it has configured the interface, the
-/// address, the routes and loopback. Returns the running pasta, or `None` for `--network=none`
-/// (loopback only, brought up here).
+/// for it (from the host's namespace); [`Pasta::wait_ready`] waits for it to finish. Returns
+/// the running pasta, or `None` for `--network=none` (loopback only, brought up here).
 ///
-/// Errors: the namespace calls ([`ExecError::Sys`]); pasta failing to start or to configure
-/// the namespace ([`ExecError::Pasta`] with what it said).
+/// Errors: the namespace calls ([`ExecError::Sys`]); pasta failing to start
+/// ([`ExecError::Pasta`]).
 pub(super) fn enter(
     mode: NetworkMode,
     pasta: Option<&Path>,
@@ -111,8 +151,8 @@ pub(super) fn enter(
     start_pasta(program, &host, &step, dns_forward).map(Some)
 }
 
-/// Starts `program` (pasta) in the host's network namespace `host`, attached to `step`, and
-/// waits for its PID line: pasta writes its PID file only once the namespace is configured.
+/// Starts `program` (pasta) in the host's network namespace `host`, attached to `step`; pasta
+/// writes its PID file (a pipe here) only once the namespace is configured.
 fn start_pasta(
     program: &Path,
     host: &OwnedFd,
@@ -183,29 +223,13 @@ fn start_pasta(
         program: program.to_path_buf(),
         message: e.to_string(),
     })?;
-    let mut pasta = Pasta { child };
     drop(ready_w);
-    // Up to the end of the PID line: pasta keeps descriptor 4 open, so there is no EOF to wait
-    // for unless it exits.
-    let mut line = Vec::new();
-    let mut ready = std::fs::File::from(ready_r);
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\n") && matches!(ready.read(&mut byte), Ok(1)) {
-        line.push(byte[0]);
-    }
-    if !line.ends_with(b"\n") {
-        // pasta closed the pipe without writing: it gave up. Its log says why.
-        let _ = pasta.child.wait();
-        let mut said = String::new();
-        let mut log = std::fs::File::from(log);
-        let _ = std::io::Seek::rewind(&mut log);
-        let _ = log.read_to_string(&mut said);
-        return Err(ExecError::Pasta {
-            program: program.to_path_buf(),
-            message: said.trim().to_string(),
-        });
-    }
-    Ok(pasta)
+    Ok(Pasta {
+        child,
+        program: program.to_path_buf(),
+        ready: Some(std::fs::File::from(ready_r)),
+        log,
+    })
 }
 
 /// Brings up `lo` in the (new) network namespace, as runc does for `--network=none`
