@@ -12,5 +12,6 @@ mod nodes;
 mod publish;
 mod qemu;
 mod registry;
+mod sandbox;
 mod snapshotter;
 mod token;

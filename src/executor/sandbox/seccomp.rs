@@ -374,6 +374,9 @@ const ALLOWED: &[&str] = &[
     "shutdown",
     "socketcall",
     "socketpair",
+    // `CAP_SYS_CHROOT` is in the default set, so Docker's profile allows it (the step's root
+    // is a pivot_root'ed mount namespace: walking up from a chroot ends there)
+    "chroot",
     // the rest
     "getrandom",
     "ioctl",
