@@ -6,7 +6,9 @@
 
 use super::process::{lines_of, MAX_LINE};
 use super::protocol::SandboxFailure;
-use super::sandbox::{default_mask, find_program, resolve_chown, resolve_run_user};
+use super::sandbox::{
+    default_mask, find_program, resolve_chown, resolve_run_user, step_resolv_conf,
+};
 use super::*;
 use crate::context::{BuildContext, CopyEntry, EntryKind};
 use crate::exit::{Classify, ExitCode};
@@ -62,6 +64,23 @@ fn run_user_resolution_follows_runc() {
 #[test]
 fn default_capabilities_are_dockers_mask() {
     assert_eq!(default_mask(), 0xa804_25fb);
+}
+
+// Issue 12: on the default network a resolver on the host's loopback is out of reach; the
+// step's resolv.conf names pasta's DNS forward address instead, once, and keeps the rest.
+#[test]
+fn loopback_resolvers_are_replaced_by_the_dns_forward_address() {
+    assert_eq!(
+        step_resolv_conf("nameserver 10.0.0.53\nsearch example\n"),
+        None
+    );
+    assert_eq!(
+        step_resolv_conf(
+            "# generated\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.1\noptions edns0\n"
+        )
+        .as_deref(),
+        Some("# generated\nnameserver 169.254.1.1\nnameserver 10.0.0.1\noptions edns0\n")
+    );
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub(super) use capabilities::default_mask;
 #[cfg(test)]
 pub(super) use exec::find_program;
 #[cfg(test)]
+pub(super) use network::step_resolv_conf;
+#[cfg(test)]
 pub(super) use users::{resolve_chown, resolve_run_user};
 
 /// Entry point of `polyarch __sandbox`: reads a [`SandboxSpec`] as JSON from stdin, performs it

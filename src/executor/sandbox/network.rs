@@ -48,7 +48,7 @@ fn is_loopback(addr: &str) -> bool {
 /// when every nameserver is reachable through pasta, else one where the loopback nameservers are
 /// replaced by a single [`DNS_FORWARD`] line (pasta forwards it to the host's first resolver).
 /// `None`: use the host's file as it is.
-pub(super) fn step_resolv_conf(text: &str) -> Option<String> {
+pub(in crate::executor) fn step_resolv_conf(text: &str) -> Option<String> {
     let mut out = String::new();
     let mut replaced = false;
     for line in text.lines() {
