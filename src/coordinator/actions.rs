@@ -68,7 +68,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                         Network::None => NetworkMode::None,
                         Network::Host => NetworkMode::Host,
                     },
-                    pasta: None,
+                    netns: None,
                     insecure: *security == Security::Insecure,
                 }),
                 lowerdirs: dirs(layers),

@@ -15,7 +15,7 @@ pub enum ExecError {
     #[error("the polyarch process that started this sandbox helper is gone; nothing was run")]
     Orphaned,
     /// Not running as root.
-    #[error("RUN steps need root here (running as uid {uid}): namespaces, overlayfs and chroot are privileged")]
+    #[error("RUN steps need root here (running as uid {uid}): namespaces, overlayfs and pivot_root are privileged")]
     NotRoot {
         /// The effective uid.
         uid: u32,

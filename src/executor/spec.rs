@@ -131,10 +131,10 @@ pub struct RunSpec {
     /// The network namespace.
     #[serde(default)]
     pub network: NetworkMode,
-    /// The `pasta` program for [`NetworkMode::Private`]; the executor fills it in (its own
-    /// `PATH` lookup), the helper has no `PATH`.
+    /// The network namespace to join for [`NetworkMode::Private`] (`/proc/PID/ns/net` of the
+    /// build's network holder, with pasta attached); the executor fills it in.
     #[serde(default)]
-    pub pasta: Option<PathBuf>,
+    pub netns: Option<PathBuf>,
     /// `RUN --security=insecure` (allowed by `--allow security.insecure`): every capability, no
     /// seccomp filter, no masked or read-only kernel paths, `/sys` writable.
     #[serde(default)]

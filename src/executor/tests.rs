@@ -304,6 +304,7 @@ fn sh(script: &str) -> Action {
 
 fn executor() -> SandboxExecutor {
     SandboxExecutor {
+        network: Default::default(),
         program: std::env::current_exe().unwrap(),
         timeout: Some(Duration::from_secs(120)),
         snapshotter: Snapshotter::Auto,
@@ -585,6 +586,7 @@ async fn timeout_kills_the_step() {
     }
     let fs = Rootfs::busybox(Path::new("/usr/bin/busybox"));
     let ex = SandboxExecutor {
+        network: Default::default(),
         program: std::env::current_exe().unwrap(),
         timeout: Some(Duration::from_millis(1500)),
         snapshotter: Snapshotter::Auto,

@@ -19,6 +19,8 @@
 //! - `mounts.rs`: the step's own mounts (`RUN --mount`) and the temporary layer views;
 //! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one,
 //!   pasta for the default network and the `resolv.conf` that works through it;
+//! - `netholder.rs`: the process (`polyarch __network`) that holds a build's default network
+//!   namespace with pasta attached, joined by each step;
 //! - `capabilities.rs`: Docker's default capability set and `no_new_privs` (used by exec.rs);
 //! - `seccomp.rs`: Docker's default seccomp filter for the host architecture (used by exec.rs);
 //! - `exec.rs`: the `RUN` child from PID 1 to `execve`: signals, root, working directory, user;
@@ -33,6 +35,7 @@ mod exec;
 mod kernelfs;
 mod mounts;
 mod namespaces;
+mod netholder;
 mod network;
 mod overlay;
 mod paths;
@@ -49,8 +52,9 @@ use nix::mount::{umount2, MntFlags};
 use crate::executor::error::ExecError;
 use crate::executor::protocol::{report_sandbox_error, SANDBOX_ERROR_STATUS};
 use crate::executor::snapshot::Snapshot;
-use crate::executor::spec::{Action, SandboxSpec};
+use crate::executor::spec::{Action, NetworkMode, SandboxSpec};
 use mounts::TempMounts;
+pub use netholder::{network_main, NETWORK_SUBCOMMAND};
 
 #[cfg(test)]
 pub(super) use capabilities::default_mask;
@@ -104,8 +108,7 @@ fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
     if let Ok(null) = std::fs::File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(&null);
     }
-    // Kept until the step is over: pasta, for the default network.
-    let mut pasta = isolate(&spec.action)?;
+    isolate(&spec.action)?;
 
     let base = spec
         .workdir
@@ -140,15 +143,7 @@ fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
     let mut temps = TempMounts::new(&base);
     let result = match &spec.action {
         Action::Run(run) => {
-            let ready = || pasta.as_mut().map_or(Ok(()), network::Pasta::wait_ready);
-            run::run_step(
-                spec,
-                run,
-                merged.path(),
-                snapshot.writes(spec),
-                &mut temps,
-                ready,
-            )
+            run::run_step(spec, run, merged.path(), snapshot.writes(spec), &mut temps)
         }
         Action::Copy(copy) => copy::copy_step(copy, merged.path(), &mut temps).map(|()| 0),
     };
@@ -158,26 +153,24 @@ fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
     snapshot.finish(spec, result)
 }
 
-/// The host's resolver configuration, read by the helper before it leaves the host's mount
-/// namespace view.
+/// The host's resolver configuration, read before the helper leaves the host's mount namespace
+/// view.
 const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Enters the step's namespaces: for a `RUN`, first the network namespace its network mode asks
-/// for (with loopback up, and pasta started for the default network while the helper is still
-/// in the host's PID namespace), then those of its kind of step; then makes every mount private
-/// to them. Returns pasta, which runs until dropped.
-fn isolate(action: &Action) -> Result<Option<network::Pasta>, ExecError> {
-    let mut pasta = None;
+/// for (a new one with loopback up for `--network=none`, the build's shared one with pasta,
+/// held by netholder.rs, for the default network), then those of its kind of step; then makes
+/// every mount private to them.
+fn isolate(action: &Action) -> Result<(), ExecError> {
     if let Action::Run(run) = action {
-        if !network::namespace(run.network).is_empty() {
-            let dns_forward = std::fs::read_to_string(HOST_RESOLV_CONF)
-                .ok()
-                .and_then(|t| network::step_resolv_conf(&t))
-                .is_some();
-            pasta = network::enter(run.network, run.pasta.as_deref(), dns_forward)?;
+        match run.network {
+            NetworkMode::Host => {}
+            NetworkMode::None => {
+                network::enter(NetworkMode::None, None, false)?;
+            }
+            NetworkMode::Private => network::join(run.netns.as_deref())?,
         }
     }
     namespaces::enter(namespaces::of(action))?;
-    namespaces::make_mounts_private()?;
-    Ok(pasta)
+    namespaces::make_mounts_private()
 }

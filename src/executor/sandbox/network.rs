@@ -1,6 +1,6 @@
-//! The network a `RUN` step sees: which network namespace its [`NetworkMode`] asks for, the
-//! loopback interface of a new one, and for the default network the `pasta` process that gives
-//! that namespace outbound access, plus the `resolv.conf` that works through it.
+//! The network a `RUN` step sees: a new namespace with loopback up (`--network=none`), joining
+//! the build's default network namespace, and for that one (netholder.rs holds it) the `pasta`
+//! process that gives it outbound access, plus the `resolv.conf` that works through it.
 //!
 //! `pasta` (Debian's `passt`) runs in the host's network namespace, attached to the step's, and
 //! turns the step's connections into the host's own sockets. It is started so that the host's
@@ -10,8 +10,8 @@
 //! address the step's `resolv.conf` names instead.
 //!
 //! Layer of `sandbox/`: above namespaces; knows nothing of the root filesystem or the command.
-//! Runs in the helper before its other namespaces are entered (pasta must not become a process
-//! of the step's PID namespace).
+//! Runs before any other namespace is entered (pasta must not become a process of a step's PID
+//! namespace).
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -28,15 +28,6 @@ use crate::executor::spec::NetworkMode;
 /// The address DNS queries go to when the host's resolver listens on its loopback: pasta
 /// forwards them there (`--dns-forward`), and nothing else.
 pub(super) const DNS_FORWARD: &str = "169.254.1.1";
-
-/// The namespace flag for `mode`: none for the host's network, `CLONE_NEWNET` for a network
-/// namespace of the step's own.
-pub(super) fn namespace(mode: NetworkMode) -> CloneFlags {
-    match mode {
-        NetworkMode::Host => CloneFlags::empty(),
-        NetworkMode::None | NetworkMode::Private => CloneFlags::CLONE_NEWNET,
-    }
-}
 
 /// True for a `nameserver` address on the host's loopback, which the step cannot reach.
 fn is_loopback(addr: &str) -> bool {
@@ -230,6 +221,20 @@ fn start_pasta(
         ready: Some(std::fs::File::from(ready_r)),
         log,
     })
+}
+
+/// Moves the helper into the network namespace at `netns` (the build's default network, held
+/// by netholder.rs) with setns(2).
+///
+/// Errors: no namespace given, or it cannot be opened or entered (its holder is gone).
+pub(super) fn join(netns: Option<&Path>) -> Result<(), ExecError> {
+    let netns = netns.ok_or_else(|| ExecError::Pasta {
+        program: "pasta".into(),
+        message: "no network namespace was given for the step's default network".into(),
+    })?;
+    let fd = rustix::fs::open(netns, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(sys_rx("open network namespace", netns))?;
+    nix::sched::setns(fd, CloneFlags::CLONE_NEWNET).map_err(sys("setns", netns))
 }
 
 /// Brings up `lo` in the (new) network namespace, as runc does for `--network=none`

@@ -21,15 +21,13 @@ use crate::executor::spec::{NetworkMode, RunSpec, SandboxSpec};
 /// PID namespace and execs the command; the helper waits, cleans up and returns the status.
 ///
 /// `writes` is where the step's writes land (the overlay's upper directory, or the copied root):
-/// mount points created there are removed again afterwards. `network_ready` waits for the
-/// step's network (pasta) right before the command starts.
+/// mount points created there are removed again afterwards.
 pub(super) fn run_step(
     spec: &SandboxSpec,
     run: &RunSpec,
     merged: &Path,
     writes: &Path,
     temps: &mut TempMounts,
-    network_ready: impl FnOnce() -> Result<(), ExecError>,
 ) -> Result<i32, ExecError> {
     if run.argv.is_empty() {
         return Err(ExecError::EmptyCommand);
@@ -60,7 +58,6 @@ pub(super) fn run_step(
         if !spec.hostname.is_empty() {
             namespaces::set_hostname(&spec.hostname)?;
         }
-        network_ready()?;
         namespaces::fork_and_wait(|| exec::pid1(run, merged, found))
     })();
     drop(root);
