@@ -9,13 +9,16 @@ bench_step_overhead() {
   local work i n
   work=$(mktemp -d)
   ensure_buildkit
+  # `plain`: `RUN true` (the default network; Debian's BuildKit 20.10 frontend knows no
+  # `RUN --network`, its network is `docker build --network none`); `none`: `RUN --network=none`.
   for n in 1 21; do
-    for net in default none; do
-      local ctx="$work/ctx-$n-$net"
+    for net in plain none; do
+      local ctx="$work/ctx-$n-$net" flag=""
+      [ "$net" = none ] && flag="--network=none "
       mkdir -p "$ctx"
       {
         printf 'FROM %s\nARG RUN_ID\n' "$BASE_IMAGE"
-        for i in $(seq 1 "$n"); do printf 'RUN --network=%s true\n' "$net"; done
+        for i in $(seq 1 "$n"); do printf 'RUN %strue\n' "$flag"; done
       } > "$ctx/Dockerfile"
     done
   done
@@ -25,15 +28,16 @@ bench_step_overhead() {
     for n in 1 21; do
       local id="$i-$n-$RANDOM$RANDOM"
       timed "pa_default_$n" "$POLYARCH" build --progress plain --platform linux/amd64 \
-        --build-arg "RUN_ID=$id" -o "type=oci,dest=$work/out" "$work/ctx-$n-default"
+        --build-arg "RUN_ID=$id" -o "type=oci,dest=$work/out" "$work/ctx-$n-plain"
       timed "pa_none_$n" "$POLYARCH" build --progress plain --platform linux/amd64 \
         --build-arg "RUN_ID=$id" -o "type=oci,dest=$work/out" "$work/ctx-$n-none"
       if [ -n "${POLYARCH_BASELINE:-}" ]; then
         timed "base_$n" "$POLYARCH_BASELINE" build --progress plain --platform linux/amd64 \
-          --build-arg "RUN_ID=$id" -o "type=oci,dest=$work/out" "$work/ctx-$n-default"
+          --build-arg "RUN_ID=$id" -o "type=oci,dest=$work/out" "$work/ctx-$n-plain"
       fi
-      timed "bk_$n" "$BUILDKIT_DOCKER" build -q --network none --platform linux/amd64 \
-        --build-arg "RUN_ID=$id" -t "bench/steps:$n" "$work/ctx-$n-none"
+      # shellcheck disable=SC2086 # BUILDKIT_DOCKER is a command with its environment
+      timed "bk_$n" $BUILDKIT_DOCKER build -q --network none --platform linux/amd64 \
+        --build-arg "RUN_ID=$id" -t "bench/steps:$n" "$work/ctx-$n-plain"
     done
     printf 'run %d: polyarch default %.2fs/%.2fs  none %.2fs/%.2fs  buildkit %.2fs/%.2fs (1/21 steps)\n' \
       "$i" "${pa_default_1[-1]}" "${pa_default_21[-1]}" "${pa_none_1[-1]}" "${pa_none_21[-1]}" \

@@ -69,6 +69,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                         Network::Host => NetworkMode::Host,
                     },
                     netns: None,
+                    seccomp: None,
                     insecure: *security == Security::Insecure,
                 }),
                 lowerdirs: dirs(layers),

@@ -22,7 +22,7 @@ use super::protocol::{
     SANDBOX_SUBCOMMAND,
 };
 use super::snapshot::{self, Snapshotter};
-use super::spec::{Action, NetworkMode, SandboxSpec};
+use super::spec::{Action, Bpf, NetworkMode, SandboxSpec};
 use super::{ExecError, Executor};
 use crate::progress::Stream;
 
@@ -120,8 +120,9 @@ impl SandboxExecutor {
 }
 
 impl SandboxExecutor {
-    /// The spec with the shared network namespace filled in for a `RUN` on the default network,
-    /// its holder started first if this is the first such step.
+    /// The spec with what the executor prepares once for all steps: the compiled seccomp filter,
+    /// and for a `RUN` on the default network the shared network namespace, its holder started
+    /// first if this is the first such step.
     ///
     /// Errors: [`ExecError::NoPasta`] when pasta is not installed (never a silent fall-back to
     /// the host's network); the holder's own failure ([`ExecError::Sandbox`]).
@@ -129,6 +130,17 @@ impl SandboxExecutor {
         &self,
         spec: Cow<'a, SandboxSpec>,
     ) -> Result<Cow<'a, SandboxSpec>, ExecError> {
+        let filter = matches!(&spec.action, Action::Run(r) if !r.insecure && r.seccomp.is_none());
+        let spec = if filter {
+            let bpf = super::sandbox::seccomp_program()?;
+            let mut owned = spec.into_owned();
+            if let Action::Run(r) = &mut owned.action {
+                r.seccomp = Some(Bpf(bpf.to_vec()));
+            }
+            Cow::Owned(owned)
+        } else {
+            spec
+        };
         let needs = matches!(&spec.action, Action::Run(r) if r.network == NetworkMode::Private && r.netns.is_none());
         if !needs {
             return Ok(spec);

@@ -102,7 +102,7 @@ fn child(
     capabilities::no_new_privs(run.insecure)?;
     close_inherited_fds()?;
     // Last: the filter blocks what the steps above needed (mount, unshare, ...).
-    seccomp::load(run.insecure)?;
+    seccomp::load(run.insecure, run.seccomp.as_ref().map(|b| b.0.as_slice()))?;
     exec(run)
 }
 

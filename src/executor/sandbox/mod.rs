@@ -55,6 +55,7 @@ use crate::executor::snapshot::Snapshot;
 use crate::executor::spec::{Action, NetworkMode, SandboxSpec};
 use mounts::TempMounts;
 pub use netholder::{network_main, NETWORK_SUBCOMMAND};
+pub(super) use seccomp::compiled as seccomp_program;
 
 #[cfg(test)]
 pub(super) use capabilities::default_mask;

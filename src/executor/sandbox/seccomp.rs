@@ -12,6 +12,8 @@
 //! Layer of `sandbox/`: used by exec.rs only, loaded as the very last step before `execve`
 //! (after the mounts, the user switch and closing descriptors, which it would block).
 
+use std::sync::{Arc, OnceLock};
+
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
@@ -470,15 +472,92 @@ pub(super) fn build_filter() -> Result<ScmpFilterContext, ExecError> {
     Ok(f)
 }
 
-/// Loads the filter into the calling process (inherited by everything it executes). Not with
-/// `insecure` (`RUN --security=insecure`).
+/// The filter as libseccomp compiles it for this host (an array of `struct sock_filter`, 8 bytes
+/// each), built once per process: compiling it costs tens of milliseconds, so the executor does
+/// it once and hands the program to every step's helper in its spec.
+///
+/// Errors: [`ExecError::Sys`] when libseccomp refuses the filter or cannot export it.
+pub(in crate::executor) fn compiled() -> Result<Arc<Vec<u8>>, ExecError> {
+    static COMPILED: OnceLock<Result<Arc<Vec<u8>>, String>> = OnceLock::new();
+    COMPILED
+        .get_or_init(|| export().map(Arc::new).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|message| {
+            ExecError::sys("build seccomp filter", "-", std::io::Error::other(message))
+        })
+}
+
+/// Builds the filter and exports its BPF program through a memfd.
+fn export() -> Result<Vec<u8>, ExecError> {
+    let filter = build_filter()?;
+    let fd = rustix::fs::memfd_create("seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| ExecError::sys("memfd_create", "seccomp", std::io::Error::from(e)))?;
+    filter
+        .export_bpf(&fd)
+        .map_err(seccomp_err("export seccomp filter"))?;
+    let mut file = std::fs::File::from(fd);
+    let mut bpf = Vec::new();
+    std::io::Seek::rewind(&mut file)
+        .and_then(|_| std::io::Read::read_to_end(&mut file, &mut bpf))
+        .map_err(|e| ExecError::sys("read seccomp filter", "memfd", e))?;
+    Ok(bpf)
+}
+
+/// Loads the filter into the calling process (inherited by everything it executes): `bpf`, the
+/// program [`compiled`] made in the executor, or one built here when the spec carries none. Not
+/// with `insecure` (`RUN --security=insecure`). `no_new_privs` must be set already.
 ///
 /// Errors: [`ExecError::Sys`] when the filter cannot be built or loaded.
-pub(super) fn load(insecure: bool) -> Result<(), ExecError> {
+pub(super) fn load(insecure: bool, bpf: Option<&[u8]>) -> Result<(), ExecError> {
     if insecure {
         return Ok(());
     }
-    build_filter()?
-        .load()
-        .map_err(seccomp_err("load seccomp filter"))
+    let Some(bpf) = bpf else {
+        return build_filter()?
+            .load()
+            .map_err(seccomp_err("load seccomp filter"));
+    };
+    use nix::libc;
+    let len = bpf.len() / std::mem::size_of::<libc::sock_filter>();
+    if len == 0
+        || len > usize::from(u16::MAX)
+        || bpf.len() % std::mem::size_of::<libc::sock_filter>() != 0
+    {
+        return Err(ExecError::sys(
+            "load seccomp filter",
+            "-",
+            std::io::Error::other(format!("a BPF program of {} bytes", bpf.len())),
+        ));
+    }
+    // An aligned copy: the bytes are libseccomp's `struct sock_filter` array as exported.
+    let mut program: Vec<libc::sock_filter> = bpf
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: len as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `len` valid instructions that outlive the call; the kernel copies
+    // them (seccomp(2), SECCOMP_MODE_FILTER through prctl(2) PR_SET_SECCOMP).
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(ExecError::sys(
+            "load seccomp filter",
+            "-",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
