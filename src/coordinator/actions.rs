@@ -63,11 +63,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                     cwd: workdir.clone(),
                     user: user.clone(),
                     mounts: run.mounts,
-                    network: match network {
-                        Network::Default => NetworkMode::Private,
-                        Network::None => NetworkMode::None,
-                        Network::Host => NetworkMode::Host,
-                    },
+                    network: network_mode(*network),
                     netns: None,
                     seccomp: None,
                     insecure: *security == Security::Insecure,
@@ -117,6 +113,16 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
             }))
         }
         _ => Ok(None),
+    }
+}
+
+/// The executor's network for a step's `--network`: `default` is a namespace apart from the
+/// host's with pasta.
+fn network_mode(network: Network) -> NetworkMode {
+    match network {
+        Network::Default => NetworkMode::Private,
+        Network::None => NetworkMode::None,
+        Network::Host => NetworkMode::Host,
     }
 }
 
