@@ -69,8 +69,7 @@ pub(super) struct Pasta {
 
 impl Pasta {
     /// Waits until pasta has configured the namespace (the interface, the address, the routes
-    /// and loopback): its PID line. Called right before the step's command starts, so that
-    /// pasta's start overlaps the rest of the set-up.
+    /// and loopback): its PID line. The holder (netholder.rs) says `ready` only after this.
     ///
     /// Errors: [`ExecError::Pasta`] with what pasta said when it gave up instead.
     pub(super) fn wait_ready(&mut self) -> Result<(), ExecError> {
