@@ -26,7 +26,7 @@ impl Sink for Renderer {
         let line = match self.mode {
             ProgressMode::Json => serde_json::to_string(&event).unwrap_or_default(),
             ProgressMode::Plain | ProgressMode::Auto => match plain_line(&event) {
-                Some(l) => l,
+                Some(l) => escape_controls(&l),
                 None => return,
             },
         };
@@ -34,6 +34,25 @@ impl Sink for Renderer {
             let _ = writeln!(out, "{line}");
         }
     }
+}
+
+/// `line` with every control character but TAB written as an escape (`\x1b`, `\u{9b}`), so
+/// that nothing a Dockerfile or a build argument carries (a value with ESC sequences, a
+/// carriage return) can move the cursor, rewrite earlier lines or hide text in a terminal or
+/// CI log. JSON progress is escaped by the JSON encoder already.
+pub(super) fn escape_controls(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub(super) fn plain_line(e: &Event) -> Option<String> {
@@ -163,4 +182,20 @@ fn step_line(e: &Event) -> Option<String> {
         },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    // Issue 12: a build-arg value with terminal escapes or a carriage return is shown escaped
+    // in plain progress, never raw.
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            escape_controls("RUN echo \u{1b}[2Jx\ry\u{9b}\tz"),
+            "RUN echo \\x1b[2Jx\\x0dy\\u{9b}\tz"
+        );
+        assert_eq!(escape_controls("plain ünïcode"), "plain ünïcode");
+    }
 }

@@ -13,6 +13,7 @@ mod nodes;
 mod publish;
 mod qemu;
 mod registry;
+mod sandbox;
 mod shared_cache;
 mod snapshotter;
 mod storage;

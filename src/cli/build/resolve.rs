@@ -156,6 +156,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         secrets,
         cache,
+        entitlements: args.allow.clone(),
     })
 }
 
