@@ -114,11 +114,14 @@ pub(super) fn run_merge(args: &MergeArgs) -> Result<(), Failure> {
     let req = resolve_merge(args)?;
     let destination = req.tags.first().map(|t| t.registry.clone());
     let registry = OciRegistry::new(args.registry.resolve(destination.as_deref())?)?;
-    let sink = Renderer {
+    let sink = Arc::new(Renderer {
         mode: args.progress,
         out: Mutex::new(std::io::stderr()),
-    };
-    let outcome = runtime()?.block_on(merge::merge(&req, &registry, &sink))?;
+    });
+    registry.report_retries_to(sink.clone());
+    let outcome = runtime()?.block_on(merge::merge(&req, &registry, sink.as_ref()));
+    report_requests(&registry, sink.as_ref());
+    let outcome = outcome?;
     let mut out = std::io::stdout().lock();
     if req.dry_run {
         let _ = out.write_all(&outcome.index.bytes);

@@ -114,6 +114,26 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             to,
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
+        Event::RegistryRetry { .. } | Event::RegistryRequests { .. } => registry_line(e)?,
         Event::Warning { message } => format!("warning: {message}"),
+    })
+}
+
+/// The plain line of a registry event (retries and the request count).
+fn registry_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::RegistryRetry {
+            registry,
+            request,
+            attempt,
+            error,
+            delay_ms,
+        } => format!(
+            "registry {registry}: {request} failed ({error}); retry {attempt} in {delay_ms} ms"
+        ),
+        Event::RegistryRequests { requests, retries } => {
+            format!("registry requests: {requests} sent, {retries} of them retries")
+        }
+        _ => return None,
     })
 }

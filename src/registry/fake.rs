@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    check_manifest_push, manifest_media_type, BlobPush, RawManifest, Reference, Registry,
-    RegistryError,
+    check_manifest_push, manifest_media_type, BlobProgress, BlobPush, GrowingBlob, RawManifest,
+    Reference, Registry, RegistryError,
 };
 use crate::oci::{Descriptor, Digest};
 
@@ -359,6 +359,54 @@ impl Registry for FakeRegistry {
         }
         self.insert_blob_as(repo, &desc.digest, &bytes);
         Ok(BlobPush::Uploaded)
+    }
+
+    async fn push_growing_blob(
+        &self,
+        repo: &Reference,
+        mut blob: GrowingBlob,
+    ) -> Result<(Descriptor, BlobPush), RegistryError> {
+        // Waits for the finished blob, then behaves as `push_blob` of it (recorded as one).
+        let desc = loop {
+            let now = blob.progress.borrow_and_update().clone();
+            match now {
+                BlobProgress::Finished(d) => break d,
+                BlobProgress::Abandoned(reason) => {
+                    return Err(RegistryError::Abandoned {
+                        path: blob.path.clone(),
+                        reason,
+                    })
+                }
+                BlobProgress::Written(_) => {}
+            }
+            if blob.progress.changed().await.is_err() {
+                return Err(RegistryError::Abandoned {
+                    path: blob.path.clone(),
+                    reason: "the writer stopped without finishing it".into(),
+                });
+            }
+        };
+        let mut bytes = vec![0; desc.size as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&*blob.file, &mut bytes, 0).map_err(
+            |source| RegistryError::Io {
+                action: "read",
+                path: blob.path.clone(),
+                source,
+            },
+        )?;
+        let dir = tempfile::tempdir().map_err(|source| RegistryError::Io {
+            action: "create a temp dir for",
+            path: blob.path.clone(),
+            source,
+        })?;
+        let copy = dir.path().join("blob");
+        std::fs::write(&copy, &bytes).map_err(|source| RegistryError::Io {
+            action: "write",
+            path: copy.clone(),
+            source,
+        })?;
+        let pushed = self.push_blob(repo, &desc, &copy).await?;
+        Ok((desc, pushed))
     }
 
     async fn push_manifest(

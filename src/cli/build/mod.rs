@@ -45,6 +45,7 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         mode: args.progress,
         out: Mutex::new(std::io::stderr()),
     });
+    registry.report_retries_to(sink.clone());
     let deps = Deps {
         registry,
         executor,
@@ -83,7 +84,9 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
                 code: ExitCode::Interrupted,
             }),
         }
-    })?;
+    });
+    report_requests(&deps.registry, deps.sink.as_ref());
+    let outcome = outcome?;
     let by_digest = req
         .push_by_digest
         .as_ref()

@@ -4,7 +4,7 @@
 //! "Pulling manifests", "Pushing Manifests").
 //!
 //! Level 2, above the transport: it describes requests and checks answers, never sends or
-//! retries by itself. Manifests are pushed as the exact bytes given, never re-serialised.
+//! retries a request by itself. Manifests are pushed as the exact bytes given, never re-serialised.
 
 use bytes::Bytes;
 use reqwest::header::HeaderValue;
@@ -49,8 +49,7 @@ pub(super) async fn get(
     let what = reference.to_string();
     let host = t.host(&reference.registry)?;
     let _slot = t.permit(&host).await;
-    t.retry(&what, |_| get_once(t, &host, reference, &what))
-        .await
+    get_once(t, &host, reference, &what).await
 }
 
 /// One `GET` of the manifest `reference` names, checked against the digest asked for (or the
@@ -110,8 +109,7 @@ pub(super) async fn head(
     let what = format!("manifest {reference}");
     let host = t.host(&reference.registry)?;
     let _slot = t.permit(&host).await;
-    t.retry(&what, |_| head_once(t, &host, reference, &what))
-        .await
+    head_once(t, &host, reference, &what).await
 }
 
 /// One `HEAD` of the manifest `reference` names: its descriptor from the headers, or from the
@@ -182,21 +180,17 @@ pub(super) async fn put(
     let host = t.host(&repo.registry)?;
     let _slot = t.permit(&host).await;
     let body = Bytes::copy_from_slice(bytes);
-    let served = t
-        .retry(&what, |_| async {
-            let url = t
-                .url(
-                    &host,
-                    &format!("/v2/{}/manifests/{reference}", repo.repository),
-                )
-                .await?;
-            let req = Req::new(Method::PUT, url)
-                .header("Content-Type", media_type)
-                .body(Payload::Bytes(body.clone()));
-            let resp = t.expect(&host, &[push(repo)], &what, req, &[201]).await?;
-            Ok(header_str(resp.headers(), "Docker-Content-Digest"))
-        })
+    let url = t
+        .url(
+            &host,
+            &format!("/v2/{}/manifests/{reference}", repo.repository),
+        )
         .await?;
+    let req = Req::new(Method::PUT, url)
+        .header("Content-Type", media_type)
+        .body(Payload::Bytes(body));
+    let resp = t.expect(&host, &[push(repo)], &what, req, &[201]).await?;
+    let served = header_str(resp.headers(), "Docker-Content-Digest");
     // The digest the registry computed must be that of the bytes sent: a registry that
     // rewrote the document would otherwise go unnoticed.
     if let Some(served) = served {
