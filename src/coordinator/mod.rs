@@ -343,6 +343,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         needs_run,
         any_run,
     } = prepare(req, deps).await?;
+    preflight(req, deps).await?;
     let bases: Vec<(Platform, &BaseImage)> = targets
         .iter()
         .cloned()
@@ -419,6 +420,24 @@ pub async fn build_with<R: Registry, E: Executor>(
         pushed_tags,
         warnings,
     })
+}
+
+/// Checks the push target before anything is pulled or run: a registry that cannot be reached
+/// or pushed to fails the build now (exit 3), not after the steps.
+async fn preflight<R: Registry, E>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+) -> Result<(), BuildError> {
+    let Some(target) = push_target(req) else {
+        return Ok(());
+    };
+    deps.registry
+        .check_push(target)
+        .await
+        .map_err(|source| BuildError::Registry {
+            platform: "pre-flight".into(),
+            source,
+        })
 }
 
 /// Tells progress where the platforms run: the placement's notes as warnings, and each

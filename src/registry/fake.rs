@@ -361,6 +361,10 @@ impl Registry for FakeRegistry {
         Ok(BlobPush::Uploaded)
     }
 
+    async fn check_push(&self, _repo: &Reference) -> Result<(), RegistryError> {
+        Ok(())
+    }
+
     async fn push_growing_blob(
         &self,
         repo: &Reference,

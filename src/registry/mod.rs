@@ -15,6 +15,7 @@ pub mod auth;
 pub mod challenge;
 mod client;
 pub mod fake;
+mod push_problem;
 mod reference;
 mod status;
 
@@ -33,6 +34,7 @@ use crate::oci::{
 
 pub use auth::{AuthError, CredentialSources, Credentials};
 pub use client::{OciRegistry, RegistryOptions, RequestStats};
+pub use push_problem::PushProblem;
 pub use reference::{Reference, DEFAULT_REGISTRY};
 
 /// A manifest or index exactly as the registry served it.
@@ -182,6 +184,17 @@ pub trait Registry: Send + Sync {
         blob: GrowingBlob,
     ) -> impl Future<Output = Result<(Descriptor, BlobPush), RegistryError>> + Send;
 
+    /// Checks, before anything is built, that `repo` can be pushed to: its registry's name
+    /// resolves, it accepts connections, TLS verifies, its `/v2/` answers and the credentials
+    /// may push there.
+    ///
+    /// Errors: [`RegistryError::NotReady`] naming the failed check ([`PushProblem`]), and the
+    /// transport/status errors after retries.
+    fn check_push(
+        &self,
+        repo: &Reference,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
     /// Uploads `bytes` unchanged as a manifest of `media_type` to `repo` under `reference` (a
     /// tag, or the digest string `sha256:...` of `bytes`) and returns the sha256 of `bytes`.
     ///
@@ -295,6 +308,16 @@ pub enum RegistryError {
         /// The registry's message, then its `detail` when it gave one (for
         /// `MANIFEST_BLOB_UNKNOWN`: the missing blob and the repository it is missing from).
         message: String,
+    },
+    /// A push target failed its pre-flight check (before anything was built).
+    #[error("cannot push to {repository}: {problem}")]
+    NotReady {
+        /// The registry host.
+        registry: String,
+        /// `registry/repository`.
+        repository: String,
+        /// What failed.
+        problem: Box<PushProblem>,
     },
     /// A blob that was being uploaded while written was never finished.
     #[error("the blob {path} was abandoned before it was finished: {reason}")]
@@ -420,6 +443,7 @@ impl Classify for RegistryError {
             RegistryError::Unauthorized { .. }
             | RegistryError::Tls { .. }
             | RegistryError::AuthExpired { .. }
+            | RegistryError::NotReady { .. }
             | RegistryError::Transport { .. }
             | RegistryError::Status { .. }
             | RegistryError::Rejected { .. }
@@ -448,9 +472,13 @@ impl Classify for RegistryError {
                  --insecure-registry {registry}"
             )),
             RegistryError::Tls { registry, .. } => Some(format!(
-                "trust the registry's CA with --ca-cert FILE or certs.d/{registry}/ca.crt, \
-                 or mark it --insecure-registry {registry}"
+                "trust the registry's CA with --ca-cert FILE or certs.d/{registry}/ca.crt"
             )),
+            RegistryError::NotReady {
+                registry,
+                repository,
+                problem,
+            } => Some(problem.fix(registry, repository)),
             RegistryError::Credentials { source, .. } => source.hint(),
             RegistryError::Rejected { code, .. } if code == "MANIFEST_BLOB_UNKNOWN" => Some(
                 "a manifest is pushed only after its blobs; the registry lost one (garbage \

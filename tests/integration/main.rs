@@ -9,6 +9,7 @@ mod dockerfile;
 mod faults;
 mod harness;
 mod nodes;
+mod preflight;
 mod publish;
 mod qemu;
 mod registry;

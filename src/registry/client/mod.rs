@@ -37,6 +37,7 @@
 //! | `manifests` | `GET`/`HEAD`/`PUT` of manifests with their media types and digests |
 //! | `session` | one resumable upload: `POST`, chunked `PATCH`, resume from `Range`, `PUT` |
 //! | `uploads` | blob pushes (files and growing files), mounts, streamed copies |
+//! | `preflight` | before a build: name, connection, TLS, `/v2/`, push rights of a target |
 //!
 //! This file only holds the [`OciRegistry`] handle and hands each [`Registry`] call to its
 //! room; it must not send requests itself.
@@ -50,6 +51,7 @@ mod authorization;
 mod blobs;
 mod manifests;
 mod options;
+mod preflight;
 mod request;
 mod retry;
 mod session;
@@ -136,6 +138,10 @@ impl Registry for OciRegistry {
         path: &Path,
     ) -> Result<BlobPush, RegistryError> {
         uploads::push_file(&self.transport, repo, desc, path).await
+    }
+
+    async fn check_push(&self, repo: &Reference) -> Result<(), RegistryError> {
+        preflight::check_push(&self.transport, repo).await
     }
 
     async fn push_growing_blob(
