@@ -68,7 +68,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image for each target platform and publish them as one OCI image index.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Show, install and remove the qemu-user emulators (binfmt_misc handlers) that run foreign
     /// platforms' programs.
     Qemu(qemu::QemuArgs),

@@ -103,6 +103,8 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// `SOURCE_DATE_EPOCH`: clamps layer mtimes and sets `created` times (seconds).
     pub source_date_epoch: Option<i64>,
+    /// How layers made here are compressed (`--compression`, `--compression-level`).
+    pub compression: layer::Compression,
     /// The binfmt_misc directory to check handlers in (normally `/proc/sys/fs/binfmt_misc`).
     pub binfmt_dir: PathBuf,
     /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the

@@ -145,7 +145,8 @@ async fn write_layer<R, E, U>(
     let store = scope.deps.store.clone();
     let opts = LayerOptions {
         source_date_epoch: scope.sh.req.source_date_epoch.map(|e| e.max(0) as u64),
-        ..LayerOptions::default()
+        compression: scope.sh.req.compression,
+        threads: 0,
     };
     let upper2 = upper.to_path_buf();
     let written = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {

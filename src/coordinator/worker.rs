@@ -44,6 +44,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         secrets: BTreeMap::new(),
         outputs: Vec::new(),
         source_date_epoch: job.source_date_epoch,
+        compression: job.compression,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
     };
     let graph = plan::select_graph(

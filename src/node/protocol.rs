@@ -224,6 +224,9 @@ pub struct BuildJob {
     pub insecure_registries: Vec<String>,
     /// Retries per registry request.
     pub retries: u32,
+    /// How layers are compressed (`--compression`, `--compression-level`).
+    #[serde(default)]
+    pub compression: crate::layer::Compression,
     /// The context bundle.
     pub context: ContextRef,
 }

@@ -172,6 +172,7 @@ impl<'a> Dispatch<'a> {
             push_to: target.repo_string(),
             insecure_registries: self.nodes.insecure_registries.clone(),
             retries: self.nodes.retries,
+            compression: sh.req.compression,
             context: context.clone(),
         };
         let _permit = match self.limits.get(name) {

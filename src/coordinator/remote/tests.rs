@@ -54,6 +54,7 @@ fn world(platforms: &[&str]) -> World {
         secrets: BTreeMap::new(),
         outputs: Vec::new(),
         source_date_epoch: Some(0),
+        compression: crate::layer::Compression::default(),
         binfmt_dir: dir.path().join("no-binfmt"),
     };
     let deps = Deps {
