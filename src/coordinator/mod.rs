@@ -53,6 +53,7 @@ mod scope;
 mod sources;
 mod stage;
 mod step;
+mod upload;
 mod worker;
 
 pub use error::BuildError;
@@ -160,6 +161,8 @@ struct Shared<'a> {
     dockerfile: &'a Dockerfile,
     context: &'a BuildContext,
     created: String,
+    /// Layers already uploaded while they were written.
+    early: upload::EarlyUploads,
 }
 
 /// `file:line` of a step, for progress and errors.
@@ -383,6 +386,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         dockerfile: &df,
         context: &context,
         created,
+        early: upload::EarlyUploads::default(),
     };
 
     // Fan out: one future per platform, all polled concurrently, each where the plan put it;

@@ -154,6 +154,9 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             graph: &graph,
         };
         let total = plan.steps.len();
+        let upload_to = pushed_stage(sh, &sel, &graph)
+            .then(|| push_target(sh.req).cloned())
+            .flatten();
         for (i, step) in plan.steps.iter().enumerate() {
             let n = i + 1;
             let started = Instant::now();
@@ -171,6 +174,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 upstream: &upstream,
                 label: &label,
                 layers: &layers,
+                upload_to: upload_to.as_ref(),
             };
             let made = run_step(&scope, step, n).await?;
             let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
@@ -303,6 +307,28 @@ impl<R: Registry, E: Executor> Upstream for StageUpstream<'_, '_, R, E> {
 
     async fn image(&self, reference: &str) -> Result<Arc<BuiltStage>, BuildError> {
         self.stages.image(reference, &self.sel.platform).await
+    }
+}
+
+/// Whether `sel`'s layers end up in the pushed image of `graph`'s target: the target stage and
+/// the stages it starts `FROM` on the same platform, when the build pushes.
+fn pushed_stage(sh: &Shared<'_>, sel: &Selection, graph: &StageGraph) -> bool {
+    if push_target(sh.req).is_none() {
+        return false;
+    }
+    let target = graph.target();
+    let mut at = target;
+    loop {
+        if at.stage_index == sel.stage_index && at.platform.same_as(&sel.platform) {
+            return true;
+        }
+        match &at.base {
+            BaseImage::Stage(i) => match graph.get(*i) {
+                Some(next) if next.platform.same_as(&target.platform) => at = next,
+                _ => return false,
+            },
+            _ => return false,
+        }
     }
 }
 

@@ -84,6 +84,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         dockerfile: &df,
         context: &context,
         created: job.created.clone(),
+        early: super::upload::EarlyUploads::default(),
     };
     let stages = super::stage::Stages::new(&shared, deps);
     build_platform(&shared, deps, &stages, &job.platform, graph).await

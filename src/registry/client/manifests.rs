@@ -6,9 +6,13 @@
 //! Level 2, above the transport: it describes requests and checks answers, never sends or
 //! retries a request by itself. Manifests are pushed as the exact bytes given, never re-serialised.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
+use tokio::sync::OnceCell;
 
 use super::answer::{header_str, read_body};
 use super::authorization::{pull, push};
@@ -18,6 +22,42 @@ use crate::oci::{Descriptor, Digest, MANIFEST_ACCEPT};
 use crate::registry::{
     check_manifest_push, manifest_media_type, RawManifest, Reference, RegistryError,
 };
+
+/// Manifests fetched by tag, kept for the client's life (see
+/// [`super::RegistryOptions::remember_tags`]); concurrent readers of one tag share one fetch.
+#[derive(Default)]
+pub(super) struct TagMemo {
+    tags: std::sync::Mutex<HashMap<String, Arc<OnceCell<RawManifest>>>>,
+}
+
+impl TagMemo {
+    /// The manifest `reference` names: remembered, or fetched by `fetch` (a failure is not
+    /// remembered).
+    pub(super) async fn get<F, Fut>(
+        &self,
+        reference: &Reference,
+        fetch: F,
+    ) -> Result<RawManifest, RegistryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<RawManifest, RegistryError>>,
+    {
+        let cell = {
+            let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+            tags.entry(reference.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(fetch).await.cloned()
+    }
+
+    /// Forgets what `repo` + `reference` (a tag) named: it is being pushed.
+    pub(super) fn forget(&self, repo: &Reference, reference: &str) {
+        let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = repo.clone();
+        r.tag = Some(reference.to_string());
+        r.digest = None;
+        tags.remove(&r.to_string());
+    }
+}
 
 /// The largest manifest or index accepted (distribution-spec: registries SHOULD accept 4 MiB).
 const MANIFEST_LIMIT: usize = 8 << 20;

@@ -70,6 +70,8 @@ use transport::Transport;
 #[derive(Clone)]
 pub struct OciRegistry {
     transport: Arc<Transport>,
+    /// Manifests fetched by tag, when [`RegistryOptions::remember_tags`] is set.
+    tags: Arc<manifests::TagMemo>,
 }
 
 impl fmt::Debug for OciRegistry {
@@ -86,6 +88,7 @@ impl OciRegistry {
     pub fn new(options: RegistryOptions) -> Result<OciRegistry, RegistryError> {
         Ok(OciRegistry {
             transport: Arc::new(Transport::new(options)?),
+            tags: Arc::default(),
         })
     }
 
@@ -108,6 +111,12 @@ impl OciRegistry {
 
 impl Registry for OciRegistry {
     async fn get_manifest(&self, reference: &Reference) -> Result<RawManifest, RegistryError> {
+        if self.transport.options.remember_tags && reference.digest.is_none() {
+            return self
+                .tags
+                .get(reference, || manifests::get(&self.transport, reference))
+                .await;
+        }
         manifests::get(&self.transport, reference).await
     }
 
@@ -168,6 +177,7 @@ impl Registry for OciRegistry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest, RegistryError> {
+        self.tags.forget(repo, reference);
         manifests::put(&self.transport, repo, reference, bytes, media_type).await
     }
 }

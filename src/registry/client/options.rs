@@ -41,6 +41,10 @@ pub struct RegistryOptions {
     /// that registry and `*.cert` with a matching `*.key` a client certificate (default
     /// `/etc/docker/certs.d` and `/etc/containers/certs.d`).
     pub certs_dirs: Vec<PathBuf>,
+    /// Serve a manifest fetched by tag from memory for the rest of the client's life, so that a
+    /// build reads each base index once, not once per platform; pushing to a tag forgets it
+    /// (default false: every read asks the registry).
+    pub remember_tags: bool,
     /// Operations in flight at once per registry (default 4).
     pub jobs: usize,
     /// First delay between retries (default 500 ms); doubled each time, with jitter.
@@ -71,6 +75,7 @@ impl Default for RegistryOptions {
                 PathBuf::from("/etc/docker/certs.d"),
                 PathBuf::from("/etc/containers/certs.d"),
             ],
+            remember_tags: false,
             jobs: 4,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
