@@ -56,7 +56,7 @@ mod step;
 mod upload;
 mod worker;
 
-pub use error::BuildError;
+pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 pub use sources::SourceError;
@@ -493,15 +493,29 @@ async fn publish_index<R: Registry, E>(
         });
     }
     if req.push {
-        for tag in &req.tags {
+        for (i, tag) in req.tags.iter().enumerate() {
             let name = tag.tag.clone().unwrap_or_else(|| "latest".into());
-            deps.registry
+            let pushed = deps
+                .registry
                 .push_manifest(tag, &name, &stitched.bytes, MEDIA_TYPE_OCI_INDEX)
-                .await
-                .map_err(|source| BuildError::Registry {
-                    platform: "index".into(),
+                .await;
+            if let Err(source) = pushed {
+                if i == 0 {
+                    // No tag moved: a plain registry failure.
+                    return Err(BuildError::Registry {
+                        platform: "index".into(),
+                        source,
+                    });
+                }
+                return Err(BuildError::TagsPartlyMoved(Box::new(TagsPartlyMoved {
+                    digest: stitched.digest.clone(),
+                    repository: tag.repo_string(),
+                    moved: pushed_tags,
+                    not_moved: req.tags[i..].iter().map(|t| t.to_string()).collect(),
+                    failed: tag.to_string(),
                     source,
-                })?;
+                })));
+            }
             let full = tag.to_string();
             deps.sink.emit(Event::IndexPushed {
                 tag: full.clone(),

@@ -112,6 +112,8 @@ struct State {
     manifests: HashMap<(String, String), (Vec<u8>, String)>,
     calls: Vec<Call>,
     failures: HashMap<CallKind, VecDeque<RegistryError>>,
+    /// Tags whose manifest pushes fail (503).
+    broken_tags: Vec<String>,
 }
 
 /// An in-memory registry. Thread-safe; share it by reference or `Arc`.
@@ -140,6 +142,11 @@ impl FakeRegistry {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+
+    /// Makes every manifest push to the tag `tag` fail with HTTP 503 from now on.
+    pub fn break_tag(&self, tag: &str) {
+        self.lock().broken_tags.push(tag.to_string());
     }
 
     /// Stores `bytes` as a blob of `repo` and returns its descriptor (media type
@@ -427,6 +434,15 @@ impl Registry for FakeRegistry {
         })?;
         let digest = check_manifest_push(repo, reference, bytes)?;
         let tag = (!reference.starts_with("sha256:")).then_some(reference);
+        if tag.is_some_and(|t| self.lock().broken_tags.iter().any(|b| b == t)) {
+            return Err(RegistryError::Status {
+                registry: repo.registry.clone(),
+                what: format!("manifest {}:{reference}", repo.repo_string()),
+                status: 503,
+                body_excerpt: "broken on purpose".into(),
+                retry_after_secs: None,
+            });
+        }
         self.insert_manifest(repo, tag, bytes, media_type);
         Ok(digest)
     }

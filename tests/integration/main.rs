@@ -8,6 +8,7 @@ mod build;
 mod dockerfile;
 mod faults;
 mod harness;
+mod interrupt;
 mod nodes;
 mod preflight;
 mod publish;
