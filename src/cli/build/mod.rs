@@ -19,7 +19,7 @@ mod report;
 mod resolve;
 
 pub use flags::BuildArgs;
-use report::{metadata_json, plan_text, pushed_by_digest};
+use report::{build_ref, metadata_json, plan_text, pushed_by_digest};
 pub use resolve::resolve_build;
 
 /// Runs `polyarch build`: resolves the flags, builds (or, with `--dry-run`, plans), writes the
@@ -99,11 +99,12 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
     });
     report_requests(&deps.registry, deps.sink.as_ref());
     let outcome = outcome?;
+    let build_ref = build_ref();
     let by_digest = req
         .push_by_digest
         .as_ref()
-        .map(|repo| pushed_by_digest(&outcome, repo));
-    write_result_files(args, &req, &outcome, by_digest.as_ref())?;
+        .map(|repo| pushed_by_digest(&outcome, repo, &build_ref));
+    write_result_files(args, &req, (&outcome, &build_ref), by_digest.as_ref())?;
     print_summary(&outcome, by_digest.as_ref());
     Ok(())
 }
@@ -135,7 +136,7 @@ fn node_credentials(
 fn write_result_files(
     args: &BuildArgs,
     req: &BuildRequest,
-    outcome: &BuildOutcome,
+    (outcome, build_ref): (&BuildOutcome, &str),
     by_digest: Option<&PushedByDigest>,
 ) -> Result<(), Failure> {
     let write = |path: &Path, body: &[u8], what: &str| {
@@ -149,7 +150,7 @@ fn write_result_files(
     if let Some(path) = &args.metadata_file {
         let value = match by_digest {
             Some(p) => serde_json::to_value(p).unwrap_or_default(),
-            None => metadata_json(outcome, req),
+            None => metadata_json(outcome, req, build_ref),
         };
         let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
         write(path, &body, "metadata file")?;
