@@ -29,6 +29,8 @@ struct Policy {
     failures: AtomicU32,
     /// Requests answered by the registry whose answer the proxy dropped.
     lost_answers: AtomicU32,
+    /// The request lines seen, in order.
+    lines: std::sync::Mutex<Vec<String>>,
 }
 
 impl Policy {
@@ -79,6 +81,7 @@ impl FaultProxy {
             requests: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             lost_answers: AtomicU32::new(0),
+            lines: std::sync::Mutex::new(Vec::new()),
         });
         let (p, up) = (policy.clone(), upstream.to_string());
         std::thread::spawn(move || {
@@ -94,6 +97,10 @@ impl FaultProxy {
         self.policy.share.store(share_per_mille, Ordering::SeqCst);
         self.policy.resets.store(resets_per_mille, Ordering::SeqCst);
         self.policy.delays.store(delays, Ordering::SeqCst);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.policy.lines.lock().unwrap().clone()
     }
 
     fn lost_answers(&self) -> u32 {
@@ -160,6 +167,13 @@ fn handle(mut client: TcpStream, policy: &Policy, upstream: &str) {
             continue;
         }
         head.push(line);
+    }
+    if let Some(first) = head.first() {
+        policy
+            .lines
+            .lock()
+            .unwrap()
+            .push(first.trim_end().to_string());
     }
     match fault {
         Some(Fault::Status(status)) => {
@@ -462,4 +476,37 @@ fn a_two_platform_push_through_a_flaky_registry_succeeds_ten_times_in_ten() {
         skopeo_raw(&format!("{direct}:r9")).unwrap() == before,
         "the tag moved"
     );
+}
+
+#[test]
+fn a_build_reads_its_base_index_once() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    // A proxy that fails nothing, to count what reaches the registry.
+    let proxy = FaultProxy::start(&ctx.registry, 0, 0, 1);
+    proxy.set(0, 0, false);
+    let base = ctx.base.replacen(&ctx.registry, &proxy.addr, 1);
+    let df = format!("FROM {base}\nCOPY a /a\n");
+    let dir = ctx.context("index-once", &[("Dockerfile", &df), ("a", "a\n")]);
+    let out = ctx.dir.path().join("index-once-out");
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64,linux/arm/v7",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert_code(0);
+    let tag = base.rsplit_once(':').unwrap().1;
+    let index_reads: Vec<String> = proxy
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("GET ") && l.contains(&format!("/manifests/{tag} ")))
+        .collect();
+    assert_eq!(index_reads.len(), 1, "{index_reads:?}");
 }

@@ -401,6 +401,31 @@ async fn missing_content_is_not_found_and_bad_input() {
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { .. }), "{err:?}");
+
+    // A manifest naming a blob the repository lacks: the registry's code, message and
+    // detail are quoted, the detail being the missing digest, with the repository named.
+    let missing = Digest::of(b"a config nobody pushed");
+    let manifest = oci::to_bytes(&ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
+        config: Descriptor::new(MEDIA_TYPE_OCI_CONFIG, missing.clone(), 22),
+        layers: Vec::new(),
+        annotations: None,
+    });
+    let err = client
+        .push_manifest(&repo, "v1", &manifest, MEDIA_TYPE_OCI_MANIFEST)
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("MANIFEST_BLOB_UNKNOWN: blob unknown to registry")
+            && shown.contains(&format!(
+                "refers to blob {missing}, which {} does not have",
+                repo.repo_string()
+            )),
+        "{shown}"
+    );
+    assert_eq!(err.exit_code(), ExitCode::Registry);
 }
 
 #[tokio::test]
