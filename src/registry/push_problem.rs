@@ -30,10 +30,15 @@ pub enum PushProblem {
         detail: String,
     },
     /// Its TLS certificate does not verify.
-    #[error("its TLS certificate does not verify: {problem}")]
+    #[error(
+        "its TLS certificate{} does not verify: {problem}",
+        subject.as_ref().map(|s| format!(" (subject {s})")).unwrap_or_default()
+    )]
     TlsUntrusted {
         /// What the TLS library reported.
         problem: String,
+        /// The certificate's subject (`CN=..., O=...`), when it could be read.
+        subject: Option<String>,
     },
     /// It speaks plain HTTP where HTTPS was expected.
     #[error("it speaks plain HTTP, not HTTPS")]

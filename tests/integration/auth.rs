@@ -482,7 +482,7 @@ fn preflight_names_an_untrusted_certificate_and_a_refused_password() {
         &state,
         &[
             &addr,
-            "TLS certificate does not verify",
+            "its TLS certificate (subject CN=127.0.0.1) does not verify",
             "hint: trust the registry's CA",
         ],
     );

@@ -28,6 +28,7 @@
 //! |---|---|
 //! | `options` | [`RegistryOptions`], loopback and API host names |
 //! | `tls` | the HTTP client per registry: roots, client certificate, timeouts |
+//! | `peer_cert` | the subject of a registry's certificate, read untrusted, for messages |
 //! | `request` | a request before it is sent, and its (replayable) body |
 //! | `answer` | reading headers and bounded bodies of answers |
 //! | `authorization` | schemes, Basic, bearer token requests, answers and cache, scopes |
@@ -51,6 +52,7 @@ mod authorization;
 mod blobs;
 mod manifests;
 mod options;
+mod peer_cert;
 mod preflight;
 mod request;
 mod retry;

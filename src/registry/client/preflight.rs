@@ -13,6 +13,7 @@ use reqwest::Method;
 
 use super::authorization::push;
 use super::options::api_host;
+use super::peer_cert;
 use super::request::Req;
 use super::session;
 use super::transport::Transport;
@@ -40,7 +41,11 @@ pub(super) async fn check_push(t: &Transport, repo: &Reference) -> Result<(), Re
             return Err(not_ready(if plain {
                 PushProblem::PlainHttp
             } else {
-                PushProblem::TlsUntrusted { problem }
+                let (name, port) = host_port(t, &repo.registry);
+                PushProblem::TlsUntrusted {
+                    problem,
+                    subject: peer_cert::subject(name, port).await,
+                }
             }));
         }
         Err(RegistryError::Unauthorized { detail, .. }) => {
@@ -74,9 +79,9 @@ pub(super) async fn check_push(t: &Transport, repo: &Reference) -> Result<(), Re
     }
 }
 
-/// Resolves the registry's name and connects to its port (443, or 80 where plain HTTP is
-/// allowed, unless it names one).
-async fn reach(t: &Transport, registry: &str) -> Result<(), PushProblem> {
+/// The registry's host name and port (443, or 80 where plain HTTP is allowed, unless it names
+/// one).
+fn host_port<'r>(t: &Transport, registry: &'r str) -> (&'r str, u16) {
     let api = api_host(registry);
     let (name, port) = match api.strip_prefix('[') {
         Some(rest) => {
@@ -93,6 +98,12 @@ async fn reach(t: &Transport, registry: &str) -> Result<(), PushProblem> {
     } else {
         443
     });
+    (name, port)
+}
+
+/// Resolves the registry's name and connects to its port.
+async fn reach(t: &Transport, registry: &str) -> Result<(), PushProblem> {
+    let (name, port) = host_port(t, registry);
     let addrs: Vec<_> = tokio::net::lookup_host((name, port))
         .await
         .map_err(|e| PushProblem::Dns {
