@@ -23,11 +23,13 @@ bench_push_1g() {
   local reg="127.0.0.1:$port"
 
   log "writing 1 GiB of mixed content"
+  # (`head` closing a pipe early is expected here: SIGPIPE upstream is not a failure.)
   {
     head -c 256M /dev/urandom
-    head -c 384M /dev/urandom | base64 -w 76 | head -c 512M
-    yes '2026-12-05T12:00:00Z INFO polyarch: pushed blob sha256:0123456789abcdef to registry' | head -c 256M
+    head -c 384M /dev/urandom | base64 -w 76 | head -c 512M || true
+    yes '2026-12-05T12:00:00Z INFO polyarch: pushed blob sha256:0123456789abcdef to registry' | head -c 256M || true
   } > "$work/ctx/big"
+  [ "$(stat -c %s "$work/ctx/big")" -eq $((1 << 30)) ] || die "the 1 GiB context file came out wrong" 1
   printf 'FROM scratch\nCOPY big nonce /data/\n' > "$work/ctx/Dockerfile"
   tar -C "$work/ctx" -cf "$work/big.tar" big
 
