@@ -59,6 +59,15 @@ impl Compression {
         }
     }
 
+    /// `gzip:6`, `zstd:3` or `uncompressed`: how the step cache tells compressions apart.
+    pub fn label(&self) -> String {
+        match self {
+            Compression::Gzip { level } => format!("gzip:{level}"),
+            Compression::Zstd { level } => format!("zstd:{level}"),
+            Compression::Uncompressed => "uncompressed".into(),
+        }
+    }
+
     /// The OCI layer media type of a tar compressed this way.
     pub fn media_type(&self) -> &'static str {
         match self {

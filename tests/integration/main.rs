@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod cache;
 mod dockerfile;
 mod faults;
 mod harness;
@@ -14,5 +15,7 @@ mod preflight;
 mod publish;
 mod qemu;
 mod registry;
+mod shared_cache;
 mod snapshotter;
+mod storage;
 mod token;

@@ -106,6 +106,8 @@ mod tests {
             platform: "linux/amd64".into(),
             digest: d,
             size: 1,
+            steps_run: 1,
+            steps_cached: 0,
         });
         let platforms = ["linux/amd64".to_string(), "linux/arm64".to_string()];
         let tags = ["r/a:1".to_string(), "r/a:latest".to_string()];

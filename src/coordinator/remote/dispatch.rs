@@ -174,6 +174,9 @@ impl<'a> Dispatch<'a> {
             retries: self.nodes.retries,
             compression: sh.req.compression,
             context: context.clone(),
+            no_cache: sh.req.cache.no_cache,
+            no_cache_filter: sh.req.cache.no_cache_filter.clone(),
+            pull: sh.req.cache.pull,
         };
         let _permit = match self.limits.get(name) {
             Some(s) => Some(

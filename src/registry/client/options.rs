@@ -59,6 +59,10 @@ pub struct RegistryOptions {
     /// smaller ones in one request. A layer uploaded while it is compressed goes up in chunks
     /// of this size as they are written.
     pub chunk_size: u64,
+    /// Where the upload sessions this client opens are recorded, and closed when committed, so
+    /// that a killed process's open sessions can be abandoned by the next one (the store's
+    /// upload journal; default: none).
+    pub upload_journal: Option<PathBuf>,
 }
 
 impl Default for RegistryOptions {
@@ -82,6 +86,7 @@ impl Default for RegistryOptions {
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(120),
             chunk_size: 32 << 20,
+            upload_journal: None,
         }
     }
 }

@@ -67,9 +67,17 @@ pub(super) async fn check_push(t: &Transport, repo: &Reference) -> Result<(), Re
     .await
     {
         Ok((loc, _)) => {
-            let _ = t
-                .send(&host, &[scope], &what, &mut Req::new(Method::DELETE, loc))
+            let abandoned = t
+                .send(
+                    &host,
+                    &[scope],
+                    &what,
+                    &mut Req::new(Method::DELETE, loc.clone()),
+                )
                 .await;
+            if abandoned.is_ok() {
+                session::done(t, &loc);
+            }
             Ok(())
         }
         Err(RegistryError::Unauthorized { detail, .. }) => {

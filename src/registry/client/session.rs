@@ -144,10 +144,19 @@ pub(super) async fn start(
     let min_chunk = header_str(resp.headers(), "OCI-Chunk-Min-Length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Ok((
-        location(&url, resp.headers(), &host.registry, what)?,
-        min_chunk,
-    ))
+    let loc = location(&url, resp.headers(), &host.registry, what)?;
+    if let Some(j) = &t.options.upload_journal {
+        crate::store::record_open(j, &host.registry, loc.as_str());
+    }
+    Ok((loc, min_chunk))
+}
+
+/// Records in the upload journal that the session opened at `session` is over (committed,
+/// abandoned, or lost by the registry): nothing is left for a later process to abandon.
+pub(super) fn done(t: &Transport, session: &Url) {
+    if let Some(j) = &t.options.upload_journal {
+        crate::store::record_done(j, session.as_str());
+    }
 }
 
 /// One upload, as the functions below share it.
@@ -205,7 +214,23 @@ pub(super) async fn upload(
 impl Upload<'_> {
     /// One session: opened, fed chunk by chunk, committed.
     async fn session(&self, src: &mut BlobSource) -> Result<Ended, RegistryError> {
-        let (mut loc, min_chunk) = start(self.t, self.host, self.repo, self.what).await?;
+        let (loc, min_chunk) = start(self.t, self.host, self.repo, self.what).await?;
+        let opened = loc.clone();
+        let ended = self.feed(src, loc, min_chunk).await;
+        // A session that failed for good stays in the journal: the next process abandons it.
+        if ended.is_ok() {
+            done(self.t, &opened);
+        }
+        ended
+    }
+
+    /// Feeds the session at `loc` chunk by chunk and commits it.
+    async fn feed(
+        &self,
+        src: &mut BlobSource,
+        mut loc: Url,
+        min_chunk: u64,
+    ) -> Result<Ended, RegistryError> {
         let chunk = self.t.options.chunk_size.max(min_chunk).max(1);
         let mut offset = 0u64;
         let mut stalls = self.t.attempts();

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 
 use super::authorization::{pull, push};
 use super::blobs;
@@ -72,6 +72,37 @@ pub(super) async fn push_growing(
     let mut src = BlobSource::Growing(blob);
     let desc = session::upload(t, &host, repo, &mut src, &what).await?;
     Ok((desc, BlobPush::Uploaded))
+}
+
+/// See [`crate::registry::Registry::abandon_upload`].
+pub(super) async fn abandon(
+    t: &Transport,
+    registry: &str,
+    location: &str,
+) -> Result<(), RegistryError> {
+    let what = format!("abandoning the upload session {location}");
+    let host = t.host(registry)?;
+    let url = Url::parse(location).map_err(|e| RegistryError::Protocol {
+        registry: registry.to_string(),
+        what: what.clone(),
+        message: format!("bad session URL: {e}"),
+    })?;
+    // The repository, for the token's scope: /v2/<name>/blobs/uploads/<id>.
+    let name = url
+        .path()
+        .strip_prefix("/v2/")
+        .and_then(|p| p.split("/blobs/uploads/").next())
+        .unwrap_or_default();
+    let repo: Reference = format!("{registry}/{name}").parse()?;
+    t.expect(
+        &host,
+        &[push(&repo)],
+        &what,
+        Req::new(Method::DELETE, url),
+        &[202, 204, 404],
+    )
+    .await?;
+    Ok(())
 }
 
 /// One blob to copy from a repository to another, possibly on another registry.
@@ -196,6 +227,7 @@ async fn copy_once(t: &Transport, job: &BlobCopy<'_>) -> Result<(), RegistryErro
     // The session first, so that authentication with the target is settled before a
     // body that cannot be replayed is sent.
     let (loc, _) = session::start(t, dst, to, what).await?;
+    let session = loc.clone();
     let url = t
         .url(
             src,
@@ -222,5 +254,6 @@ async fn copy_once(t: &Transport, job: &BlobCopy<'_>) -> Result<(), RegistryErro
         .header("Content-Type", "application/octet-stream")
         .body(Payload::Stream(Some(body), desc.size));
     t.expect(dst, &[push(to)], what, req, &[201]).await?;
+    session::done(t, &session);
     Ok(())
 }
