@@ -54,8 +54,9 @@ pub struct MergeArgs {
     /// Print the index JSON (stdout) and its digest (stderr); push nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// How long to wait for a just-pushed image or tag to become visible (read-after-write
-    /// lag), e.g. 30s.
+    /// How long to wait for what this merge mounted, copied or tagged to become visible
+    /// (read-after-write lag), e.g. 30s. Sources are looked up once: a missing one fails at
+    /// once.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub visibility_timeout: Duration,
     /// Write the result (index digest, descriptor, tags) as JSON to this file.
@@ -114,11 +115,14 @@ pub(super) fn run_merge(args: &MergeArgs) -> Result<(), Failure> {
     let req = resolve_merge(args)?;
     let destination = req.tags.first().map(|t| t.registry.clone());
     let registry = OciRegistry::new(args.registry.resolve(destination.as_deref())?)?;
-    let sink = Renderer {
+    let sink = Arc::new(Renderer {
         mode: args.progress,
         out: Mutex::new(std::io::stderr()),
-    };
-    let outcome = runtime()?.block_on(merge::merge(&req, &registry, &sink))?;
+    });
+    registry.report_retries_to(sink.clone());
+    let outcome = runtime()?.block_on(merge::merge(&req, &registry, sink.as_ref()));
+    report_requests(&registry, sink.as_ref());
+    let outcome = outcome?;
     let mut out = std::io::stdout().lock();
     if req.dry_run {
         let _ = out.write_all(&outcome.index.bytes);

@@ -44,6 +44,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         secrets: BTreeMap::new(),
         outputs: Vec::new(),
         source_date_epoch: job.source_date_epoch,
+        compression: job.compression,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         // The node's own step cache, used as `--no-cache` and `--no-cache-filter` say;
         // shared caches (`--cache-from`/`--cache-to`) are the coordinator's.
@@ -94,6 +95,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         context: &context,
         created: job.created.clone(),
         cache: StepCache::open(&deps.store, &req.cache, Vec::new())?,
+        early: super::upload::EarlyUploads::default(),
     };
     let stages = super::stage::Stages::new(&shared, deps);
     let built = build_platform(&shared, deps, &stages, &job.platform, graph).await;

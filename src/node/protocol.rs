@@ -228,6 +228,9 @@ pub struct BuildJob {
     pub insecure_registries: Vec<String>,
     /// Retries per registry request.
     pub retries: u32,
+    /// How layers are compressed (`--compression`, `--compression-level`).
+    #[serde(default)]
+    pub compression: crate::layer::Compression,
     /// The context bundle.
     pub context: ContextRef,
     /// `--no-cache`: run every step (the node's step cache is still written).
