@@ -9,7 +9,8 @@
 //!   depend only on the tree (sorted walk, numeric ids, no atime/ctime, optional mtime clamp to
 //!   `SOURCE_DATE_EPOCH`, fixed gzip header). Overlay whiteouts (0/0 character devices) and opaque
 //!   directories (`trusted.overlay.opaque=y`) become OCI whiteouts (image-spec `layer.md`
-//!   "Whiteouts").
+//!   "Whiteouts"). Entries the directory could not hold exactly ([`ExactEntry`]: a device node
+//!   the filesystem refused, xattrs it refused) are written as their source had them.
 //! - [`unpack_layer`] does the reverse for any OCI/Docker layer media type: it extracts entries as
 //!   if the destination were the root of a chroot (`openat2` with `RESOLVE_IN_ROOT`), so no entry
 //!   name, hardlink target or symlink planted by an earlier entry can reach outside it, and turns
@@ -21,14 +22,20 @@ use std::path::PathBuf;
 use crate::exit::{Classify, ExitCode};
 use crate::oci::{Descriptor, Digest};
 
+mod exact;
 mod unpack;
 mod write;
+mod xattrs;
 
+#[cfg(test)]
+mod fidelity_tests;
 #[cfg(test)]
 mod tests;
 
-pub use unpack::unpack_layer;
+pub use exact::{summary as exact_summary, ExactEntry, SpecialNode};
+pub use unpack::{unpack_layer, unpack_layer_exact, Unpacked};
 pub use write::write_layer;
+pub use xattrs::file_xattrs;
 
 /// Prefix of an OCI whiteout file name: `.wh.<name>` deletes `<name>` of lower layers
 /// (image-spec `layer.md` "Whiteouts").
@@ -46,6 +53,11 @@ pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// layer.
 pub const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 
+/// Prefix of the `trusted` xattr namespace (xattr(7)): only `CAP_SYS_ADMIN` may read or set it,
+/// and it holds the host's own bookkeeping (overlayfs, other filesystems), so it is never
+/// written into a layer nor set from one (BuildKit and containerd leave it out as well).
+pub const TRUSTED_XATTR_PREFIX: &str = "trusted.";
+
 /// The gzip level [`LayerOptions::default`] uses.
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 
@@ -59,6 +71,10 @@ pub struct LayerOptions {
     /// gzip compression level, 0 (store) to 9 (best); 6 by default. The bytes of a layer depend on
     /// it, so it is part of what makes a build reproducible.
     pub gzip_level: u32,
+    /// Entries the directory holds differently from what the layer must say (a placeholder for
+    /// a device node the filesystem refused, xattrs it could not hold): written as the
+    /// [`ExactEntry`] says. Empty by default.
+    pub exact: Vec<ExactEntry>,
 }
 
 impl Default for LayerOptions {
@@ -66,6 +82,7 @@ impl Default for LayerOptions {
         LayerOptions {
             source_date_epoch: None,
             gzip_level: DEFAULT_GZIP_LEVEL,
+            exact: Vec::new(),
         }
     }
 }
