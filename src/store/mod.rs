@@ -7,6 +7,7 @@
 //! ```text
 //! <root>/blobs/sha256/<hex>     blob content, read-only, named by its sha256
 //! <root>/layers/<hex>/root      an unpacked layer, <hex> its diff_id; usable as a lowerdir
+//! <root>/anchors/<hex>/root     empty directories that make overlayfs merge whiteout directories
 //! <root>/tmp/                   work in progress; renamed into place when complete
 //! ```
 //!
@@ -15,9 +16,11 @@
 //! one copy kept (the habit of ocidir's `BlobWriter`).
 //!
 //! Files: `error.rs` ([`StoreError`]), `blobs.rs` (content by digest, [`BlobWriter`]),
-//! `layers.rs` (unpacked layers by diff_id), `layout.rs` (export as an OCI image layout); this
+//! `layers.rs` (unpacked layers by diff_id), `anchors.rs` (the bottom layer that keeps
+//! whiteouts out of listings), `layout.rs` (export as an OCI image layout); this
 //! file holds [`Store`] itself: its directories and temporary work space.
 
+mod anchors;
 mod blobs;
 mod error;
 mod layers;

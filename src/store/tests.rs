@@ -309,3 +309,46 @@ fn layout_export_names_missing_blobs_and_bad_indexes() {
     assert!(matches!(e, StoreError::MalformedIndex { .. }), "{e}");
     assert_eq!(e.exit_code(), ExitCode::BadInput);
 }
+
+/// A layer whose whiteouts lie in directories it alone may have gets an anchor layer below it
+/// (issue 18): those directories, empty, made once and reused.
+#[test]
+fn layers_with_whiteouts_get_an_anchor_below() {
+    let (_tmp, store) = store();
+    let upper = store.temp_dir("upper-").unwrap();
+    fs::create_dir_all(upper.path().join("nowhere/deeper")).unwrap();
+    for w in ["nowhere/deeper/gone", "top-gone"] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            upper.path().join(w),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
+    }
+    let mut w = store.blob_writer().unwrap();
+    let blob = write_layer(upper.path(), &mut w, &LayerOptions::default()).unwrap();
+    w.commit(Some(&blob.digest)).unwrap();
+    drop(upper);
+    let with = store
+        .unpack_blob(&blob.digest, &blob.media_type, Some(&blob.diff_id))
+        .unwrap();
+    let plain = stored_layer(&store, b"plain\n");
+    let plain = store
+        .unpack_blob(&plain.digest, &plain.media_type, Some(&plain.diff_id))
+        .unwrap();
+
+    assert_eq!(store.lowerdirs(vec![plain.clone()]), vec![plain.clone()]);
+    let dirs = store.lowerdirs(vec![with.clone(), plain.clone()]);
+    assert_eq!(dirs.len(), 3);
+    assert_eq!(dirs[..2], [with.clone(), plain.clone()]);
+    let anchor = &dirs[2];
+    assert!(anchor.join("nowhere/deeper").is_dir());
+    assert_eq!(
+        fs::read_dir(anchor.join("nowhere/deeper")).unwrap().count(),
+        0
+    );
+    assert_eq!(store.lowerdirs(vec![with, plain])[2], *anchor, "made once");
+    assert!(tmp_is_empty(&store));
+}
