@@ -23,9 +23,10 @@ pub(super) struct Prepared {
     pub leases: Vec<CacheLease>,
 }
 
-/// The directories of `layers` in overlayfs order (top-most first).
-fn dirs(layers: &[BuiltLayer]) -> Vec<PathBuf> {
-    layers.iter().rev().map(|l| l.dir.clone()).collect()
+/// The directories of `layers` in overlayfs order (top-most first), with the store's anchor
+/// directory below them when one of them holds whiteouts (see [`Store::lowerdirs`]).
+fn dirs(store: &Store, layers: &[BuiltLayer]) -> Vec<PathBuf> {
+    store.lowerdirs(layers.iter().rev().map(|l| l.dir.clone()).collect())
 }
 
 /// Prepares `step`; `None` for config-only steps. `inputs` is a scratch directory that lives
@@ -65,7 +66,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                         Network::Default | Network::Host => NetworkMode::Host,
                     },
                 }),
-                lowerdirs: dirs(layers),
+                lowerdirs: dirs(&scope.deps.store, layers),
                 leases: run.leases,
             }))
         }
@@ -86,11 +87,12 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                         mode: 0o755,
                         mtime,
                         owner: None,
+                        xattrs: Vec::new(),
                     }],
                     chown: user.clone(),
                     ..CopySpec::default()
                 }),
-                lowerdirs: dirs(layers),
+                lowerdirs: dirs(&scope.deps.store, layers),
                 leases: Vec::new(),
             }))
         }
@@ -101,7 +103,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
             let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
                 Vec::new()
             } else {
-                dirs(layers)
+                dirs(&scope.deps.store, layers)
             };
             Ok(Some(Prepared {
                 action,
@@ -145,8 +147,12 @@ impl RunMounts {
             } => {
                 let lowerdirs = match from {
                     MountSource::Context => context_view(scope, source, inputs, step).await?,
-                    MountSource::Stage(i) => dirs(&scope.upstream.stage(*i).await?.layers),
-                    MountSource::Image(r) => dirs(&scope.upstream.image(r).await?.layers),
+                    MountSource::Stage(i) => {
+                        dirs(&scope.deps.store, &scope.upstream.stage(*i).await?.layers)
+                    }
+                    MountSource::Image(r) => {
+                        dirs(&scope.deps.store, &scope.upstream.image(r).await?.layers)
+                    }
                 };
                 self.mounts.push(Mount::Layers {
                     lowerdirs,
@@ -364,7 +370,7 @@ async fn copy_action<R, E, U: Upstream>(
         }
     }
     let ids_from = (c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() && c.chown.is_some())
-        .then(|| dirs(layers));
+        .then(|| dirs(&scope.deps.store, layers));
     Ok(Action::Copy(CopySpec {
         entries,
         chown: c.chown.clone(),
@@ -394,7 +400,7 @@ async fn copy_sources<R, E, U: Upstream>(
     };
     let epoch = sh.req.source_date_epoch;
     let layer_source = |src: &BuiltStage| LayerSource {
-        lowerdirs: dirs(&src.layers),
+        lowerdirs: dirs(&scope.deps.store, &src.layers),
         sources: c.sources.clone(),
         dest: c.dest.clone(),
         excludes: c.excludes.clone(),

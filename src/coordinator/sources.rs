@@ -139,6 +139,7 @@ pub(super) fn inline_entries(
             mode: 0o644,
             mtime,
             owner: None,
+            xattrs: Vec::new(),
         });
     }
     Ok(out)
@@ -250,6 +251,7 @@ pub(super) async fn fetch_url(
         mode: 0o600,
         mtime,
         owner: None,
+        xattrs: Vec::new(),
     })
 }
 
@@ -332,9 +334,11 @@ pub(super) fn unpack_entries(
     let out = work.join("unpacked");
     std::fs::create_dir_all(&out).map_err(io("create", &out))?;
     let file = File::open(src).map_err(io("open", src))?;
-    crate::layer::unpack_layer(file, media_type, &out).map_err(|e| SourceError::Unpack {
-        path: src.to_path_buf(),
-        reason: e.to_string(),
+    let unpacked = crate::layer::unpack_layer_exact(file, media_type, &out).map_err(|e| {
+        SourceError::Unpack {
+            path: src.to_path_buf(),
+            reason: e.to_string(),
+        }
     })?;
     let tree = BuildContext::rootfs(&out)?;
     let dir = format!("{}/", dest.trim_end_matches('/'));
@@ -344,6 +348,7 @@ pub(super) fn unpack_entries(
             e.owner = Some((md.uid(), md.gid()));
         }
     }
+    restore_inexact(&mut entries, &out, unpacked.inexact);
     // The destination directory itself: created when missing, like a copied directory.
     if !dest.trim_end_matches('/').is_empty()
         && !entries.iter().any(|e| e.dest == dir.trim_end_matches('/'))
@@ -359,10 +364,50 @@ pub(super) fn unpack_entries(
                     .unwrap_or(0o755),
                 mtime: std::fs::metadata(&out).map(|m| m.mtime()).unwrap_or(0),
                 owner: None,
+                xattrs: Vec::new(),
             },
         );
     }
     Ok(entries)
+}
+
+/// Gives back to the entries of an unpacked archive (rooted at `out`) what the host could not
+/// hold when unpacking it: the device node or fifo a placeholder stands for, the xattrs it
+/// refused. The sandbox then tries again and reports what it cannot hold either, so the layer
+/// keeps them exactly.
+fn restore_inexact(entries: &mut [CopyEntry], out: &Path, inexact: Vec<crate::layer::ExactEntry>) {
+    use crate::layer::SpecialNode;
+    for x in inexact {
+        let src = out.join(&x.path);
+        let Some(e) = entries.iter_mut().find(|e| e.src == src) else {
+            // The archive's root directory: ADD keeps the destination's own metadata.
+            tracing::debug!(path = %x.path, "archive entry not copied");
+            continue;
+        };
+        match x.node {
+            Some(SpecialNode::Char { major, minor }) => {
+                e.kind = EntryKind::Device {
+                    block: false,
+                    major,
+                    minor,
+                }
+            }
+            Some(SpecialNode::Block { major, minor }) => {
+                e.kind = EntryKind::Device {
+                    block: true,
+                    major,
+                    minor,
+                }
+            }
+            Some(SpecialNode::Fifo) => e.kind = EntryKind::Fifo,
+            None => {}
+        }
+        for (k, v) in x.xattrs {
+            e.xattrs.retain(|(name, _)| *name != k);
+            e.xattrs.push((k, v));
+        }
+        e.xattrs.sort();
+    }
 }
 
 /// Resolves an ADD/COPY from the context, unpacking local archives for ADD: each source that is

@@ -79,7 +79,13 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
     if dir_is_empty(&upper) {
         return Ok(None);
     }
-    write_layer(scope, &upper).await.map(Some)
+    if let Some(summary) = layer::exact_summary(&outcome.exact) {
+        // Once per step, never per entry (issue 18).
+        deps.sink.emit(Event::Warning {
+            message: format!("[{pname}] {}: {summary}", location(sh.dockerfile, step)),
+        });
+    }
+    write_layer(scope, &upper, outcome.exact).await.map(Some)
 }
 
 /// Runs `spec` in the sandbox, its output shown as progress of step `n` (clipped past
@@ -135,16 +141,19 @@ async fn execute<R, E: Executor, U>(
 }
 
 /// Turns a step's upper dir into a layer: tar, compress and hash it into the store, and adopt
-/// the directory as the layer's unpacked form.
+/// the directory as the layer's unpacked form. `exact` are the entries the directory could not
+/// hold exactly, written into the layer as they should be.
 async fn write_layer<R, E, U>(
     scope: &StepScope<'_, R, E, U>,
     upper: &Path,
+    exact: Vec<layer::ExactEntry>,
 ) -> Result<BuiltLayer, BuildError> {
     let pname = scope.label;
     // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
     let store = scope.deps.store.clone();
     let opts = LayerOptions {
         source_date_epoch: scope.sh.req.source_date_epoch.map(|e| e.max(0) as u64),
+        exact,
         ..LayerOptions::default()
     };
     let upper2 = upper.to_path_buf();

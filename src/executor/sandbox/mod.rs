@@ -18,11 +18,14 @@
 //! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one;
 //! - (issue 12: capabilities and seccomp, each a file of its own here, used by `exec.rs` only)
 //! - `exec.rs`: the `RUN` child from PID 1 to `execve`: signals, root, working directory, user;
+//! - `copy_special.rs`: `COPY` entries beyond files, directories and symlinks (device nodes,
+//!   fifos, hard links) and every entry's xattrs, with what the filesystem refuses reported;
 //! - `run.rs` and `copy.rs`: the `RUN` and `COPY` steps, putting the layers together;
 //! - this file: the entry point [`sandbox_main`], entering the namespaces, the snapshot around
 //!   the step, and dispatching to `run.rs` or `copy.rs`.
 
 mod copy;
+mod copy_special;
 mod exec;
 mod mounts;
 mod namespaces;
