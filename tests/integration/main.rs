@@ -7,6 +7,7 @@ mod auth;
 mod build;
 mod dockerfile;
 mod faults;
+mod fidelity;
 mod harness;
 mod nodes;
 mod publish;

@@ -1,0 +1,596 @@
+//! Issue 18, fidelity: what goes into a build comes out as Docker's tools keep it.
+//! - a crafted tar holding one entry of every kind, ADDed `FROM scratch` for two platforms: the
+//!   layer tar equals the source entry by entry, and a RUN on top sees each entry with `stat`;
+//! - a real Debian minbase root filesystem (mmdebstrap, made by `scripts/test`): every entry of
+//!   the source tar is in the layer with the same type and metadata, hard links as hard links;
+//! - layers with whiteouts and opaque markers in unusual orders (appended verbatim with umoci):
+//!   a RUN on them sees what image-spec layer.md says, with both snapshotters.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use polyarch::oci::ImageManifest;
+use tar::{EntryType, Header};
+
+use crate::harness::{layout_index, TestContext};
+
+const TWO: &str = "linux/amd64,linux/arm64/v8";
+
+/// VFS_CAP_REVISION_2 with cap_net_raw permitted and effective (`setcap cap_net_raw+ep`).
+const CAP_NET_RAW: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// The long name, which needs a PAX `path` record (over the 100 bytes of ustar's name field).
+fn long_name() -> String {
+    format!("deep/{}/{}", "l".repeat(110), "n".repeat(70))
+}
+
+/// Builds a tar by hand, one ustar header per entry, PAX records where needed.
+struct TarBuilder(tar::Builder<Vec<u8>>);
+
+impl TarBuilder {
+    fn new() -> Self {
+        TarBuilder(tar::Builder::new(Vec::new()))
+    }
+
+    fn header(kind: EntryType, mode: u32, owner: (u64, u64), size: u64) -> Header {
+        let mut h = Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(owner.0);
+        h.set_gid(owner.1);
+        h.set_size(size);
+        h.set_mtime(1_700_000_000);
+        h
+    }
+
+    /// One entry: PAX records first (`path` added for a long name), then the header.
+    fn add(mut self, name: &str, mut h: Header, data: &[u8], pax: &[(&str, &[u8])]) -> Self {
+        let mut records: Vec<(&str, &[u8])> = pax.to_vec();
+        if name.len() > 100 {
+            records.push(("path", name.as_bytes()));
+        }
+        if !records.is_empty() {
+            self.0.append_pax_extensions(records).unwrap();
+        }
+        let short = &name.as_bytes()[..name.len().min(100)];
+        h.as_ustar_mut().unwrap().name[..short.len()].copy_from_slice(short);
+        h.set_cksum();
+        self.0.append(&h, data).unwrap();
+        self
+    }
+
+    fn dir(self, name: &str, mode: u32) -> Self {
+        let h = Self::header(EntryType::Directory, mode, (0, 0), 0);
+        self.add(name, h, &[], &[])
+    }
+
+    fn file(self, name: &str, mode: u32, owner: (u64, u64), pax: &[(&str, &[u8])]) -> Self {
+        let body = name.as_bytes();
+        let h = Self::header(EntryType::Regular, mode, owner, body.len() as u64);
+        self.add(name, h, body, pax)
+    }
+
+    fn node(self, name: &str, kind: EntryType, mode: u32, dev: (u32, u32)) -> Self {
+        let mut h = Self::header(kind, mode, (0, 6), 0);
+        h.set_device_major(dev.0).unwrap();
+        h.set_device_minor(dev.1).unwrap();
+        self.add(name, h, &[], &[])
+    }
+
+    fn link(self, name: &str, kind: EntryType, target: &str) -> Self {
+        let mut h = Self::header(kind, 0o777, (0, 0), 0);
+        h.set_link_name(target).unwrap();
+        self.add(name, h, &[], &[])
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.0.into_inner().unwrap()
+    }
+}
+
+/// A char and a block device, a fifo, a hard-link pair, setuid/setgid/sticky, numeric owners,
+/// `security.capability` and `user.*` xattrs, a symlink, and a long name; every directory
+/// listed, so the layer must hold exactly these entries.
+fn crafted_tar() -> Vec<u8> {
+    let long = long_name();
+    let (deep, deeper) = long.rsplit_once('/').unwrap().0.split_once('/').unwrap();
+    TarBuilder::new()
+        .dir("bin/", 0o755)
+        .file("bin/perl", 0o755, (0, 0), &[])
+        .link("bin/perl5.36", EntryType::Link, "bin/perl")
+        .file(
+            "bin/ping",
+            0o755,
+            (0, 0),
+            &[("SCHILY.xattr.security.capability", &CAP_NET_RAW)],
+        )
+        .file("bin/su", 0o4755, (0, 0), &[])
+        .file(
+            "bin/tagged",
+            0o640,
+            (1000, 1000),
+            &[("SCHILY.xattr.user.origin", b"crafted")],
+        )
+        .file("bin/wall", 0o2755, (0, 5), &[])
+        .link("bin/sh", EntryType::Symlink, "perl")
+        .dir(&format!("{deep}/"), 0o755)
+        .dir(&format!("{deep}/{deeper}/"), 0o700)
+        .file(&long, 0o600, (65534, 65534), &[])
+        .dir("nodes/", 0o755)
+        .node("nodes/null", EntryType::Char, 0o666, (1, 3))
+        .node("nodes/pipe", EntryType::Fifo, 0o620, (0, 0))
+        .node("nodes/sda", EntryType::Block, 0o660, (8, 0))
+        .dir("scratch/", 0o1777)
+        .finish()
+}
+
+/// One tar entry as a layer must keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    kind: EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+    /// Symlink target; for a hard link, the name it links to (compared as groups, below).
+    link: Option<String>,
+    device: Option<(u32, u32)>,
+    xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+fn clean(name: &str) -> String {
+    name.trim_start_matches("./")
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Every entry of an uncompressed tar stream by cleaned name (the root itself left out).
+fn tar_entries(tar: impl Read) -> BTreeMap<String, Seen> {
+    let mut out = BTreeMap::new();
+    let mut ar = tar::Archive::new(tar);
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        let name = clean(&e.path().unwrap().to_string_lossy());
+        if name.is_empty() || name == "." {
+            continue;
+        }
+        let mut xattrs = BTreeMap::new();
+        let mut e = e;
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                if let Some(k) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                    xattrs.insert(k.to_string(), x.value_bytes().to_vec());
+                }
+            }
+        }
+        let h = e.header();
+        let kind = h.entry_type();
+        let device = matches!(kind, EntryType::Char | EntryType::Block).then(|| {
+            (
+                h.device_major().unwrap().unwrap(),
+                h.device_minor().unwrap().unwrap(),
+            )
+        });
+        let link = e.link_name().unwrap().map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            if kind == EntryType::Link {
+                clean(&l)
+            } else {
+                l
+            }
+        });
+        out.insert(
+            name,
+            Seen {
+                kind,
+                mode: h.mode().unwrap() & 0o7777,
+                uid: h.uid().unwrap(),
+                gid: h.gid().unwrap(),
+                size: h.size().unwrap(),
+                mtime: h.mtime().unwrap(),
+                link,
+                device,
+                xattrs,
+            },
+        );
+    }
+    out
+}
+
+/// The uncompressed layer tars of the image for `arch` in an OCI layout, bottom first.
+fn layer_tars(layout: &Path, arch: &str) -> Vec<Vec<u8>> {
+    let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap();
+    let idx = layout_index(layout, "latest");
+    let child = idx
+        .manifests
+        .iter()
+        .find(|d| d.platform.as_ref().map(|p| p.architecture.as_str()) == Some(arch))
+        .unwrap_or_else(|| panic!("no {arch} image"));
+    let m: ImageManifest = serde_json::from_slice(&blob(&child.digest.to_string())).unwrap();
+    m.layers
+        .iter()
+        .map(|l| {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&blob(&l.digest.to_string())[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        })
+        .collect()
+}
+
+/// Asserts that every entry of `want` (a source tar) is in `got` (a layer) with the same type
+/// and metadata, and that names hard-linked in one are hard-linked in the other (whichever
+/// name each writer keeps as the file: BuildKit and polyarch keep the first in sorted order,
+/// tar the first it met). A hard link's own header fields are its file's.
+fn assert_same_entries(want: &BTreeMap<String, Seen>, got: &BTreeMap<String, Seen>) {
+    let group = |m: &BTreeMap<String, Seen>, name: &str| -> String {
+        match &m[name] {
+            Seen {
+                kind: EntryType::Link,
+                link: Some(t),
+                ..
+            } => t.clone(),
+            _ => name.to_string(),
+        }
+    };
+    let mut missing = Vec::new();
+    for name in want.keys() {
+        if !got.contains_key(name) {
+            missing.push(name.clone());
+            continue;
+        }
+        let (wf, gf) = (group(want, name), group(got, name));
+        // The file behind each name, whichever name holds it in each tar.
+        let (w, g) = (&want[&wf], &got[&gf]);
+        assert_eq!(
+            (w.kind == EntryType::Link, g.kind == EntryType::Link),
+            (false, false),
+            "{name}: a link to a link"
+        );
+        let strip = |s: &Seen| Seen {
+            link: (s.kind != EntryType::Link)
+                .then(|| s.link.clone())
+                .flatten(),
+            ..s.clone()
+        };
+        assert_eq!(strip(g), strip(w), "{name}");
+        // Same hard-link group on both sides: every name linked to this one in the source is
+        // linked to it in the layer.
+        for (other, _) in want.iter().filter(|(o, _)| group(want, o) == wf) {
+            assert_eq!(group(got, other), gf, "{name} and {other} are one file");
+        }
+    }
+    assert!(missing.is_empty(), "missing from the layer: {missing:?}");
+}
+
+/// The lines step 1 printed for `platform` in plain progress output: its stdout (`|`), and
+/// with `stderr` also its stderr (`!`).
+fn step_lines(progress: &str, platform: &str, stderr: bool) -> Vec<String> {
+    let out = format!("[{platform}] #1 | ");
+    let err = format!("[{platform}] #1 ! ");
+    progress
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix(&out)
+                .or_else(|| l.strip_prefix(&err).filter(|_| stderr))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn add_keeps_every_kind_of_tar_entry_on_two_platforms() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let tar = crafted_tar();
+    let df = format!(
+        "FROM scratch AS crafted\nADD crafted.tar /\n\
+         FROM crafted\n\
+         RUN --mount=type=bind,from={base},target=/bb [\"/bb/bin/busybox\", \"sh\", \"-c\", \
+         \"cd / && /bb/bin/busybox stat -c '%n|%F|%a|%u|%g|%s|%t:%T|%h' \
+         bin/perl bin/perl5.36 bin/ping bin/su bin/tagged bin/wall bin/sh nodes/null \
+         nodes/pipe nodes/sda deep/*/* && /bb/bin/busybox stat -c '%n|%F|%a' scratch \
+         && /bb/bin/busybox stat -c %i bin/perl bin/perl5.36\"]\n",
+        base = ctx.base
+    );
+    let dir = ctx.context("crafted", &[("Dockerfile", &df)]);
+    std::fs::write(dir.join("crafted.tar"), &tar).unwrap();
+    let out = ctx.dir.path().join("out");
+    let state = ctx.dir.path().join("state");
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            TWO,
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            dir.to_str().unwrap(),
+        ],
+        &[("POLYARCH_STATE_DIR", state.to_str().unwrap())],
+    );
+    r.assert_code(0);
+    assert!(!r.stderr.contains("cannot be represented"), "{}", r.stderr);
+
+    let want = tar_entries(&tar[..]);
+    let mut digests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        // The RUN made no change: the image's one layer is the ADD's.
+        let layers = layer_tars(&out, arch);
+        assert_eq!(layers.len(), 1, "{arch}");
+        let got = tar_entries(&layers[0][..]);
+        assert_same_entries(&want, &got);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{arch}: nothing added, nothing dropped"
+        );
+        assert_eq!(got["bin/perl5.36"].kind, EntryType::Link);
+        digests.push(polyarch::oci::Digest::of(&layers[0]).to_string());
+    }
+    assert_eq!(digests[0], digests[1], "the same layer on both platforms");
+
+    let long = long_name();
+    for platform in ["linux/amd64", "linux/arm64/v8"] {
+        let lines = step_lines(&r.stderr, platform, false);
+        let expect = [
+            "bin/perl|regular file|755|0|0|8|0:0|2".to_string(),
+            "bin/perl5.36|regular file|755|0|0|8|0:0|2".to_string(),
+            "bin/ping|regular file|755|0|0|8|0:0|1".to_string(),
+            "bin/su|regular file|4755|0|0|6|0:0|1".to_string(),
+            "bin/tagged|regular file|640|1000|1000|10|0:0|1".to_string(),
+            "bin/wall|regular file|2755|0|5|8|0:0|1".to_string(),
+            "bin/sh|symbolic link|777|0|0|4|0:0|1".to_string(),
+            "nodes/null|character special file|666|0|6|0|1:3|1".to_string(),
+            "nodes/pipe|fifo|620|0|6|0|0:0|1".to_string(),
+            "nodes/sda|block special file|660|0|6|0|8:0|1".to_string(),
+            format!("{long}|regular file|600|65534|65534|{}|0:0|1", long.len()),
+            "scratch|directory|1777".to_string(),
+        ];
+        assert_eq!(lines[..expect.len()], expect, "{platform}: {}", r.stderr);
+        let inodes = &lines[expect.len()..];
+        assert_eq!(inodes.len(), 2, "{platform}: {lines:?}");
+        assert_eq!(inodes[0], inodes[1], "{platform}: one inode for both names");
+    }
+}
+
+/// The Debian minbase tar `scripts/test` makes (`POLYARCH_TEST_ROOTFS_TAR`); `None` skips the
+/// test unless `CI` is set.
+fn rootfs_tar() -> Option<PathBuf> {
+    match std::env::var_os("POLYARCH_TEST_ROOTFS_TAR") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("POLYARCH_TEST_ROOTFS_TAR unset under CI: run scripts/test")
+        }
+        None => {
+            eprintln!("skipped: no Debian root filesystem tar (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// amd64 only: the crafted tar above covers two platforms, and a second 170 MB ADD would cost
+/// CI time without covering more.
+#[test]
+fn add_keeps_a_debian_root_filesystem() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let Some(src) = rootfs_tar() else {
+        return;
+    };
+    let dir = ctx.context(
+        "rootfs",
+        &[("Dockerfile", "FROM scratch\nADD rootfs.tar /\n")],
+    );
+    if std::fs::hard_link(&src, dir.join("rootfs.tar")).is_err() {
+        std::fs::copy(&src, dir.join("rootfs.tar")).unwrap();
+    }
+    let out = ctx.dir.path().join("out");
+    let state = ctx.dir.path().join("state");
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-o",
+            &format!("type=oci,dest={}", out.display()),
+            dir.to_str().unwrap(),
+        ],
+        &[("POLYARCH_STATE_DIR", state.to_str().unwrap())],
+    );
+    r.assert_code(0);
+    let want = tar_entries(std::fs::File::open(&src).unwrap());
+    let kinds = |k: EntryType| want.values().filter(|s| s.kind == k).count();
+    assert!(kinds(EntryType::Char) >= 8, "a minbase /dev has 8 devices");
+    assert!(kinds(EntryType::Link) >= 2, "perl's hard links");
+    let layers = layer_tars(&out, "amd64");
+    assert_eq!(layers.len(), 1);
+    let got = tar_entries(&layers[0][..]);
+    assert_same_entries(&want, &got);
+    assert_eq!(got.len(), want.len(), "no entry added");
+}
+
+/// Runs `program args` and asserts it succeeded.
+fn must(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A lower layer, then a layer with whiteouts and opaque markers in orders no sorted writer
+/// makes, and whiteouts of paths no lower layer has.
+fn whiteout_layers() -> (Vec<u8>, Vec<u8>) {
+    let f = |b: TarBuilder, n: &str| b.file(n, 0o644, (0, 0), &[]);
+    let mut lower = TarBuilder::new();
+    for d in ["d/", "e/", "g/", "o/", "p/", "w/"] {
+        lower = lower.dir(d, 0o755);
+    }
+    for n in [
+        "d/old", "e/old", "f", "g/old", "o/old", "p/old", "w/keep", "w/gone",
+    ] {
+        lower = f(lower, n);
+    }
+    let wh = |b: TarBuilder, n: &str| b.file(n, 0o644, (0, 0), &[]);
+    let mut top = TarBuilder::new();
+    top = wh(top, ".wh.d").dir("d/", 0o755);
+    top = f(top, "d/new");
+    top = f(top.dir("e/", 0o755), "e/new");
+    top = wh(top, ".wh.e");
+    top = wh(top, ".wh.f");
+    let h = TarBuilder::header(EntryType::Regular, 0o644, (0, 0), 6);
+    top = top.add("f", h, b"again\n", &[]);
+    top = f(wh(top, ".wh.g"), "g/new");
+    top = wh(top, "o/.wh..wh..opq").dir("o/", 0o755);
+    top = wh(f(top, "p/new"), "p/.wh..wh..opq");
+    top = wh(wh(top, "w/.wh.gone"), "w/.wh.never-was");
+    top = wh(wh(top, ".wh.never"), "nowhere/.wh.never");
+    top = wh(top, "bin/.wh.vi");
+    (lower.finish(), top.finish())
+}
+
+#[test]
+fn whiteouts_in_unusual_orders_with_both_snapshotters() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    // The base for amd64, then two layers appended verbatim by umoci, pushed by skopeo.
+    let layout = ctx.dir.path().join("layout");
+    let l = layout.display().to_string();
+    must(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--override-arch=amd64",
+            "--override-os=linux",
+            &format!("docker://{}", ctx.base),
+            &format!("oci:{l}:base"),
+        ],
+    );
+    let (lower, top) = whiteout_layers();
+    for (name, bytes) in [("lower.tar", &lower), ("top.tar", &top)] {
+        std::fs::write(ctx.dir.path().join(name), bytes).unwrap();
+    }
+    let lower_tar = ctx.dir.path().join("lower.tar");
+    let top_tar = ctx.dir.path().join("top.tar");
+    must(
+        "umoci",
+        &[
+            "raw",
+            "add-layer",
+            "--image",
+            &format!("{l}:base"),
+            "--tag",
+            "wh",
+            lower_tar.to_str().unwrap(),
+        ],
+    );
+    must(
+        "umoci",
+        &[
+            "raw",
+            "add-layer",
+            "--image",
+            &format!("{l}:wh"),
+            top_tar.to_str().unwrap(),
+        ],
+    );
+    let image = format!("{}:wh", ctx.repo("whiteouts"));
+    must(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{l}:wh"),
+            &format!("docker://{image}"),
+        ],
+    );
+
+    let script = "set -e; find /d /e /f /g /o /p /w /nowhere | sort; cat /f; \
+                  ls -la /nowhere /o /w | grep -v '^total'; \
+                  if ls /bin/vi /never 2>/dev/null; then exit 3; fi; \
+                  find / -xdev -name '.wh.*' | grep . && exit 4; echo end";
+    let df = format!("FROM {image}\nRUN {script}\n");
+    let dir = ctx.context("wh", &[("Dockerfile", &df)]);
+    let mut outputs = Vec::new();
+    for snapshotter in ["overlay", "copy"] {
+        let state = ctx.dir.path().join(format!("state-{snapshotter}"));
+        let out = ctx.dir.path().join(format!("out-{snapshotter}"));
+        let r = ctx.run(
+            &[
+                "build",
+                "--platform",
+                "linux/amd64",
+                "-o",
+                &format!("type=oci,dest={}", out.display()),
+                dir.to_str().unwrap(),
+            ],
+            &[
+                ("POLYARCH_STATE_DIR", state.to_str().unwrap()),
+                ("POLYARCH_SNAPSHOTTER", snapshotter),
+            ],
+        );
+        r.assert_code(0);
+        let lines = step_lines(&r.stderr, "linux/amd64", true);
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("end"),
+            "{snapshotter}"
+        );
+        assert_eq!(
+            lines[..14],
+            [
+                "/d", "/d/new", "/e", "/e/new", "/f", "/g", "/g/new", "/nowhere", "/o", "/p",
+                "/p/new", "/w", "/w/keep", "again"
+            ],
+            "{snapshotter}: {}",
+            r.stderr
+        );
+        for l in &lines {
+            assert!(
+                !l.contains('?') && !l.contains(".wh."),
+                "{snapshotter}: {l}"
+            );
+        }
+        // `ls -la` of /nowhere and /o: only `.` and `..`; of /w: `keep` only.
+        let names: Vec<String> = lines[14..]
+            .iter()
+            .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "/nowhere:",
+                ".",
+                "..",
+                "",
+                "/o:",
+                ".",
+                "..",
+                "",
+                "/w:",
+                ".",
+                "..",
+                "keep",
+                "end"
+            ],
+            "{snapshotter}: {lines:?}"
+        );
+        outputs.push(names);
+    }
+    assert_eq!(outputs[0], outputs[1], "both snapshotters see the same");
+}
