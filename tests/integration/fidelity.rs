@@ -226,6 +226,19 @@ fn layer_tars(layout: &Path, arch: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The image config of the image for `arch` in an OCI layout, as JSON.
+fn image_config(layout: &Path, arch: &str) -> serde_json::Value {
+    let blob = |d: &str| std::fs::read(layout.join("blobs/sha256").join(&d[7..])).unwrap();
+    let idx = layout_index(layout, "latest");
+    let child = idx
+        .manifests
+        .iter()
+        .find(|d| d.platform.as_ref().map(|p| p.architecture.as_str()) == Some(arch))
+        .unwrap();
+    let m: ImageManifest = serde_json::from_slice(&blob(&child.digest.to_string())).unwrap();
+    serde_json::from_slice(&blob(&m.config.digest.to_string())).unwrap()
+}
+
 /// Asserts that every entry of `want` (a source tar) is in `got` (a layer) with the same type
 /// and metadata, and that names hard-linked in one are hard-linked in the other (whichever
 /// name each writer keeps as the file: BuildKit and polyarch keep the first in sorted order,
@@ -335,6 +348,15 @@ fn add_keeps_every_kind_of_tar_entry_on_two_platforms() {
         );
         assert_eq!(got["bin/perl5.36"].kind, EntryType::Link);
         digests.push(polyarch::oci::Digest::of(&layers[0]).to_string());
+        // A `FROM scratch` image has BuildKit's default PATH in its config (issue 18 item 3).
+        let config = image_config(&out, arch);
+        assert_eq!(
+            config["config"]["Env"],
+            serde_json::json!([
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            ]),
+            "{arch}"
+        );
     }
     assert_eq!(digests[0], digests[1], "the same layer on both platforms");
 
