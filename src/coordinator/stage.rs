@@ -163,7 +163,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 step: n,
                 total,
                 location: location(df, step),
-                text: progress_text(&step.created_by),
+                text: step.text.clone(),
             });
             let scope = StepScope {
                 sh,
@@ -319,48 +319,5 @@ pub(super) fn platform_label(sel: &Selection, graph: &StageGraph, df: &Dockerfil
             .clone()
             .unwrap_or_else(|| format!("stage-{}", sel.stage_index));
         format!("{} {name}", sel.platform)
-    }
-}
-
-/// The instruction as progress shows it: the history text (`created_by`, BuildKit's form)
-/// without BuildKit's bookkeeping: the ` # buildkit` suffix, and for RUN the `|N K=V ...` build
-/// arguments and the `/bin/sh -c` of the shell form.
-fn progress_text(created_by: &str) -> String {
-    let text = created_by.strip_suffix(" # buildkit").unwrap_or(created_by);
-    let Some(rest) = text.strip_prefix("RUN ") else {
-        return text.to_string();
-    };
-    let mut rest = rest;
-    if let Some(after_bar) = rest.strip_prefix('|') {
-        // `|N` then N `KEY=VALUE` words (values without spaces, as BuildKit writes them).
-        let mut words = after_bar.splitn(2, ' ');
-        let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-        let mut tail = words.next().unwrap_or("");
-        for _ in 0..n {
-            tail = tail.split_once(' ').map(|(_, t)| t).unwrap_or("");
-        }
-        rest = tail;
-    }
-    let rest = rest.strip_prefix("/bin/sh -c ").unwrap_or(rest);
-    format!("RUN {rest}")
-}
-
-#[cfg(test)]
-mod progress_text_tests {
-    use super::progress_text;
-
-    #[test]
-    fn strips_buildkit_bookkeeping() {
-        assert_eq!(
-            progress_text("RUN |2 A=1 B=x /bin/sh -c echo hi # buildkit"),
-            "RUN echo hi"
-        );
-        assert_eq!(
-            progress_text("RUN /bin/sh -c uname -m > /arch # buildkit"),
-            "RUN uname -m > /arch"
-        );
-        assert_eq!(progress_text("RUN [\"ls\", \"/\"]"), "RUN [\"ls\", \"/\"]");
-        assert_eq!(progress_text("COPY a /b # buildkit"), "COPY a /b");
-        assert_eq!(progress_text("ENV A=1"), "ENV A=1");
     }
 }

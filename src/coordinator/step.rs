@@ -71,7 +71,7 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
             platform: pname,
             step: n,
             location: location(sh.dockerfile, step),
-            instruction: step.created_by.clone(),
+            instruction: step.text.clone(),
             status: outcome.status,
             tail: outcome.tail,
         });

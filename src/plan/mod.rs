@@ -29,6 +29,7 @@
 //! - data: `request` (what is asked for, what a stage starts from), `graph` (phase 1's result),
 //!   `step` (phase 2's result: what a resolved step is, and nothing else);
 //! - helpers: `paths` (slash paths in the image), `gofmt` (Go formatting in history strings),
+//!   `display` (the instruction text progress and errors show),
 //!   `heredoc`, `chmod` (symbolic modes), `expand` (one word), `scope` (the variables and state
 //!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags);
 //! - phase 1: `select` (stages the target needs), `stage_key` (when platforms share a stage);
@@ -39,6 +40,7 @@ mod check;
 mod chmod;
 mod config;
 mod copy;
+mod display;
 mod expand;
 mod from;
 mod gofmt;
