@@ -137,6 +137,14 @@ pub enum Event {
         /// Why it moved.
         reason: String,
     },
+    /// A platform's build was stopped because another platform failed; nothing of it is
+    /// published.
+    PlatformCancelled {
+        /// The platform.
+        platform: String,
+        /// Why: the failure that stopped the build (its first line).
+        reason: String,
+    },
     /// Something worth knowing that is not an error.
     Warning {
         /// The message.

@@ -108,12 +108,26 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             ref_name,
             digest,
         } => format!("wrote OCI layout {dest} ({ref_name} -> {digest})"),
+        Event::PlatformMoved { .. } | Event::PlatformCancelled { .. } | Event::Warning { .. } => {
+            return notice_line(e)
+        }
+    })
+}
+
+/// Lines about the build as a whole rather than a step: a platform moved or cancelled, a
+/// warning.
+fn notice_line(e: &Event) -> Option<String> {
+    Some(match e {
         Event::PlatformMoved {
             platform,
             from,
             to,
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
+        Event::PlatformCancelled { platform, reason } => {
+            format!("[{platform}] cancelled: {reason}")
+        }
         Event::Warning { message } => format!("warning: {message}"),
+        _ => return None,
     })
 }

@@ -616,3 +616,67 @@ fn whiteouts_in_unusual_orders_with_both_snapshotters() {
     }
     assert_eq!(outputs[0], outputs[1], "both snapshotters see the same");
 }
+
+/// Issue 18 item 4: progress and error lines show the instruction as written (flags and JSON
+/// form kept, continuation lines joined), and when one platform fails the other gets a line
+/// saying it was cancelled and why.
+#[test]
+fn progress_shows_instructions_as_written_and_cancelled_platforms() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!(
+        "FROM {}\n\
+         RUN --network=none \\\n  echo \"start\" && uname -m\n\
+         EXPOSE 8000/tcp\n\
+         CMD [\"python3\", \"-m\", \"http.server\"]\n\
+         RUN if [ \"$(uname -m)\" = x86_64 ]; then exit 3; else sleep 60; fi\n",
+        ctx.base
+    );
+    let dir = ctx.context("cancel", &[("Dockerfile", &df)]);
+    let started = std::time::Instant::now();
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            TWO,
+            "-o",
+            &format!("type=oci,dest={}", ctx.dir.path().join("out").display()),
+            dir.to_str().unwrap(),
+        ],
+        &[(
+            "POLYARCH_STATE_DIR",
+            ctx.dir.path().join("state").to_str().unwrap(),
+        )],
+    );
+    r.assert_code(1);
+    assert!(started.elapsed().as_secs() < 50, "arm64 was not stopped");
+    let file = dir.join("Dockerfile").display().to_string();
+    for line in [
+        format!("[linux/amd64] #1/4 {file}:2: RUN --network=none   echo \"start\" && uname -m"),
+        format!("[linux/amd64] #2/4 {file}:4: EXPOSE 8000/tcp"),
+        format!("[linux/amd64] #3/4 {file}:5: CMD [\"python3\", \"-m\", \"http.server\"]"),
+    ] {
+        assert!(
+            r.stderr.lines().any(|l| l == line),
+            "no {line:?} in\n{}",
+            r.stderr
+        );
+    }
+    let failed = "RUN if [ \"$(uname -m)\" = x86_64 ]; then exit 3; else sleep 60; fi";
+    let cancelled = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("[linux/arm64/v8] cancelled: "))
+        .unwrap_or_else(|| panic!("no cancelled line for arm64:\n{}", r.stderr));
+    assert!(
+        cancelled.contains("linux/amd64") && cancelled.contains(failed),
+        "{cancelled}"
+    );
+    assert!(
+        !r.stderr.contains("# buildkit") && !r.stderr.contains("/bin/sh -c"),
+        "history text shown:\n{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&format!("{file}:6")), "{}", r.stderr);
+}
