@@ -158,26 +158,32 @@ async fn write_layer<R, E, U>(
     };
     let upper2 = upper.to_path_buf();
     let written = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
-        let mut w = store.blob_writer().map_err(|source| BuildError::Store {
+        let store_err = |source| BuildError::Store {
             platform: String::new(),
             source,
-        })?;
-        let blob =
-            layer::write_layer(&upper2, &mut w, &opts).map_err(|source| BuildError::Layer {
-                platform: String::new(),
-                source,
-            })?;
-        w.commit(Some(&blob.digest))
-            .map_err(|source| BuildError::Store {
-                platform: String::new(),
-                source,
-            })?;
+        };
+        let layer_err = |source| BuildError::Layer {
+            platform: String::new(),
+            source,
+        };
+        // The same layer made by another platform (or process) is compressed once: hash the
+        // tar first (cheap), then, holding that layer's lock, take the blob made before or
+        // make it.
+        let diff_id = layer::layer_diff_id(&upper2, &opts).map_err(layer_err)?;
+        let _lock = store.lock_layer(&diff_id).map_err(store_err)?;
+        if let Some(blob) = store.layer_blob(&diff_id) {
+            let dir = store
+                .adopt_layer_dir(&upper2, &diff_id)
+                .map_err(store_err)?;
+            return Ok((blob, dir));
+        }
+        let mut w = store.blob_writer().map_err(store_err)?;
+        let blob = layer::write_layer(&upper2, &mut w, &opts).map_err(layer_err)?;
+        w.commit(Some(&blob.digest)).map_err(store_err)?;
         let dir = store
             .adopt_layer_dir(&upper2, &blob.diff_id)
-            .map_err(|source| BuildError::Store {
-                platform: String::new(),
-                source,
-            })?;
+            .map_err(store_err)?;
+        store.record_layer_blob(&blob).map_err(store_err)?;
         Ok((blob, dir))
     })
     .await

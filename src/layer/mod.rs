@@ -34,7 +34,7 @@ mod tests;
 
 pub use exact::{summary as exact_summary, ExactEntry, SpecialNode};
 pub use unpack::{unpack_layer, unpack_layer_exact, Unpacked};
-pub use write::write_layer;
+pub use write::{layer_diff_id, write_layer};
 pub use xattrs::file_xattrs;
 
 /// Prefix of an OCI whiteout file name: `.wh.<name>` deletes `<name>` of lower layers

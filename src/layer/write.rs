@@ -22,7 +22,7 @@ use super::{
     LayerBlob, LayerError, LayerOptions, OVERLAY_OPAQUE_XATTR, TRUSTED_XATTR_PREFIX,
     WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
 };
-use crate::oci::{DigestWriter, MEDIA_TYPE_OCI_LAYER_GZIP};
+use crate::oci::{Digest, DigestWriter, MEDIA_TYPE_OCI_LAYER_GZIP};
 
 /// Size of a tar block; headers and data are padded to it.
 const BLOCK: usize = 512;
@@ -69,8 +69,35 @@ pub fn write_layer(
         .mtime(0)
         .operating_system(255)
         .write(compressed, Compression::new(opts.gzip_level.min(9)));
+    let (gz, diff_id) = write_tar(upper, gz, opts)?;
+    let compressed = gz.finish().map_err(write_err)?;
+    let (mut out, digest, size) = compressed.finish();
+    out.flush().map_err(write_err)?;
+    Ok(LayerBlob {
+        diff_id,
+        digest,
+        size,
+        media_type: MEDIA_TYPE_OCI_LAYER_GZIP.to_string(),
+    })
+}
+
+/// The diff_id [`write_layer`] would give `upper` with `opts`: the sha256 of the same tar
+/// stream, made without compressing it (a fraction of the time), so that a caller can find
+/// out whether it already has that layer's blob before compressing it again.
+///
+/// Errors: as [`write_layer`].
+pub fn layer_diff_id(upper: &Path, opts: &LayerOptions) -> Result<Digest, LayerError> {
+    write_tar(upper, io::sink(), opts).map(|(_, diff_id)| diff_id)
+}
+
+/// Writes the tar stream of `upper` to `out`; returns `out` and the stream's sha256.
+fn write_tar<W: Write>(
+    upper: &Path,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, Digest), LayerError> {
     let mut tar = TarWriter {
-        out: DigestWriter::new(gz),
+        out: DigestWriter::new(out),
         epoch: opts.source_date_epoch,
         links: HashMap::new(),
         exact: opts
@@ -87,16 +114,8 @@ pub fn write_layer(
     }
     // End of archive: two zero blocks (POSIX ustar).
     tar.out.write_all(&[0; 2 * BLOCK]).map_err(write_err)?;
-    let (gz, diff_id, _) = tar.out.finish();
-    let compressed = gz.finish().map_err(write_err)?;
-    let (mut out, digest, size) = compressed.finish();
-    out.flush().map_err(write_err)?;
-    Ok(LayerBlob {
-        diff_id,
-        digest,
-        size,
-        media_type: MEDIA_TYPE_OCI_LAYER_GZIP.to_string(),
-    })
+    let (out, diff_id, _) = tar.out.finish();
+    Ok((out, diff_id))
 }
 
 fn write_err(source: io::Error) -> LayerError {

@@ -7,7 +7,9 @@
 //! ```text
 //! <root>/blobs/sha256/<hex>     blob content, read-only, named by its sha256
 //! <root>/layers/<hex>/root      an unpacked layer, <hex> its diff_id; usable as a lowerdir
+//! <root>/layers/<hex>/blob      the compressed blob made here from that layer, when one was
 //! <root>/anchors/<hex>/root     empty directories that make overlayfs merge whiteout directories
+//! <root>/locks/                 one writer at a time compresses a layer
 //! <root>/tmp/                   work in progress; renamed into place when complete
 //! ```
 //!
@@ -16,13 +18,15 @@
 //! one copy kept (the habit of ocidir's `BlobWriter`).
 //!
 //! Files: `error.rs` ([`StoreError`]), `blobs.rs` (content by digest, [`BlobWriter`]),
-//! `layers.rs` (unpacked layers by diff_id), `anchors.rs` (the bottom layer that keeps
+//! `layers.rs` (unpacked layers by diff_id), `layer_blobs.rs` (the blob made from a layer, so
+//! the same layer is compressed once), `anchors.rs` (the bottom layer that keeps
 //! whiteouts out of listings), `layout.rs` (export as an OCI image layout); this
 //! file holds [`Store`] itself: its directories and temporary work space.
 
 mod anchors;
 mod blobs;
 mod error;
+mod layer_blobs;
 mod layers;
 mod layout;
 
@@ -36,6 +40,7 @@ use tempfile::TempDir;
 
 pub use blobs::BlobWriter;
 pub use error::StoreError;
+pub use layer_blobs::LayerLock;
 
 use error::io_err;
 

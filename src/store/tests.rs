@@ -352,3 +352,40 @@ fn layers_with_whiteouts_get_an_anchor_below() {
     assert_eq!(store.lowerdirs(vec![with, plain])[2], *anchor, "made once");
     assert!(tmp_is_empty(&store));
 }
+
+/// The blob made from a layer is recorded, so the same layer made again (another platform)
+/// takes it instead of compressing again; the lock serialises the two.
+#[test]
+fn layer_blobs_are_recorded_once_made() {
+    let (_tmp, store) = store();
+    let blob = stored_layer(&store, b"same\n");
+    assert!(store.layer_blob(&blob.diff_id).is_none(), "no layer yet");
+    let upper = store.temp_dir("upper-").unwrap();
+    fs::write(upper.path().join("f"), b"x").unwrap();
+    let dir = upper.keep();
+    store.adopt_layer_dir(&dir, &blob.diff_id).unwrap();
+    assert!(
+        store.layer_blob(&blob.diff_id).is_none(),
+        "not recorded yet"
+    );
+    store.record_layer_blob(&blob).unwrap();
+    assert_eq!(store.layer_blob(&blob.diff_id), Some(blob.clone()));
+
+    let lock = store.lock_layer(&blob.diff_id).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = store.clone();
+    let id = blob.diff_id.clone();
+    let t = std::thread::spawn(move || {
+        let _l = s2.lock_layer(&id).unwrap();
+        tx.send(()).unwrap();
+    });
+    assert!(rx
+        .recv_timeout(std::time::Duration::from_millis(200))
+        .is_err());
+    drop(lock);
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    t.join().unwrap();
+    // A recorded blob that is gone is not offered.
+    fs::remove_file(store.blob_path(&blob.digest)).unwrap();
+    assert!(store.layer_blob(&blob.diff_id).is_none());
+}
