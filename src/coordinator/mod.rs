@@ -46,6 +46,7 @@ use crate::store::{Store, StoreError};
 mod actions;
 mod base;
 mod config;
+mod direct_add;
 mod error;
 mod image;
 mod platforms;

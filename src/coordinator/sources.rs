@@ -333,14 +333,37 @@ pub(super) fn unpack_entries(
 ) -> Result<Vec<CopyEntry>, SourceError> {
     let out = work.join("unpacked");
     std::fs::create_dir_all(&out).map_err(io("create", &out))?;
+    let unpacked = unpack_into(src, media_type, &out)?;
+    entries_of_unpacked(&out, dest, unpacked.inexact)
+}
+
+/// Unpacks the archive `src` (of layer media type `media_type`) into the existing directory
+/// `out`, confined to it.
+pub(super) fn unpack_into(
+    src: &Path,
+    media_type: &str,
+    out: &Path,
+) -> Result<crate::layer::Unpacked, SourceError> {
     let file = File::open(src).map_err(io("open", src))?;
-    let unpacked = crate::layer::unpack_layer_exact(file, media_type, &out).map_err(|e| {
-        SourceError::Unpack {
-            path: src.to_path_buf(),
-            reason: e.to_string(),
-        }
-    })?;
-    let tree = BuildContext::rootfs(&out)?;
+    crate::layer::unpack_layer_exact(
+        std::io::BufReader::with_capacity(256 * 1024, file),
+        media_type,
+        out,
+    )
+    .map_err(|e| SourceError::Unpack {
+        path: src.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The entries that recreate the unpacked archive `out` under the directory `dest`, owners
+/// kept, with what the host could not hold (`inexact`) given back to them.
+pub(super) fn entries_of_unpacked(
+    out: &Path,
+    dest: &str,
+    inexact: Vec<crate::layer::ExactEntry>,
+) -> Result<Vec<CopyEntry>, SourceError> {
+    let tree = BuildContext::rootfs(out)?;
     let dir = format!("{}/", dest.trim_end_matches('/'));
     let mut entries = tree.resolve_copy(&[".".to_string()], &dir)?;
     for e in &mut entries {
@@ -348,7 +371,7 @@ pub(super) fn unpack_entries(
             e.owner = Some((md.uid(), md.gid()));
         }
     }
-    restore_inexact(&mut entries, &out, unpacked.inexact);
+    restore_inexact(&mut entries, out, inexact);
     // The destination directory itself: created when missing, like a copied directory.
     if !dest.trim_end_matches('/').is_empty()
         && !entries.iter().any(|e| e.dest == dir.trim_end_matches('/'))
@@ -356,13 +379,13 @@ pub(super) fn unpack_entries(
         entries.insert(
             0,
             CopyEntry {
-                src: out.clone(),
+                src: out.to_path_buf(),
                 dest: dir.trim_end_matches('/').to_string(),
                 kind: EntryKind::Dir,
-                mode: std::fs::metadata(&out)
+                mode: std::fs::metadata(out)
                     .map(|m| m.permissions().mode() & 0o7777)
                     .unwrap_or(0o755),
-                mtime: std::fs::metadata(&out).map(|m| m.mtime()).unwrap_or(0),
+                mtime: std::fs::metadata(out).map(|m| m.mtime()).unwrap_or(0),
                 owner: None,
                 xattrs: Vec::new(),
             },

@@ -45,20 +45,68 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
         return Ok(None);
     };
     let upper = scratch.path().join("upper");
-    let work = scratch.path().join("work");
+    let exact = match prepared.made {
+        // Made without the sandbox (an archive ADDed onto an empty tree).
+        Some(made) => {
+            std::fs::rename(&made.dir, &upper).map_err(|source| {
+                store_err(StoreError::Io {
+                    action: "move into place",
+                    path: made.dir.clone(),
+                    source,
+                })
+            })?;
+            made.exact
+        }
+        None => sandboxed(scope, step, n, prepared, scratch.path()).await?,
+    };
+    let made = if dir_is_empty(&upper) {
+        None
+    } else {
+        if let Some(summary) = layer::exact_summary(&exact) {
+            // Once per step, never per entry (issue 18).
+            deps.sink.emit(Event::Warning {
+                message: format!("[{pname}] {}: {summary}", location(sh.dockerfile, step)),
+            });
+        }
+        Some(write_layer(scope, &upper, exact).await?)
+    };
+    // What is left of the step's directory (its inputs, an unpacked archive) is removed in the
+    // background: unlinking a whole tree can take seconds on a busy disk.
+    let left = scratch.keep();
+    if deps.store.discard(&left).is_err() {
+        let _ = std::fs::remove_dir_all(&left);
+    }
+    Ok(made)
+}
+
+/// Runs the prepared step in the sandbox on `scratch/upper` (and `scratch/work`); returns the
+/// entries the filesystem could not hold exactly.
+///
+/// Errors: running it (a non-zero exit is [`BuildError::StepFailed`]).
+async fn sandboxed<R, E: Executor, U>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    n: usize,
+    prepared: actions::Prepared,
+    scratch: &Path,
+) -> Result<Vec<layer::ExactEntry>, BuildError> {
+    let pname = scope.label.to_string();
+    let upper = scratch.join("upper");
+    let work = scratch.join("work");
     for d in [&upper, &work] {
-        std::fs::create_dir_all(d).map_err(|source| {
-            store_err(StoreError::Io {
+        std::fs::create_dir_all(d).map_err(|source| BuildError::Store {
+            platform: pname.clone(),
+            source: StoreError::Io {
                 action: "create directory",
                 path: d.to_path_buf(),
                 source,
-            })
+            },
         })?;
     }
     let spec = SandboxSpec {
         lowerdirs: prepared.lowerdirs,
-        upperdir: upper.clone(),
-        workdir: work.clone(),
+        upperdir: upper,
+        workdir: work,
         action: prepared.action,
         hostname: "polyarch".into(),
         snapshotter: Snapshotter::Auto,
@@ -70,22 +118,13 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
         return Err(BuildError::StepFailed {
             platform: pname,
             step: n,
-            location: location(sh.dockerfile, step),
+            location: location(scope.sh.dockerfile, step),
             instruction: step.text.clone(),
             status: outcome.status,
             tail: outcome.tail,
         });
     }
-    if dir_is_empty(&upper) {
-        return Ok(None);
-    }
-    if let Some(summary) = layer::exact_summary(&outcome.exact) {
-        // Once per step, never per entry (issue 18).
-        deps.sink.emit(Event::Warning {
-            message: format!("[{pname}] {}: {summary}", location(sh.dockerfile, step)),
-        });
-    }
-    write_layer(scope, &upper, outcome.exact).await.map(Some)
+    Ok(outcome.exact)
 }
 
 /// Runs `spec` in the sandbox, its output shown as progress of step `n` (clipped past

@@ -88,7 +88,7 @@ impl Store {
     /// Errors: [`StoreError::Io`] (a different filesystem fails with `EXDEV`).
     pub fn adopt_layer_dir(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf, StoreError> {
         if self.has_layer(diff_id) {
-            fs::remove_dir_all(dir).map_err(io_err("remove", dir))?;
+            self.discard(dir)?;
             return Ok(self.layer_dir(diff_id));
         }
         let work = self.temp_dir("adopt-")?;

@@ -18,13 +18,15 @@
 //! one copy kept (the habit of ocidir's `BlobWriter`).
 //!
 //! Files: `error.rs` ([`StoreError`]), `blobs.rs` (content by digest, [`BlobWriter`]),
-//! `layers.rs` (unpacked layers by diff_id), `layer_blobs.rs` (the blob made from a layer, so
+//! `discard.rs` (directories thrown away in the background), `layers.rs` (unpacked layers by
+//! diff_id), `layer_blobs.rs` (the blob made from a layer, so
 //! the same layer is compressed once), `anchors.rs` (the bottom layer that keeps
 //! whiteouts out of listings), `layout.rs` (export as an OCI image layout); this
 //! file holds [`Store`] itself: its directories and temporary work space.
 
 mod anchors;
 mod blobs;
+mod discard;
 mod error;
 mod layer_blobs;
 mod layers;
@@ -61,6 +63,7 @@ impl Store {
         for dir in [store.blobs_dir(), store.layers_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
         }
+        store.sweep_discarded();
         Ok(store)
     }
 

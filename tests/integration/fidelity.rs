@@ -382,6 +382,49 @@ fn add_keeps_every_kind_of_tar_entry_on_two_platforms() {
         assert_eq!(inodes.len(), 2, "{platform}: {lines:?}");
         assert_eq!(inodes[0], inodes[1], "{platform}: one inode for both names");
     }
+
+    // The same tar ADDed onto a base image (the sandboxed copy, not an unpack into an empty
+    // tree): the layer holds the same entries under the destination.
+    std::fs::write(
+        dir.join("Dockerfile.onbase"),
+        format!(
+            "FROM {}
+ADD crafted.tar /crafted/
+",
+            ctx.base
+        ),
+    )
+    .unwrap();
+    let out2 = ctx.dir.path().join("out-onbase");
+    let onbase = dir.join("Dockerfile.onbase");
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-f",
+            onbase.to_str().unwrap(),
+            "-o",
+            &format!("type=oci,dest={}", out2.display()),
+            dir.to_str().unwrap(),
+        ],
+        &[("POLYARCH_STATE_DIR", state.to_str().unwrap())],
+    );
+    r.assert_code(0);
+    let layers = layer_tars(&out2, "amd64");
+    let top = tar_entries(&layers.last().unwrap()[..]);
+    let moved: BTreeMap<String, Seen> = top
+        .iter()
+        .filter_map(|(k, v)| {
+            let k = k.strip_prefix("crafted/")?;
+            let mut v = v.clone();
+            if v.kind == EntryType::Link {
+                v.link = v.link.map(|l| l.trim_start_matches("crafted/").to_string());
+            }
+            Some((k.to_string(), v))
+        })
+        .collect();
+    assert_same_entries(&want, &moved);
 }
 
 /// The Debian minbase tar `scripts/test` makes (`POLYARCH_TEST_ROOTFS_TAR`); `None` skips the

@@ -30,6 +30,8 @@ pub(super) struct Extractor<'a> {
     pub(super) inexact: Vec<ExactEntry>,
     /// Directories (relative to the root, `""` for the root) holding a whiteout of this layer.
     pub(super) whiteout_dirs: BTreeSet<Vec<u8>>,
+    /// Whether any `.wh.` entry (whiteout, opaque marker, aufs bookkeeping) was met.
+    pub(super) has_whiteouts: bool,
 }
 
 /// Whether an entry of tar type `kind` is placed on disk: not the records the tar reader
@@ -66,6 +68,7 @@ impl<'a> Extractor<'a> {
             dir_times: Vec::new(),
             inexact: Vec::new(),
             whiteout_dirs: BTreeSet::new(),
+            has_whiteouts: false,
         }
     }
 }
@@ -117,6 +120,7 @@ impl Extractor<'_> {
 
         if let Some(hidden) = last.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             let short = whiteout(&self.root, name, parents, hidden, attrs)?;
+            self.has_whiteouts = true;
             if !hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
                 self.whiteout_dirs.insert(join(parents));
             }

@@ -128,6 +128,9 @@ pub struct Unpacked {
     /// stack has (its readdir passes such a directory through unmerged), so whoever stacks
     /// layers needs them (see `Store::lowerdirs`).
     pub whiteout_dirs: Vec<String>,
+    /// Whether the stream held any `.wh.` entry (a whiteout, an opaque marker, aufs
+    /// bookkeeping): without one, the tree is the same in lowerdir and upperdir form.
+    pub has_whiteouts: bool,
 }
 
 /// [`unpack_layer`], also returning the entries the filesystem could not hold exactly instead
@@ -175,5 +178,6 @@ pub fn unpack_layer_exact(
             .iter()
             .map(|d| String::from_utf8_lossy(d).into_owned())
             .collect(),
+        has_whiteouts: extractor.has_whiteouts,
     })
 }
