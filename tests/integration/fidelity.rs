@@ -723,3 +723,106 @@ fn progress_shows_instructions_as_written_and_cancelled_platforms() {
     );
     assert!(r.stderr.contains(&format!("{file}:6")), "{}", r.stderr);
 }
+
+/// Issue 18 item 5: merge keeps the order of its sources (an image followed by its attestation
+/// manifest), and `--platform` (`--platforms` its alias) leaves out the other platforms'
+/// images together with the attestation manifests about them. Against the real registry.
+#[test]
+fn merge_keeps_source_order_and_filters_attestations_with_their_images() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    use polyarch::oci::Descriptor;
+    use polyarch::platform::Platform;
+    use polyarch::registry::Reference;
+    let repo = ctx.repo("merge-order");
+    ctx.run(&["merge", "-t", &format!("{repo}:base"), &ctx.base], &[])
+        .assert_code(0);
+    let base: serde_json::Value =
+        serde_json::from_slice(&crate::harness::skopeo_raw(&format!("{repo}:base")).unwrap())
+            .unwrap();
+    let entry = |arch: &str| {
+        let e = base["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()
+            .clone();
+        let mut d = Descriptor::new(
+            e["mediaType"].as_str().unwrap(),
+            e["digest"].as_str().unwrap().parse().unwrap(),
+            e["size"].as_u64().unwrap(),
+        );
+        d.platform = Some(Platform::parse(&format!("linux/{arch}")).unwrap());
+        d
+    };
+    let (amd, arm) = (entry("amd64"), entry("arm64"));
+    let reference = Reference::parse(&repo).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(crate::publish::push_attested_index(&reference, "amd", &amd));
+    rt.block_on(crate::publish::push_attested_index(&reference, "arm", &arm));
+    let merged = |tag: &str, args: &[&str]| -> Vec<(String, String)> {
+        let target = format!("{repo}:{tag}");
+        let mut a = vec!["merge", "-t", &target];
+        a.extend_from_slice(args);
+        ctx.run(&a, &[]).assert_code(0);
+        let v: serde_json::Value =
+            serde_json::from_slice(&crate::harness::skopeo_raw(&target).unwrap()).unwrap();
+        v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let p = &m["platform"];
+                let subject = m["annotations"]["vnd.docker.reference.digest"]
+                    .as_str()
+                    .map(|s| format!(" of {s}"))
+                    .unwrap_or_default();
+                (
+                    format!(
+                        "{}/{}{subject}",
+                        p["os"].as_str().unwrap(),
+                        p["architecture"].as_str().unwrap()
+                    ),
+                    m["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (amd_s, arm_s) = (format!("{repo}:amd"), format!("{repo}:arm"));
+    let kinds = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let att = |d: &Descriptor| format!("unknown/unknown of {}", d.digest);
+    assert_eq!(
+        kinds(&merged("both", &[&amd_s, &arm_s])),
+        [
+            "linux/amd64".to_string(),
+            att(&amd),
+            "linux/arm64".into(),
+            att(&arm)
+        ]
+    );
+    assert_eq!(
+        kinds(&merged("reversed", &[&arm_s, &amd_s])),
+        [
+            "linux/arm64".to_string(),
+            att(&arm),
+            "linux/amd64".into(),
+            att(&amd)
+        ]
+    );
+    assert_eq!(
+        kinds(&merged(
+            "arm-only",
+            &["--platform", "linux/arm64", &amd_s, &arm_s]
+        )),
+        ["linux/arm64".to_string(), att(&arm)]
+    );
+    assert_eq!(
+        kinds(&merged(
+            "alias",
+            &["--platforms", "linux/amd64", &amd_s, &arm_s]
+        )),
+        ["linux/amd64".to_string(), att(&amd)]
+    );
+}
