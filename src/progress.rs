@@ -51,7 +51,7 @@ pub enum Event {
         /// How it runs here: `natively` or `emulated through ...`; empty without RUN steps.
         runs: String,
     },
-    /// A Dockerfile step started.
+    /// A Dockerfile step started, after its step cache lookup.
     StepStarted {
         /// The platform.
         platform: String,
@@ -63,6 +63,14 @@ pub enum Event {
         location: String,
         /// The instruction text.
         text: String,
+        /// True when the step cache has its result: it is not run (a `StepFinished` with
+        /// `cached` follows at once).
+        #[serde(default)]
+        cached: bool,
+        /// Why a step that runs missed the cache, when that is not just the step before it
+        /// having run (`no entry for this key`, `--no-cache`, a corrupt entry dropped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_miss: Option<String>,
     },
     /// One line a RUN step printed.
     Output {
@@ -85,6 +93,9 @@ pub enum Event {
         millis: u64,
         /// The layer it made, if any.
         layer: Option<Digest>,
+        /// True when its result came from the step cache (nothing ran).
+        #[serde(default)]
+        cached: bool,
     },
     /// A blob was uploaded (or found already present).
     BlobPushed {
@@ -108,6 +119,13 @@ pub enum Event {
         digest: Digest,
         /// The manifest's size in bytes.
         size: u64,
+        /// Steps run for it (in every stage it needed; a stage shared with other platforms
+        /// counts for each).
+        #[serde(default)]
+        steps_run: usize,
+        /// Steps whose result came from the step cache.
+        #[serde(default)]
+        steps_cached: usize,
     },
     /// The image index was pushed to a tag.
     IndexPushed {
@@ -144,6 +162,24 @@ pub enum Event {
         platform: String,
         /// Why: the failure that stopped the build (its first line).
         reason: String,
+    },
+    /// Step cache entries were read from a shared cache (`--cache-from`).
+    CacheImported {
+        /// The cache (`REPO:TAG` or a directory).
+        cache: String,
+        /// Entries it holds.
+        entries: usize,
+    },
+    /// Step cache entries were exported to a shared cache (`--cache-to`).
+    CacheExported {
+        /// The cache (`REPO:TAG` or a directory).
+        cache: String,
+        /// Entries added (0: it had them all, nothing was pushed).
+        added: usize,
+        /// Entries it holds now.
+        total: usize,
+        /// Read-modify-write rounds (more than 1: another job wrote in between).
+        rounds: usize,
     },
     /// Something worth knowing that is not an error.
     Warning {

@@ -27,6 +27,7 @@ mod node;
 mod qemu;
 mod registry;
 mod render;
+mod storage;
 mod worker;
 
 use build::run_build;
@@ -37,6 +38,7 @@ pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
 use render::Renderer;
+pub use storage::{DuArgs, PruneArgs};
 pub use worker::WorkerArgs;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
@@ -68,7 +70,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image for each target platform and publish them as one OCI image index.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Show, install and remove the qemu-user emulators (binfmt_misc handlers) that run foreign
     /// platforms' programs.
     Qemu(qemu::QemuArgs),
@@ -78,6 +80,12 @@ pub enum Command {
     Inspect(InspectArgs),
     /// List and check build nodes: machines reached over SSH that build some platforms.
     Node(NodeArgs),
+    /// Show what the state directory holds, by kind (blobs, unpacked layers, step cache,
+    /// cache mounts, contexts), and what `prune --all` could free now.
+    Du(DuArgs),
+    /// Remove what the state directory holds, least recently used first, never what a running
+    /// build uses.
+    Prune(PruneArgs),
     /// The node's end of a build node session (started by `polyarch build` over SSH; speaks
     /// the worker protocol on stdin/stdout).
     #[command(hide = true)]
@@ -216,6 +224,8 @@ pub fn main() -> i32 {
         Command::Merge(args) => merge::run_merge(args),
         Command::Inspect(args) => inspect::run_inspect(args),
         Command::Node(args) => node::run_node(&cli.global, args),
+        Command::Du(args) => storage::run_du(&cli.global, args),
+        Command::Prune(args) => storage::run_prune(&cli.global, args),
         Command::Worker(args) => worker::run_worker(&cli.global, args),
     };
     match result {

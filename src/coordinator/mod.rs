@@ -21,6 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::cache::{CacheError, CacheKey};
 use crate::context::{BuildContext, ContextError};
 use crate::dockerfile::{self, Dockerfile, DockerfileError, InstructionKind};
 use crate::emulation::{self, EmulationError, Support};
@@ -49,18 +50,25 @@ mod config;
 mod direct_add;
 mod error;
 mod image;
+mod materialise;
 mod platforms;
 mod remote;
 mod scope;
+mod shared;
 mod sources;
 mod stage;
 mod step;
+mod step_cache;
+mod step_inputs;
 mod worker;
 
 pub use error::BuildError;
 use image::build_platform;
+use materialise::Origin;
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 pub use sources::SourceError;
+pub use step_cache::CacheOptions;
+use step_cache::{StepCache, StepRecord};
 pub use worker::build_job;
 
 /// Where the finished image goes besides (or instead of) a registry.
@@ -110,6 +118,8 @@ pub struct BuildRequest {
     /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the
     /// config, the history or the progress output.
     pub secrets: BTreeMap<String, Sensitive>,
+    /// How the step cache is used (`--no-cache`, `--cache-from`, ...).
+    pub cache: CacheOptions,
 }
 
 /// What one platform's build produced.
@@ -127,6 +137,12 @@ pub struct PlatformImage {
     /// The build node that built it; `None`: this host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Steps run for it, over every stage it needed.
+    #[serde(skip)]
+    pub steps_run: usize,
+    /// Steps whose result came from the step cache.
+    #[serde(skip)]
+    pub steps_cached: usize,
 }
 
 /// The result of a whole build.
@@ -159,7 +175,10 @@ struct Shared<'a> {
     req: &'a BuildRequest,
     dockerfile: &'a Dockerfile,
     context: &'a BuildContext,
+    /// The `created` time of steps that run in this build (RFC 3339).
     created: String,
+    /// The step cache.
+    cache: StepCache,
 }
 
 /// `file:line` of a step, for progress and errors.
@@ -199,6 +218,7 @@ async fn prepare<R: Registry, E: Executor>(
         })?;
     let display = display_path(&req.dockerfile);
     let df = dockerfile::parse(&text, &display)?;
+    check_cache_filter(&df, &req.cache.no_cache_filter)?;
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;
 
@@ -268,6 +288,23 @@ async fn prepare<R: Registry, E: Executor>(
         needs_run,
         any_run,
     })
+}
+
+/// Every `--no-cache-filter` name must name a stage of the Dockerfile (exit 2 otherwise).
+fn check_cache_filter(df: &Dockerfile, names: &[String]) -> Result<(), BuildError> {
+    let known: Vec<&str> = df.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+    match names.iter().find(|n| !known.contains(&n.as_str())) {
+        Some(n) => Err(BuildError::Usage(format!(
+            "--no-cache-filter {n}: {} has no stage named {n:?} (named stages: {})",
+            df.file,
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn stage_has_run(df: &Dockerfile, stage: usize) -> bool {
@@ -345,6 +382,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         needs_run,
         any_run,
     } = prepare(req, deps).await?;
+    abandon_leftover_uploads(deps).await;
     let bases: Vec<(Platform, &BaseImage)> = targets
         .iter()
         .cloned()
@@ -371,28 +409,31 @@ pub async fn build_with<R: Registry, E: Executor>(
         deps.sink.emit(Event::Warning { message: w.clone() });
     }
 
-    let created = oci::rfc3339(req.source_date_epoch.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    }));
     let shared = Shared {
         req,
         dockerfile: &df,
         context: &context,
-        created,
+        created: created_now(req),
+        cache: StepCache::open(&deps.store, &req.cache, shared::import_all(req, deps).await)?,
     };
 
+    // Fan out (see `fan_out`); stage builds are shared between the local platforms through
+    // `stages`.
+    let stages = stage::Stages::new(&shared, deps);
+    let target_stages: Vec<plan::StageKey> =
+        selections.iter().map(|g| g.target().key.clone()).collect();
     let images = fan_out(
-        &shared,
-        deps,
+        &stages,
         nodes,
         (&text, &display),
         (&targets, selections),
         &placed,
     )
-    .await?;
+    .await;
+    shared.cache.save();
+    let images = images?;
+    // Before any tag moves: a failed export fails the build with nothing published.
+    shared::export_all(req, deps, &stages, &target_stages).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
     let stitched = index::stitch(&children)?;
@@ -420,24 +461,22 @@ pub async fn build_with<R: Registry, E: Executor>(
 /// images in `targets` order. `text` is the Dockerfile's text and display name (for nodes);
 /// `targets` the platforms with their stage selections.
 async fn fan_out<R: Registry, E: Executor>(
-    shared: &Shared<'_>,
-    deps: &Deps<R, E>,
+    stages: &stage::Stages<'_, R, E>,
     nodes: &Nodes,
     text: (&str, &str),
     targets: (&[Platform], Vec<StageGraph>),
     placed: &BuildPlan,
 ) -> Result<Vec<PlatformImage>, BuildError> {
     let (targets, selections) = targets;
-    // Fan out: one future per platform, all polled concurrently, each where the plan put it;
-    // the first error drops the others (their sandbox processes are killed on drop, their
-    // channels to nodes closed) and is returned. Stage builds are shared between the local
-    // platforms through `stages`.
-    let stages = stage::Stages::new(shared, deps);
+    let deps = stages.deps;
+    // One future per platform, all polled concurrently, each where the plan put it; the first
+    // error drops the others (their sandbox processes are killed on drop, their channels to
+    // nodes closed) and is returned.
     let dispatch = remote::Dispatch::new(nodes, text.0, text.1);
     let local = remote::LocalBuild {
-        sh: shared,
+        sh: stages.sh,
         deps,
-        stages: &stages,
+        stages,
     };
     let finished: Vec<AtomicBool> = targets.iter().map(|_| AtomicBool::new(false)).collect();
     let builds = targets
@@ -479,6 +518,31 @@ fn announce_cancelled(
             });
         }
     }
+}
+
+/// Abandons the registry upload sessions killed polyarch processes left open (their upload
+/// journals, kept when their leftovers were removed); best effort: a registry purges stale
+/// sessions itself after a while.
+async fn abandon_leftover_uploads<R: Registry, E>(deps: &Deps<R, E>) {
+    for u in deps.store.take_abandoned_uploads() {
+        match deps.registry.abandon_upload(&u.registry, &u.location).await {
+            Ok(()) => tracing::info!(
+                "abandoned the upload session {} (left by a killed polyarch)",
+                u.location
+            ),
+            Err(e) => tracing::info!("cannot abandon the upload session {}: {e}", u.location),
+        }
+    }
+}
+
+/// The `created` time of the steps this build runs: `SOURCE_DATE_EPOCH`, else now (RFC 3339).
+fn created_now(req: &BuildRequest) -> String {
+    oci::rfc3339(req.source_date_epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }))
 }
 
 /// Tells progress where the platforms run: the placement's notes as warnings, and each
@@ -590,22 +654,32 @@ fn display_path(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// A layer of the image being built: its blob and where it is unpacked.
+/// A layer of the image being built: its blob's descriptor and diff_id, and where its blob
+/// can be fetched when the store lacks it. Its bytes and files are materialised only when
+/// needed ([`materialise`]).
 #[derive(Debug, Clone)]
 struct BuiltLayer {
     descriptor: Descriptor,
     diff_id: Digest,
-    dir: PathBuf,
-    /// The repository the layer was pulled from (a base image's); `None` for layers built here.
-    origin: Option<Reference>,
+    /// Where the blob comes from (a base image's repository, a shared cache); `None` for
+    /// layers built here or found in the local step cache (in the store).
+    origin: Option<Origin>,
 }
 
 /// A finished stage (or a pulled image): its config (history included) and its layers, base
-/// first.
+/// first; the key of its result, and the step cache entries of its own steps.
 #[derive(Debug, Clone)]
 struct BuiltStage {
     config: ImageConfig,
     layers: Vec<BuiltLayer>,
+    /// The key of its final state (an image's: its base key).
+    result: CacheKey,
+    /// Its steps' entries, in order (none for an image).
+    steps: Vec<StepRecord>,
+    /// How many of its steps ran.
+    run: usize,
+    /// How many came from the step cache.
+    cached: usize,
 }
 
 /// The registry the images are pushed to: the `--push-by-digest` repository, else the

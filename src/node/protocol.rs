@@ -226,6 +226,15 @@ pub struct BuildJob {
     pub retries: u32,
     /// The context bundle.
     pub context: ContextRef,
+    /// `--no-cache`: run every step (the node's step cache is still written).
+    #[serde(default)]
+    pub no_cache: bool,
+    /// `--no-cache-filter`: run every step of these stages.
+    #[serde(default)]
+    pub no_cache_filter: Vec<String>,
+    /// `--pull`: read the base image's config from the registry, not the node's store.
+    #[serde(default)]
+    pub pull: bool,
 }
 
 /// Messages from the coordinator to the worker.
@@ -303,6 +312,12 @@ pub struct RemoteImage {
     pub manifest: Descriptor,
     /// The config blob's digest.
     pub config: Digest,
+    /// Steps the node ran (0 from a node that does not say).
+    #[serde(default)]
+    pub steps_run: usize,
+    /// Steps whose result came from the node's step cache.
+    #[serde(default)]
+    pub steps_cached: usize,
 }
 
 /// A build that failed on the node, as the node's polyarch reported it.

@@ -1,8 +1,9 @@
 //! Throwing directories away off the critical path: a directory nobody needs any more (the
-//! upper directory of a step whose layer the store already had, an unpacked archive) is
-//! renamed into `<root>/tmp/discard-*` at once and removed by a background thread. Whatever a
-//! process did not finish removing before it exited is removed by the next one that opens the
-//! store: a discarded directory is garbage to everyone, so no lock is needed.
+//! upper directory of a step whose layer the store already had, what is left of a step's
+//! directory) is renamed to `<root>/procs/discard-*` at once and removed by a background
+//! thread. It holds no session lock, so if this process exits before the thread is done, the
+//! next process that opens the store removes it with the other leftovers (`session.rs`); a
+//! discarded directory is garbage to everyone, so no lock is needed.
 //!
 //! Removing many files can take seconds on a busy disk (each unlink is a journal update); a
 //! build should not wait for it.
@@ -15,7 +16,7 @@ use std::path::Path;
 use super::error::{io_err, StoreError};
 use super::Store;
 
-/// Prefix of the directories being thrown away, under `<root>/tmp/`.
+/// Prefix of the directories being thrown away, under `<root>/procs/`.
 const DISCARD_PREFIX: &str = "discard-";
 
 impl Store {
@@ -23,32 +24,20 @@ impl Store {
     ///
     /// Errors: [`StoreError::Io`] when it cannot be moved (it is then left where it was).
     pub fn discard(&self, dir: &Path) -> Result<(), StoreError> {
-        let target = self.temp_dir(DISCARD_PREFIX)?.keep();
+        let procs = self.procs_dir();
+        let target = tempfile::Builder::new()
+            .prefix(DISCARD_PREFIX)
+            .tempdir_in(&procs)
+            .map_err(io_err("create a temp directory in", &procs))?
+            .keep();
         let inner = target.join("d");
-        fs::rename(dir, &inner).map_err(io_err("move out of the way", dir))?;
+        if let Err(e) = fs::rename(dir, &inner) {
+            let _ = fs::remove_dir(&target);
+            return Err(io_err("move out of the way", dir)(e));
+        }
         std::thread::spawn(move || {
             let _ = fs::remove_dir_all(&target);
         });
         Ok(())
-    }
-
-    /// Removes, in the background, what earlier processes discarded but did not finish
-    /// removing.
-    pub(super) fn sweep_discarded(&self) {
-        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
-            return;
-        };
-        let stale: Vec<_> = entries
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(DISCARD_PREFIX))
-            .map(|e| e.path())
-            .collect();
-        if !stale.is_empty() {
-            std::thread::spawn(move || {
-                for d in stale {
-                    let _ = fs::remove_dir_all(d);
-                }
-            });
-        }
     }
 }

@@ -46,7 +46,7 @@ impl Store {
     }
 
     /// The blob this store made earlier for the layer `diff_id`, when it is recorded and the
-    /// blob is still there.
+    /// blob is still there (claimed: `polyarch prune` does not take it meanwhile).
     pub fn layer_blob(&self, diff_id: &Digest) -> Option<LayerBlob> {
         let record = self.layers_dir().join(diff_id.hex()).join(BLOB_RECORD);
         let text = fs::read_to_string(record).ok()?;
@@ -54,7 +54,8 @@ impl Store {
         let digest: Digest = words.next()?.parse().ok()?;
         let size: u64 = words.next()?.parse().ok()?;
         let media_type = words.next()?.to_string();
-        self.has_blob(&digest).then_some(LayerBlob {
+        let claimed = self.claim_blob(&digest).unwrap_or(false) && self.has_blob(&digest);
+        claimed.then_some(LayerBlob {
             diff_id: diff_id.clone(),
             digest,
             size,

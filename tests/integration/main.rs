@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod cache;
 mod dockerfile;
 mod faults;
 mod fidelity;
@@ -13,5 +14,7 @@ mod nodes;
 mod publish;
 mod qemu;
 mod registry;
+mod shared_cache;
 mod snapshotter;
+mod storage;
 mod token;

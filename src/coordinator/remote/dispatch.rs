@@ -173,6 +173,9 @@ impl<'a> Dispatch<'a> {
             insecure_registries: self.nodes.insecure_registries.clone(),
             retries: self.nodes.retries,
             context: context.clone(),
+            no_cache: sh.req.cache.no_cache,
+            no_cache_filter: sh.req.cache.no_cache_filter.clone(),
+            pull: sh.req.cache.pull,
         };
         let _permit = match self.limits.get(name) {
             Some(s) => Some(

@@ -55,6 +55,7 @@ fn world(platforms: &[&str]) -> World {
         outputs: Vec::new(),
         source_date_epoch: Some(0),
         binfmt_dir: dir.path().join("no-binfmt"),
+        cache: Default::default(),
     };
     let deps = Deps {
         registry: FakeRegistry::new(),
@@ -95,6 +96,8 @@ fn pushed_by_node(reg: &FakeRegistry, p: &str) -> RemoteImage {
     RemoteImage {
         manifest: d,
         config: config.digest,
+        steps_run: 1,
+        steps_cached: 0,
     }
 }
 
@@ -162,6 +165,8 @@ fn worker(
                 total: 1,
                 location: "Dockerfile:2".into(),
                 text: "COPY a.txt /a.txt".into(),
+                cached: false,
+                cache_miss: None,
             }))
             .await;
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -358,6 +363,8 @@ async fn a_drop_with_no_candidate_left_fails_and_names_the_node() {
         dockerfile: &df,
         context: &context,
         created: oci::rfc3339(0),
+        cache: crate::coordinator::StepCache::open(&w.deps.store, &w.req.cache, Vec::new())
+            .unwrap(),
     };
     let d = Dispatch::new(&nodes, &text, "Dockerfile");
     let stages = Stages::new(&sh, &w.deps);
