@@ -54,6 +54,7 @@ pub(super) fn eligible(c: &CopyStep, empty_tree: bool, epoch: Option<i64>) -> bo
         && c.excludes.is_empty()
         && c.unpack != Some(false)
         && !crate::plan::is_url(&c.sources[0])
+        && c.dest.split('/').all(|part| part != "..")
 }
 
 /// Unpacks the one source of `c` (an eligible step) into a directory under `inputs` laid out
@@ -124,5 +125,51 @@ fn io_err<'a>(
         action,
         path: path.to_path_buf(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(dest: &str) -> CopyStep {
+        CopyStep {
+            add: true,
+            from: CopyFrom::Context,
+            sources: vec!["rootfs.tar".into()],
+            inline: Vec::new(),
+            dest: dest.into(),
+            chown: None,
+            chmod: None,
+            chmod_symbolic: None,
+            link: false,
+            excludes: Vec::new(),
+            unpack: None,
+            checksum: None,
+        }
+    }
+
+    #[test]
+    fn only_the_plain_case_is_unpacked_directly() {
+        assert!(eligible(&add("/"), true, None));
+        assert!(eligible(&add("/opt/root/"), true, None));
+        assert!(!eligible(&add("/"), false, None), "something below");
+        assert!(!eligible(&add("/"), true, Some(0)), "SOURCE_DATE_EPOCH");
+        assert!(!eligible(&add("/a/../b"), true, None));
+        let mut c = add("/");
+        c.chown = Some("1:1".into());
+        assert!(!eligible(&c, true, None));
+        let mut c = add("/");
+        c.add = false;
+        assert!(!eligible(&c, true, None), "COPY never unpacks");
+        let mut c = add("/");
+        c.sources.push("b.tar".into());
+        assert!(!eligible(&c, true, None));
+        let mut c = add("/");
+        c.sources = vec!["https://example.com/r.tar".into()];
+        assert!(!eligible(&c, true, None));
+        let mut c = add("/");
+        c.unpack = Some(false);
+        assert!(!eligible(&c, true, None));
     }
 }
