@@ -16,6 +16,8 @@ PACKAGES=(docker-registry skopeo umoci qemu-user-static busybox-static curl ca-c
 # The RUN sandbox (issue 12): pasta for the default network, libseccomp to build against, and
 # compilers for the static attack programs of tests/integration/sandbox.rs.
 PACKAGES+=(passt libseccomp-dev gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+# mmdebstrap: a real Debian root filesystem tar for the layer fidelity tests and the ADD benchmark.
+PACKAGES+=(mmdebstrap)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit "${2:-4}"; }
@@ -174,6 +176,28 @@ ensure_base_image() {
   local IFS=,
   SOURCE_DATE_EPOCH=0 "$POLYARCH" build --progress plain -f "$REPO/manifests/base/busybox/Dockerfile" \
     --platform "${platforms[*]}" -t "$BASE_IMAGE" --push "$ctx"
+}
+
+# The machine's configured Debian mirror (the first `deb` URI of its apt sources).
+debian_mirror() {
+  local uri
+  uri=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
+    /etc/apt/sources.list 2>/dev/null | grep -v security | head -1 | sed -E 's/^URIs:[[:space:]]*//; s/^deb (\[[^]]*\] )?//' | awk '{print $1}') || true
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# A Debian bookworm minbase root filesystem as a tar (mmdebstrap --variant=minbase, about
+# 170 MB: device nodes, hard links, setuid files), made once under $STATE/rootfs and reused.
+# Sets ROOTFS_TAR. $1: Debian architecture (default amd64).
+ensure_rootfs_tar() {
+  local arch=${1:-amd64}
+  ROOTFS_TAR="$STATE/rootfs/debian-minbase-$arch.tar"
+  [ -s "$ROOTFS_TAR" ] && return 0
+  mkdir -p "$STATE/rootfs"
+  log "mmdebstrap --variant=minbase bookworm ($arch) into $ROOTFS_TAR"
+  mmdebstrap --quiet --format=tar --variant=minbase --architectures="$arch" bookworm \
+    "$ROOTFS_TAR.tmp" "$(debian_mirror)" >&2 || die "mmdebstrap failed" 4
+  mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
 }
 
 # Everything the example and the tests need. $1: cargo profile.

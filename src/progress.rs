@@ -178,6 +178,14 @@ pub enum Event {
         /// Of those, requests sent again after a retryable failure.
         retries: u64,
     },
+    /// A platform's build was stopped because another platform failed; nothing of it is
+    /// published.
+    PlatformCancelled {
+        /// The platform.
+        platform: String,
+        /// Why: the failure that stopped the build (its first line).
+        reason: String,
+    },
     /// Step cache entries were read from a shared cache (`--cache-from`).
     CacheImported {
         /// The cache (`REPO:TAG` or a directory).

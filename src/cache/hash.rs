@@ -75,6 +75,12 @@ struct Selected<'a> {
     link: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<Digest>,
+    /// A device node's (block, major, minor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<(bool, u32, u32)>,
+    /// Xattrs (name, value), hex-encoded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    xattrs: Vec<(String, String)>,
 }
 
 impl ContentHasher {
@@ -89,16 +95,28 @@ impl ContentHasher {
 
     /// The digest of a selection: sha256 of the canonical JSON list of its entries in the
     /// given (destination) order, each with destination, type, mode, owner (`None` is 0:0),
-    /// link target and the content digest of files.
+    /// link target (symlinks, hard links), the content digest of files, device numbers and
+    /// xattrs.
     ///
     /// Errors: [`CacheError::Io`] when a selected file cannot be read.
     pub fn selection_digest(&self, entries: &[CopyEntry]) -> Result<Digest, CacheError> {
         let mut list = Vec::with_capacity(entries.len());
         for e in entries {
+            let mut device = None;
             let (kind, link, content) = match &e.kind {
                 EntryKind::File => ("file", None, Some(self.file_digest(&e.src)?)),
                 EntryKind::Dir => ("dir", None, None),
                 EntryKind::Symlink(t) => ("symlink", Some(t.as_str()), None),
+                EntryKind::Hardlink(t) => ("hardlink", Some(t.as_str()), None),
+                EntryKind::Fifo => ("fifo", None, None),
+                EntryKind::Device {
+                    block,
+                    major,
+                    minor,
+                } => {
+                    device = Some((*block, *major, *minor));
+                    ("device", None, None)
+                }
             };
             list.push(Selected {
                 dest: &e.dest,
@@ -107,6 +125,12 @@ impl ContentHasher {
                 owner: e.owner,
                 link,
                 content,
+                device,
+                xattrs: e
+                    .xattrs
+                    .iter()
+                    .map(|(k, v)| (hex::encode(k), hex::encode(v)))
+                    .collect(),
             });
         }
         Ok(Digest::of(
@@ -236,6 +260,7 @@ mod tests {
             mode,
             mtime: 0,
             owner: None,
+            xattrs: Vec::new(),
         }
     }
 

@@ -32,9 +32,16 @@ pub struct MergeArgs {
     /// The document written.
     #[arg(long, value_enum, default_value_t = Format::Oci)]
     pub format: Format,
-    /// Platforms the result must have, comma-separated; if one is missing nothing is pushed
-    /// (exit 2). Also the order of the entries.
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
+    /// Only these platforms, comma-separated or repeated (buildx's spelling; `--platforms` is
+    /// an alias): images of other platforms and the attestation manifests about them are left
+    /// out, and each one listed must be there, else nothing is pushed (exit 2). Entries keep
+    /// the order of the sources.
+    #[arg(
+        long = "platform",
+        visible_alias = "platforms",
+        value_name = "PLATFORMS",
+        value_delimiter = ','
+    )]
     pub platforms: Vec<String>,
     /// An annotation: index:KEY=VALUE (or KEY=VALUE) on the index,
     /// manifest-descriptor[PLATFORM]:KEY=VALUE on that platform's entry (no [PLATFORM]: on
@@ -87,7 +94,7 @@ pub fn resolve_merge(args: &MergeArgs) -> Result<MergeRequest, Failure> {
         sources.extend(merge::read_sources(s)?);
     }
     let platforms = Platform::parse_list(args.platforms.iter().map(String::as_str))
-        .map_err(|e| usage("--platforms", e.to_string()))?;
+        .map_err(|e| usage("--platform", e.to_string()))?;
     let annotations = args
         .annotations
         .iter()

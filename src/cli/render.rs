@@ -109,6 +109,20 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             ref_name,
             digest,
         } => format!("wrote OCI layout {dest} ({ref_name} -> {digest})"),
+        Event::PlatformMoved { .. }
+        | Event::PlatformCancelled { .. }
+        | Event::RegistryRetry { .. }
+        | Event::RegistryRequests { .. }
+        | Event::CacheImported { .. }
+        | Event::CacheExported { .. }
+        | Event::Warning { .. } => return notice_line(e),
+    })
+}
+
+/// Lines about the build as a whole rather than a step: a platform moved or cancelled, a
+/// registry request retried, a shared cache read or written, a warning.
+fn notice_line(e: &Event) -> Option<String> {
+    Some(match e {
         Event::PlatformMoved {
             platform,
             from,
@@ -116,6 +130,9 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
         Event::RegistryRetry { .. } | Event::RegistryRequests { .. } => registry_line(e)?,
+        Event::PlatformCancelled { platform, reason } => {
+            format!("[{platform}] cancelled: {reason}")
+        }
         Event::CacheImported { cache, entries } => {
             format!("cache {cache}: {entries} step entries imported")
         }
@@ -133,6 +150,7 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             ),
         },
         Event::Warning { message } => format!("warning: {message}"),
+        _ => return None,
     })
 }
 

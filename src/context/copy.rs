@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::entry::{entry, insert, CopyEntry, DestKey, EntryKind};
+use super::entry::{entry, insert, link_hardlinks, CopyEntry, DestKey, EntryKind};
 use super::error::ContextError;
 use super::glob::has_wildcard;
 use super::ignore::Ignore;
@@ -27,8 +27,11 @@ impl BuildContext {
     /// `[...]` are Go `filepath.Match` wildcards; a directory source copies its contents; several
     /// sources, several wildcard matches or a trailing `/` make `dest` a directory, otherwise a
     /// file source is written to `dest` itself; symlinks inside copied trees stay symlinks, a
-    /// symlink on the source path is followed only within the context; excluded files are
-    /// skipped and a named source that is excluded or missing is [`ContextError::NotFound`].
+    /// symlink on the source path is followed only within the context; device nodes and fifos
+    /// are copied as themselves, sockets inside a tree are left out (a named one is
+    /// [`ContextError::UnsupportedFileType`]); files with several names among the selected
+    /// ones become one file and [`EntryKind::Hardlink`]s to it; excluded files are skipped and
+    /// a named source that is excluded or missing is [`ContextError::NotFound`].
     pub fn resolve_copy(
         &self,
         sources: &[String],
@@ -91,7 +94,7 @@ impl BuildContext {
             let md = self.lstat(&m.resolved)?;
             if md.is_dir() {
                 if !self.ignore.is_excluded(&rel) && dest != "/" {
-                    insert(&mut out, entry(&host, &dest, EntryKind::Dir, &md));
+                    insert(&mut out, entry(&host, &dest, EntryKind::Dir, &md)?);
                 }
                 let mut children = Vec::new();
                 let walk = Walk {
@@ -100,12 +103,12 @@ impl BuildContext {
                 };
                 self.walk(&m.resolved, &dest, &walk, &mut children)?;
                 if self.ignore.is_excluded(&rel) && !children.is_empty() && dest != "/" {
-                    insert(&mut out, entry(&host, &dest, EntryKind::Dir, &md));
+                    insert(&mut out, entry(&host, &dest, EntryKind::Dir, &md)?);
                 }
                 for c in children {
                     insert(&mut out, c);
                 }
-            } else if md.is_file() {
+            } else if let Some(kind) = EntryKind::special(&md) {
                 if !excludes.is_empty() && excludes.is_excluded(&m.name) {
                     continue;
                 }
@@ -114,11 +117,13 @@ impl BuildContext {
                 } else {
                     dest.clone()
                 };
-                insert(&mut out, entry(&host, &target, EntryKind::File, &md));
+                insert(&mut out, entry(&host, &target, kind, &md)?);
             } else {
                 return Err(ContextError::UnsupportedFileType { path: host });
             }
         }
-        Ok(out.into_values().collect())
+        let mut entries: Vec<CopyEntry> = out.into_values().collect();
+        link_hardlinks(&mut entries);
+        Ok(entries)
     }
 }

@@ -78,8 +78,8 @@ pub enum ContextError {
         /// What is wrong.
         reason: String,
     },
-    /// A named source is neither a file, a directory nor a symlink (a socket, fifo or device).
-    #[error("cannot copy {path}: not a regular file, directory or symlink")]
+    /// A named source is a socket, which a layer cannot hold.
+    #[error("cannot copy {path}: it is a socket, which an image layer cannot hold")]
     UnsupportedFileType {
         /// The host path.
         path: PathBuf,

@@ -262,3 +262,75 @@ fn later_sources_override_earlier_ones() {
     assert_eq!(e.len(), 1);
     assert!(e[0].src.ends_with("ctx/x.txt"));
 }
+
+/// Issue 18: device nodes and fifos are copied as themselves (a socket is left out of a tree),
+/// files with several names become one file and hard links to it, and xattrs come along
+/// (never `trusted.*`).
+#[test]
+fn special_files_hard_links_and_xattrs_are_selected() {
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("d")).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(ctx.join("d/a"), "a").unwrap();
+    std::fs::hard_link(ctx.join("d/a"), ctx.join("d/b")).unwrap();
+    mknodat(
+        CWD,
+        ctx.join("d/null"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    mknodat(
+        CWD,
+        ctx.join("d/fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    std::fs::set_permissions(ctx.join("d/null"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(ctx.join("d/sock")).unwrap();
+    rustix::fs::setxattr(
+        ctx.join("d/a"),
+        "user.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        ctx.join("d/a"),
+        "trusted.k",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let e = open(&ctx).resolve_copy(&srcs(&["d"]), "/x/").unwrap();
+    let got: Vec<(&str, &EntryKind)> = e.iter().map(|e| (e.dest.as_str(), &e.kind)).collect();
+    assert_eq!(
+        got,
+        [
+            ("/x", &EntryKind::Dir),
+            ("/x/a", &EntryKind::File),
+            ("/x/b", &EntryKind::Hardlink("/x/a".into())),
+            ("/x/fifo", &EntryKind::Fifo),
+            (
+                "/x/null",
+                &EntryKind::Device {
+                    block: false,
+                    major: 1,
+                    minor: 3
+                }
+            ),
+        ]
+    );
+    assert_eq!(e[1].xattrs, vec![(b"user.k".to_vec(), b"v".to_vec())]);
+    assert_eq!(e[4].mode, 0o666);
+    // A named socket is refused with its path.
+    let err = open(&ctx)
+        .resolve_copy(&srcs(&["d/sock"]), "/s")
+        .unwrap_err();
+    assert!(err.to_string().contains("socket"), "{err}");
+}

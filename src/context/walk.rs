@@ -1,6 +1,6 @@
 //! Walking a directory of the build context that a `COPY` source names: its contents as
 //! [`CopyEntry`] values, depth first, names in byte order, `.dockerignore` and `--exclude`
-//! applied to each path, symlinks kept as links.
+//! applied to each path, symlinks kept as links, device nodes and fifos as themselves.
 //!
 //! Level 1 (sync file I/O through explicit paths). Must not follow symlinks or hash contents.
 
@@ -68,7 +68,7 @@ impl BuildContext {
                 let mut children = Vec::new();
                 self.walk(&comps, &target, w, &mut children)?;
                 if !excluded || !children.is_empty() {
-                    out.push(entry(&path, &target, EntryKind::Dir, &md));
+                    out.push(entry(&path, &target, EntryKind::Dir, &md)?);
                     out.append(&mut children);
                 }
             } else if excluded {
@@ -82,11 +82,12 @@ impl BuildContext {
                     .into_os_string()
                     .into_string()
                     .map_err(|_| ContextError::NonUtf8 { path: path.clone() })?;
-                out.push(entry(&path, &target, EntryKind::Symlink(link), &md));
-            } else if ft.is_file() {
-                out.push(entry(&path, &target, EntryKind::File, &md));
+                out.push(entry(&path, &target, EntryKind::Symlink(link), &md)?);
+            } else if let Some(kind) = EntryKind::special(&md) {
+                // Regular files, device nodes and fifos; sockets are left out (a tar cannot
+                // hold them, and containerd and BuildKit skip them the same way).
+                out.push(entry(&path, &target, kind, &md)?);
             }
-            // Sockets, fifos and device nodes inside a copied tree are skipped.
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::direct_add::{self, Direct, MadeUpper};
 use super::scope::{StepScope, Upstream};
 use super::sources::{self, CacheLease, SourceError};
 use super::*;
@@ -22,14 +23,20 @@ pub(super) struct Prepared {
     pub lowerdirs: Vec<PathBuf>,
     /// Cache directories in use until the step is over.
     pub leases: Vec<CacheLease>,
+    /// The step's upper directory, already made without the sandbox (an archive ADDed onto an
+    /// empty tree, see [`super::direct_add`]): nothing is left to run.
+    pub made: Option<MadeUpper>,
 }
 
-/// The directories of `layers` in overlayfs order (top-most first), materialised.
+/// The directories of `layers` in overlayfs order (top-most first), materialised, with the
+/// store's anchor directory below them when one of them holds whiteouts (see
+/// [`Store::lowerdirs`]).
 async fn dirs<R: Registry, E: Executor, U>(
     scope: &StepScope<'_, R, E, U>,
     layers: &[BuiltLayer],
 ) -> Result<Vec<PathBuf>, BuildError> {
-    super::materialise::dirs(scope.deps, scope.label, layers).await
+    let dirs = super::materialise::dirs(scope.deps, scope.label, layers).await?;
+    Ok(scope.deps.store.lowerdirs(dirs))
 }
 
 /// Prepares `step`; `None` for config-only steps. `inputs` is a scratch directory that lives
@@ -73,6 +80,7 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                 }),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,
+                made: None,
             }))
         }
         StepKind::Workdir { path, user } if path != "/" => {
@@ -92,29 +100,17 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                         mode: 0o755,
                         mtime,
                         owner: None,
+                        xattrs: Vec::new(),
                     }],
                     chown: user.clone(),
                     ..CopySpec::default()
                 }),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: Vec::new(),
+                made: None,
             }))
         }
-        StepKind::Copy(c) => {
-            let action = copy_action(scope, step, c, inputs).await?;
-            // `--link` (without --chmod, as BuildKit) copies onto an empty tree: the layer holds
-            // only what was copied, whatever the earlier layers have at the destination.
-            let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
-                Vec::new()
-            } else {
-                dirs(scope, layers).await?
-            };
-            Ok(Some(Prepared {
-                action,
-                lowerdirs,
-                leases: Vec::new(),
-            }))
-        }
+        StepKind::Copy(c) => prepare_copy(scope, step, c, inputs).await.map(Some),
         _ => Ok(None),
     }
 }
@@ -159,6 +155,64 @@ fn entitled<R, E, U>(
         }
     }
     Ok(())
+}
+
+/// Prepares a COPY or ADD: an archive ADDed onto an empty tree is unpacked straight into the
+/// step's upper directory ([`direct_add`]); anything else becomes the helper's copy.
+async fn prepare_copy<R: Registry, E: Executor, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    c: &crate::plan::CopyStep,
+    inputs: &Path,
+) -> Result<Prepared, BuildError> {
+    let (sh, layers) = (scope.sh, scope.layers);
+    // `--link` (without --chmod, as BuildKit) copies onto an empty tree: the layer holds
+    // only what was copied, whatever the earlier layers have at the destination.
+    let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
+        Vec::new()
+    } else {
+        dirs(scope, layers).await?
+    };
+    let epoch = sh.req.source_date_epoch;
+    let (action, made) = if direct_add::eligible(c, lowerdirs.is_empty(), epoch) {
+        match direct(scope, step, c, inputs).await? {
+            Direct::Made(made) => (Action::Copy(CopySpec::default()), Some(made)),
+            Direct::Entries(entries) => (
+                Action::Copy(CopySpec {
+                    entries,
+                    ..CopySpec::default()
+                }),
+                None,
+            ),
+            Direct::No => (copy_action(scope, step, c, inputs).await?, None),
+        }
+    } else {
+        (copy_action(scope, step, c, inputs).await?, None)
+    };
+    Ok(Prepared {
+        action,
+        lowerdirs,
+        leases: Vec::new(),
+        made,
+    })
+}
+
+/// [`direct_add::try_direct`] on a blocking thread, its errors located at `step`.
+async fn direct<R, E, U>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    c: &crate::plan::CopyStep,
+    inputs: &Path,
+) -> Result<Direct, BuildError> {
+    let (ctx, c2, inputs) = (scope.sh.context.clone(), c.clone(), inputs.to_path_buf());
+    tokio::task::spawn_blocking(move || direct_add::try_direct(&ctx, &c2, &inputs))
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))?
+        .map_err(|source| BuildError::Source {
+            platform: scope.label.to_string(),
+            location: location(scope.sh.dockerfile, step),
+            source,
+        })
 }
 
 /// A RUN step's mounts as the executor takes them, in the step's order, with the environment

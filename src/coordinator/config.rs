@@ -9,6 +9,21 @@ use std::collections::BTreeMap;
 use crate::oci::{self, ImageConfig};
 use crate::plan::StepKind;
 
+/// Gives the config the default `PATH` (`/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
+/// /sbin:/bin`, [`crate::plan::DEFAULT_PATH`]) when its environment sets none, at the end of
+/// `Env`, as BuildKit does for every stage it dispatches ("make sure that PATH is always set",
+/// dockerfile2llb): a `FROM scratch` stage and a base image without `PATH` get it; any other
+/// config is left as it is.
+pub(super) fn ensure_path(config: &mut ImageConfig) {
+    let env = config.config.env.get_or_insert_with(Vec::new);
+    if !env
+        .iter()
+        .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == "PATH")
+    {
+        env.push(format!("PATH={}", crate::plan::DEFAULT_PATH));
+    }
+}
+
 /// Applies a config-only step to the image config (Dockerfile reference: ENV, WORKDIR, USER,
 /// LABEL, EXPOSE, CMD, ENTRYPOINT, SHELL, HEALTHCHECK, STOPSIGNAL, VOLUME, ONBUILD,
 /// MAINTAINER).
@@ -84,5 +99,33 @@ pub(super) fn apply_config(config: &mut ImageConfig, kind: &StepKind) {
             .get_or_insert_with(Vec::new)
             .push(trigger.clone()),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn default_path_only_where_none_is_set() {
+        let mut scratch = ImageConfig::default();
+        ensure_path(&mut scratch);
+        assert_eq!(
+            scratch.config.env,
+            Some(vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()
+            ])
+        );
+        let mut no_path = ImageConfig::default();
+        no_path.config.env = Some(vec!["LANG=C.UTF-8".into()]);
+        ensure_path(&mut no_path);
+        let env = no_path.config.env.unwrap();
+        assert_eq!(env.len(), 2);
+        assert_eq!(env[0], "LANG=C.UTF-8");
+        assert!(env[1].starts_with("PATH=/usr/local/sbin:"));
+        let mut own = ImageConfig::default();
+        own.config.env = Some(vec!["PATH=/opt/bin".into()]);
+        ensure_path(&mut own);
+        assert_eq!(own.config.env, Some(vec!["PATH=/opt/bin".to_string()]));
     }
 }

@@ -139,6 +139,7 @@ pub(super) fn inline_entries(
             mode: 0o644,
             mtime,
             owner: None,
+            xattrs: Vec::new(),
         });
     }
     Ok(out)
@@ -250,6 +251,7 @@ pub(super) async fn fetch_url(
         mode: 0o600,
         mtime,
         owner: None,
+        xattrs: Vec::new(),
     })
 }
 
@@ -331,12 +333,37 @@ pub(super) fn unpack_entries(
 ) -> Result<Vec<CopyEntry>, SourceError> {
     let out = work.join("unpacked");
     std::fs::create_dir_all(&out).map_err(io("create", &out))?;
+    let unpacked = unpack_into(src, media_type, &out)?;
+    entries_of_unpacked(&out, dest, unpacked.inexact)
+}
+
+/// Unpacks the archive `src` (of layer media type `media_type`) into the existing directory
+/// `out`, confined to it.
+pub(super) fn unpack_into(
+    src: &Path,
+    media_type: &str,
+    out: &Path,
+) -> Result<crate::layer::Unpacked, SourceError> {
     let file = File::open(src).map_err(io("open", src))?;
-    crate::layer::unpack_layer(file, media_type, &out).map_err(|e| SourceError::Unpack {
+    crate::layer::unpack_layer_exact(
+        std::io::BufReader::with_capacity(256 * 1024, file),
+        media_type,
+        out,
+    )
+    .map_err(|e| SourceError::Unpack {
         path: src.to_path_buf(),
         reason: e.to_string(),
-    })?;
-    let tree = BuildContext::rootfs(&out)?;
+    })
+}
+
+/// The entries that recreate the unpacked archive `out` under the directory `dest`, owners
+/// kept, with what the host could not hold (`inexact`) given back to them.
+pub(super) fn entries_of_unpacked(
+    out: &Path,
+    dest: &str,
+    inexact: Vec<crate::layer::ExactEntry>,
+) -> Result<Vec<CopyEntry>, SourceError> {
+    let tree = BuildContext::rootfs(out)?;
     let dir = format!("{}/", dest.trim_end_matches('/'));
     let mut entries = tree.resolve_copy(&[".".to_string()], &dir)?;
     for e in &mut entries {
@@ -344,6 +371,7 @@ pub(super) fn unpack_entries(
             e.owner = Some((md.uid(), md.gid()));
         }
     }
+    restore_inexact(&mut entries, out, inexact);
     // The destination directory itself: created when missing, like a copied directory.
     if !dest.trim_end_matches('/').is_empty()
         && !entries.iter().any(|e| e.dest == dir.trim_end_matches('/'))
@@ -351,18 +379,58 @@ pub(super) fn unpack_entries(
         entries.insert(
             0,
             CopyEntry {
-                src: out.clone(),
+                src: out.to_path_buf(),
                 dest: dir.trim_end_matches('/').to_string(),
                 kind: EntryKind::Dir,
-                mode: std::fs::metadata(&out)
+                mode: std::fs::metadata(out)
                     .map(|m| m.permissions().mode() & 0o7777)
                     .unwrap_or(0o755),
-                mtime: std::fs::metadata(&out).map(|m| m.mtime()).unwrap_or(0),
+                mtime: std::fs::metadata(out).map(|m| m.mtime()).unwrap_or(0),
                 owner: None,
+                xattrs: Vec::new(),
             },
         );
     }
     Ok(entries)
+}
+
+/// Gives back to the entries of an unpacked archive (rooted at `out`) what the host could not
+/// hold when unpacking it: the device node or fifo a placeholder stands for, the xattrs it
+/// refused. The sandbox then tries again and reports what it cannot hold either, so the layer
+/// keeps them exactly.
+fn restore_inexact(entries: &mut [CopyEntry], out: &Path, inexact: Vec<crate::layer::ExactEntry>) {
+    use crate::layer::SpecialNode;
+    for x in inexact {
+        let src = out.join(&x.path);
+        let Some(e) = entries.iter_mut().find(|e| e.src == src) else {
+            // The archive's root directory: ADD keeps the destination's own metadata.
+            tracing::debug!(path = %x.path, "archive entry not copied");
+            continue;
+        };
+        match x.node {
+            Some(SpecialNode::Char { major, minor }) => {
+                e.kind = EntryKind::Device {
+                    block: false,
+                    major,
+                    minor,
+                }
+            }
+            Some(SpecialNode::Block { major, minor }) => {
+                e.kind = EntryKind::Device {
+                    block: true,
+                    major,
+                    minor,
+                }
+            }
+            Some(SpecialNode::Fifo) => e.kind = EntryKind::Fifo,
+            None => {}
+        }
+        for (k, v) in x.xattrs {
+            e.xattrs.retain(|(name, _)| *name != k);
+            e.xattrs.push((k, v));
+        }
+        e.xattrs.sort();
+    }
 }
 
 /// Resolves an ADD/COPY from the context, unpacking local archives for ADD: each source that is

@@ -17,7 +17,7 @@ use futures::future::{FutureExt, LocalBoxFuture};
 use tokio::sync::OnceCell;
 
 use super::base::pull_base;
-use super::config::apply_config;
+use super::config::{apply_config, ensure_path};
 use super::scope::{StepScope, Upstream};
 use super::sources::CacheMounts;
 use super::step::{run_or_reuse, StepDone};
@@ -178,6 +178,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         config.os = sel.platform.os.clone();
         config.variant = sel.platform.variant.clone();
         config.os_version = sel.platform.os_version.clone();
+        ensure_path(&mut config);
         let base = base_config(&config);
         // Triggers run in this stage and never carry over (BuildKit clears them).
         config.config.on_build = None;

@@ -67,7 +67,7 @@ pub(super) async fn run_or_reuse<R: Registry, E: Executor, U: Upstream>(
             step: n,
             total,
             location: location(sh.dockerfile, step),
-            text: progress_text(&step.created_by),
+            text: step.text.clone(),
             cached,
             cache_miss,
         })
@@ -107,6 +107,12 @@ pub(super) async fn run_or_reuse<R: Registry, E: Executor, U: Upstream>(
         layer: done.layer.as_ref().map(|l| l.descriptor.digest.clone()),
         cached: done.cached,
     });
+    // What is left of the step's directory (its inputs, an unpacked archive) is removed in the
+    // background: unlinking a whole tree can take seconds on a busy disk.
+    let left = scratch.keep();
+    if deps.store.discard(&left).is_err() {
+        let _ = std::fs::remove_dir_all(&left);
+    }
     Ok(done)
 }
 
@@ -189,7 +195,7 @@ async fn run_step<R: Registry, E: Executor, U: Upstream>(
     n: usize,
     scratch: &TempDir,
 ) -> Result<Option<BuiltLayer>, BuildError> {
-    let sh = scope.sh;
+    let (sh, deps) = (scope.sh, scope.deps);
     let pname = scope.label.to_string();
     let store_err = |source| BuildError::Store {
         platform: pname.clone(),
@@ -200,20 +206,62 @@ async fn run_step<R: Registry, E: Executor, U: Upstream>(
         return Ok(None);
     };
     let upper = scratch.path().join("upper");
-    let work = scratch.path().join("work");
+    let exact = match prepared.made {
+        // Made without the sandbox (an archive ADDed onto an empty tree).
+        Some(made) => {
+            std::fs::rename(&made.dir, &upper).map_err(|source| {
+                store_err(StoreError::Io {
+                    action: "move into place",
+                    path: made.dir.clone(),
+                    source,
+                })
+            })?;
+            made.exact
+        }
+        None => sandboxed(scope, step, n, prepared, scratch.path()).await?,
+    };
+    let made = if dir_is_empty(&upper) {
+        None
+    } else {
+        if let Some(summary) = layer::exact_summary(&exact) {
+            // Once per step, never per entry (issue 18).
+            deps.sink.emit(Event::Warning {
+                message: format!("[{pname}] {}: {summary}", location(sh.dockerfile, step)),
+            });
+        }
+        Some(write_layer(scope, &upper, exact).await?)
+    };
+    Ok(made)
+}
+
+/// Runs the prepared step in the sandbox on `scratch/upper` (and `scratch/work`); returns the
+/// entries the filesystem could not hold exactly.
+///
+/// Errors: running it (a non-zero exit is [`BuildError::StepFailed`]).
+async fn sandboxed<R: Registry, E: Executor, U>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    n: usize,
+    prepared: actions::Prepared,
+    scratch: &Path,
+) -> Result<Vec<layer::ExactEntry>, BuildError> {
+    let pname = scope.label.to_string();
+    let upper = scratch.join("upper");
+    let work = scratch.join("work");
     for d in [&upper, &work] {
-        std::fs::create_dir_all(d).map_err(|source| {
-            store_err(StoreError::Io {
+        std::fs::create_dir_all(d).map_err(|source| BuildError::Store {
+            platform: pname.clone(),
+            source: StoreError::Io {
                 action: "create directory",
                 path: d.to_path_buf(),
                 source,
-            })
+            },
         })?;
     }
     let spec = SandboxSpec {
         lowerdirs: prepared.lowerdirs,
-        upperdir: upper.clone(),
-        workdir: work.clone(),
+        upperdir: upper,
+        workdir: work,
         action: prepared.action,
         hostname: "polyarch".into(),
         snapshotter: Snapshotter::Auto,
@@ -225,16 +273,13 @@ async fn run_step<R: Registry, E: Executor, U: Upstream>(
         return Err(BuildError::StepFailed {
             platform: pname,
             step: n,
-            location: location(sh.dockerfile, step),
-            instruction: step.created_by.clone(),
+            location: location(scope.sh.dockerfile, step),
+            instruction: step.text.clone(),
             status: outcome.status,
             tail: outcome.tail,
         });
     }
-    if dir_is_empty(&upper) {
-        return Ok(None);
-    }
-    write_layer(scope, &upper).await.map(Some)
+    Ok(outcome.exact)
 }
 
 /// Runs `spec` in the sandbox, its output shown as progress of step `n` (clipped past
@@ -291,10 +336,14 @@ async fn execute<R: Registry, E: Executor, U>(
 
 /// Turns a step's upper dir into a layer: tar, compress and hash it into the store (uploading
 /// it to the push target meanwhile when the stage is pushed, see [`super::upload`]), and adopt
-/// the directory as the layer's unpacked form.
+/// the directory as the layer's unpacked form. `exact` are the entries the directory could not
+/// hold exactly, written into the layer as they should be. The same layer made by another
+/// platform (or process) is compressed once: the tar is hashed first (cheap), then, holding
+/// that layer's lock, the blob made before is taken, or made.
 async fn write_layer<R: Registry, E, U>(
     scope: &StepScope<'_, R, E, U>,
     upper: &Path,
+    exact: Vec<layer::ExactEntry>,
 ) -> Result<BuiltLayer, BuildError> {
     let pname = scope.label;
     let store = scope.deps.store.clone();
@@ -302,11 +351,56 @@ async fn write_layer<R: Registry, E, U>(
         source_date_epoch: scope.sh.req.source_date_epoch.map(|e| e.max(0) as u64),
         compression: scope.sh.req.compression,
         threads: 0,
+        exact,
     };
+    let label = opts.compression.label();
     let store_err = |source| BuildError::Store {
         platform: pname.to_string(),
         source,
     };
+    let made_before = {
+        let (store, upper, opts, label) = (
+            store.clone(),
+            upper.to_path_buf(),
+            opts.clone(),
+            label.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+            let diff_id =
+                layer::layer_diff_id(&upper, &opts).map_err(|source| BuildError::Layer {
+                    platform: String::new(),
+                    source,
+                })?;
+            let lock = store
+                .lock_layer(&diff_id)
+                .map_err(|source| BuildError::Store {
+                    platform: String::new(),
+                    source,
+                })?;
+            let blob = store.layer_blob(&diff_id, &label);
+            if blob.is_some() {
+                store
+                    .adopt_layer_dir(&upper, &diff_id)
+                    .map_err(|source| BuildError::Store {
+                        platform: String::new(),
+                        source,
+                    })?;
+            }
+            Ok((lock, blob))
+        })
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))?
+        .map_err(|e| with_platform(e, pname))?
+    };
+    // Held until the blob is recorded: another platform making the same layer waits for it.
+    let (_lock, blob) = made_before;
+    if let Some(blob) = blob {
+        return Ok(BuiltLayer {
+            descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
+            diff_id: blob.diff_id.clone(),
+            origin: None,
+        });
+    }
     let writer = store.blob_writer().map_err(store_err)?;
     let (teed, growing) = match scope.upload_to {
         Some(_) => {
@@ -323,7 +417,9 @@ async fn write_layer<R: Registry, E, U>(
     };
     // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
     let upper2 = upper.to_path_buf();
-    let compress = tokio::task::spawn_blocking(move || compress_into(&store, &upper2, &opts, teed));
+    let store2 = store.clone();
+    let compress =
+        tokio::task::spawn_blocking(move || compress_into(&store2, &upper2, &opts, teed));
     let follow = async {
         if let (Some(target), Some(blob)) = (scope.upload_to, growing) {
             upload::follow(&scope.deps.registry, &scope.sh.early, target, blob).await;
@@ -333,6 +429,7 @@ async fn write_layer<R: Registry, E, U>(
     let (blob, _dir) = written
         .map_err(|e| BuildError::Internal(e.to_string()))?
         .map_err(|e| with_platform(e, pname))?;
+    store.record_layer_blob(&blob, &label).map_err(store_err)?;
     Ok(BuiltLayer {
         descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
         diff_id: blob.diff_id.clone(),
@@ -400,47 +497,4 @@ pub(super) fn dir_is_empty(p: &Path) -> bool {
     std::fs::read_dir(p)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
-}
-
-/// The instruction as progress shows it: the history text (`created_by`, BuildKit's form)
-/// without BuildKit's bookkeeping: the ` # buildkit` suffix, and for RUN the `|N K=V ...` build
-/// arguments and the `/bin/sh -c` of the shell form.
-fn progress_text(created_by: &str) -> String {
-    let text = created_by.strip_suffix(" # buildkit").unwrap_or(created_by);
-    let Some(rest) = text.strip_prefix("RUN ") else {
-        return text.to_string();
-    };
-    let mut rest = rest;
-    if let Some(after_bar) = rest.strip_prefix('|') {
-        // `|N` then N `KEY=VALUE` words (values without spaces, as BuildKit writes them).
-        let mut words = after_bar.splitn(2, ' ');
-        let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-        let mut tail = words.next().unwrap_or("");
-        for _ in 0..n {
-            tail = tail.split_once(' ').map(|(_, t)| t).unwrap_or("");
-        }
-        rest = tail;
-    }
-    let rest = rest.strip_prefix("/bin/sh -c ").unwrap_or(rest);
-    format!("RUN {rest}")
-}
-
-#[cfg(test)]
-mod progress_text_tests {
-    use super::progress_text;
-
-    #[test]
-    fn strips_buildkit_bookkeeping() {
-        assert_eq!(
-            progress_text("RUN |2 A=1 B=x /bin/sh -c echo hi # buildkit"),
-            "RUN echo hi"
-        );
-        assert_eq!(
-            progress_text("RUN /bin/sh -c uname -m > /arch # buildkit"),
-            "RUN uname -m > /arch"
-        );
-        assert_eq!(progress_text("RUN [\"ls\", \"/\"]"), "RUN [\"ls\", \"/\"]");
-        assert_eq!(progress_text("COPY a /b # buildkit"), "COPY a /b");
-        assert_eq!(progress_text("ENV A=1"), "ENV A=1");
-    }
 }

@@ -147,16 +147,21 @@ pub enum NoHandlerReason {
         /// Its flags as registered.
         flags: String,
     },
-    /// A matching, enabled entry lacks the `F` flag, so its interpreter would have to exist inside
-    /// the image root filesystem.
+    /// A matching, enabled entry lacks the `F` flag: the kernel opens its interpreter only when
+    /// a program starts, by path, in the starting process's root, which in a build is the image
+    /// (kernel `Documentation/admin-guide/binfmt-misc.rst`, "F - fix binary"). The image has no
+    /// qemu, so no RUN step of this platform could start.
     #[error(
-        "binfmt_misc handler {name:?} matches but lacks the F (fix binary) flag (flags {flags:?})"
+        "binfmt_misc handler {name:?} (flags {flags:?}) lacks the F (fix binary) flag: the kernel          would look for its interpreter {} inside the build's root filesystem, which has no          qemu, so RUN steps for this platform cannot start",
+        interpreter.display()
     )]
     MissingFixBinary {
         /// The entry's name.
         name: String,
         /// Its flags as registered.
         flags: String,
+        /// Its interpreter, as registered (a host path).
+        interpreter: PathBuf,
     },
 }
 
@@ -176,6 +181,12 @@ impl Classify for EmulationError {
                     "run as root: `polyarch qemu install --force {arch}` (replaces the existing \
                      registration; `polyarch qemu status` shows it)"
                 );
+                let fix = format!(
+                    "run as root: `polyarch qemu install --force {arch}`, which registers the \
+                     handler again with F, so the kernel opens the interpreter once, on the host, \
+                     and builds need no qemu inside the image (or add F to your own registration: \
+                     write -1 to its entry and register it again with flags F)"
+                );
                 match reason {
                     NoHandlerReason::UnknownArchitecture => None,
                     NoHandlerReason::NotMounted { .. }
@@ -185,8 +196,8 @@ impl Classify for EmulationError {
                         "enable it as root: `echo 1 > {}/status`",
                         dir.display()
                     )),
+                    NoHandlerReason::MissingFixBinary { .. } => Some(fix),
                     NoHandlerReason::Disabled { .. }
-                    | NoHandlerReason::MissingFixBinary { .. }
                     | NoHandlerReason::Broken { .. }
                     | NoHandlerReason::ArgvNotPreserved { .. } => Some(force),
                 }

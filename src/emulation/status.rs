@@ -162,8 +162,9 @@ fn verdict_when_it_ran(entry: Option<&BinfmtEntry>, is_native: bool) -> (Runs, O
         Some(e) if e.enabled && !e.fixes_binary() => (
             Runs::No,
             Some(format!(
-                "handler {:?} runs it on the host but lacks the F flag: in a build its \
-                 interpreter {} would have to exist inside the image",
+                "handler {:?} runs it on the host but lacks the F (fix binary) flag: in a \
+                 build the kernel looks for its interpreter {} inside the image, which has no \
+                 qemu, so RUN steps cannot start (fix: `polyarch qemu install --force`)",
                 e.name,
                 e.interpreter.display()
             )),
@@ -215,8 +216,9 @@ fn why_it_failed(
         ),
         Some(e) if !e.enabled => format!("handler {:?} is registered but disabled", e.name),
         Some(e) if !e.fixes_binary() => format!(
-            "handler {:?} lacks the F flag, so its interpreter {} is looked for inside the \
-             root directory, where it is not ({})",
+            "handler {:?} lacks the F (fix binary) flag, so its interpreter {} is looked for \
+             inside the build's root filesystem, where it is not, and RUN steps cannot start \
+             ({}; fix: `polyarch qemu install --force`)",
             e.name,
             e.interpreter.display(),
             probe.describe()
@@ -307,7 +309,7 @@ mod tests {
             d(),
         );
         assert_eq!(s.runs, Runs::No);
-        assert!(s.problem.unwrap().contains("lacks the F flag"));
+        assert!(s.problem.unwrap().contains("lacks the F (fix binary) flag"));
         // Without a chroot the probe runs, but the missing F is still reported.
         let s = judge(
             row("aarch64"),
@@ -317,7 +319,7 @@ mod tests {
             d(),
         );
         assert_eq!(s.runs, Runs::No);
-        assert!(s.problem.unwrap().contains("lacks the F flag"));
+        assert!(s.problem.unwrap().contains("lacks the F (fix binary) flag"));
 
         let broken = ProbeResult::Failed {
             status: "exit status 1".into(),

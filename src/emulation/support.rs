@@ -93,6 +93,7 @@ pub fn classify(platform: &Platform, binfmt_dir: &Path) -> Result<Support, Emula
         return Err(no(NoHandlerReason::MissingFixBinary {
             name: e.name.clone(),
             flags: e.flags.clone(),
+            interpreter: e.interpreter.clone(),
         }));
     }
     if let Some(e) = matching.first() {
@@ -291,6 +292,20 @@ mod tests {
             matches!(reason, NoHandlerReason::MissingFixBinary { name, .. } if name == "qemu-arm")
         );
         assert_eq!(err.exit_code(), ExitCode::Host);
+        // What it means for the build, and the fix (issue 18).
+        let text = err.to_string();
+        assert!(
+            text.contains("inside the build's root filesystem"),
+            "{text}"
+        );
+        assert!(
+            text.contains("RUN steps for this platform cannot start"),
+            "{text}"
+        );
+        assert!(err
+            .hint()
+            .unwrap()
+            .contains("registers the handler again with F"));
         assert!(err
             .hint()
             .unwrap()

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshot::Snapshotter;
 use super::ExecError;
+use crate::layer::ExactEntry;
 use crate::progress::Stream;
 
 /// How many output lines [`StepOutcome::tail`] keeps.
@@ -31,6 +32,9 @@ pub struct StepOutcome {
     /// The snapshotter the helper reports having used (`overlay` or `copy`); `None` when it
     /// reported none (a fake executor, or a failure before the root filesystem was set up).
     pub snapshotter: Option<Snapshotter>,
+    /// Entries the step made that the filesystem could not hold exactly (a placeholder for a
+    /// device node, xattrs it refused): the layer writer keeps them as they should be.
+    pub exact: Vec<ExactEntry>,
 }
 
 impl StepOutcome {

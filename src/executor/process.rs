@@ -18,12 +18,13 @@ use tokio::process::Child;
 
 use super::outcome::{OutputLine, StepOutcome, TAIL_LINES};
 use super::protocol::{
-    SandboxFailure, SANDBOX_ERROR_PREFIX, SANDBOX_ERROR_STATUS, SANDBOX_INFO_PREFIX,
+    parse_exact, SandboxFailure, SANDBOX_ERROR_PREFIX, SANDBOX_ERROR_STATUS, SANDBOX_INFO_PREFIX,
     SANDBOX_SUBCOMMAND,
 };
 use super::snapshot::{self, Snapshotter};
 use super::spec::{Action, Bpf, NetworkMode, SandboxSpec};
 use super::{ExecError, Executor};
+use crate::layer::ExactEntry;
 use crate::progress::Stream;
 
 /// Longest output line passed on in one piece, in bytes; longer lines are split.
@@ -283,6 +284,8 @@ struct HelperOutput {
     failures: Vec<SandboxFailure>,
     /// The snapshotter the helper reported having used.
     used: Option<Snapshotter>,
+    /// Entries the helper could not make exactly.
+    exact: Vec<ExactEntry>,
 }
 
 impl HelperOutput {
@@ -291,6 +294,7 @@ impl HelperOutput {
             tail: VecDeque::with_capacity(TAIL_LINES),
             failures: Vec::new(),
             used: None,
+            exact: Vec::new(),
         }
     }
 
@@ -304,6 +308,10 @@ impl HelperOutput {
                 return None;
             }
             if let Some(info) = line.line.strip_prefix(SANDBOX_INFO_PREFIX) {
+                if let Some(e) = parse_exact(info) {
+                    self.exact.push(e);
+                    return None;
+                }
                 match snapshot::Report::parse(info) {
                     Some(snapshot::Report::Used(s)) => self.used = Some(s),
                     Some(snapshot::Report::Fallback(reason)) => tracing::info!(
@@ -344,6 +352,7 @@ impl HelperOutput {
             status,
             tail: self.tail.into_iter().collect(),
             snapshotter: self.used,
+            exact: self.exact,
         })
     }
 }

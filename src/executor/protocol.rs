@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ExecError;
 use crate::exit::{Classify, ExitCode};
+use crate::layer::ExactEntry;
 
 /// The hidden subcommand that starts the helper (`polyarch __sandbox`).
 pub const SANDBOX_SUBCOMMAND: &str = "__sandbox";
@@ -20,9 +21,24 @@ pub const SANDBOX_ERROR_STATUS: i32 = 125;
 /// Prefix of the helper's own error line on stderr.
 pub const SANDBOX_ERROR_PREFIX: &str = "polyarch-sandbox-error: ";
 
-/// Prefix of the helper's report lines on stderr (`snapshotter=<name>`, `fallback=<reason>`),
-/// taken out of the step's output by [`super::SandboxExecutor`].
+/// Prefix of the helper's report lines on stderr (`snapshotter=<name>`, `fallback=<reason>`,
+/// `exact=<json>`), taken out of the step's output by [`super::SandboxExecutor`].
 pub const SANDBOX_INFO_PREFIX: &str = "polyarch-sandbox-info: ";
+
+/// Key of the report line for an entry the filesystem could not hold exactly: `exact=` then
+/// the [`ExactEntry`] as JSON.
+const EXACT_KEY: &str = "exact=";
+
+/// The helper's report line for `e`, prefix included.
+pub(super) fn exact_line(e: &ExactEntry) -> String {
+    let json = serde_json::to_string(e).unwrap_or_default();
+    format!("{SANDBOX_INFO_PREFIX}{EXACT_KEY}{json}")
+}
+
+/// Reads an `exact=` report (the text after [`SANDBOX_INFO_PREFIX`]); `None` for other reports.
+pub(super) fn parse_exact(info: &str) -> Option<ExactEntry> {
+    serde_json::from_str(info.strip_prefix(EXACT_KEY)?).ok()
+}
 
 /// The helper's error line after [`SANDBOX_ERROR_PREFIX`]: JSON, so that the class and hint
 /// travel with the message whatever characters it holds.

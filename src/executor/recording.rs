@@ -77,6 +77,7 @@ impl Executor for RecordingExecutor {
             status: scripted.status,
             tail,
             snapshotter: None,
+            exact: Vec::new(),
         })
     }
 }

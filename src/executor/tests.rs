@@ -123,6 +123,7 @@ fn spec_json_round_trips() {
                 mode: 0o777,
                 mtime: 1,
                 owner: None,
+                xattrs: Vec::new(),
             }],
             chown: Some("1:2".into()),
             chmod: None,

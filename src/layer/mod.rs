@@ -9,7 +9,8 @@
 //!   depend only on the tree (sorted walk, numeric ids, no atime/ctime, optional mtime clamp to
 //!   `SOURCE_DATE_EPOCH`, fixed gzip header). Overlay whiteouts (0/0 character devices) and opaque
 //!   directories (`trusted.overlay.opaque=y`) become OCI whiteouts (image-spec `layer.md`
-//!   "Whiteouts").
+//!   "Whiteouts"). Entries the directory could not hold exactly ([`ExactEntry`]: a device node
+//!   the filesystem refused, xattrs it refused) are written as their source had them.
 //! - [`unpack_layer`] does the reverse for any OCI/Docker layer media type: it extracts entries as
 //!   if the destination were the root of a chroot (`openat2` with `RESOLVE_IN_ROOT`), so no entry
 //!   name, hardlink target or symlink planted by an earlier entry can reach outside it, and turns
@@ -22,16 +23,22 @@ use crate::exit::{Classify, ExitCode};
 use crate::oci::{Descriptor, Digest};
 
 mod compression;
+mod exact;
 mod pgzip;
 mod unpack;
 mod write;
+mod xattrs;
 
+#[cfg(test)]
+mod fidelity_tests;
 #[cfg(test)]
 mod tests;
 
 pub use compression::{default_threads, Compression, Compressor};
-pub use unpack::unpack_layer;
-pub use write::write_layer;
+pub use exact::{summary as exact_summary, ExactEntry, SpecialNode};
+pub use unpack::{unpack_layer, unpack_layer_exact, Unpacked};
+pub use write::{layer_diff_id, write_layer};
+pub use xattrs::file_xattrs;
 
 /// Prefix of an OCI whiteout file name: `.wh.<name>` deletes `<name>` of lower layers
 /// (image-spec `layer.md` "Whiteouts").
@@ -49,7 +56,13 @@ pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// layer.
 pub const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 
-/// How [`write_layer`] writes a layer (default: no mtime clamp, gzip level 6, every core).
+/// Prefix of the `trusted` xattr namespace (xattr(7)): only `CAP_SYS_ADMIN` may read or set it,
+/// and it holds the host's own bookkeeping (overlayfs, other filesystems), so it is never
+/// written into a layer nor set from one (BuildKit and containerd leave it out as well).
+pub const TRUSTED_XATTR_PREFIX: &str = "trusted.";
+
+/// How [`write_layer`] writes a layer (default: no mtime clamp, gzip level 6, every core, no
+/// exact entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LayerOptions {
     /// `SOURCE_DATE_EPOCH`, seconds since the Unix epoch: when set, every entry's mtime is
@@ -61,6 +74,10 @@ pub struct LayerOptions {
     pub compression: Compression,
     /// Threads to compress on (0: every core). The bytes do not depend on it.
     pub threads: usize,
+    /// Entries the directory holds differently from what the layer must say (a placeholder for
+    /// a device node the filesystem refused, xattrs it could not hold): written as the
+    /// [`ExactEntry`] says. Empty by default.
+    pub exact: Vec<ExactEntry>,
 }
 
 /// A layer blob written by [`write_layer`].

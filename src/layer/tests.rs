@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
 use tar::{EntryType, Header};
 
-use super::write::{get_xattr, list_xattrs};
+use super::xattrs::{get_xattr, list_xattrs};
 use super::*;
 use crate::exit::{Classify, ExitCode};
 use crate::oci::{
@@ -21,18 +21,24 @@ use crate::oci::{
 // ---------------------------------------------------------------------------------------------
 // Crafting tar streams with raw names (the tar crate's `set_path` refuses `..` and `/`).
 
-struct Crafted {
-    b: tar::Builder<Vec<u8>>,
+pub(super) struct Crafted {
+    pub(super) b: tar::Builder<Vec<u8>>,
 }
 
 impl Crafted {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Crafted {
             b: tar::Builder::new(Vec::new()),
         }
     }
 
-    fn header(name: &[u8], kind: EntryType, mode: u32, size: u64, link: Option<&[u8]>) -> Header {
+    pub(super) fn header(
+        name: &[u8],
+        kind: EntryType,
+        mode: u32,
+        size: u64,
+        link: Option<&[u8]>,
+    ) -> Header {
         let mut h = Header::new_gnu();
         h.as_old_mut().name[..name.len()].copy_from_slice(name);
         if let Some(link) = link {
@@ -48,7 +54,7 @@ impl Crafted {
         h
     }
 
-    fn file(mut self, name: &str, data: &[u8]) -> Self {
+    pub(super) fn file(mut self, name: &str, data: &[u8]) -> Self {
         let h = Self::header(
             name.as_bytes(),
             EntryType::Regular,
@@ -60,13 +66,13 @@ impl Crafted {
         self
     }
 
-    fn dir(mut self, name: &str) -> Self {
+    pub(super) fn dir(mut self, name: &str) -> Self {
         let h = Self::header(name.as_bytes(), EntryType::Directory, 0o755, 0, None);
         self.b.append(&h, &[][..]).unwrap();
         self
     }
 
-    fn symlink(mut self, name: &str, target: &str) -> Self {
+    pub(super) fn symlink(mut self, name: &str, target: &str) -> Self {
         let h = Self::header(
             name.as_bytes(),
             EntryType::Symlink,
@@ -78,7 +84,7 @@ impl Crafted {
         self
     }
 
-    fn hardlink(mut self, name: &str, target: &str) -> Self {
+    pub(super) fn hardlink(mut self, name: &str, target: &str) -> Self {
         let h = Self::header(
             name.as_bytes(),
             EntryType::Link,
@@ -90,19 +96,19 @@ impl Crafted {
         self
     }
 
-    fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
+    pub(super) fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
         self.b
             .append_pax_extensions(records.iter().map(|(k, v)| (*k, *v)))
             .unwrap();
         self
     }
 
-    fn finish(self) -> Vec<u8> {
+    pub(super) fn finish(self) -> Vec<u8> {
         self.b.into_inner().unwrap()
     }
 }
 
-fn unpack_tar(tar: &[u8], dest: &Path) -> Result<crate::oci::Digest, LayerError> {
+pub(super) fn unpack_tar(tar: &[u8], dest: &Path) -> Result<crate::oci::Digest, LayerError> {
     unpack_layer(tar, MEDIA_TYPE_OCI_LAYER_TAR, dest)
 }
 
@@ -126,7 +132,7 @@ fn assert_unsafe(r: Result<crate::oci::Digest, LayerError>, entry: &str) {
     }
 }
 
-fn is_whiteout(path: &Path) -> bool {
+pub(super) fn is_whiteout(path: &Path) -> bool {
     let md = fs::symlink_metadata(path).unwrap();
     md.file_type().is_char_device() && md.rdev() == 0
 }
@@ -560,7 +566,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
     out
 }
 
-fn write_to_vec(upper: &Path, opts: &LayerOptions) -> (LayerBlob, Vec<u8>) {
+pub(super) fn write_to_vec(upper: &Path, opts: &LayerOptions) -> (LayerBlob, Vec<u8>) {
     let mut buf = Vec::new();
     let blob = write_layer(upper, &mut buf, opts).unwrap();
     (blob, buf)
@@ -793,10 +799,10 @@ fn gnu_tar_reads_our_layers() {
 // Against the kernel's overlayfs.
 
 /// An overlay mount, unmounted on drop (also when an assertion fails).
-struct Overlay(PathBuf);
+pub(super) struct Overlay(PathBuf);
 
 impl Overlay {
-    fn mount(target: &Path, options: &str) -> Overlay {
+    pub(super) fn mount(target: &Path, options: &str) -> Overlay {
         let data = std::ffi::CString::new(options).unwrap();
         rustix::mount::mount(
             "overlay",
@@ -920,6 +926,7 @@ fn layer_bytes_do_not_depend_on_the_thread_count() {
             source_date_epoch: Some(0),
             compression,
             threads,
+            exact: Vec::new(),
         };
         let (one, bytes) = write_to_vec(&upper, &opts(1));
         let (two, _) = write_to_vec(&upper, &opts(2));

@@ -17,11 +17,13 @@ use std::path::Path;
 use tar::{EntryType, Header};
 
 use super::compression::Compressor;
+use super::exact::{ExactEntry, SpecialNode};
+use super::xattrs::{get_xattr, list_xattrs};
 use super::{
-    LayerBlob, LayerError, LayerOptions, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX,
+    LayerBlob, LayerError, LayerOptions, OVERLAY_OPAQUE_XATTR, TRUSTED_XATTR_PREFIX,
     WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
 };
-use crate::oci::DigestWriter;
+use crate::oci::{Digest, DigestWriter};
 
 /// Size of a tar block; headers and data are padded to it.
 const BLOCK: usize = 512;
@@ -44,7 +46,8 @@ const UNSUPPORTED_OVERLAY_XATTRS: [&str; 2] =
 /// contents; the directory `upper` itself is not an entry. Each entry keeps its mode (including
 /// setuid/setgid/sticky), numeric uid/gid (user and group names left empty), and mtime in whole
 /// seconds, clamped to `opts.source_date_epoch` when set; atime and ctime are not recorded.
-/// Xattrs are kept except overlayfs' own (`trusted.overlay.*`). Files sharing an inode become
+/// Xattrs are kept as PAX `SCHILY.xattr.*` records (`security.capability`, `user.*`, ...), except
+/// the `trusted.*` namespace (overlayfs' own and other host bookkeeping). Files sharing an inode become
 /// one regular entry (the first in walk order) and hardlink entries to it. Sockets are skipped
 /// (a tar cannot hold them). Overlay whiteouts (character devices 0/0) become empty regular
 /// files `.wh.<name>`, and an opaque directory (`trusted.overlay.opaque=y`) is followed by a
@@ -66,16 +69,7 @@ pub fn write_layer(
 ) -> Result<LayerBlob, LayerError> {
     let compressed = DigestWriter::new(out);
     let gz = Compressor::new(compressed, opts.compression, opts.threads).map_err(write_err)?;
-    let mut tar = TarWriter {
-        out: DigestWriter::new(gz),
-        epoch: opts.source_date_epoch,
-        links: HashMap::new(),
-        buf: vec![0; 64 * 1024],
-    };
-    tar.walk(upper, &[])?;
-    // End of archive: two zero blocks (POSIX ustar).
-    tar.out.write_all(&[0; 2 * BLOCK]).map_err(write_err)?;
-    let (gz, diff_id, _) = tar.out.finish();
+    let (gz, diff_id) = write_tar(upper, gz, opts)?;
     let compressed = gz.finish().map_err(write_err)?;
     let (mut out, digest, size) = compressed.finish();
     out.flush().map_err(write_err)?;
@@ -85,6 +79,43 @@ pub fn write_layer(
         size,
         media_type: opts.compression.media_type().to_string(),
     })
+}
+
+/// The diff_id [`write_layer`] would give `upper` with `opts`: the sha256 of the same tar
+/// stream, made without compressing it (a fraction of the time), so that a caller can find
+/// out whether it already has that layer's blob before compressing it again.
+///
+/// Errors: as [`write_layer`].
+pub fn layer_diff_id(upper: &Path, opts: &LayerOptions) -> Result<Digest, LayerError> {
+    write_tar(upper, io::sink(), opts).map(|(_, diff_id)| diff_id)
+}
+
+/// Writes the tar stream of `upper` to `out`; returns `out` and the stream's sha256.
+fn write_tar<W: Write>(
+    upper: &Path,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, Digest), LayerError> {
+    let mut tar = TarWriter {
+        out: DigestWriter::new(out),
+        epoch: opts.source_date_epoch,
+        links: HashMap::new(),
+        exact: opts
+            .exact
+            .iter()
+            .map(|e| (e.path.trim_matches('/').as_bytes().to_vec(), e))
+            .collect(),
+        buf: vec![0; 64 * 1024],
+    };
+    tar.walk(upper, &[])?;
+    for left in tar.exact.keys() {
+        // The step removed or moved it after it was made: nothing of it is in the layer.
+        tracing::debug!(path = %String::from_utf8_lossy(left), "exact entry not in the layer");
+    }
+    // End of archive: two zero blocks (POSIX ustar).
+    tar.out.write_all(&[0; 2 * BLOCK]).map_err(write_err)?;
+    let (out, diff_id, _) = tar.out.finish();
+    Ok((out, diff_id))
 }
 
 fn write_err(source: io::Error) -> LayerError {
@@ -135,15 +166,18 @@ impl EntryMeta {
     }
 }
 
-struct TarWriter<W: Write> {
+struct TarWriter<'o, W: Write> {
     out: DigestWriter<W>,
     epoch: Option<u64>,
     /// (st_dev, st_ino) → archive name of the first path seen for a multiply-linked inode.
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// Archive name (no trailing `/`) → what the layer must say of it instead of the disk;
+    /// taken out as it is used.
+    exact: HashMap<Vec<u8>, &'o ExactEntry>,
     buf: Vec<u8>,
 }
 
-impl<W: Write> TarWriter<W> {
+impl<W: Write> TarWriter<'_, W> {
     /// Emits the entries below `dir`, whose archive name prefix is `prefix` (empty or ending
     /// in `/`).
     fn walk(&mut self, dir: &Path, prefix: &[u8]) -> Result<(), LayerError> {
@@ -175,10 +209,24 @@ impl<W: Write> TarWriter<W> {
             return self.whiteout(prefix, name, &md);
         }
 
-        let (xattrs, opaque) = read_xattrs(&path)?;
+        let (mut xattrs, opaque) = read_xattrs(&path)?;
+        let exact = self.exact.remove(&arc);
+        if let Some(x) = exact {
+            // What the filesystem could not hold, as the source had it.
+            for (k, v) in &x.xattrs {
+                xattrs.retain(|(name, _)| name != k);
+                xattrs.push((k.clone(), v.clone()));
+            }
+            xattrs.sort();
+        }
 
         if ft.is_dir() {
             return self.directory(&path, arc, &md, xattrs, opaque);
+        }
+        if let Some(node) = exact.and_then(|x| x.node) {
+            if ft.is_file() && md.len() == 0 {
+                return self.special(&arc, &md, node, xattrs);
+            }
         }
 
         if md.nlink() > 1 {
@@ -235,6 +283,26 @@ impl<W: Write> TarWriter<W> {
             self.emit(&marker, &meta, None)?;
         }
         self.walk(path, &arc)
+    }
+
+    /// A device node or fifo that a placeholder (an empty regular file with its owner, mode and
+    /// mtime) stands for on disk, as entry `arc`.
+    fn special(
+        &mut self,
+        arc: &[u8],
+        md: &fs::Metadata,
+        node: SpecialNode,
+        xattrs: Xattrs,
+    ) -> Result<(), LayerError> {
+        let (kind, device) = match node {
+            SpecialNode::Char { major, minor } => (EntryType::Char, Some((major, minor))),
+            SpecialNode::Block { major, minor } => (EntryType::Block, Some((major, minor))),
+            SpecialNode::Fifo => (EntryType::Fifo, None),
+        };
+        let mut meta = EntryMeta::new(kind, md, self.epoch);
+        meta.device = device;
+        meta.xattrs = xattrs;
+        self.emit(arc, &meta, None)
     }
 
     /// A regular file, symlink, device or fifo (first name of its inode) as entry `arc`.
@@ -416,7 +484,7 @@ fn pax_record(pax: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 }
 
 /// The xattrs of `path` (not following a symlink) to store in the layer, sorted by name, without
-/// overlayfs' own; and whether it is an opaque overlay directory.
+/// the `trusted.*` namespace; and whether it is an opaque overlay directory.
 fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
     let names = match list_xattrs(path) {
         Ok(names) => names,
@@ -444,7 +512,8 @@ fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
             opaque = get_xattr(path, &name).map_err(source_err(path))? == b"y";
             continue;
         }
-        if name.starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
+        if name.starts_with(TRUSTED_XATTR_PREFIX.as_bytes()) {
+            // overlayfs' own and any other `trusted.*`: host bookkeeping, not the file's.
             continue;
         }
         let value = get_xattr(path, &name).map_err(source_err(path))?;
@@ -452,42 +521,4 @@ fn read_xattrs(path: &Path) -> Result<(Xattrs, bool), LayerError> {
     }
     out.sort();
     Ok((out, opaque))
-}
-
-/// `llistxattr(2)`: the xattr names of `path`, not following a final symlink.
-pub(super) fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
-    loop {
-        let size = rustix::fs::llistxattr_query(path)?;
-        let mut buf = vec![0u8; size];
-        match rustix::fs::llistxattr(path, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf
-                    .split(|&b| b == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect());
-            }
-            // The list grew between the two calls: ask again.
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// `lgetxattr(2)`: the value of xattr `name` of `path`, not following a final symlink.
-pub(super) fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
-    let name = std::ffi::OsStr::from_bytes(name);
-    loop {
-        let size = rustix::fs::lgetxattr_query(path, name)?;
-        let mut buf = vec![0u8; size];
-        match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
 }

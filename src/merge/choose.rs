@@ -1,7 +1,8 @@
-//! Choosing the index's entries from everything resolved: [`index::select`] (duplicates,
-//! `--replace`, `--drop-attestations`), ordering by `--platforms` with each attestation after
-//! its image, checking that every required platform is there, and placing `--annotation`s on
-//! the index and its entries.
+//! Choosing the index's entries from everything resolved, in the order the sources list them
+//! (an image followed by its attestation manifest, as buildx `imagetools create` keeps them):
+//! the `--platform` filter (images of other platforms and the attestation manifests about them
+//! left out), [`index::select`] (duplicates, `--replace`, `--drop-attestations`), checking that
+//! every platform asked for is there, and placing `--annotation`s on the index and its entries.
 //!
 //! Level 3, but pure: no I/O. It must not fetch or write anything, and must not change what an
 //! entry points at (only its annotations).
@@ -25,7 +26,10 @@ pub(super) fn choose(
     entries: Vec<Entry>,
     req: &MergeRequest,
 ) -> Result<(Vec<Entry>, IndexOptions), MergeError> {
+    let entries = filter_platforms(entries, &req.platforms);
     let descs: Vec<Descriptor> = entries.iter().map(|e| e.desc.clone()).collect();
+    // Source order is kept (buildx `imagetools create`); `select` also drops the attestation
+    // manifests whose image is gone, filtered out above or replaced.
     let kept = index::select(
         &descs,
         Selection {
@@ -33,38 +37,28 @@ pub(super) fn choose(
             drop_attestations: req.drop_attestations,
         },
     )?;
-    let chosen: Vec<Entry> = kept.into_iter().map(|i| entries[i].clone()).collect();
-    let mut chosen = arrange(chosen, &req.platforms);
+    let mut chosen: Vec<Entry> = kept.into_iter().map(|i| entries[i].clone()).collect();
     check_platforms(&chosen, &req.platforms)?;
     let options = annotate(&mut chosen, &req.annotations, req.format)?;
     Ok((chosen, options))
 }
 
-/// Orders entries: images by their platform's place in `order` (others after, in source
-/// order), then attestations in the order of the images they name.
-fn arrange(entries: Vec<Entry>, order: &[Platform]) -> Vec<Entry> {
-    let rank = |e: &Entry| {
-        e.desc
-            .platform
-            .as_ref()
-            .and_then(|p| order.iter().position(|q| q.same_as(p)))
-            .unwrap_or(order.len())
-    };
-    let (mut images, attestations): (Vec<Entry>, Vec<Entry>) = entries
-        .into_iter()
-        .partition(|e| !index::is_attestation(&e.desc));
-    images.sort_by_key(rank);
-    let mut out = images.clone();
-    let mut rest = attestations;
-    for img in &images {
-        let (mine, others): (Vec<Entry>, Vec<Entry>) = rest
-            .into_iter()
-            .partition(|a| index::attestation_subject(&a.desc).as_ref() == Some(&img.desc.digest));
-        out.extend(mine);
-        rest = others;
+/// With `--platform` given, leaves out the images of other platforms (their attestation
+/// manifests go with them in [`index::select`]); attestations stay for now.
+fn filter_platforms(entries: Vec<Entry>, only: &[Platform]) -> Vec<Entry> {
+    if only.is_empty() {
+        return entries;
     }
-    out.extend(rest);
-    out
+    entries
+        .into_iter()
+        .filter(|e| {
+            index::is_attestation(&e.desc)
+                || e.desc
+                    .platform
+                    .as_ref()
+                    .is_some_and(|p| only.iter().any(|q| q.same_as(p)))
+        })
+        .collect()
 }
 
 /// Checks that every platform in `required` has an image among `chosen`.

@@ -7,9 +7,10 @@
 //!    an index is flattened into its children, an image manifest gets its platform from its
 //!    config; a just-pushed source that is not visible yet is waited for;
 //! 2. with `--append`, what the first tag holds now goes first;
-//! 3. choose the entries ([`index::select`]: duplicates, `--replace`, `--drop-attestations`),
-//!    order them by `--platforms` when given, check that every required platform is there, and
-//!    apply `--annotation`s;
+//! 3. choose the entries in source order: the `--platform` filter (attestation manifests of
+//!    images left out go with them), [`index::select`] (duplicates, `--replace`,
+//!    `--drop-attestations`), a check that every platform asked for is there, and the
+//!    `--annotation`s;
 //! 4. stitch the index with the same code `polyarch build` uses ([`index::stitch_with`]);
 //! 5. unless `--dry-run`: make every child present in each target repository (a HEAD, waited
 //!    for read-after-write lag when it should already be there; cross-repository mounts on the
@@ -53,7 +54,8 @@ pub struct MergeRequest {
     pub format: IndexFormat,
     /// `--annotation`s.
     pub annotations: Vec<Annotation>,
-    /// Platforms the result must have (`--platforms`); also the order of the entries.
+    /// `--platform`: only images of these platforms (and their attestation manifests), each of
+    /// which must be there. Empty: every image of the sources.
     pub platforms: Vec<Platform>,
     /// `--replace`: a later image for a platform wins.
     pub replace: bool,

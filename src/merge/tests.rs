@@ -79,12 +79,13 @@ fn tag_pushes(fake: &FakeRegistry) -> Vec<String> {
 }
 
 #[test]
-fn two_matrix_images_become_one_index_in_platforms_order() {
+fn two_matrix_images_become_one_index_in_source_order() {
     let fake = FakeRegistry::new();
     let repo = r("127.0.0.1:5000/team/app");
     let amd = image(&fake, &repo, "linux/amd64", "");
     let arm = image(&fake, &repo, "linux/arm64/v8", "");
-    // Sources in the "wrong" order: --platforms decides the order.
+    // The entries keep the sources' order (buildx `imagetools create`); --platform only
+    // filters and checks.
     let mut req = request(
         "127.0.0.1:5000/team/app:v1",
         vec![source(&repo, &arm), source(&repo, &amd)],
@@ -96,10 +97,10 @@ fn two_matrix_images_become_one_index_in_platforms_order() {
     let out = run(merge(&req, &fake, &NullSink)).unwrap();
     let idx = &out.index.index;
     assert_eq!(idx.media_type.as_deref(), Some(MEDIA_TYPE_OCI_INDEX));
-    assert_eq!(idx.manifests[0].digest, amd);
-    assert_eq!(idx.manifests[1].digest, arm);
+    assert_eq!(idx.manifests[0].digest, arm);
+    assert_eq!(idx.manifests[1].digest, amd);
     assert_eq!(
-        idx.manifests[1].platform.as_ref().unwrap().to_string(),
+        idx.manifests[0].platform.as_ref().unwrap().to_string(),
         "linux/arm64/v8"
     );
     assert_eq!(out.pushed_tags, vec!["127.0.0.1:5000/team/app:v1"]);
@@ -304,4 +305,85 @@ fn annotation_syntax() {
     ] {
         assert!(parse_annotation(bad).is_err(), "{bad}");
     }
+}
+
+/// An image index with `image` (for `platform`) followed by an attestation manifest about it,
+/// tagged `tag`; returns (image digest, attestation digest).
+fn attested(fake: &FakeRegistry, repo: &Reference, platform: &str, tag: &str) -> (Digest, Digest) {
+    use crate::index::{
+        ANNOTATION_REFERENCE_DIGEST, ANNOTATION_REFERENCE_TYPE, ATTESTATION_MANIFEST,
+    };
+    let img = image(fake, repo, platform, tag);
+    let att = image(fake, repo, "linux/amd64", &format!("attestation {tag}"));
+    let desc = |d: &Digest, p: Platform| {
+        let size = fake.manifest(repo, &d.to_string()).unwrap().bytes.len() as u64;
+        let mut x = oci::Descriptor::new(MEDIA_TYPE_OCI_MANIFEST, d.clone(), size);
+        x.platform = Some(p);
+        x
+    };
+    let mut a = desc(&att, Platform::new("unknown", "unknown", None));
+    a.annotations = Some(std::collections::BTreeMap::from([
+        (
+            ANNOTATION_REFERENCE_TYPE.to_string(),
+            ATTESTATION_MANIFEST.to_string(),
+        ),
+        (ANNOTATION_REFERENCE_DIGEST.to_string(), img.to_string()),
+    ]));
+    let idx = oci::ImageIndex {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_INDEX.into()),
+        manifests: vec![desc(&img, Platform::parse(platform).unwrap()), a],
+        annotations: None,
+    };
+    fake.insert_manifest(repo, Some(tag), &oci::to_bytes(&idx), MEDIA_TYPE_OCI_INDEX);
+    (img, att)
+}
+
+/// Issue 18: merge keeps its sources' order (each image followed by its attestation
+/// manifest), and `--platform` leaves out the other platforms' images together with the
+/// attestation manifests about them.
+#[test]
+fn source_order_with_attestations_and_the_platform_filter() {
+    let fake = FakeRegistry::new();
+    let repo = r("127.0.0.1:5000/team/app");
+    let (amd, amd_att) = attested(&fake, &repo, "linux/amd64", "amd");
+    let (arm, arm_att) = attested(&fake, &repo, "linux/arm64/v8", "arm");
+    let by_tag = |t: &str| Source {
+        reference: r(&format!("127.0.0.1:5000/team/app:{t}")),
+        origin: format!("127.0.0.1:5000/team/app:{t}"),
+        platform: None,
+    };
+    let digests = |req: &MergeRequest| -> Vec<Digest> {
+        let out = run(merge(req, &fake, &NullSink)).unwrap();
+        out.index
+            .index
+            .manifests
+            .iter()
+            .map(|d| d.digest.clone())
+            .collect()
+    };
+    let mut req = request(
+        "127.0.0.1:5000/team/app:v1",
+        vec![by_tag("amd"), by_tag("arm")],
+    );
+    assert_eq!(
+        digests(&req),
+        [amd.clone(), amd_att.clone(), arm.clone(), arm_att.clone()]
+    );
+    req.sources.reverse();
+    assert_eq!(
+        digests(&req),
+        [arm.clone(), arm_att.clone(), amd.clone(), amd_att.clone()]
+    );
+    req.platforms = vec![Platform::parse("linux/arm64").unwrap()];
+    assert_eq!(digests(&req), [arm.clone(), arm_att.clone()]);
+    req.platforms = vec![Platform::parse("linux/amd64").unwrap()];
+    assert_eq!(digests(&req), [amd.clone(), amd_att]);
+    req.drop_attestations = true;
+    assert_eq!(digests(&req), [amd]);
+    req.platforms = vec![Platform::parse("linux/s390x").unwrap()];
+    assert!(matches!(
+        run(merge(&req, &fake, &NullSink)).unwrap_err(),
+        MergeError::MissingPlatforms { .. }
+    ));
 }

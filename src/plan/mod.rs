@@ -29,6 +29,7 @@
 //! - data: `request` (what is asked for, what a stage starts from), `graph` (phase 1's result),
 //!   `step` (phase 2's result: what a resolved step is, and nothing else);
 //! - helpers: `paths` (slash paths in the image), `gofmt` (Go formatting in history strings),
+//!   `display` (the instruction text progress and errors show),
 //!   `heredoc`, `chmod` (symbolic modes), `expand` (one word), `scope` (the variables and state
 //!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags),
 //!   `entitlements` (`RUN --security`, and what `--allow` must grant);
@@ -41,6 +42,7 @@ mod check;
 mod chmod;
 mod config;
 mod copy;
+mod display;
 mod entitlements;
 mod expand;
 mod from;

@@ -153,6 +153,7 @@ impl Selection {
         Ok(Step {
             span,
             created_by,
+            text: super::display::instruction_text(ins),
             kind,
         })
     }

@@ -42,6 +42,9 @@ pub struct Step {
     pub span: Span,
     /// The image history `created_by`, BuildKit style (`RUN /bin/sh -c make # buildkit`).
     pub created_by: String,
+    /// The instruction as the Dockerfile spells it, for progress and error lines
+    /// (`RUN --mount=type=cache,target=/root/.cache pip install ...`, `CMD ["python3", "-m"]`).
+    pub text: String,
     /// What to do.
     pub kind: StepKind,
 }

@@ -3,8 +3,10 @@
 //!
 //! 1. credentials given on the command line (`--creds`, `--password-stdin`), for one registry;
 //! 2. Docker's `config.json` in `$DOCKER_CONFIG` or `~/.docker`: `credHelpers[host]`, then
-//!    `auths[host]`, then `credsStore` (docker/cli `cli/config/configfile/file.go`
-//!    `GetCredentialsStore`/`GetAuthConfig`);
+//!    `credsStore`, then the static `auths[host]` (docker/cli `cli/config/configfile/file.go`
+//!    `GetCredentialsStore`: a host's helper, else the store; the file's `auths` entry is the
+//!    store only when no `credsStore` is set. Here `auths` is also asked when the store does
+//!    not know the host);
 //! 3. the containers auth file: `$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`,
 //!    else `~/.config/containers/auth.json` (containers-auth.json(5)), same `auths`/`credHelpers`
 //!    format.
@@ -261,7 +263,8 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>, AuthError> {
         })
 }
 
-/// credHelpers → auths → credsStore (the last only in Docker's config).
+/// credHelpers[host] → credsStore (only in Docker's config) → auths[host], as the docker CLI
+/// orders them (`GetCredentialsStore`).
 async fn lookup_in(
     path: &Path,
     registry: &str,
@@ -279,19 +282,21 @@ async fn lookup_in(
     {
         return run_helper(helper, registry, path).await;
     }
-    if let Some(entry) = config
+    if let (Some(store), true) = (&config.creds_store, use_store) {
+        if !store.is_empty() {
+            if let Some(c) = run_helper(store, registry, path).await? {
+                return Ok(Some(c));
+            }
+        }
+    }
+    match config
         .auths
         .iter()
         .find(|(k, _)| names.contains(&key_host(k)))
         .map(|(_, v)| v)
     {
-        if let Some(c) = decode_entry(entry, path)? {
-            return Ok(Some(c));
-        }
-    }
-    match (&config.creds_store, use_store) {
-        (Some(store), true) if !store.is_empty() => run_helper(store, registry, path).await,
-        _ => Ok(None),
+        Some(entry) => decode_entry(entry, path),
+        None => Ok(None),
     }
 }
 
@@ -431,7 +436,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn helpers_come_before_auths_and_the_store_last() {
+    async fn helper_then_store_then_auths() {
         let dir = tempfile::tempdir().unwrap();
         // A helper that answers for one server URL and says "not found" for others.
         let helper = write(
@@ -465,9 +470,10 @@ mod tests {
         };
         let helped = sources.lookup("helped.io").await.unwrap().unwrap();
         assert_eq!(helped.password, "from-helper");
+        // The store (the same fake) does not know plain.io: the static auths entry answers.
         let plain = sources.lookup("plain.io").await.unwrap().unwrap();
         assert_eq!(plain.password, "from-auths");
-        // Unknown to auths: the store is asked and says "not found".
+        // Unknown everywhere: the store is asked and says "not found", auths has nothing.
         assert_eq!(sources.lookup("other.io").await.unwrap(), None);
 
         let missing = write(

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
+use super::anchors;
 use super::error::{io_err, StoreError};
 use super::{sync_dir, Store};
 use crate::layer;
@@ -59,7 +60,7 @@ impl Store {
         let work = self.temp_dir("unpack-")?;
         let root = work.path().join("root");
         fs::create_dir(&root).map_err(io_err("create directory", &root))?;
-        let found = layer::unpack_layer(
+        let unpacked = layer::unpack_layer_exact(
             BufReader::with_capacity(256 * 1024, file),
             media_type,
             &root,
@@ -68,6 +69,12 @@ impl Store {
             blob: blob.clone(),
             source,
         })?;
+        if let Some(summary) = layer::exact_summary(&unpacked.inexact) {
+            // Once per layer: the blob keeps every entry; only the copy steps run on lacks these.
+            tracing::warn!(layer = %blob, "{summary}");
+        }
+        anchors::record(work.path(), &unpacked.whiteout_dirs)?;
+        let found = unpacked.diff_id;
         if let Some(expected) = expected_diff_id {
             if expected != &found {
                 return Err(StoreError::DiffIdMismatch {
@@ -89,7 +96,7 @@ impl Store {
     /// Errors: [`StoreError::Io`] (a different filesystem fails with `EXDEV`).
     pub fn adopt_layer_dir(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf, StoreError> {
         if self.claim_layer(diff_id)? {
-            fs::remove_dir_all(dir).map_err(io_err("remove", dir))?;
+            self.discard(dir)?;
             return Ok(self.layer_dir(diff_id));
         }
         let work = self.temp_dir("adopt-")?;

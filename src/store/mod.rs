@@ -7,6 +7,9 @@
 //! ```text
 //! <root>/blobs/sha256/<hex>     blob content, read-only, named by its sha256
 //! <root>/layers/<hex>/root      an unpacked layer, <hex> its diff_id; usable as a lowerdir
+//! <root>/layers/<hex>/blob      the compressed blob made here from that layer, when one was
+//! <root>/anchors/<hex>/root     empty directories that make overlayfs merge whiteout directories
+//! <root>/locks/                 one writer at a time compresses a layer
 //! <root>/procs/<pid>-<random>/  one per live process: its work in progress, renamed into
 //!                               place when complete; locked for the process's life
 //! <root>/gc.lock                claims (shared) against `polyarch prune` (exclusive)
@@ -22,11 +25,17 @@
 //!
 //! Files: `error.rs` ([`StoreError`]), `session.rs` (the process's own directory, leftovers of
 //! killed ones), `lock.rs` (claims and last-use times), `blobs.rs` (content by digest,
-//! [`BlobWriter`]), `layers.rs` (unpacked layers by diff_id), `layout.rs` (export as an OCI
-//! image layout); this file holds [`Store`] itself: its directories and temporary work space.
+//! [`BlobWriter`]), `layers.rs` (unpacked layers by diff_id), `layer_blobs.rs` (the blob made
+//! from a layer, so the same layer is compressed once), `anchors.rs` (the bottom layer that
+//! keeps whiteouts out of listings), `discard.rs` (directories thrown away in the background),
+//! `layout.rs` (export as an OCI image layout); this file holds [`Store`] itself: its
+//! directories and temporary work space.
 
+mod anchors;
 mod blobs;
+mod discard;
 mod error;
+mod layer_blobs;
 mod layers;
 mod layout;
 mod lock;
@@ -44,6 +53,7 @@ use tempfile::TempDir;
 
 pub use blobs::BlobWriter;
 pub use error::StoreError;
+pub use layer_blobs::LayerLock;
 pub use layout::collect_garbage;
 pub use lock::{touch, UseLock};
 pub use session::LiveSession;

@@ -188,7 +188,12 @@ fn adopt_layer_dir_moves_or_drops() {
     assert_eq!(store.adopt_layer_dir(&second, &diff_id).unwrap(), dir);
     assert!(!second.exists());
     assert_eq!(fs::read(dir.join("f")).unwrap(), b"first");
-    assert!(tmp_is_empty(&store));
+    // The dropped copy is removed in the background (discard.rs).
+    let started = std::time::Instant::now();
+    while !tmp_is_empty(&store) {
+        assert!(started.elapsed().as_secs() < 30, "the discarded copy stays");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 
     let missing = store.root().join("no-such-dir");
     let e = store
@@ -320,4 +325,90 @@ fn layout_export_names_missing_blobs_and_bad_indexes() {
         .unwrap_err();
     assert!(matches!(e, StoreError::MalformedIndex { .. }), "{e}");
     assert_eq!(e.exit_code(), ExitCode::BadInput);
+}
+
+/// A layer whose whiteouts lie in directories it alone may have gets an anchor layer below it
+/// (issue 18): those directories, empty, made once and reused.
+#[test]
+fn layers_with_whiteouts_get_an_anchor_below() {
+    let (_tmp, store) = store();
+    let upper = store.temp_dir("upper-").unwrap();
+    fs::create_dir_all(upper.path().join("nowhere/deeper")).unwrap();
+    for w in ["nowhere/deeper/gone", "top-gone"] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            upper.path().join(w),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        )
+        .unwrap();
+    }
+    let mut w = store.blob_writer().unwrap();
+    let blob = write_layer(upper.path(), &mut w, &LayerOptions::default()).unwrap();
+    w.commit(Some(&blob.digest)).unwrap();
+    drop(upper);
+    let with = store
+        .unpack_blob(&blob.digest, &blob.media_type, Some(&blob.diff_id))
+        .unwrap();
+    let plain = stored_layer(&store, b"plain\n");
+    let plain = store
+        .unpack_blob(&plain.digest, &plain.media_type, Some(&plain.diff_id))
+        .unwrap();
+
+    assert_eq!(store.lowerdirs(vec![plain.clone()]), vec![plain.clone()]);
+    let dirs = store.lowerdirs(vec![with.clone(), plain.clone()]);
+    assert_eq!(dirs.len(), 3);
+    assert_eq!(dirs[..2], [with.clone(), plain.clone()]);
+    let anchor = &dirs[2];
+    assert!(anchor.join("nowhere/deeper").is_dir());
+    assert_eq!(
+        fs::read_dir(anchor.join("nowhere/deeper")).unwrap().count(),
+        0
+    );
+    assert_eq!(store.lowerdirs(vec![with, plain])[2], *anchor, "made once");
+    assert!(tmp_is_empty(&store));
+}
+
+/// The blob made from a layer is recorded, so the same layer made again (another platform)
+/// takes it instead of compressing again; the lock serialises the two.
+#[test]
+fn layer_blobs_are_recorded_once_made() {
+    let (_tmp, store) = store();
+    let blob = stored_layer(&store, b"same\n");
+    assert!(
+        store.layer_blob(&blob.diff_id, "gzip:6").is_none(),
+        "no layer yet"
+    );
+    let upper = store.temp_dir("upper-").unwrap();
+    fs::write(upper.path().join("f"), b"x").unwrap();
+    let dir = upper.keep();
+    store.adopt_layer_dir(&dir, &blob.diff_id).unwrap();
+    assert!(
+        store.layer_blob(&blob.diff_id, "gzip:6").is_none(),
+        "not recorded yet"
+    );
+    store.record_layer_blob(&blob, "gzip:6").unwrap();
+    assert_eq!(
+        store.layer_blob(&blob.diff_id, "gzip:6"),
+        Some(blob.clone())
+    );
+
+    let lock = store.lock_layer(&blob.diff_id).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = store.clone();
+    let id = blob.diff_id.clone();
+    let t = std::thread::spawn(move || {
+        let _l = s2.lock_layer(&id).unwrap();
+        tx.send(()).unwrap();
+    });
+    assert!(rx
+        .recv_timeout(std::time::Duration::from_millis(200))
+        .is_err());
+    drop(lock);
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    t.join().unwrap();
+    // A recorded blob that is gone is not offered.
+    fs::remove_file(store.blob_path(&blob.digest)).unwrap();
+    assert!(store.layer_blob(&blob.diff_id, "gzip:6").is_none());
 }

@@ -501,3 +501,130 @@ fn preflight_names_an_untrusted_certificate_and_a_refused_password() {
     );
     assert!(!refused.stderr.contains("wrong-pa55word"));
 }
+
+/// A fake `docker-credential-NAME` in `bin` that appends `NAME ACTION URL` to `log` and answers
+/// `get` for `url` with `user`/`secret`, or "credentials not found" for anything else (a real
+/// credential store cannot be made to hold given credentials on demand; the fake records what
+/// polyarch asked).
+fn fake_helper(bin: &Path, name: &str, log: &Path, answer: Option<(&str, &str, &str)>) {
+    use std::os::unix::fs::PermissionsExt;
+    let reply = match answer {
+        Some((url, user, secret)) => format!(
+            "if [ \"$1\" = get ] && [ \"$url\" = '{url}' ]; then\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}' \"$url\"; exit 0; fi\n"
+        ),
+        None => String::new(),
+    };
+    let script = format!(
+        "#!/bin/sh\nread -r url || true\necho \"{name} $1 $url\" >> {log}\n{reply}\
+         echo 'credentials not found in native keychain'; exit 1\n",
+        log = log.display()
+    );
+    let path = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Issue 18: Docker's order for config.json: `credHelpers[host]` first, then `credsStore`, then
+/// the static `auths`; checked with fake helpers on PATH that record whether they were asked.
+#[test]
+fn credential_helper_then_store_then_auths() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let Some(reg) = SecureRegistry::start() else {
+        return;
+    };
+    let addr = reg.process.addr.clone();
+    let ca = reg.ca.to_str().unwrap().to_string();
+    let tag = format!("{addr}/order/app:v1");
+    let no_config = reg.docker_config("none", "{}");
+    let creds = format!("{}:{}", reg.user, reg.password);
+    let pushed = isolated(
+        &ctx,
+        &[
+            "merge",
+            "--ca-cert",
+            &ca,
+            "--creds",
+            &creds,
+            "-t",
+            &tag,
+            &ctx.base,
+        ],
+        &no_config,
+        None,
+        None,
+    );
+    pushed.assert_code(0);
+
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let right_auths = format!(r#""auths":{{"{addr}":{{"auth":"{}"}}}}"#, b64(&creds));
+    let wrong_auths = format!(
+        r#""auths":{{"{addr}":{{"auth":"{}"}}}}"#,
+        b64(&format!("{}:wrong-from-auths", reg.user))
+    );
+    let bin = ctx.dir.path().join("order-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = ctx.dir.path().join("order.log");
+    let right = Some((addr.as_str(), reg.user.as_str(), reg.password.as_str()));
+    let wrong = Some((addr.as_str(), reg.user.as_str(), "wrong-from-store"));
+    let inspect = |config: &Path| {
+        let _ = std::fs::remove_file(&log);
+        let r = isolated(
+            &ctx,
+            &["inspect", "--ca-cert", &ca, &tag],
+            config,
+            Some(&bin),
+            None,
+        );
+        let asked = std::fs::read_to_string(&log).unwrap_or_default();
+        (r, asked)
+    };
+
+    // 1. The host's helper answers; the store is never asked, the (wrong) auths never used.
+    fake_helper(&bin, "hosthelper", &log, right);
+    fake_helper(&bin, "store", &log, wrong);
+    let config = reg.docker_config(
+        "order-helper",
+        &format!(
+            r#"{{"credHelpers":{{"{addr}":"hosthelper"}},"credsStore":"store",{wrong_auths}}}"#
+        ),
+    );
+    let (r, asked) = inspect(&config);
+    r.assert_code(0);
+    assert_eq!(asked, format!("hosthelper get {addr}\n"));
+
+    // 2. No helper for the host: the store answers before the (wrong) auths entry.
+    fake_helper(&bin, "store", &log, right);
+    let config = reg.docker_config(
+        "order-store",
+        &format!(
+            r#"{{"credHelpers":{{"elsewhere.io":"hosthelper"}},"credsStore":"store",{wrong_auths}}}"#
+        ),
+    );
+    let (r, asked) = inspect(&config);
+    r.assert_code(0);
+    assert_eq!(asked, format!("store get {addr}\n"));
+
+    // 3. The store does not know the host: the static auths entry is used.
+    fake_helper(&bin, "store", &log, None);
+    let config = reg.docker_config(
+        "order-auths",
+        &format!(r#"{{"credsStore":"store",{right_auths}}}"#),
+    );
+    let (r, asked) = inspect(&config);
+    r.assert_code(0);
+    assert_eq!(asked, format!("store get {addr}\n"));
+
+    // 4. A store with wrong credentials wins over right auths (the store comes first): exit 3.
+    fake_helper(&bin, "store", &log, wrong);
+    let config = reg.docker_config(
+        "order-wrong-store",
+        &format!(r#"{{"credsStore":"store",{right_auths}}}"#),
+    );
+    let (r, asked) = inspect(&config);
+    r.assert_code(3);
+    assert!(asked.starts_with(&format!("store get {addr}\n")), "{asked}");
+    assert!(!r.stderr.contains("wrong-from-store"), "{}", r.stderr);
+}

@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod dockerfile;
 mod faults;
+mod fidelity;
 mod harness;
 mod interrupt;
 mod nodes;

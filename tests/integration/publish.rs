@@ -130,17 +130,26 @@ fn a_ci_matrix_pushes_by_digest_and_merge_publishes_one_index() {
     );
     assert_eq!(entries[1]["platform"]["architecture"], "arm64");
 
-    // The same merge again (sources in the other order, by file) gives the same digest.
+    // The same merge again, by file in the same order, gives the same digest; in the other
+    // order, the entries follow the sources (buildx `imagetools create`).
     let amd = format!("@{}", metas.join("amd64.json").display());
     let arm = format!("@{}", metas.join("arm64.json").display());
     let again = merge(
         &tag,
-        &[&arm, &amd],
+        &[&amd, &arm],
         &["--platforms", "linux/amd64,linux/arm64"],
     );
     again.assert_code(0);
     assert_eq!(again.index_digest(), first.index_digest());
     assert_eq!(raw(&tag).unwrap(), index);
+    let swapped = merge(
+        &format!("{repo}:swapped"),
+        &[&arm, &amd],
+        &["--platform", "linux/amd64,linux/arm64"],
+    );
+    swapped.assert_code(0);
+    let sv = json(&raw(&format!("{repo}:swapped")).unwrap());
+    assert_eq!(sv["manifests"][0]["digest"], pushed["linux/arm64"].as_str());
 
     // A dry run prints exactly the bytes that were pushed.
     let dry = merge(&tag, &[&all], &["--dry-run"]);
@@ -206,7 +215,7 @@ fn a_ci_matrix_pushes_by_digest_and_merge_publishes_one_index() {
 
 /// Pushes an attestation manifest about `subject` into `repo` and returns an index of
 /// `image` + attestation pushed to `repo:tag`.
-async fn push_attested_index(repo: &Reference, tag: &str, image: &Descriptor) -> Digest {
+pub(crate) async fn push_attested_index(repo: &Reference, tag: &str, image: &Descriptor) -> Digest {
     let client = OciRegistry::new(RegistryOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let blob = |name: &str, bytes: &[u8], mt: &str| {
@@ -218,8 +227,16 @@ async fn push_attested_index(repo: &Reference, tag: &str, image: &Descriptor) ->
         )
     };
     let (cp, cd) = blob("config", b"{}", "application/vnd.oci.image.config.v1+json");
-    let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":[]}"#;
-    let (lp, ld) = blob("layer", statement, "application/vnd.in-toto+json");
+    // The statement names its subject, so that two images' attestations differ.
+    let statement = format!(
+        r#"{{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://spdx.dev/Document","subject":[{{"name":"_","digest":{{"sha256":"{}"}}}}]}}"#,
+        image.digest.hex()
+    );
+    let (lp, ld) = blob(
+        "layer",
+        statement.as_bytes(),
+        "application/vnd.in-toto+json",
+    );
     client.push_blob(repo, &cd, &cp).await.unwrap();
     client.push_blob(repo, &ld, &lp).await.unwrap();
     let m = ImageManifest {

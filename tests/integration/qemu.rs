@@ -202,7 +202,8 @@ fn broken_registrations_are_reported_and_replaced_only_with_force() {
     };
     assert!(problem("linux/riscv64").contains("disabled"));
     assert_eq!(status["linux/riscv64"]["handler"]["enabled"], false);
-    assert!(problem("linux/s390x").contains("lacks the F flag"));
+    assert!(problem("linux/s390x").contains("lacks the F (fix binary) flag"));
+    assert!(problem("linux/s390x").contains("RUN steps cannot start"));
     assert!(problem("linux/arm/v7").contains("broken"));
     assert!(problem("linux/arm/v7").contains("/usr/bin/true"));
     assert!(problem("linux/ppc64le").contains("argv[0]"));

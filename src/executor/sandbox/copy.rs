@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 
+use super::copy_special::{self, Inexact, Spot};
 use super::mounts::TempMounts;
 use super::paths::{in_root, open_path_dir, read_in_root, resolve_in_root};
 use super::users::resolve_chown;
@@ -81,11 +82,13 @@ pub(super) fn copy_step(
     }
     entries.extend(copy.entries.iter().cloned());
     let mut created_dirs: Vec<(String, i64)> = Vec::new();
+    let mut inexact = Inexact::default();
     for entry in &entries {
-        if let Some(created) = copy_entry(root.as_fd(), copy, chown, entry)? {
+        if let Some(created) = copy_entry(root.as_fd(), copy, chown, entry, &mut inexact)? {
             created_dirs.push(created);
         }
     }
+    inexact.report();
     // Directory mtimes last, deepest first: creating children changed them.
     for (rel, mtime) in created_dirs.iter().rev() {
         let fd = in_root(
@@ -160,10 +163,12 @@ fn from_layers(src: &LayerSource, temps: &mut TempMounts) -> Result<Vec<CopyEntr
     Ok(found)
 }
 
-/// Where and how one entry is placed: its parent directory (created as needed), its name there,
-/// what the root already has under that name, and the owner and permission bits it gets.
+/// Where and how one entry is placed: its parent directory (created as needed) and its path as
+/// written, its name there, what the root already has under that name, and the owner and
+/// permission bits it gets.
 struct Placement<'a> {
     parent: OwnedFd,
+    parent_rel: &'a str,
     name: &'a str,
     existing: Option<rustix::fs::Stat>,
     uid: u32,
@@ -186,6 +191,7 @@ fn copy_entry(
     copy: &CopySpec,
     chown: Option<(u32, u32)>,
     entry: &CopyEntry,
+    inexact: &mut Inexact,
 ) -> Result<Option<(String, i64)>, ExecError> {
     let (uid, gid) = chown.or(entry.owner).unwrap_or((0, 0));
     let rel = entry.dest.trim_start_matches('/');
@@ -205,6 +211,7 @@ fn copy_entry(
     let existing = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok();
     let place = Placement {
         parent,
+        parent_rel,
         name,
         existing,
         uid,
@@ -212,16 +219,48 @@ fn copy_entry(
         mode,
     };
     match &entry.kind {
-        EntryKind::File => copy_file(entry, place).map(|()| None),
-        EntryKind::Dir => copy_dir(root, rel, entry, place),
-        EntryKind::Symlink(target) => copy_symlink(entry, target, place).map(|()| None),
+        EntryKind::File => copy_file(root, entry, place, inexact).map(|()| None),
+        EntryKind::Dir => copy_dir(root, rel, entry, place, inexact),
+        EntryKind::Symlink(target) => {
+            copy_symlink(entry, target, &place)?;
+            let spot = (root, place.parent.as_fd(), parent_rel, name);
+            copy_special::set_symlink_xattrs(entry, spot, inexact).map(|()| None)
+        }
+        EntryKind::Device { .. } | EntryKind::Fifo => {
+            copy_special::copy_node(entry, &spot(root, &place), inexact).map(|()| None)
+        }
+        EntryKind::Hardlink(first) => {
+            if !copy_special::copy_hardlink(entry, first, &spot(root, &place))? {
+                // The first name no longer holds the file: this name gets a copy of its own.
+                copy_file(root, entry, place, inexact)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The [`Spot`] of a placement, for the special entries.
+fn spot<'a>(root: BorrowedFd<'a>, place: &'a Placement<'_>) -> Spot<'a> {
+    Spot {
+        root,
+        parent: place.parent.as_fd(),
+        parent_rel: place.parent_rel,
+        name: place.name,
+        uid: place.uid,
+        gid: place.gid,
+        mode: place.mode,
     }
 }
 
 /// A file entry. An existing directory at a file destination receives the file under its own
 /// name (BuildKit copy semantics).
-fn copy_file(entry: &CopyEntry, place: Placement<'_>) -> Result<(), ExecError> {
-    let (dir, name) = if place.existing_type() == Some(FileType::Directory) {
+fn copy_file(
+    root: BorrowedFd<'_>,
+    entry: &CopyEntry,
+    place: Placement<'_>,
+    inexact: &mut Inexact,
+) -> Result<(), ExecError> {
+    let (dir, dir_rel, name) = if place.existing_type() == Some(FileType::Directory) {
         let dir = open_path_dir(place.parent.as_fd(), place.name)
             .map_err(sys_rx("open directory", entry.dest.clone()))?;
         let base = entry
@@ -229,11 +268,20 @@ fn copy_file(entry: &CopyEntry, place: Placement<'_>) -> Result<(), ExecError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        (dir, base)
+        let dir_rel = entry.dest.trim_start_matches('/').to_string();
+        (dir, dir_rel, base)
     } else {
-        (place.parent, place.name.to_string())
+        (
+            place.parent,
+            place.parent_rel.to_string(),
+            place.name.to_string(),
+        )
     };
-    write_file(entry, dir.as_fd(), &name, place.mode, place.uid, place.gid)
+    let out = write_file(entry, dir.as_fd(), &name, place.mode, place.uid, place.gid)?;
+    let spot = (root, dir_rel.as_str(), name.as_str());
+    copy_special::set_xattrs_fd(entry, out.as_fd(), spot, inexact)?;
+    // Setting xattrs changes no mtime; the file's is already the entry's.
+    Ok(())
 }
 
 /// A directory entry at `rel`: an existing directory keeps its metadata (e.g. COPY into
@@ -243,6 +291,7 @@ fn copy_dir(
     rel: &str,
     entry: &CopyEntry,
     place: Placement<'_>,
+    inexact: &mut Inexact,
 ) -> Result<Option<(String, i64)>, ExecError> {
     let is_dir_in_root =
         place.existing.is_some() && in_root(root, rel, OFlags::PATH | OFlags::DIRECTORY).is_ok();
@@ -269,18 +318,20 @@ fn copy_dir(
     )
     .map_err(sys_rx("open directory", entry.dest.clone()))?;
     set_owner_mode(fd.as_fd(), place.uid, place.gid, place.mode, &entry.dest)?;
+    let spot = (root, place.parent_rel, place.name);
+    copy_special::set_xattrs_fd(entry, fd.as_fd(), spot, inexact)?;
     Ok(Some((rel.to_string(), entry.mtime)))
 }
 
 /// A symlink entry: replaces anything but a directory.
-fn copy_symlink(entry: &CopyEntry, target: &str, place: Placement<'_>) -> Result<(), ExecError> {
+fn copy_symlink(entry: &CopyEntry, target: &str, place: &Placement<'_>) -> Result<(), ExecError> {
     let Placement {
         parent,
         name,
         uid,
         gid,
         ..
-    } = &place;
+    } = place;
     match place.existing_type() {
         Some(FileType::Directory) => {
             return Err(ExecError::CopyConflict {
@@ -348,7 +399,7 @@ fn write_file(
     mode: u32,
     uid: u32,
     gid: u32,
-) -> Result<(), ExecError> {
+) -> Result<std::fs::File, ExecError> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
             return Err(ExecError::CopyConflict {
@@ -375,7 +426,9 @@ fn write_file(
     let mut out = std::fs::File::from(out);
     io::copy(&mut src, &mut out).map_err(|e| ExecError::sys("copy", &entry.src, e))?;
     set_owner_mode(out.as_fd(), uid, gid, mode, &entry.dest)?;
-    rustix::fs::futimens(&out, &times(entry.mtime)).map_err(sys_rx("set mtime", entry.dest.clone()))
+    rustix::fs::futimens(&out, &times(entry.mtime))
+        .map_err(sys_rx("set mtime", entry.dest.clone()))?;
+    Ok(out)
 }
 
 /// `O_NOFOLLOW` as the raw flag `OpenOptionsExt::custom_flags` takes.

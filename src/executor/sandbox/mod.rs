@@ -24,12 +24,15 @@
 //! - `capabilities.rs`: Docker's default capability set and `no_new_privs` (used by exec.rs);
 //! - `seccomp.rs`: Docker's default seccomp filter for the host architecture (used by exec.rs);
 //! - `exec.rs`: the `RUN` child from PID 1 to `execve`: signals, root, working directory, user;
+//! - `copy_special.rs`: `COPY` entries beyond files, directories and symlinks (device nodes,
+//!   fifos, hard links) and every entry's xattrs, with what the filesystem refuses reported;
 //! - `run.rs` and `copy.rs`: the `RUN` and `COPY` steps, putting the layers together;
 //! - this file: the entry point [`sandbox_main`], entering the namespaces, the snapshot around
 //!   the step, and dispatching to `run.rs` or `copy.rs`.
 
 mod capabilities;
 mod copy;
+mod copy_special;
 mod devices;
 mod exec;
 mod kernelfs;

@@ -832,6 +832,120 @@ async fn copy_step_gives_the_same_layer_with_both_snapshotters() {
     assert_eq!(entry(&layers[1], "app/link").link.as_deref(), Some("a.sh"));
 }
 
+/// Issue 18: COPY keeps device nodes (with their numbers), fifos, hard links (one inode, a
+/// hard link entry in the layer) and xattrs (`security.capability`, `user.*`), with both
+/// snapshotters; an xattr the filesystem refuses (`user.*` on a symlink) is reported and the
+/// layer still carries it.
+#[tokio::test]
+async fn copy_keeps_nodes_hard_links_and_xattrs() {
+    if !real_parts() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lowers = lower_layers(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(&ctx.join("src/perl"), "perl");
+    std::fs::hard_link(ctx.join("src/perl"), ctx.join("src/perl5.36")).unwrap();
+    write(&ctx.join("src/ping"), "ping");
+    // VFS_CAP_REVISION_2, effective, cap_net_raw (bit 13) permitted.
+    let cap = [
+        1u8, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    setxattr(&ctx.join("src/ping"), "security.capability", &cap);
+    write(&ctx.join("src/tagged"), "t");
+    setxattr(&ctx.join("src/tagged"), "user.origin", b"ctx");
+    let mknod =
+        |p: &Path, ft, dev| rustix::fs::mknodat(CWD, p, ft, Mode::from_raw_mode(0o640), dev);
+    mknod(
+        &ctx.join("src/null"),
+        FileType::CharacterDevice,
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    mknod(
+        &ctx.join("src/loop0"),
+        FileType::BlockDevice,
+        rustix::fs::makedev(7, 0),
+    )
+    .unwrap();
+    mknod(&ctx.join("src/fifo"), FileType::Fifo, 0).unwrap();
+    let bc = crate::context::BuildContext::open(&ctx, &ctx.join("Dockerfile")).unwrap();
+    let mut entries = bc.resolve_copy(&["src".into()], "/app").unwrap();
+    // A symlink whose source (an archive) had a `user.*` xattr: Linux refuses it on symlinks.
+    let mut link = entries
+        .iter()
+        .find(|e| e.dest == "/app/perl")
+        .unwrap()
+        .clone();
+    link.dest = "/app/link".into();
+    link.kind = crate::context::EntryKind::Symlink("perl".into());
+    link.xattrs = vec![(b"user.origin".to_vec(), b"archive".to_vec())];
+    entries.push(link);
+    let action = Action::Copy(CopySpec {
+        entries,
+        ..CopySpec::default()
+    });
+    let mut layers = Vec::new();
+    for snapshotter in [Snapshotter::Overlay, Snapshotter::Copy] {
+        let scratch = Scratch::new(tmp.path());
+        let (out, lines) = run(&scratch.spec(&lowers, action.clone(), snapshotter)).await;
+        assert_eq!(out.status, 0, "{snapshotter}: {lines:?}");
+        assert_eq!(out.exact.len(), 1, "{:?}", out.exact);
+        assert_eq!(out.exact[0].path, "app/link");
+        assert!(out.exact[0].reason.contains("setxattr"), "{:?}", out.exact);
+        let st = |n: &str| std::fs::symlink_metadata(scratch.upper().join(n)).unwrap();
+        assert_eq!(
+            st("app/perl").ino(),
+            st("app/perl5.36").ino(),
+            "{snapshotter}"
+        );
+        assert_eq!(st("app/null").rdev(), rustix::fs::makedev(1, 3));
+        let mut bytes = Vec::new();
+        let opts = LayerOptions {
+            source_date_epoch: Some(0),
+            exact: out.exact.clone(),
+            ..LayerOptions::default()
+        };
+        layer::write_layer(&scratch.upper(), &mut bytes, &opts).unwrap();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut link_xattr = None;
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some("app/link") {
+                let exts = e.pax_extensions().unwrap().unwrap();
+                link_xattr = exts
+                    .map(|x| x.unwrap())
+                    .find(|x| x.key() == Ok("SCHILY.xattr.user.origin"))
+                    .map(|x| x.value_bytes().to_vec());
+            }
+        }
+        assert_eq!(
+            link_xattr.as_deref(),
+            Some(&b"archive"[..]),
+            "{snapshotter}"
+        );
+        layers.push(layer_of(&scratch.upper()));
+    }
+    assert_same_layer(&layers[0], &layers[1]);
+    let l = &layers[1];
+    assert_eq!(entry(l, "app/null").kind, "Char");
+    assert_eq!(entry(l, "app/null").mode, 0o640);
+    assert_eq!(entry(l, "app/loop0").kind, "Block");
+    assert_eq!(entry(l, "app/fifo").kind, "Fifo");
+    assert_eq!(entry(l, "app/perl").kind, "Regular");
+    assert_eq!(entry(l, "app/perl5.36").kind, "Link");
+    assert_eq!(entry(l, "app/perl5.36").link.as_deref(), Some("app/perl"));
+    let xattr = |p: &str, k: &str| {
+        entry(l, p)
+            .xattrs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(xattr("app/ping", "security.capability"), Some(cap.to_vec()));
+    assert_eq!(xattr("app/tagged", "user.origin"), Some(b"ctx".to_vec()));
+}
+
 /// Mount points the helper makes (/proc, /dev, /etc/resolv.conf, the working directory's
 /// parents) leave nothing behind with either snapshotter, also in a directory that existed
 /// (the copied /etc keeps its time).

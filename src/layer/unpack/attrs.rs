@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
 use super::root::{os, read_err, Root};
-use crate::layer::{LayerError, OVERLAY_XATTR_PREFIX};
+use crate::layer::{LayerError, SpecialNode, TRUSTED_XATTR_PREFIX};
 
 /// Ownership, permissions, time and xattrs of one entry, as stored in the tar.
 pub(super) struct Attrs {
@@ -70,9 +70,10 @@ impl Attrs {
                 let ext = ext.map_err(read_err)?;
                 let key = ext.key_bytes();
                 if let Some(xattr) = key.strip_prefix(b"SCHILY.xattr.") {
-                    // A layer must not drive overlayfs (redirects, metacopy, opaque) through
-                    // its own xattrs: only whiteout entries may, below.
-                    if !xattr.starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
+                    // A layer must not drive overlayfs (redirects, metacopy, opaque) or any
+                    // other host bookkeeping through `trusted.*` xattrs: only whiteout entries
+                    // may, through whiteout.rs.
+                    if !xattr.starts_with(TRUSTED_XATTR_PREFIX.as_bytes()) {
                         xattrs.push((xattr.to_vec(), ext.value_bytes().to_vec()));
                     }
                 } else if key == b"mtime" {
@@ -108,12 +109,16 @@ impl Attrs {
     /// Applies ownership, then mode (chown clears setuid/setgid), then xattrs (chown also clears
     /// `security.capability`), then the mtime (except for directories, whose mtimes the
     /// extractor sets after all entries).
+    ///
+    /// Returns the xattrs the filesystem refused (not supported there, or `user.*` on a
+    /// symlink, which Linux forbids), with why: the entry is kept without them, and the caller
+    /// reports them.
     pub(super) fn apply(
         &self,
         root: &Root<'_>,
         entry: &str,
         target: Target<'_>,
-    ) -> Result<(), LayerError> {
+    ) -> Result<Shortfall, LayerError> {
         let attrs = self;
         let err = |e: Errno| root.extract_err(entry, e);
         let uid = Some(Uid::from_raw(attrs.uid));
@@ -123,13 +128,14 @@ impl Attrs {
             last_access: attrs.mtime,
             last_modification: attrs.mtime,
         };
+        let mut short = Shortfall::default();
         match target {
             Target::Fd { fd, is_dir } => {
                 rustix::fs::fchown(fd, uid, gid).map_err(err)?;
                 rustix::fs::fchmod(fd, mode).map_err(err)?;
                 for (key, value) in &attrs.xattrs {
                     let r = rustix::fs::fsetxattr(fd, os(key), value, XattrFlags::empty());
-                    xattr_result(root, entry, key, r, false)?;
+                    xattr_result(root, entry, (key, value), r, false, &mut short)?;
                 }
                 if !is_dir {
                     rustix::fs::futimens(fd, &times).map_err(err)?;
@@ -150,7 +156,7 @@ impl Attrs {
                     path.push(name);
                     for (key, value) in &attrs.xattrs {
                         let r = rustix::fs::lsetxattr(&path, os(key), value, XattrFlags::empty());
-                        xattr_result(root, entry, key, r, symlink)?;
+                        xattr_result(root, entry, (key, value), r, symlink, &mut short)?;
                     }
                 }
                 if kind != AtKind::Dir {
@@ -159,27 +165,45 @@ impl Attrs {
                 }
             }
         }
-        Ok(())
+        Ok(short)
     }
 }
 
-/// Xattrs a filesystem cannot hold (no support, or `user.*` on a symlink) are skipped with a
-/// warning, as containerd does; anything else is an error.
+/// What placing one entry could not do on this filesystem: the device node or fifo it could
+/// not create (a placeholder stands in for it), the xattrs (name, value) it refused, and the
+/// first error.
+#[derive(Debug, Default)]
+pub(super) struct Shortfall {
+    pub(super) node: Option<SpecialNode>,
+    pub(super) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(super) reason: String,
+}
+
+impl Shortfall {
+    /// Nothing was refused.
+    pub(super) fn is_empty(&self) -> bool {
+        self.node.is_none() && self.xattrs.is_empty()
+    }
+}
+
+/// Xattrs a filesystem cannot hold (no support, or `user.*` on a symlink, xattr(7)) are kept
+/// out of the tree and recorded in `short` (containerd skips them with a warning; the layer
+/// blob itself keeps them); anything else is an error.
 fn xattr_result(
     root: &Root<'_>,
     entry: &str,
-    key: &[u8],
+    (key, value): (&[u8], &[u8]),
     r: rustix::io::Result<()>,
     symlink: bool,
+    short: &mut Shortfall,
 ) -> Result<(), LayerError> {
     match r {
         Ok(()) => Ok(()),
-        Err(Errno::OPNOTSUPP) => {
-            tracing::warn!(entry, xattr = %String::from_utf8_lossy(key), "xattr not supported here, skipped");
-            Ok(())
-        }
-        Err(Errno::PERM) if symlink => {
-            tracing::warn!(entry, xattr = %String::from_utf8_lossy(key), "xattr not allowed on a symlink, skipped");
+        Err(e) if e == Errno::OPNOTSUPP || (e == Errno::PERM && symlink) => {
+            if short.reason.is_empty() {
+                short.reason = format!("setxattr: {}", std::io::Error::from(e));
+            }
+            short.xattrs.push((key.to_vec(), value.to_vec()));
             Ok(())
         }
         Err(e) => Err(root.extract_err(entry, e)),

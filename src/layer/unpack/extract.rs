@@ -5,6 +5,7 @@
 //!
 //! Top of `unpack/` below the stream (mod.rs): uses the root, the attributes and the whiteouts.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -14,10 +15,10 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::attrs::{AtKind, Attrs, Target};
-use super::root::{components, join, os, read_err, Root};
+use super::attrs::{AtKind, Attrs, Shortfall, Target};
+use super::root::{components, is_whiteout, join, os, read_err, Root};
 use super::whiteout::whiteout;
-use crate::layer::{LayerError, WHITEOUT_PREFIX};
+use crate::layer::{ExactEntry, LayerError, SpecialNode, WHITEOUT_PREFIX};
 
 /// Extracts the entries of one layer into its root.
 pub(super) struct Extractor<'a> {
@@ -25,6 +26,12 @@ pub(super) struct Extractor<'a> {
     /// Directory mtimes, applied after all entries, since adding children changes them.
     /// Paths are relative to the root (empty for the root itself).
     dir_times: Vec<(Vec<u8>, Timespec)>,
+    /// Entries the filesystem could not hold exactly, in stream order.
+    pub(super) inexact: Vec<ExactEntry>,
+    /// Directories (relative to the root, `""` for the root) holding a whiteout of this layer.
+    pub(super) whiteout_dirs: BTreeSet<Vec<u8>>,
+    /// Whether any `.wh.` entry (whiteout, opaque marker, aufs bookkeeping) was met.
+    pub(super) has_whiteouts: bool,
 }
 
 /// Whether an entry of tar type `kind` is placed on disk: not the records the tar reader
@@ -59,6 +66,9 @@ impl<'a> Extractor<'a> {
         Extractor {
             root,
             dir_times: Vec::new(),
+            inexact: Vec::new(),
+            whiteout_dirs: BTreeSet::new(),
+            has_whiteouts: false,
         }
     }
 }
@@ -77,52 +87,86 @@ impl Extractor<'_> {
         }
         let attrs = Attrs::read(&self.root, &name, entry)?;
         let comps = components(&raw_name);
+        let short = self.place(entry, &name, &comps, &attrs)?;
+        let path = String::from_utf8_lossy(&join(&comps)).into_owned();
+        // A later entry of the same name replaced an earlier one: only the last counts.
+        self.inexact.retain(|e| e.path != path);
+        if !short.is_empty() {
+            self.inexact.push(ExactEntry {
+                path,
+                node: short.node,
+                xattrs: short.xattrs,
+                reason: short.reason,
+            });
+        }
+        Ok(())
+    }
 
+    /// Places one entry named `comps` (`name` as stored); returns what the filesystem refused.
+    fn place<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        comps: &[&[u8]],
+        attrs: &Attrs,
+    ) -> Result<Shortfall, LayerError> {
+        let kind = entry.header().entry_type();
         let Some((&last, parents)) = comps.split_last() else {
-            return self.root_entry(&name, kind, &attrs);
+            return self.root_entry(name, kind, attrs);
         };
         if last == b".." {
-            return Err(self.root.unsafe_entry(&name, "name ends in `..`"));
+            return Err(self.root.unsafe_entry(name, "name ends in `..`"));
         }
 
         if let Some(hidden) = last.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            return whiteout(&self.root, &name, parents, hidden, &attrs);
+            let short = whiteout(&self.root, name, parents, hidden, attrs)?;
+            self.has_whiteouts = true;
+            if !hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                self.whiteout_dirs.insert(join(parents));
+            }
+            return Ok(short);
         }
 
-        let dir = self.root.parent(&name, parents)?;
+        let dir = self.root.parent(name, parents)?;
         let file_name = os(last);
         match kind {
-            EntryType::Directory => self.directory(&name, &dir, file_name, &attrs, &comps),
+            EntryType::Directory => self.directory(name, &dir, file_name, attrs, comps),
             EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
                     .map(|t| t.into_owned())
-                    .ok_or_else(|| self.root.unsafe_entry(&name, "hardlink without a target"))?;
-                self.hardlink(&name, &dir, file_name, &target)
+                    .ok_or_else(|| self.root.unsafe_entry(name, "hardlink without a target"))?;
+                self.hardlink(name, &dir, file_name, &target)
+                    .map(|()| Shortfall::default())
             }
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .map(|t| t.into_owned())
-                    .ok_or_else(|| self.root.unsafe_entry(&name, "symlink without a target"))?;
-                self.symlink(&name, &dir, file_name, &target, &attrs)
+                    .ok_or_else(|| self.root.unsafe_entry(name, "symlink without a target"))?;
+                self.symlink(name, &dir, file_name, &target, attrs)
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                self.device(&name, &dir, file_name, entry.header(), &attrs)
+                self.device(name, &dir, file_name, entry.header(), attrs)
             }
             // Regular, contiguous (a regular file to every reader) and GNU sparse (the reader
             // expands the holes).
-            _ => self.regular(&name, &dir, file_name, entry, &attrs),
+            _ => self.regular(name, &dir, file_name, entry, attrs),
         }
     }
 
     /// `./` or `/`: the root itself. Its metadata matters (it becomes `/` of a lowest layer);
     /// anything but a directory cannot be placed there.
-    fn root_entry(&mut self, name: &str, kind: EntryType, attrs: &Attrs) -> Result<(), LayerError> {
+    fn root_entry(
+        &mut self,
+        name: &str,
+        kind: EntryType,
+        attrs: &Attrs,
+    ) -> Result<Shortfall, LayerError> {
         if kind != EntryType::Directory {
             return Err(self.root.unsafe_entry(name, "names the extraction root"));
         }
-        attrs.apply(
+        let short = attrs.apply(
             &self.root,
             name,
             Target::Fd {
@@ -131,7 +175,7 @@ impl Extractor<'_> {
             },
         )?;
         self.dir_times.push((Vec::new(), attrs.mtime));
-        Ok(())
+        Ok(short)
     }
 
     /// A directory entry: an existing directory is kept and takes the new metadata; its mtime is
@@ -143,7 +187,12 @@ impl Extractor<'_> {
         file_name: &OsStr,
         attrs: &Attrs,
         comps: &[&[u8]],
-    ) -> Result<(), LayerError> {
+    ) -> Result<Shortfall, LayerError> {
+        // A directory where this layer put a whiteout (`.wh.<name>` came first) replaces the
+        // lower entry and must hide a lower directory's contents: opaque (layer.md, a whiteout
+        // applies to lower layers only).
+        let over_whiteout = rustix::fs::statat(dir, file_name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| is_whiteout(&st));
         let kept = self
             .root
             .clear(dir, file_name, true)
@@ -152,7 +201,12 @@ impl Extractor<'_> {
             rustix::fs::mkdirat(dir, file_name, Mode::from_raw_mode(0o700))
                 .map_err(|e| self.root.extract_err(name, e))?;
         }
-        attrs.apply(
+        if over_whiteout {
+            self.root
+                .mark_opaque(dir, file_name)
+                .map_err(|e| self.root.extract_err(name, e))?;
+        }
+        let short = attrs.apply(
             &self.root,
             name,
             Target::At {
@@ -162,7 +216,7 @@ impl Extractor<'_> {
             },
         )?;
         self.dir_times.push((join(comps), attrs.mtime));
-        Ok(())
+        Ok(short)
     }
 
     /// A hardlink entry: `target` is resolved inside the root like any name; its last component
@@ -229,7 +283,7 @@ impl Extractor<'_> {
         file_name: &OsStr,
         target: &[u8],
         attrs: &Attrs,
-    ) -> Result<(), LayerError> {
+    ) -> Result<Shortfall, LayerError> {
         self.root
             .clear(dir, file_name, false)
             .map_err(|e| self.root.extract_err(name, e))?;
@@ -249,7 +303,9 @@ impl Extractor<'_> {
     }
 
     /// A character or block device or a fifo (as `header` describes it), replacing whatever is
-    /// there.
+    /// there. Where the filesystem refuses the node (`EPERM`, `EOPNOTSUPP`, `EINVAL`: no
+    /// device support, no `CAP_MKNOD`), an empty regular file with the entry's owner, mode and
+    /// mtime stands in for it and the node is reported in the [`Shortfall`].
     fn device(
         &self,
         name: &str,
@@ -257,27 +313,48 @@ impl Extractor<'_> {
         file_name: &OsStr,
         header: &tar::Header,
         attrs: &Attrs,
-    ) -> Result<(), LayerError> {
+    ) -> Result<Shortfall, LayerError> {
         let kind = header.entry_type();
-        let (file_type, dev) = match kind {
-            EntryType::Fifo => (FileType::Fifo, 0),
+        let (file_type, node) = match kind {
+            EntryType::Fifo => (FileType::Fifo, SpecialNode::Fifo),
             _ => {
                 let major = header.device_major().map_err(read_err)?.unwrap_or(0);
                 let minor = header.device_minor().map_err(read_err)?.unwrap_or(0);
-                let ft = if kind == EntryType::Char {
-                    FileType::CharacterDevice
+                if kind == EntryType::Char {
+                    (
+                        FileType::CharacterDevice,
+                        SpecialNode::Char { major, minor },
+                    )
                 } else {
-                    FileType::BlockDevice
-                };
-                (ft, rustix::fs::makedev(major, minor))
+                    (FileType::BlockDevice, SpecialNode::Block { major, minor })
+                }
             }
+        };
+        let dev = match node {
+            SpecialNode::Char { major, minor } | SpecialNode::Block { major, minor } => {
+                rustix::fs::makedev(major, minor)
+            }
+            SpecialNode::Fifo => 0,
         };
         self.root
             .clear(dir, file_name, false)
             .map_err(|e| self.root.extract_err(name, e))?;
-        rustix::fs::mknodat(dir, file_name, file_type, Mode::empty(), dev)
-            .map_err(|e| self.root.extract_err(name, e))?;
-        attrs.apply(
+        let refused = match rustix::fs::mknodat(dir, file_name, file_type, Mode::empty(), dev) {
+            Ok(()) => None,
+            Err(e @ (Errno::PERM | Errno::OPNOTSUPP | Errno::INVAL)) => {
+                let placeholder = rustix::fs::openat(
+                    dir,
+                    file_name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| self.root.extract_err(name, e))?;
+                drop(placeholder);
+                Some(format!("mknod: {}", io::Error::from(e)))
+            }
+            Err(e) => return Err(self.root.extract_err(name, e)),
+        };
+        let mut short = attrs.apply(
             &self.root,
             name,
             Target::At {
@@ -285,7 +362,12 @@ impl Extractor<'_> {
                 name: file_name,
                 kind: AtKind::Other,
             },
-        )
+        )?;
+        if let Some(reason) = refused {
+            short.node = Some(node);
+            short.reason = reason;
+        }
+        Ok(short)
     }
 
     /// A regular file, its data streamed from the entry, replacing whatever is there.
@@ -296,7 +378,7 @@ impl Extractor<'_> {
         file_name: &OsStr,
         entry: &mut tar::Entry<'_, R>,
         attrs: &Attrs,
-    ) -> Result<(), LayerError> {
+    ) -> Result<Shortfall, LayerError> {
         self.root
             .clear(dir, file_name, false)
             .map_err(|e| self.root.extract_err(name, e))?;

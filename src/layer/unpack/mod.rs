@@ -24,7 +24,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::LayerError;
+use super::{ExactEntry, LayerError};
 use crate::oci::Digest;
 use extract::Extractor;
 use root::{read_err, Root};
@@ -82,16 +82,18 @@ impl<R: Read> Read for HashingReader<R> {
 /// climb above it, absolute names are rooted at it, and symlinks made by earlier entries are
 /// followed only within it. An existing entry is replaced by a new one of the same name, except
 /// that a directory meeting a directory is kept and takes the new metadata. Mode (with
-/// setuid/setgid/sticky), numeric uid/gid (`lchown`), mtime, xattrs (except `trusted.overlay.*`,
+/// setuid/setgid/sticky), numeric uid/gid (`lchown`), mtime, xattrs (except `trusted.*`,
 /// which a layer must not be able to set), device nodes and fifos are preserved. Missing parent
 /// directories are created (mode 0755, owned by the caller).
 ///
 /// OCI whiteouts become overlayfs form, so `dest` can be an overlay lowerdir as is
 /// (image-spec `layer.md` "Whiteouts", kernel `overlayfs.rst`): `.wh.<name>` becomes a 0/0
 /// character device `<name>` (skipped when `<name>` already came from this same layer, which a
-/// whiteout never hides), `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory, and
-/// other `.wh..wh.*` names (aufs bookkeeping) are ignored. Needs root (mknod, trusted xattrs,
-/// chown).
+/// whiteout never hides; a directory of this layer of that name is made opaque instead, and so
+/// is a directory this layer makes over its own whiteout, since the whiteout deleted the lower
+/// one), `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory wherever it comes in
+/// the stream, and other `.wh..wh.*` names (aufs bookkeeping) are ignored. Needs root (mknod,
+/// trusted xattrs, chown).
 ///
 /// Errors: [`LayerError::UnsupportedMediaType`], [`LayerError::Read`] for a corrupt or truncated
 /// stream, [`LayerError::UnsafeEntry`] for an entry that cannot be placed inside `dest` (a name
@@ -103,6 +105,46 @@ pub fn unpack_layer(
     media_type: &str,
     dest: &Path,
 ) -> Result<Digest, LayerError> {
+    let unpacked = unpack_layer_exact(reader, media_type, dest)?;
+    if let Some(summary) = super::exact_summary(&unpacked.inexact) {
+        // Once per layer: the layer blob keeps every entry; only the unpacked copy that steps
+        // run on lacks these.
+        tracing::warn!(dest = %dest.display(), "{summary}");
+    }
+    Ok(unpacked.diff_id)
+}
+
+/// What [`unpack_layer_exact`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    /// The layer's diff_id (sha256 of the uncompressed stream).
+    pub diff_id: Digest,
+    /// Entries the destination's filesystem could not hold exactly (a device node it refused,
+    /// now an empty regular file with the entry's owner, mode and mtime; xattrs it refused), in
+    /// stream order, paths relative to `dest`.
+    pub inexact: Vec<ExactEntry>,
+    /// The directories (relative to `dest`, `""` for `dest` itself, sorted) in which the layer
+    /// put a whiteout. overlayfs lists a whiteout in a directory that only one layer of the
+    /// stack has (its readdir passes such a directory through unmerged), so whoever stacks
+    /// layers needs them (see `Store::lowerdirs`).
+    pub whiteout_dirs: Vec<String>,
+    /// Whether the stream held any `.wh.` entry (a whiteout, an opaque marker, aufs
+    /// bookkeeping): without one, the tree is the same in lowerdir and upperdir form.
+    pub has_whiteouts: bool,
+}
+
+/// [`unpack_layer`], also returning the entries the filesystem could not hold exactly instead
+/// of logging them: where `mknod` is refused (`EPERM`, `EOPNOTSUPP`, `EINVAL`) an empty regular
+/// file stands in for the node, and xattrs the filesystem does not support (or `user.*` on a
+/// symlink, which Linux forbids) are left off; both are listed in [`Unpacked::inexact`] so a
+/// caller that writes the tree into a layer again can keep them exactly.
+///
+/// Errors: as [`unpack_layer`].
+pub fn unpack_layer_exact(
+    reader: impl Read,
+    media_type: &str,
+    dest: &Path,
+) -> Result<Unpacked, LayerError> {
     let compression = compression_of(media_type)?;
     let root = Root::open(dest)?;
     let decoded: Box<dyn Read + '_> = match compression {
@@ -128,5 +170,14 @@ pub fn unpack_layer(
     // any padding after them, exactly as a registry client would hash it.
     io::copy(&mut hashed, &mut io::sink()).map_err(read_err)?;
     extractor.finish()?;
-    Ok(Digest::from_hasher(hashed.hasher))
+    Ok(Unpacked {
+        diff_id: Digest::from_hasher(hashed.hasher),
+        inexact: extractor.inexact,
+        whiteout_dirs: extractor
+            .whiteout_dirs
+            .iter()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect(),
+        has_whiteouts: extractor.has_whiteouts,
+    })
 }

@@ -1,8 +1,10 @@
 //! The extraction root: the destination directory every entry name is resolved in as if it were
 //! `/` of a chroot (`openat2` with `RESOLVE_IN_ROOT`, no magic links, no mount crossing), the
-//! parents created inside it, names cleared for a new entry, and the errors that name an entry.
+//! parents created inside it (over this layer's own whiteouts, as opaque directories), names
+//! cleared for a new entry, and the errors that name an entry.
 //!
-//! Lowest level of `unpack/`: knows nothing of tar entry types or attributes.
+//! Lowest level of `unpack/`: knows nothing of tar entry types or attributes; of overlayfs only
+//! the lower-directory form the root is in (0/0 whiteouts, the opaque xattr).
 
 use std::ffi::OsStr;
 use std::io;
@@ -10,10 +12,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, XattrFlags};
 use rustix::io::Errno;
 
-use crate::layer::LayerError;
+use crate::layer::{LayerError, OVERLAY_OPAQUE_XATTR};
 
 /// A failure of the layer stream itself: a corrupt or truncated stream, or not a tar.
 pub(super) fn read_err(source: io::Error) -> LayerError {
@@ -31,6 +33,12 @@ pub(super) fn components(name: &[u8]) -> Vec<&[u8]> {
 /// Components joined with `/` again.
 pub(super) fn join(components: &[&[u8]]) -> Vec<u8> {
     components.join(&b'/')
+}
+
+/// True for an overlayfs whiteout: a character device 0/0 (kernel overlayfs.rst "whiteouts and
+/// opaque directories").
+pub(super) fn is_whiteout(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
 }
 
 /// A name's bytes as an `OsStr`.
@@ -131,11 +139,12 @@ impl Root<'_> {
 
     /// Opens the parent directory `parents` of an entry, creating missing directories (layers
     /// may leave out directory entries) one component at a time, each with `mkdirat` inside an
-    /// already resolved directory.
+    /// already resolved directory. A parent that is a whiteout of this layer becomes an opaque
+    /// directory (see [`Root::replace_whiteout`]).
     pub(super) fn parent(&self, entry: &str, parents: &[&[u8]]) -> Result<OwnedFd, LayerError> {
         match self.resolve(parents) {
             Ok(fd) => return Ok(fd),
-            Err(Errno::NOENT) => {}
+            Err(Errno::NOENT | Errno::NOTDIR) => {}
             Err(e) => return Err(self.resolve_err(entry, parents, e)),
         }
         let mut dir = self.resolve(&[]).map_err(|e| self.extract_err(entry, e))?;
@@ -147,6 +156,10 @@ impl Root<'_> {
                     continue;
                 }
                 Err(Errno::NOENT) => {}
+                Err(Errno::NOTDIR) => {
+                    dir = self.replace_whiteout(entry, &dir, parents[i], prefix)?;
+                    continue;
+                }
                 Err(e) => return Err(self.resolve_err(entry, prefix, e)),
             }
             // `parents[i]` is missing in `dir` (`.` is filtered out and `..` always resolves).
@@ -171,6 +184,44 @@ impl Root<'_> {
             };
         }
         Ok(dir)
+    }
+
+    /// A parent `prefix` (last component `name` in `dir`) that is not a directory: when it is
+    /// a whiteout this layer made (`.wh.<name>` came first, then `<name>/...`), the layer
+    /// deletes the lower entry and makes a new directory there, which hides the lower one's
+    /// contents: an opaque directory (image-spec layer.md: the whiteout applies to lower layers
+    /// only). Anything else is refused as not a directory.
+    fn replace_whiteout(
+        &self,
+        entry: &str,
+        dir: &OwnedFd,
+        name: &[u8],
+        prefix: &[&[u8]],
+    ) -> Result<OwnedFd, LayerError> {
+        let st = rustix::fs::statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.extract_err(entry, e))?;
+        if !is_whiteout(&st) {
+            return Err(self.resolve_err(entry, prefix, Errno::NOTDIR));
+        }
+        rustix::fs::unlinkat(dir, os(name), AtFlags::empty())
+            .and_then(|()| rustix::fs::mkdirat(dir, os(name), Mode::from_raw_mode(0o755)))
+            .map_err(|e| self.extract_err(entry, e))?;
+        self.mark_opaque(dir, os(name))
+            .map_err(|e| self.extract_err(entry, e))?;
+        self.resolve(prefix)
+            .map_err(|e| self.resolve_err(entry, prefix, e))
+    }
+
+    /// Marks directory `name` of `dir` opaque (`trusted.overlay.opaque=y`, kernel overlayfs.rst
+    /// "whiteouts and opaque directories"): it hides the same directory of lower layers.
+    pub(super) fn mark_opaque(&self, dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        rustix::fs::fsetxattr(&fd, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
     }
 
     /// Makes room for a new entry `name` in `dir`: removes whatever is there, except that an
