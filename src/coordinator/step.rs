@@ -358,40 +358,9 @@ async fn write_layer<R: Registry, E, U>(
         platform: pname.to_string(),
         source,
     };
-    let made_before = {
-        let (store, upper, opts, label) = (
-            store.clone(),
-            upper.to_path_buf(),
-            opts.clone(),
-            label.clone(),
-        );
-        tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
-            let diff_id =
-                layer::layer_diff_id(&upper, &opts).map_err(|source| BuildError::Layer {
-                    platform: String::new(),
-                    source,
-                })?;
-            let lock = store
-                .lock_layer(&diff_id)
-                .map_err(|source| BuildError::Store {
-                    platform: String::new(),
-                    source,
-                })?;
-            let blob = store.layer_blob(&diff_id, &label);
-            if blob.is_some() {
-                store
-                    .adopt_layer_dir(&upper, &diff_id)
-                    .map_err(|source| BuildError::Store {
-                        platform: String::new(),
-                        source,
-                    })?;
-            }
-            Ok((lock, blob))
-        })
+    let made_before = made_before(&store, upper, &opts, &label)
         .await
-        .map_err(|e| BuildError::Internal(e.to_string()))?
-        .map_err(|e| with_platform(e, pname))?
-    };
+        .map_err(|e| with_platform(e, pname))?;
     // Held until the blob is recorded: another platform making the same layer waits for it.
     let (_lock, blob) = made_before;
     if let Some(blob) = blob {
@@ -435,6 +404,41 @@ async fn write_layer<R: Registry, E, U>(
         diff_id: blob.diff_id.clone(),
         origin: None,
     })
+}
+
+/// The blob made before for the layer in `upper` with `opts`' compression (labelled `label`),
+/// and the layer's lock, held by the caller until its own blob is recorded. When there is one,
+/// `upper` is adopted as that layer's unpacked form.
+async fn made_before(
+    store: &Store,
+    upper: &Path,
+    opts: &LayerOptions,
+    label: &str,
+) -> Result<(crate::store::LayerLock, Option<layer::LayerBlob>), BuildError> {
+    let (store, upper, opts, label) = (
+        store.clone(),
+        upper.to_path_buf(),
+        opts.clone(),
+        label.to_string(),
+    );
+    let store_err = |source| BuildError::Store {
+        platform: String::new(),
+        source,
+    };
+    tokio::task::spawn_blocking(move || {
+        let diff_id = layer::layer_diff_id(&upper, &opts).map_err(|source| BuildError::Layer {
+            platform: String::new(),
+            source,
+        })?;
+        let lock = store.lock_layer(&diff_id).map_err(store_err)?;
+        let blob = store.layer_blob(&diff_id, &label);
+        if blob.is_some() {
+            store.adopt_layer_dir(&upper, &diff_id).map_err(store_err)?;
+        }
+        Ok((lock, blob))
+    })
+    .await
+    .map_err(|e| BuildError::Internal(e.to_string()))?
 }
 
 /// Writes `upper` as a layer into the store through `out` (teed to an upload, or straight),
