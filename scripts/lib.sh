@@ -12,7 +12,7 @@ BASE_ARCHES=${POLYARCH_BASE_ARCHES:-"amd64 arm64 armhf ppc64el s390x"}
 BUSYBOX_TAG=1.35.0
 BASE_IMAGE="$REGISTRY/library/busybox:$BUSYBOX_TAG"
 export POLYARCH_STATE_DIR=${POLYARCH_STATE_DIR:-$STATE/polyarch}
-PACKAGES=(docker-registry skopeo umoci qemu-user-static busybox-static curl ca-certificates openssl apache2-utils openssh-server openssh-client)
+PACKAGES=(docker-registry skopeo umoci qemu-user-static busybox-static curl ca-certificates openssl apache2-utils openssh-server openssh-client tmux)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit "${2:-4}"; }

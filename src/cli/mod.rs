@@ -16,7 +16,7 @@ use crate::coordinator::{self, Deps};
 use crate::executor::SandboxExecutor;
 use crate::exit::{Classify, ExitCode};
 use crate::platform::Platform;
-use crate::progress::{Event, Sink, Stream};
+use crate::progress::{Event, Sink};
 use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
@@ -36,7 +36,6 @@ pub use merge::MergeArgs;
 pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
-use render::Renderer;
 pub use worker::WorkerArgs;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
@@ -173,8 +172,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 fn init_tracing(verbose: u8) {
+    // Without -v nothing but progress and errors reaches stderr: what a user must know is a
+    // progress warning or an error, never a diagnostic line.
     let level = match verbose {
-        0 => "warn",
+        0 => "off",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -220,6 +221,8 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
+        // `--progress json` wrote it as an event: the stream holds nothing but JSON.
+        Err(f) if render::error_shown() => f.code.code(),
         Err(f) => {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "error: {}", f.message);

@@ -34,10 +34,13 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     if let Some(target) = push_target(sh.req) {
         push_image(deps, &pname, target, &layers, &image).await?;
     }
+    let image_size =
+        image.manifest.config.size + image.manifest.layers.iter().map(|l| l.size).sum::<u64>();
     deps.sink.emit(Event::PlatformDone {
         platform: pname.clone(),
         digest: image.manifest_digest.clone(),
         size: image.manifest_size,
+        image_size,
     });
     let mut blobs = vec![image.config_digest.clone()];
     blobs.extend(layers.iter().map(|l| l.descriptor.digest.clone()));

@@ -431,9 +431,19 @@ fn announce_placement(sink: &dyn Sink, placed: &BuildPlan, needs_run: bool) {
     }
     for pl in &placed.schedule.placements {
         if needs_run || pl.first().node().is_some() {
+            let (node, runs) = match pl.first() {
+                crate::schedule::Place::Node { name, runs, .. } => (Some(name.clone()), Some(runs)),
+                crate::schedule::Place::Local { runs } => (None, runs.as_ref()),
+            };
+            let emulator = match runs {
+                Some(crate::schedule::Runs::Emulated { handler }) => Some(handler.clone()),
+                _ => None,
+            };
             sink.emit(Event::PlatformPlanned {
                 platform: pl.platform.to_string(),
                 runs: remote::planned_text(pl),
+                node,
+                emulator,
             });
         }
     }

@@ -163,6 +163,10 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 total,
                 location: location(df, step),
                 text: progress_text(&step.created_by),
+                stage: sel
+                    .stage_name
+                    .clone()
+                    .unwrap_or_else(|| format!("stage-{}", sel.stage_index)),
             });
             let scope = StepScope {
                 sh,
@@ -172,7 +176,13 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 label: &label,
                 layers: &layers,
             };
-            let made = run_step(&scope, step, n).await?;
+            let made = match run_step(&scope, step, n).await {
+                Ok(made) => made,
+                Err(e) => {
+                    self.deps.sink.emit(step_failed(&label, n, started, &e));
+                    return Err(e);
+                }
+            };
             let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
             record_step(&mut config, &mut layers, step, made, &sh.created);
             self.deps.sink.emit(Event::StepFinished {
@@ -180,6 +190,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 step: n,
                 millis: started.elapsed().as_millis() as u64,
                 layer: layer_digest,
+                cached: false,
             });
         }
         Ok(BuiltStage { config, layers })
@@ -240,6 +251,22 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 (parent.config.clone(), parent.layers.clone())
             }
         })
+    }
+}
+
+/// The progress event for step `n` of `label` that failed with `e` after starting at
+/// `started`: the command's status when it ran and exited non-zero, and the error's first line.
+fn step_failed(label: &str, n: usize, started: Instant, e: &BuildError) -> Event {
+    let status = match e {
+        BuildError::StepFailed { status, .. } => Some(*status),
+        _ => None,
+    };
+    Event::StepFailed {
+        platform: label.to_string(),
+        step: n,
+        millis: started.elapsed().as_millis() as u64,
+        status,
+        message: e.to_string().lines().next().unwrap_or_default().to_string(),
     }
 }
 

@@ -13,4 +13,5 @@ mod publish;
 mod qemu;
 mod registry;
 mod snapshotter;
+mod terminal;
 mod token;

@@ -162,6 +162,7 @@ fn worker(
                 total: 1,
                 location: "Dockerfile:2".into(),
                 text: "COPY a.txt /a.txt".into(),
+                stage: "stage-0".into(),
             }))
             .await;
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -1,44 +1,14 @@
-//! Progress renderers: plain lines or JSON lines on stderr.
+//! Plain progress: one line per event, prefixed with its platform (`[linux/arm64] #2/3 ...`),
+//! appended as events arrive (for logs and pipes), and the summary table at the end.
 //!
-//! Level 4 (edge). Renders the events it is given: decides nothing about the build.
+//! Level 4 (edge), under `render/`: formats events and writes lines to stderr; decides nothing.
 
-use super::*;
+use crate::progress::{Event, Stream};
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// `plain` (bars are not drawn yet; a TTY gets plain lines too).
-    Auto,
-    /// One human-readable line per event on stderr.
-    Plain,
-    /// One JSON object per event on stderr.
-    Json,
-}
-
-/// Renders progress events as plain lines or JSON lines on stderr.
-pub(super) struct Renderer {
-    pub(super) mode: ProgressMode,
-    pub(super) out: Mutex<std::io::Stderr>,
-}
-
-impl Sink for Renderer {
-    fn emit(&self, event: Event) {
-        let line = match self.mode {
-            ProgressMode::Json => serde_json::to_string(&event).unwrap_or_default(),
-            ProgressMode::Plain | ProgressMode::Auto => match plain_line(&event) {
-                Some(l) => l,
-                None => return,
-            },
-        };
-        if let Ok(mut out) = self.out.lock() {
-            let _ = writeln!(out, "{line}");
-        }
-    }
-}
-
+/// The line an event prints in plain mode; `None` for events shown otherwise.
 pub(super) fn plain_line(e: &Event) -> Option<String> {
     Some(match e {
-        Event::PlatformPlanned { platform, runs } => format!("[{platform}] runs {runs}"),
+        Event::PlatformPlanned { platform, runs, .. } => format!("[{platform}] runs {runs}"),
         Event::BaseResolved {
             platform,
             reference,
@@ -65,6 +35,7 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             total,
             location,
             text,
+            ..
         } => format!("[{platform}] #{step}/{total} {location}: {text}"),
         Event::Output {
             platform,
@@ -80,9 +51,11 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             step,
             millis,
             layer,
-        } => match layer {
-            Some(l) => format!("[{platform}] #{step} done in {millis} ms, layer {l}"),
-            None => format!("[{platform}] #{step} done in {millis} ms"),
+            cached,
+        } => match (layer, cached) {
+            (_, true) => format!("[{platform}] #{step} CACHED"),
+            (Some(l), false) => format!("[{platform}] #{step} done in {millis} ms, layer {l}"),
+            (None, false) => format!("[{platform}] #{step} done in {millis} ms"),
         },
         Event::BlobPushed {
             platform,
@@ -99,6 +72,13 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
                 format!("[{platform}] pushed blob {digest} ({size} bytes)")
             }
         }
+        other => return outcome_line(other),
+    })
+}
+
+/// The plain line of a result, a failure, a smoke test or the end of the run.
+fn outcome_line(e: &Event) -> Option<String> {
+    Some(match e {
         Event::PlatformDone {
             platform, digest, ..
         } => format!("[{platform}] image {digest}"),
@@ -115,5 +95,39 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
         Event::Warning { message } => format!("warning: {message}"),
+        Event::StepFailed {
+            platform,
+            step,
+            millis,
+            message,
+            ..
+        } => format!("[{platform}] #{step} ERROR after {millis} ms: {message}"),
+        Event::SmokeTestStarted { platform, command } => {
+            format!("[{platform}] smoke test: {command}")
+        }
+        Event::SmokeTestOutput {
+            platform,
+            stream,
+            line,
+        } => {
+            let s = if *stream == Stream::Stderr { "!" } else { "|" };
+            format!("[{platform}] smoke {s} {line}")
+        }
+        Event::SmokeTestFinished {
+            platform,
+            status,
+            millis,
+        } => match status {
+            0 => format!("[{platform}] smoke test passed in {millis} ms"),
+            s => format!("[{platform}] smoke test FAILED with exit status {s} after {millis} ms"),
+        },
+        Event::BuildFinished { exit_code, millis } => {
+            format!(
+                "finished in {} (exit {exit_code})",
+                super::frame::secs(*millis)
+            )
+        }
+        // The command line prints the error itself, and says nothing when it starts.
+        _ => return None,
     })
 }
