@@ -27,6 +27,7 @@ mod node;
 mod qemu;
 mod registry;
 mod render;
+mod template;
 mod worker;
 
 use build::run_build;
@@ -73,7 +74,8 @@ pub enum Command {
     Qemu(qemu::QemuArgs),
     /// Stitch images already pushed (e.g. by a CI matrix) into one index and push it to tags.
     Merge(MergeArgs),
-    /// Show what a reference points at: index entries per platform, or a manifest's layers.
+    /// Show what an image (in a registry or an OCI layout) is: index entries per platform, or a
+    /// manifest's config, layers and history.
     Inspect(InspectArgs),
     /// List and check build nodes: machines reached over SSH that build some platforms.
     Node(NodeArgs),
@@ -215,7 +217,7 @@ pub fn main() -> i32 {
         Command::Build(args) => run_build(&cli.global, args),
         Command::Qemu(args) => qemu::run_qemu(&cli.global, args),
         Command::Merge(args) => merge::run_merge(args),
-        Command::Inspect(args) => inspect::run_inspect(args),
+        Command::Inspect(args) => inspect::run_inspect(&cli.global, args),
         Command::Node(args) => node::run_node(&cli.global, args),
         Command::Worker(args) => worker::run_worker(&cli.global, args),
     };

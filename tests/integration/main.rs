@@ -8,6 +8,7 @@ mod build;
 mod dockerfile;
 mod faults;
 mod harness;
+mod layouts;
 mod nodes;
 mod publish;
 mod qemu;
