@@ -27,6 +27,7 @@ mod node;
 mod qemu;
 mod registry;
 mod render;
+mod run;
 mod template;
 mod worker;
 
@@ -37,6 +38,7 @@ pub use merge::MergeArgs;
 pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
+pub use run::RunArgs;
 pub use worker::WorkerArgs;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
@@ -68,7 +70,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image for each target platform and publish them as one OCI image index.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Show, install and remove the qemu-user emulators (binfmt_misc handlers) that run foreign
     /// platforms' programs.
     Qemu(qemu::QemuArgs),
@@ -77,6 +79,9 @@ pub enum Command {
     /// Show what an image (in a registry or an OCI layout) is: index entries per platform, or a
     /// manifest's config, layers and history.
     Inspect(InspectArgs),
+    /// Run an image (from a registry or an OCI layout) in the sandbox RUN steps use, emulated
+    /// where needed; stdin, stdout, stderr and the exit status are the command's.
+    Run(RunArgs),
     /// List and check build nodes: machines reached over SSH that build some platforms.
     Node(NodeArgs),
     /// The node's end of a build node session (started by `polyarch build` over SSH; speaks
@@ -214,6 +219,10 @@ pub fn main() -> i32 {
     };
     init_tracing(cli.global.verbose);
     let result = match &cli.command {
+        // The command's own exit status is polyarch's.
+        Command::Run(args) => {
+            return run::run_image(&cli.global, args).unwrap_or_else(|f| report_failure(&f))
+        }
         Command::Build(args) => run_build(&cli.global, args),
         Command::Qemu(args) => qemu::run_qemu(&cli.global, args),
         Command::Merge(args) => merge::run_merge(args),
@@ -225,16 +234,19 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         // `--progress json` wrote it as an event: the stream holds nothing but JSON.
         Err(f) if render::error_shown() => f.code.code(),
-        Err(f) => {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "error: {}", f.message);
-            for c in &f.causes {
-                let _ = writeln!(err, "  caused by: {c}");
-            }
-            if let Some(h) = &f.hint {
-                let _ = writeln!(err, "hint: {h}");
-            }
-            f.code.code()
-        }
+        Err(f) => report_failure(&f),
     }
+}
+
+/// Prints a failure (`error:`, `caused by:`, `hint:`) and returns its exit code.
+fn report_failure(f: &Failure) -> i32 {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {}", f.message);
+    for c in &f.causes {
+        let _ = writeln!(err, "  caused by: {c}");
+    }
+    if let Some(h) = &f.hint {
+        let _ = writeln!(err, "hint: {h}");
+    }
+    f.code.code()
 }

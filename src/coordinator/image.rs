@@ -4,6 +4,7 @@
 //! Level 3 (coordinator), above `stage`; steps are run there, not here. Must not push the
 //! index or move a tag (that is [`super::build_with`]'s, once every platform succeeded).
 
+use super::smoke;
 use super::stage::Stages;
 use super::*;
 use crate::plan::StageGraph;
@@ -31,6 +32,8 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     config.created = Some(sh.created.clone());
 
     let image = store_image(deps, &pname, &config, &layers)?;
+    // The release gate: the finished image runs the smoke test before anything is pushed.
+    smoke::smoke_test(sh, deps, &pname, &config, &layers).await?;
     if let Some(target) = push_target(sh.req) {
         push_image(deps, &pname, target, &layers, &image).await?;
     }

@@ -50,6 +50,7 @@ mod image;
 mod platforms;
 mod remote;
 mod scope;
+mod smoke;
 mod sources;
 mod stage;
 mod step;
@@ -108,6 +109,9 @@ pub struct BuildRequest {
     /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the
     /// config, the history or the progress output.
     pub secrets: BTreeMap<String, Sensitive>,
+    /// `--smoke-test`: a command run in every platform's finished image before it is pushed;
+    /// a non-zero exit fails the build (see [`smoke`]).
+    pub smoke_test: Option<String>,
 }
 
 /// What one platform's build produced.
@@ -247,14 +251,17 @@ async fn prepare<R: Registry, E: Executor>(
     }
     // Emulation (or a node) is needed where a stage with RUN steps runs as a target platform;
     // root wherever any stage runs a command, `FROM --platform=$BUILDPLATFORM` ones included.
-    let needs_run = selections
-        .iter()
-        .any(|g| graph_runs_as_target(&df, g, &req.build_platform));
-    let any_run = selections.iter().any(|g| {
-        g.stages
+    // A smoke test runs each target platform's programs, as a RUN step would.
+    let needs_run = req.smoke_test.is_some()
+        || selections
             .iter()
-            .any(|sel| stage_has_run(&df, sel.stage_index))
-    });
+            .any(|g| graph_runs_as_target(&df, g, &req.build_platform));
+    let any_run = needs_run
+        || selections.iter().any(|g| {
+            g.stages
+                .iter()
+                .any(|sel| stage_has_run(&df, sel.stage_index))
+        });
     Ok(Prepared {
         text,
         display,

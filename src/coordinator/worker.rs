@@ -45,6 +45,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         outputs: Vec::new(),
         source_date_epoch: job.source_date_epoch,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
+        smoke_test: job.smoke_test.clone(),
     };
     let graph = plan::select_graph(
         &df,
@@ -56,10 +57,11 @@ pub async fn build_job<R: Registry, E: Executor>(
         },
     )?;
     plan::check_graph(&df, &graph)?;
-    let needs_run = graph
-        .stages
-        .iter()
-        .any(|sel| super::stage_has_run(&df, sel.stage_index));
+    let needs_run = req.smoke_test.is_some()
+        || graph
+            .stages
+            .iter()
+            .any(|sel| super::stage_has_run(&df, sel.stage_index));
     if needs_run {
         let work = deps
             .store
@@ -68,7 +70,8 @@ pub async fn build_job<R: Registry, E: Executor>(
                 platform: pname.clone(),
                 source,
             })?;
-        if super::graph_runs_as_target(&df, &graph, &req.build_platform) {
+        if req.smoke_test.is_some() || super::graph_runs_as_target(&df, &graph, &req.build_platform)
+        {
             emulation::verify(&job.platform, &req.binfmt_dir, work.path())?;
         }
         require_root().map_err(|source| BuildError::Exec {

@@ -143,7 +143,7 @@ pub(super) fn lines_of<R: AsyncRead + Unpin + Send + 'static>(
 }
 
 /// Exit status of a finished process: its code, or 128 + signal.
-fn status_code(status: std::process::ExitStatus) -> i32 {
+pub(super) fn status_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
@@ -152,7 +152,7 @@ fn status_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// What the executor keeps of the helper's output while the step runs.
-struct HelperOutput {
+pub(super) struct HelperOutput {
     /// The last [`TAIL_LINES`] lines of the step's output.
     tail: VecDeque<String>,
     /// The helper's own error lines, in arrival order.
@@ -162,7 +162,7 @@ struct HelperOutput {
 }
 
 impl HelperOutput {
-    fn new() -> HelperOutput {
+    pub(super) fn new() -> HelperOutput {
         HelperOutput {
             tail: VecDeque::with_capacity(TAIL_LINES),
             failures: Vec::new(),
@@ -173,7 +173,7 @@ impl HelperOutput {
     /// Takes the helper's own lines ([`SANDBOX_ERROR_PREFIX`], [`SANDBOX_INFO_PREFIX`]) out of
     /// the output; a line of the step is kept in the tail and returned, to be passed on.
     /// `upperdir` names the step in the log when the helper falls back to copying.
-    fn sort(&mut self, line: OutputLine, upperdir: &Path) -> Option<OutputLine> {
+    pub(super) fn sort(&mut self, line: OutputLine, upperdir: &Path) -> Option<OutputLine> {
         if line.stream == Stream::Stderr {
             if let Some(msg) = line.line.strip_prefix(SANDBOX_ERROR_PREFIX) {
                 self.failures.push(SandboxFailure::parse(msg));
@@ -201,7 +201,7 @@ impl HelperOutput {
 
     /// How the step ended, given the helper's exit `status`: the helper's own failure when it
     /// exited with [`SANDBOX_ERROR_STATUS`] and said why, the step's status and tail otherwise.
-    fn outcome(self, status: i32) -> Result<StepOutcome, ExecError> {
+    pub(super) fn outcome(self, status: i32) -> Result<StepOutcome, ExecError> {
         if status == SANDBOX_ERROR_STATUS && !self.failures.is_empty() {
             // The first failure is the cause; later ones (cleanup) only add to the message.
             let first = &self.failures[0];

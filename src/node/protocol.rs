@@ -226,6 +226,9 @@ pub struct BuildJob {
     pub retries: u32,
     /// The context bundle.
     pub context: ContextRef,
+    /// `--smoke-test`: run in the finished image before it is pushed.
+    #[serde(default)]
+    pub smoke_test: Option<String>,
 }
 
 /// Messages from the coordinator to the worker.

@@ -13,6 +13,7 @@ mod nodes;
 mod publish;
 mod qemu;
 mod registry;
+mod run;
 mod snapshotter;
 mod terminal;
 mod token;

@@ -79,6 +79,12 @@ pub struct BuildArgs {
     /// stop: nothing is pulled, built or pushed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run this command in every platform's finished image before anything is pushed or
+    /// tagged: a JSON array of strings as is, anything else with `/bin/sh -c` (e.g.
+    /// `--smoke-test 'app --version'`). A platform where it exits non-zero fails the build
+    /// (exit 1) and no tag moves.
+    #[arg(long, value_name = "CMD")]
+    pub smoke_test: Option<String>,
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (buildx
     /// syntax; `type=file|env` optional; `id=ID` alone reads the variable ID). Repeatable. Never
     /// stored in the image or printed.

@@ -154,6 +154,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         source_date_epoch,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         secrets,
+        smoke_test: args.smoke_test.clone(),
     })
 }
 

@@ -173,6 +173,7 @@ impl<'a> Dispatch<'a> {
             insecure_registries: self.nodes.insecure_registries.clone(),
             retries: self.nodes.retries,
             context: context.clone(),
+            smoke_test: sh.req.smoke_test.clone(),
         };
         let _permit = match self.limits.get(name) {
             Some(s) => Some(

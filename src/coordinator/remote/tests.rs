@@ -55,6 +55,7 @@ fn world(platforms: &[&str]) -> World {
         outputs: Vec::new(),
         source_date_epoch: Some(0),
         binfmt_dir: dir.path().join("no-binfmt"),
+        smoke_test: None,
     };
     let deps = Deps {
         registry: FakeRegistry::new(),
