@@ -4,10 +4,10 @@
 //! Modules are layered; dependencies point down only (README "How the code is laid out";
 //! `scripts/check-house` enforces it):
 //! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
-//!   [`progress`], [`metadata`], [`schedule`]
+//!   [`progress`], [`metadata`], [`schedule`], [`tagging`]
 //! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`layout`]
 //! - level 2, ports: [`executor`], [`node`], [`registry`]
-//! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`], [`image`], [`run`]
+//! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`], [`image`], [`run`], [`retag`]
 //! - level 4, edge: [`cli`]
 #![deny(missing_docs)]
 // The house rules (issue 10, scripts/check-house): no function over 80 lines, no argument list
@@ -34,6 +34,8 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod registry;
+pub mod retag;
 pub mod run;
 pub mod schedule;
 pub mod store;
+pub mod tagging;

@@ -28,6 +28,7 @@ mod qemu;
 mod registry;
 mod render;
 mod run;
+mod tag;
 mod template;
 mod worker;
 
@@ -39,6 +40,7 @@ pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
 pub use run::RunArgs;
+pub use tag::TagArgs;
 pub use worker::WorkerArgs;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
@@ -82,6 +84,8 @@ pub enum Command {
     /// Run an image (from a registry or an OCI layout) in the sandbox RUN steps use, emulated
     /// where needed; stdin, stdout, stderr and the exit status are the command's.
     Run(RunArgs),
+    /// Add tags to an image or index already pushed, by manifest only (no blob moves).
+    Tag(TagArgs),
     /// List and check build nodes: machines reached over SSH that build some platforms.
     Node(NodeArgs),
     /// The node's end of a build node session (started by `polyarch build` over SSH; speaks
@@ -229,6 +233,7 @@ pub fn main() -> i32 {
         Command::Inspect(args) => inspect::run_inspect(&cli.global, args),
         Command::Node(args) => node::run_node(&cli.global, args),
         Command::Worker(args) => worker::run_worker(&cli.global, args),
+        Command::Tag(args) => tag::run_tag(&cli.global, args),
     };
     match result {
         Ok(()) => 0,

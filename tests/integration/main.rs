@@ -15,5 +15,6 @@ mod qemu;
 mod registry;
 mod run;
 mod snapshotter;
+mod tags;
 mod terminal;
 mod token;

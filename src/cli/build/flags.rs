@@ -31,6 +31,11 @@ pub struct BuildArgs {
     /// Name and tag of the image index, REGISTRY/REPO[:TAG]; repeatable.
     #[arg(short = 't', long = "tag", value_name = "REF")]
     pub tags: Vec<String>,
+    /// Also tag each -t repository with the tags a semantic version gives, as
+    /// docker/metadata-action does: 1.2.3 (or v1.2.3) gives 1.2.3, 1.2, 1 and latest; a
+    /// pre-release (1.2.3-rc.1) only itself.
+    #[arg(long, value_name = "VERSION")]
+    pub tag_semver: Option<String>,
     /// A build-time variable, KEY=VALUE (KEY alone takes the value from the environment).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
