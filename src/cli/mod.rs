@@ -21,6 +21,7 @@ use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
 mod build;
+mod docs;
 mod inspect;
 mod merge;
 mod node;
@@ -46,7 +47,7 @@ pub use worker::WorkerArgs;
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
 /// one tag as an OCI image index.
 #[derive(Debug, Parser)]
-#[command(name = "polyarch", version, about, long_about = None)]
+#[command(name = "polyarch", version, about, long_about = None, after_help = docs::EXIT_CODES)]
 pub struct Cli {
     /// Options for every command.
     #[command(flatten)]
@@ -88,6 +89,10 @@ pub enum Command {
     Tag(TagArgs),
     /// List and check build nodes: machines reached over SSH that build some platforms.
     Node(NodeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completion(docs::CompletionArgs),
+    /// Print polyarch's man page (roff) on stdout.
+    Man,
     /// The node's end of a build node session (started by `polyarch build` over SSH; speaks
     /// the worker protocol on stdin/stdout).
     #[command(hide = true)]
@@ -234,6 +239,8 @@ pub fn main() -> i32 {
         Command::Node(args) => node::run_node(&cli.global, args),
         Command::Worker(args) => worker::run_worker(&cli.global, args),
         Command::Tag(args) => tag::run_tag(&cli.global, args),
+        Command::Completion(args) => docs::completion(args),
+        Command::Man => docs::man(),
     };
     match result {
         Ok(()) => 0,

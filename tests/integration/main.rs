@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod cli;
 mod dockerfile;
 mod faults;
 mod harness;
