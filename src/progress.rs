@@ -222,6 +222,12 @@ pub enum Event {
         /// Wall time in milliseconds.
         millis: u64,
     },
+    /// A diagnostic line (`-v`) when progress is JSON (the command line makes these from its
+    /// `tracing` output, so that the stream holds nothing but JSON).
+    Diagnostic {
+        /// The formatted line: level, target, message and fields.
+        message: String,
+    },
 }
 
 /// Where events go. Implementations must be cheap: the core calls `emit` from many tasks.

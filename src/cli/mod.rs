@@ -187,7 +187,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         })
 }
 
-fn init_tracing(verbose: u8) {
+/// Diagnostics (`-v`) on stderr: as text, or with `--progress json` as `diagnostic` events.
+fn init_tracing(verbose: u8, json: bool) {
     // Without -v nothing but progress and errors reaches stderr: what a user must know is a
     // progress warning or an error, never a diagnostic line.
     let level = match verbose {
@@ -200,11 +201,19 @@ fn init_tracing(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POLYARCH_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},rustls_platform_verifier=off"))
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if json {
+        builder
+            .with_writer(render::DiagnosticWriter)
+            .with_ansi(false)
+            .without_time()
+            .try_init()
+    } else {
+        builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -226,7 +235,13 @@ pub fn main() -> i32 {
             };
         }
     };
-    init_tracing(cli.global.verbose);
+    let json = match &cli.command {
+        Command::Build(a) => a.progress == ProgressMode::Json,
+        Command::Merge(a) => a.progress == ProgressMode::Json,
+        Command::Tag(a) => a.progress == ProgressMode::Json,
+        _ => false,
+    };
+    init_tracing(cli.global.verbose, json);
     let result = match &cli.command {
         // The command's own exit status is polyarch's.
         Command::Run(args) => {

@@ -283,7 +283,8 @@ fn json_events_of_a_good_and_a_failing_build_match_the_schema() {
     let t1 = events.last().unwrap()["time"].as_str().unwrap();
     assert!(t0 <= t1, "{t0} {t1}");
 
-    // A failing build: still nothing but schema-valid JSON, the failure and error as objects.
+    // A failing build: still nothing but schema-valid JSON, the failure and the error as
+    // objects.
     let df = format!(
         "FROM {}\nCOPY unique.txt /unique\nRUN test \"$(uname -m)\" = x86_64 || (echo not-x86 >&2; exit 3)\n",
         ctx.base
@@ -293,9 +294,11 @@ fn json_events_of_a_good_and_a_failing_build_match_the_schema() {
         &[("Dockerfile", &df), ("unique.txt", &format!("{tag}-fail"))],
     );
     let fail_tag = format!("{}:fail", ctx.repo("terminal-json"));
+    // With -vv: diagnostics come as events too.
     let r = ctx.run(
         &[
             "build",
+            "-vv",
             "--progress",
             "json",
             "--platform",
@@ -324,5 +327,6 @@ fn json_events_of_a_good_and_a_failing_build_match_the_schema() {
         error["message"].as_str().unwrap().contains("not-x86"),
         "{error}"
     );
+    assert!(k.contains(&"diagnostic"), "{k:?}");
     assert!(skopeo_raw(&fail_tag).is_none(), "no tag moves on failure");
 }

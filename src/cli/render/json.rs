@@ -17,6 +17,39 @@ use crate::progress::Event;
 /// events and new fields do not raise it).
 pub(super) const SCHEMA_VERSION: u32 = 1;
 
+/// Where `tracing` writes with `--progress json -v`: each diagnostic line becomes a
+/// `diagnostic` event on stderr.
+pub(in crate::cli) struct DiagnosticWriter;
+
+/// One diagnostic's writer (tracing formats each event, then writes it whole).
+pub(in crate::cli) struct DiagnosticLine;
+
+impl std::io::Write for DiagnosticLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let mut err = std::io::stderr().lock();
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            let event = Event::Diagnostic {
+                message: l.to_string(),
+            };
+            writeln!(err, "{}", line(&event, SystemTime::now()))?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for DiagnosticWriter {
+    type Writer = DiagnosticLine;
+
+    fn make_writer(&'a self) -> DiagnosticLine {
+        DiagnosticLine
+    }
+}
+
 /// The step an event belongs to, as a vertex id: `<platform label>#<step>`.
 fn vertex(event: &Event) -> Option<String> {
     match event {
@@ -72,7 +105,8 @@ mod tests {
             | Event::LayoutWritten { .. }
             | Event::Warning { .. }
             | Event::Error { .. }
-            | Event::BuildFinished { .. } => {}
+            | Event::BuildFinished { .. }
+            | Event::Diagnostic { .. } => {}
         }
     }
 
@@ -184,6 +218,9 @@ mod tests {
             Event::BuildFinished {
                 exit_code: 1,
                 millis: 9,
+            },
+            Event::Diagnostic {
+                message: "INFO polyarch: x".into(),
             },
         ]
     }

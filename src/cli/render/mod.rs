@@ -13,6 +13,8 @@ use super::*;
 
 mod frame;
 mod json;
+
+pub(super) use json::DiagnosticWriter;
 mod model;
 mod plain;
 mod summary;

@@ -128,6 +128,7 @@ fn outcome_line(e: &Event) -> Option<String> {
             )
         }
         // The command line prints the error itself, and says nothing when it starts.
+        Event::Diagnostic { message } => message.clone(),
         _ => return None,
     })
 }
