@@ -196,7 +196,8 @@ fn group_lines(g: &Group, now: Instant, fit: Fit, collapse: bool) -> Vec<String>
     }
     if let Some(s) = &g.smoke {
         out.push(smoke_line(&g.platform, s, now, fit.width));
-        if s.ended.is_none_or(|(status, _)| status != 0) {
+        // Its output while it runs; a failed one's is in the failure block.
+        if s.ended.is_none() {
             let skip = s.lines.len().saturating_sub(LIVE_LINES);
             out.extend(output_lines(s.lines.iter().skip(skip), fit.width));
         }

@@ -159,7 +159,8 @@ impl Progress {
 }
 
 /// `f` without the step output a failed step's error carries (`output (last lines):`, see
-/// [`crate::coordinator::BuildError::StepFailed`]), for when the live view has shown it.
+/// [`crate::coordinator::BuildError::StepFailed`] and `SmokeTestFailed`), for when the live view
+/// has shown it.
 fn without_output(mut f: Failure) -> Failure {
     if let Some(i) = f.message.find("\n  output (last lines):") {
         f.message.truncate(i);

@@ -84,20 +84,29 @@ impl Tty {
         let Ok(m) = self.model.lock() else {
             return false;
         };
+        // Nothing was built (a flag refused, a dry run): no view to leave behind.
+        if m.groups.is_empty() && m.index.is_none() {
+            return false;
+        }
         let (width, _) = size();
         let fit = Fit {
             width,
             height: None,
         };
         let mut lines = frame(&m, Instant::now(), fit, self.verb);
+        let mut shown_output = false;
         match m.finished {
             Some((0, _)) => lines.extend(summary(&m)),
-            _ => lines.extend(failure_block(&m, width)),
+            _ => {
+                let block = failure_block(&m, width);
+                shown_output = block.iter().any(|l| l.contains(" => => "));
+                lines.extend(block);
+            }
         }
         let mut err = std::io::stderr().lock();
         for l in lines {
             let _ = writeln!(err, "{l}");
         }
-        m.failed_step().is_some_and(|s| !s.lines.is_empty())
+        shown_output
     }
 }
