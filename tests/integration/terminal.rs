@@ -168,6 +168,47 @@ fn live_view_in_a_terminal_and_plain_lines_through_a_pipe() {
     );
     drop(tmux);
 
+    // A failure: the failing step's last 20 output lines right under its line, then the error
+    // (without a second copy of them).
+    let df = format!(
+        "FROM {}\nCOPY unique.txt /unique\nRUN seq 1 30; test \"$(uname -m)\" = x86_64 || exit 3\n",
+        ctx.base
+    );
+    let fail = ctx.context(
+        "fail",
+        &[("Dockerfile", &df), ("unique.txt", &format!("{tag}-fail"))],
+    );
+    let done = ctx.dir.path().join("done-fail");
+    let tmux = Tmux::start(&format!(
+        "{} build --platform {TWO} {} 2>&1; echo EXIT=$? > {}; sleep 30",
+        quote(env!("CARGO_BIN_EXE_polyarch")),
+        quote(fail.to_str().unwrap()),
+        quote(done.to_str().unwrap()),
+    ));
+    let started = Instant::now();
+    while !done.exists() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap_or_default().trim(),
+        "EXIT=1"
+    );
+    let screen = tmux.capture();
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(" => ERROR [linux/arm64/v8 2/2] RUN seq 1 30"))
+        .unwrap_or_else(|| panic!("no failed step line:\n{screen}"));
+    let under: Vec<String> = (11..=30).map(|i| format!(" => => # {i}")).collect();
+    assert_eq!(lines[at + 1..at + 21], under[..], "{screen}");
+    assert!(
+        lines[at + 21].starts_with("error: linux/arm64/v8: step 2"),
+        "{screen}"
+    );
+    assert!(!screen.contains("output (last lines)"), "{screen}");
+    drop(tmux);
+
     // The same build with stderr piped: plain lines, no escape sequences, no live view.
     let dir = slow_context(&ctx, "piped", &format!("{tag}-piped"));
     let mut c = ctx.command();

@@ -186,9 +186,16 @@ fn group_lines(g: &Group, now: Instant, fit: Fit, collapse: bool) -> Vec<String>
             continue;
         }
         out.push(step_line(s, now, fit.width));
-        if s.state == StepState::Running {
-            let skip = s.lines.len().saturating_sub(LIVE_LINES);
-            out.extend(output_lines(s.lines.iter().skip(skip), fit.width));
+        match s.state {
+            StepState::Running => {
+                let skip = s.lines.len().saturating_sub(LIVE_LINES);
+                out.extend(output_lines(s.lines.iter().skip(skip), fit.width));
+            }
+            // The final view: a failed step's last output lines right under it.
+            StepState::Failed { .. } if fit.height.is_none() => {
+                out.extend(output_lines(s.lines.iter(), fit.width));
+            }
+            _ => {}
         }
     }
     for n in &g.notes {
@@ -196,10 +203,15 @@ fn group_lines(g: &Group, now: Instant, fit: Fit, collapse: bool) -> Vec<String>
     }
     if let Some(s) = &g.smoke {
         out.push(smoke_line(&g.platform, s, now, fit.width));
-        // Its output while it runs; a failed one's is in the failure block.
-        if s.ended.is_none() {
-            let skip = s.lines.len().saturating_sub(LIVE_LINES);
-            out.extend(output_lines(s.lines.iter().skip(skip), fit.width));
+        match s.ended {
+            None => {
+                let skip = s.lines.len().saturating_sub(LIVE_LINES);
+                out.extend(output_lines(s.lines.iter().skip(skip), fit.width));
+            }
+            Some((status, _)) if status != 0 && fit.height.is_none() => {
+                out.extend(output_lines(s.lines.iter(), fit.width));
+            }
+            _ => {}
         }
     }
     if g.upload.blobs > 0 {
@@ -239,37 +251,14 @@ pub(super) fn frame(m: &Model, now: Instant, fit: Fit, verb: &str) -> Vec<String
     lines
 }
 
-/// The failing step's block for the final view: its line, then its last output lines.
-pub(super) fn failure_block(m: &Model, width: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(s) = m.failed_step() {
-        out.push(
-            style(format!(
-                "------ [{} {}/{}] {}",
-                s.label, s.step, s.total, s.text
-            ))
-            .red()
-            .to_string(),
-        );
-        out.extend(output_lines(s.lines.iter(), width));
-        out.push(style("------").red().to_string());
-    }
-    for g in &m.groups {
-        if let Some(s) = g
-            .smoke
-            .as_ref()
-            .filter(|s| s.ended.is_some_and(|(st, _)| st != 0))
-        {
-            out.push(
-                style(format!("------ [{}] smoke test: {}", g.platform, s.command))
-                    .red()
-                    .to_string(),
-            );
-            out.extend(output_lines(s.lines.iter(), width));
-            out.push(style("------").red().to_string());
-        }
-    }
-    out
+/// Whether the final view shows a failure's output (a failed step's or smoke test's lines).
+pub(super) fn shows_failure_output(m: &Model) -> bool {
+    m.failed_step().is_some_and(|s| !s.lines.is_empty())
+        || m.groups.iter().any(|g| {
+            g.smoke
+                .as_ref()
+                .is_some_and(|s| s.ended.is_some_and(|(st, _)| st != 0) && !s.lines.is_empty())
+        })
 }
 
 #[cfg(test)]
@@ -322,6 +311,32 @@ mod tests {
         assert!(lines[1].ends_with(" 2.3s"), "{:?}", lines[1]);
         assert_eq!(lines[1].len(), 80);
         assert_eq!(lines[3], " => => # working");
+        // Failed, in the final view: its kept lines right under its line.
+        m.apply(
+            &Event::StepFailed {
+                platform: "linux/arm64".into(),
+                step: 1,
+                millis: 2000,
+                status: Some(3),
+                message: "failed".into(),
+            },
+            now,
+        );
+        let end = plain(&frame(
+            &m,
+            now,
+            Fit {
+                width: 80,
+                height: None,
+            },
+            "Building",
+        ));
+        assert!(
+            end[2].starts_with(" => ERROR [linux/arm64 1/2] RUN sleep 1"),
+            "{end:?}"
+        );
+        assert_eq!(end[3], " => => # working");
+        assert!(shows_failure_output(&m));
         // Too little room: the top lines go, the header stays.
         let small = plain(&frame(
             &m,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use console::Term;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::frame::{failure_block, frame, Fit};
+use super::frame::{frame, shows_failure_output, Fit};
 use super::model::Model;
 use super::summary::summary;
 
@@ -94,19 +94,13 @@ impl Tty {
             height: None,
         };
         let mut lines = frame(&m, Instant::now(), fit, self.verb);
-        let mut shown_output = false;
-        match m.finished {
-            Some((0, _)) => lines.extend(summary(&m)),
-            _ => {
-                let block = failure_block(&m, width);
-                shown_output = block.iter().any(|l| l.contains(" => => "));
-                lines.extend(block);
-            }
+        if m.finished.is_some_and(|(code, _)| code == 0) {
+            lines.extend(summary(&m));
         }
         let mut err = std::io::stderr().lock();
         for l in lines {
             let _ = writeln!(err, "{l}");
         }
-        shown_output
+        shows_failure_output(&m)
     }
 }
