@@ -110,7 +110,7 @@ pub struct BuildRequest {
     /// config, the history or the progress output.
     pub secrets: BTreeMap<String, Sensitive>,
     /// `--smoke-test`: a command run in every platform's finished image before it is pushed;
-    /// a non-zero exit fails the build (see [`smoke`]).
+    /// a non-zero exit fails the build.
     pub smoke_test: Option<String>,
 }
 
