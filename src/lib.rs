@@ -5,15 +5,18 @@
 //! `scripts/check-house` enforces it):
 //! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
 //!   [`progress`], [`metadata`], [`schedule`], [`tagging`]
-//! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`layout`]
+//! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`cache`],
+//!   [`storage`], [`layout`]
 //! - level 2, ports: [`executor`], [`node`], [`registry`]
-//! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`], [`image`], [`run`], [`retag`]
+//! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`], [`shared_cache`],
+//!   [`image`], [`run`], [`retag`]
 //! - level 4, edge: [`cli`]
 #![deny(missing_docs)]
 // The house rules (issue 10, scripts/check-house): no function over 80 lines, no argument list
 // over 6 (clippy.toml). Tests are exempt from the length rule.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod coordinator;
@@ -37,5 +40,7 @@ pub mod registry;
 pub mod retag;
 pub mod run;
 pub mod schedule;
+pub mod shared_cache;
+pub mod storage;
 pub mod store;
 pub mod tagging;

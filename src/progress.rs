@@ -58,7 +58,7 @@ pub enum Event {
         /// How it runs here: `natively` or `emulated through ...`; empty without RUN steps.
         runs: String,
     },
-    /// A Dockerfile step started.
+    /// A Dockerfile step started, after its step cache lookup.
     StepStarted {
         /// The platform.
         platform: String,
@@ -70,9 +70,17 @@ pub enum Event {
         location: String,
         /// The instruction text.
         text: String,
-        /// The stage's name (`FROM ... AS name`), or `stage-N`.
+        /// The stage's name (`FROM ... AS name`); empty for an unnamed stage.
         #[serde(default)]
         stage: String,
+        /// True when the step cache has its result: it is not run (a `StepFinished` with
+        /// `cached` follows at once).
+        #[serde(default)]
+        cached: bool,
+        /// Why a step that runs missed the cache, when that is not just the step before it
+        /// having run (`no entry for this key`, `--no-cache`, a corrupt entry dropped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_miss: Option<String>,
     },
     /// One line a RUN step printed.
     Output {
@@ -95,7 +103,7 @@ pub enum Event {
         millis: u64,
         /// The layer it made, if any.
         layer: Option<Digest>,
-        /// True when the step's result came from the step cache and nothing ran.
+        /// True when its result came from the step cache (nothing ran).
         #[serde(default)]
         cached: bool,
     },
@@ -124,6 +132,13 @@ pub enum Event {
         /// The image's size in bytes: its config and its (compressed) layers.
         #[serde(default)]
         image_size: u64,
+        /// Steps run for it (in every stage it needed; a stage shared with other platforms
+        /// counts for each).
+        #[serde(default)]
+        steps_run: usize,
+        /// Steps whose result came from the step cache.
+        #[serde(default)]
+        steps_cached: usize,
     },
     /// The image index was pushed to a tag.
     IndexPushed {
@@ -152,6 +167,24 @@ pub enum Event {
         to: String,
         /// Why it moved.
         reason: String,
+    },
+    /// Step cache entries were read from a shared cache (`--cache-from`).
+    CacheImported {
+        /// The cache (`REPO:TAG` or a directory).
+        cache: String,
+        /// Entries it holds.
+        entries: usize,
+    },
+    /// Step cache entries were exported to a shared cache (`--cache-to`).
+    CacheExported {
+        /// The cache (`REPO:TAG` or a directory).
+        cache: String,
+        /// Entries added (0: it had them all, nothing was pushed).
+        added: usize,
+        /// Entries it holds now.
+        total: usize,
+        /// Read-modify-write rounds (more than 1: another job wrote in between).
+        rounds: usize,
     },
     /// Something worth knowing that is not an error.
     Warning {

@@ -147,7 +147,9 @@ pub(super) fn run_inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<(),
     };
     let registry = OciRegistry::new(args.registry.resolve(registry_host.as_deref())?)?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
-    let work = Store::open(&state)?.temp_dir("inspect")?;
+    // The store lives as long as its temporary directory (its process session holds it).
+    let store = Store::open(&state)?;
+    let work = store.temp_dir("inspect")?;
     let source = Source::open(&location, &registry, work.path())?;
     let opts = InspectOptions {
         platform,

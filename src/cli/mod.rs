@@ -29,6 +29,7 @@ mod qemu;
 mod registry;
 mod render;
 mod run;
+mod storage;
 mod tag;
 mod template;
 mod worker;
@@ -41,6 +42,7 @@ pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
 pub use run::RunArgs;
+pub use storage::{DuArgs, PruneArgs};
 pub use tag::TagArgs;
 pub use worker::WorkerArgs;
 
@@ -93,6 +95,12 @@ pub enum Command {
     Completion(docs::CompletionArgs),
     /// Print polyarch's man page (roff) on stdout.
     Man,
+    /// Show what the state directory holds, by kind (blobs, unpacked layers, step cache,
+    /// cache mounts, contexts), and what `prune --all` could free now.
+    Du(DuArgs),
+    /// Remove what the state directory holds, least recently used first, never what a running
+    /// build uses.
+    Prune(PruneArgs),
     /// The node's end of a build node session (started by `polyarch build` over SSH; speaks
     /// the worker protocol on stdin/stdout).
     #[command(hide = true)]
@@ -252,6 +260,8 @@ pub fn main() -> i32 {
         Command::Merge(args) => merge::run_merge(args),
         Command::Inspect(args) => inspect::run_inspect(&cli.global, args),
         Command::Node(args) => node::run_node(&cli.global, args),
+        Command::Du(args) => storage::run_du(&cli.global, args),
+        Command::Prune(args) => storage::run_prune(&cli.global, args),
         Command::Worker(args) => worker::run_worker(&cli.global, args),
         Command::Tag(args) => tag::run_tag(&cli.global, args),
         Command::Completion(args) => docs::completion(args),

@@ -214,7 +214,8 @@ where
     let io = |e: protocol::FrameError| protocol_failure(format!("worker channel: {e}"));
     let contexts = store.root().join("contexts");
     let dir = contexts.join(job.context.digest.hex());
-    if dir.join(bundle::ROOT_ENTRY).is_dir() {
+    // Claimed (its last use now), so that `polyarch prune` keeps it while this job runs.
+    if store.claim(&dir)? && dir.join(bundle::ROOT_ENTRY).is_dir() {
         protocol::send(output, &FromWorker::HaveContext)
             .await
             .map_err(io)?;
@@ -409,6 +410,7 @@ where
         insecure: job.insecure_registries.clone(),
         retries: job.retries,
         auth,
+        upload_journal: Some(store.upload_journal()),
         ..RegistryOptions::default()
     })?;
     let executor = SandboxExecutor::current_exe()?;
@@ -443,6 +445,8 @@ where
                     Ok(image) => Ok(Some(FromWorker::Done(RemoteImage {
                         manifest: image.manifest,
                         config: image.config,
+                        steps_run: image.steps_run,
+                        steps_cached: image.steps_cached,
                     }))),
                     Err(e) => Ok(Some(failure_frame(&Failure::from(e)))),
                 };

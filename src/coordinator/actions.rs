@@ -23,14 +23,17 @@ pub(super) struct Prepared {
     pub leases: Vec<CacheLease>,
 }
 
-/// The directories of `layers` in overlayfs order (top-most first).
-fn dirs(layers: &[BuiltLayer]) -> Vec<PathBuf> {
-    layers.iter().rev().map(|l| l.dir.clone()).collect()
+/// The directories of `layers` in overlayfs order (top-most first), materialised.
+async fn dirs<R: Registry, E: Executor, U>(
+    scope: &StepScope<'_, R, E, U>,
+    layers: &[BuiltLayer],
+) -> Result<Vec<PathBuf>, BuildError> {
+    super::materialise::dirs(scope.deps, scope.label, layers).await
 }
 
 /// Prepares `step`; `None` for config-only steps. `inputs` is a scratch directory that lives
 /// until the step is over (heredoc files, downloads, unpacked archives).
-pub(super) async fn prepare<R, E: Executor, U: Upstream>(
+pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
     scope: &StepScope<'_, R, E, U>,
     step: &Step,
     inputs: &Path,
@@ -65,7 +68,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                         Network::Default | Network::Host => NetworkMode::Host,
                     },
                 }),
-                lowerdirs: dirs(layers),
+                lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,
             }))
         }
@@ -90,7 +93,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
                     chown: user.clone(),
                     ..CopySpec::default()
                 }),
-                lowerdirs: dirs(layers),
+                lowerdirs: dirs(scope, layers).await?,
                 leases: Vec::new(),
             }))
         }
@@ -101,7 +104,7 @@ pub(super) async fn prepare<R, E: Executor, U: Upstream>(
             let lowerdirs = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() {
                 Vec::new()
             } else {
-                dirs(layers)
+                dirs(scope, layers).await?
             };
             Ok(Some(Prepared {
                 action,
@@ -123,7 +126,7 @@ struct RunMounts {
 
 impl RunMounts {
     /// Adds the mount `m` of `step`.
-    async fn add<R, E: Executor, U: Upstream>(
+    async fn add<R: Registry, E: Executor, U: Upstream>(
         &mut self,
         scope: &StepScope<'_, R, E, U>,
         step: &Step,
@@ -145,8 +148,12 @@ impl RunMounts {
             } => {
                 let lowerdirs = match from {
                     MountSource::Context => context_view(scope, source, inputs, step).await?,
-                    MountSource::Stage(i) => dirs(&scope.upstream.stage(*i).await?.layers),
-                    MountSource::Image(r) => dirs(&scope.upstream.image(r).await?.layers),
+                    MountSource::Stage(i) => {
+                        dirs(scope, &scope.upstream.stage(*i).await?.layers).await?
+                    }
+                    MountSource::Image(r) => {
+                        dirs(scope, &scope.upstream.image(r).await?.layers).await?
+                    }
                 };
                 self.mounts.push(Mount::Layers {
                     lowerdirs,
@@ -257,7 +264,7 @@ impl RunMounts {
 
 /// The build context as a mount source: the context directory itself, or, when an ignore file
 /// applies, a copy of just `source` holding only what it allows.
-async fn context_view<R, E: Executor, U>(
+async fn context_view<R: Registry, E: Executor, U>(
     scope: &StepScope<'_, R, E, U>,
     source: &str,
     inputs: &Path,
@@ -319,7 +326,7 @@ async fn context_view<R, E: Executor, U>(
 }
 
 /// The executor action of a COPY or ADD.
-async fn copy_action<R, E, U: Upstream>(
+async fn copy_action<R: Registry, E: Executor, U: Upstream>(
     scope: &StepScope<'_, R, E, U>,
     step: &Step,
     c: &CopyStep,
@@ -363,8 +370,12 @@ async fn copy_action<R, E, U: Upstream>(
             e.mtime = e.mtime.min(epoch);
         }
     }
-    let ids_from = (c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() && c.chown.is_some())
-        .then(|| dirs(layers));
+    let ids_from = if c.link && c.chmod.is_none() && c.chmod_symbolic.is_none() && c.chown.is_some()
+    {
+        Some(dirs(scope, layers).await?)
+    } else {
+        None
+    };
     Ok(Action::Copy(CopySpec {
         entries,
         chown: c.chown.clone(),
@@ -378,7 +389,7 @@ async fn copy_action<R, E, U: Upstream>(
 /// Where a COPY or ADD takes its files from (heredocs apart): entries from the build context
 /// (ADD URLs downloaded and, with `--unpack`, unpacked; local paths selected, archives ADD
 /// unpacks), or the layers of a stage or image (`--from`) to copy out of.
-async fn copy_sources<R, E, U: Upstream>(
+async fn copy_sources<R: Registry, E: Executor, U: Upstream>(
     scope: &StepScope<'_, R, E, U>,
     step: &Step,
     c: &CopyStep,
@@ -393,8 +404,8 @@ async fn copy_sources<R, E, U: Upstream>(
         source,
     };
     let epoch = sh.req.source_date_epoch;
-    let layer_source = |src: &BuiltStage| LayerSource {
-        lowerdirs: dirs(&src.layers),
+    let layer_source = |lowerdirs: Vec<PathBuf>| LayerSource {
+        lowerdirs,
         sources: c.sources.clone(),
         dest: c.dest.clone(),
         excludes: c.excludes.clone(),
@@ -430,11 +441,17 @@ async fn copy_sources<R, E, U: Upstream>(
         }
         CopyFrom::Stage(i) => {
             let src = scope.upstream.stage(*i).await?;
-            Ok((Vec::new(), Some(layer_source(&src))))
+            Ok((
+                Vec::new(),
+                Some(layer_source(dirs(scope, &src.layers).await?)),
+            ))
         }
         CopyFrom::Image(r) => {
             let src = scope.upstream.image(r).await?;
-            Ok((Vec::new(), Some(layer_source(&src))))
+            Ok((
+                Vec::new(),
+                Some(layer_source(dirs(scope, &src.layers).await?)),
+            ))
         }
     }
 }
@@ -455,7 +472,13 @@ async fn url_entries(
             path: dir.clone(),
             source,
         })?;
-        let e = sources::fetch_url(url, c.checksum.as_deref(), &dir, &c.dest, dir_forced).await?;
+        // Downloaded already when the step's key was computed (no --checksum).
+        let e = match super::step_inputs::prefetched(&dir) {
+            Some(e) => e,
+            None => {
+                sources::fetch_url(url, c.checksum.as_deref(), &dir, &c.dest, dir_forced).await?
+            }
+        };
         if c.unpack == Some(true) {
             if let Some(mt) = sources::archive_media_type(&e.src)? {
                 entries.extend(sources::unpack_entries(&e.src, mt, &dir, &c.dest)?);

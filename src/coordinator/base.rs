@@ -6,12 +6,23 @@
 use super::*;
 use crate::registry::RawManifest;
 
-/// Resolves, pulls and unpacks the base image for `platform`: returns its config and layers.
+/// A resolved base image: its config, its layers (not fetched: materialised when a step runs
+/// on them), and the manifest digest resolved for the platform.
+pub(super) struct PulledBase {
+    pub config: ImageConfig,
+    pub layers: Vec<BuiltLayer>,
+    pub manifest: Digest,
+}
+
+/// Resolves the base image for `platform` (the tag every time; only the digest goes into step
+/// keys) and reads its config: from the store when it has it, unless `pull` says to read it
+/// from the registry again. Its layers are only described, not fetched.
 pub(super) async fn pull_base<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
     platform: &Platform,
     reference: &str,
-) -> Result<(ImageConfig, Vec<BuiltLayer>), BuildError> {
+    pull: bool,
+) -> Result<PulledBase, BuildError> {
     let pname = platform.to_string();
     let reg_err = |source| BuildError::Registry {
         platform: pname.clone(),
@@ -40,7 +51,7 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
         reference: reference.to_string(),
         digest: Some(manifest_raw.digest.clone()),
     });
-    let config_bytes = fetch_small_blob(deps, &r, &manifest.config)
+    let config_bytes = fetch_small_blob(deps, &r, &manifest.config, pull)
         .await
         .map_err(|e| match e {
             FetchError::Registry(source) => reg_err(source),
@@ -65,8 +76,12 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
             available: config.platform().to_string(),
         });
     }
-    let layers = pull_layers(deps, &r, &pname, &manifest, &config).await?;
-    Ok((config, layers))
+    let layers = describe_layers(&r, &manifest, &config);
+    Ok(PulledBase {
+        config,
+        layers,
+        manifest: manifest_raw.digest,
+    })
 }
 
 /// The manifest `r` names for `platform`: the best match of its index (variant-aware), or
@@ -120,56 +135,30 @@ async fn platform_manifest<R: Registry, E>(
     }
 }
 
-/// Fetches `manifest`'s layers from `r` into the store and unpacks each once per diff_id
-/// (`config`'s, in order); returns them as the image's layers, base first.
-async fn pull_layers<R: Registry, E: Executor>(
-    deps: &Deps<R, E>,
+/// `manifest`'s layers with `config`'s diff_ids, base first, to be fetched from `r` when a
+/// step needs them. The descriptors keep exactly the bytes this manifest names (pushing the
+/// image and writing an OCI layout need those; the same diff_id may be stored under another
+/// compression), with Docker media types turned into their OCI equivalents.
+fn describe_layers(
     r: &Reference,
-    pname: &str,
     manifest: &ImageManifest,
     config: &ImageConfig,
-) -> Result<Vec<BuiltLayer>, BuildError> {
-    let store_err = |source| BuildError::Store {
-        platform: pname.to_string(),
-        source,
-    };
-    let mut layers = Vec::new();
-    for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-        // The compressed blob is kept even when its layer is already unpacked: pushing the image
-        // and writing an OCI layout need exactly the bytes this manifest names (the same diff_id
-        // can have been stored under another compression).
-        fetch_into_store(deps, r, desc).await.map_err(|e| match e {
-            FetchError::Registry(source) => BuildError::Registry {
-                platform: pname.to_string(),
-                source,
-            },
-            FetchError::Store(source) => store_err(source),
-        })?;
-        let dir = if deps.store.has_layer(diff_id) {
-            deps.store.layer_dir(diff_id)
-        } else {
-            let store = deps.store.clone();
-            let (blob, mt, id) = (
-                desc.digest.clone(),
-                desc.media_type.clone(),
-                diff_id.clone(),
-            );
-            tokio::task::spawn_blocking(move || store.unpack_blob(&blob, &mt, Some(&id)))
-                .await
-                .map_err(|e| BuildError::Internal(e.to_string()))?
-                .map_err(store_err)?
-        };
-        let mut d = desc.clone();
-        d.media_type = oci_layer_media_type(&d.media_type);
-        d.platform = None;
-        layers.push(BuiltLayer {
-            descriptor: d,
-            diff_id: diff_id.clone(),
-            dir,
-            origin: Some(r.clone()),
-        });
-    }
-    Ok(layers)
+) -> Vec<BuiltLayer> {
+    manifest
+        .layers
+        .iter()
+        .zip(&config.rootfs.diff_ids)
+        .map(|(desc, diff_id)| {
+            let mut d = desc.clone();
+            d.media_type = oci_layer_media_type(&d.media_type);
+            d.platform = None;
+            BuiltLayer {
+                descriptor: d,
+                diff_id: diff_id.clone(),
+                origin: Some(Origin::Registry(r.clone())),
+            }
+        })
+        .collect()
 }
 
 /// Docker layer media types become their OCI equivalents in the OCI manifest we write (the
@@ -196,16 +185,30 @@ pub(super) enum FetchError {
     Store(StoreError),
 }
 
-/// Downloads a blob into the store unless it is there already; the registry client verifies
-/// the digest while streaming and the store checks it again before renaming it into place.
+/// Downloads a blob into the store unless it is there already (then it is claimed); the
+/// registry client verifies the digest while streaming and the store checks it again before
+/// renaming it into place.
 pub(super) async fn fetch_into_store<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
     r: &Reference,
     desc: &Descriptor,
 ) -> Result<(), FetchError> {
-    if deps.store.has_blob(&desc.digest) {
+    if deps
+        .store
+        .claim_blob(&desc.digest)
+        .map_err(FetchError::Store)?
+    {
         return Ok(());
     }
+    download(deps, r, desc).await
+}
+
+/// Downloads a blob into the store whether or not it has it (a copy it has is kept).
+async fn download<R: Registry, E: Executor>(
+    deps: &Deps<R, E>,
+    r: &Reference,
+    desc: &Descriptor,
+) -> Result<(), FetchError> {
     let tmp = deps.store.temp_dir("fetch").map_err(FetchError::Store)?;
     let path = tmp.path().join("blob");
     deps.registry
@@ -218,13 +221,19 @@ pub(super) async fn fetch_into_store<R: Registry, E: Executor>(
     Ok(())
 }
 
-/// Fetches a small blob (a config) through the store, verified.
+/// Fetches a small blob (a config) through the store, verified; with `again`, from the
+/// registry even when the store has it.
 pub(super) async fn fetch_small_blob<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
     r: &Reference,
     desc: &Descriptor,
+    again: bool,
 ) -> Result<Vec<u8>, FetchError> {
-    fetch_into_store(deps, r, desc).await?;
+    if again {
+        download(deps, r, desc).await?;
+    } else {
+        fetch_into_store(deps, r, desc).await?;
+    }
     deps.store
         .read_blob(&desc.digest)
         .map_err(FetchError::Store)

@@ -179,6 +179,12 @@ pub enum BuildError {
     /// A failure of a stage build that several platforms share, reported to each of them.
     #[error(transparent)]
     Shared(Arc<BuildError>),
+    /// Exporting to a shared cache (`--cache-to`) failed.
+    #[error(transparent)]
+    SharedCache(Box<crate::shared_cache::SharedCacheError>),
+    /// The step cache's files could not be read or written.
+    #[error("step cache: {0}")]
+    Cache(#[source] CacheError),
     /// Preparing what a step reads (ADD URLs and archives, heredocs, secrets, cache mounts)
     /// failed.
     #[error("{platform}: {location}: {source}")]
@@ -240,6 +246,8 @@ impl Classify for BuildError {
             BuildError::Internal(_) | BuildError::NothingRunsHere { .. } => ExitCode::Host,
             BuildError::Shared(e) => e.exit_code(),
             BuildError::Source { source, .. } => source.exit_code(),
+            BuildError::Cache(e) => e.exit_code(),
+            BuildError::SharedCache(e) => e.exit_code(),
         }
     }
 
@@ -260,6 +268,7 @@ impl Classify for BuildError {
             ),
             BuildError::Shared(e) => e.hint(),
             BuildError::Source { source, .. } => source.hint(),
+            BuildError::SharedCache(e) => e.hint(),
             BuildError::NoMatchingPlatform { .. } => Some(
                 "pick platforms the base image offers, or use a base image built for this one"
                     .into(),

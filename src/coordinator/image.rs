@@ -21,6 +21,7 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     let pname = platform.to_string();
     let graph = Arc::new(graph);
     let built = stages.stage(graph.target(), &graph).await?;
+    let (steps_run, steps_cached) = step_counts(stages, &graph).await?;
     let mut config = built.config.clone();
     let layers = built.layers.clone();
     // The target platform as the user spelled it (normalised spelling) is what the config and
@@ -29,7 +30,7 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     config.os = platform.os.clone();
     config.variant = platform.variant.clone();
     config.os_version = platform.os_version.clone();
-    config.created = Some(sh.created.clone());
+    config.created = image_created(sh, &config);
 
     let image = store_image(deps, &pname, &config, &layers)?;
     // The release gate: the finished image runs the smoke test before anything is pushed.
@@ -39,11 +40,20 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     }
     let image_size =
         image.manifest.config.size + image.manifest.layers.iter().map(|l| l.size).sum::<u64>();
+    if !sh.req.outputs.is_empty() {
+        // A local output holds every blob: layers reused from a shared cache or a base image
+        // are fetched now if the store lacks them.
+        for l in &layers {
+            super::materialise::blob(deps, &pname, l).await?;
+        }
+    }
     deps.sink.emit(Event::PlatformDone {
         platform: pname.clone(),
         digest: image.manifest_digest.clone(),
         size: image.manifest_size,
         image_size,
+        steps_run,
+        steps_cached,
     });
     let mut blobs = vec![image.config_digest.clone()];
     blobs.extend(layers.iter().map(|l| l.descriptor.digest.clone()));
@@ -59,7 +69,38 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
         config: image.config_digest,
         blobs,
         node: None,
+        steps_run,
+        steps_cached,
     })
+}
+
+/// The image's `created` time: `SOURCE_DATE_EPOCH` when set, else the time of its last
+/// history entry (BuildKit's rule), so that a rebuild whose steps all come from the step cache
+/// writes the same config; the base's own time when the image has no history at all.
+fn image_created(sh: &Shared<'_>, config: &ImageConfig) -> Option<String> {
+    if let Some(epoch) = sh.req.source_date_epoch {
+        return Some(oci::rfc3339(epoch));
+    }
+    config
+        .history
+        .iter()
+        .rev()
+        .find_map(|h| h.created.clone())
+        .or_else(|| config.created.clone())
+}
+
+/// Steps run and reused over every stage of `graph` (all built by now).
+async fn step_counts<'a, R: Registry, E: Executor>(
+    stages: &'a Stages<'a, R, E>,
+    graph: &Arc<StageGraph>,
+) -> Result<(usize, usize), BuildError> {
+    let (mut run, mut cached) = (0, 0);
+    for sel in &graph.stages {
+        let s = stages.stage(sel, graph).await?;
+        run += s.run;
+        cached += s.cached;
+    }
+    Ok((run, cached))
 }
 
 /// An image's config and manifest as written to the store: these bytes are what is hashed
@@ -107,7 +148,7 @@ fn store_image<R, E>(
 
 /// Pushes `image` to `target` by digest: its layers and config (progress for each), then its
 /// manifest, whose digest the registry must confirm.
-async fn push_image<R: Registry, E>(
+async fn push_image<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
     pname: &str,
     target: &Reference,
@@ -129,9 +170,7 @@ async fn push_image<R: Registry, E>(
         .chain(std::iter::once(&manifest.config))
         .zip(origins)
     {
-        let pushed = push_blob(deps, target, desc, origin)
-            .await
-            .map_err(reg_err)?;
+        let pushed = push_blob(deps, pname, target, desc, origin).await?;
         deps.sink.emit(Event::BlobPushed {
             platform: pname.to_string(),
             digest: desc.digest.clone(),
@@ -163,18 +202,25 @@ async fn push_image<R: Registry, E>(
     Ok(())
 }
 
-/// Puts one blob in `target`: mounted from `origin` when that is another repository of the
-/// same registry, else uploaded from the store.
-async fn push_blob<R: Registry, E>(
+/// Puts one blob in `target`: nothing when it is there already; mounted from `origin` when
+/// that is another repository of the same registry; else uploaded from the store, or, when the
+/// store lacks it (a layer reused from a shared cache), copied from its origin (streamed from
+/// another registry, fetched first from a cache layout).
+async fn push_blob<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
+    pname: &str,
     target: &Reference,
     desc: &Descriptor,
-    origin: Option<&Reference>,
-) -> Result<BlobPush, RegistryError> {
+    origin: Option<&Origin>,
+) -> Result<BlobPush, BuildError> {
+    let reg_err = |source| BuildError::Registry {
+        platform: pname.to_string(),
+        source,
+    };
     // A base layer from another repository of the same registry is mounted there
     // (distribution-spec "Mounting a blob from another repository"), not uploaded again;
     // when the registry declines, it is uploaded from the store as any other blob.
-    if let Some(from) = origin {
+    if let Some(from) = origin.and_then(Origin::reference) {
         if from.registry == target.registry && from.repository != target.repository {
             match deps.registry.copy_blob(from, target, desc).await {
                 Ok(how) => return Ok(how),
@@ -184,6 +230,41 @@ async fn push_blob<R: Registry, E>(
             }
         }
     }
-    let path = deps.store.blob_path(&desc.digest);
-    deps.registry.push_blob(target, desc, &path).await
+    let local = deps
+        .store
+        .claim_blob(&desc.digest)
+        .map_err(|source| BuildError::Store {
+            platform: pname.to_string(),
+            source,
+        })?;
+    match origin {
+        Some(Origin::Registry(from)) if !local => deps
+            .registry
+            .copy_blob(from, target, desc)
+            .await
+            .map_err(reg_err),
+        _ => {
+            if !local {
+                if deps
+                    .registry
+                    .blob_exists(target, &desc.digest)
+                    .await
+                    .map_err(reg_err)?
+                {
+                    return Ok(BlobPush::AlreadyPresent);
+                }
+                let layer = BuiltLayer {
+                    descriptor: desc.clone(),
+                    diff_id: desc.digest.clone(),
+                    origin: origin.cloned(),
+                };
+                super::materialise::blob(deps, pname, &layer).await?;
+            }
+            let path = deps.store.blob_path(&desc.digest);
+            deps.registry
+                .push_blob(target, desc, &path)
+                .await
+                .map_err(reg_err)
+        }
+    }
 }

@@ -20,6 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::cache::{CacheError, CacheKey};
 use crate::context::{BuildContext, ContextError};
 use crate::dockerfile::{self, Dockerfile, DockerfileError, InstructionKind};
 use crate::emulation::{self, EmulationError, Support};
@@ -47,19 +48,26 @@ mod base;
 mod config;
 mod error;
 mod image;
+mod materialise;
 mod platforms;
 mod remote;
 mod scope;
+mod shared;
 mod smoke;
 mod sources;
 mod stage;
 mod step;
+mod step_cache;
+mod step_inputs;
 mod worker;
 
 pub use error::BuildError;
 use image::build_platform;
+use materialise::Origin;
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 pub use sources::SourceError;
+pub use step_cache::CacheOptions;
+use step_cache::{StepCache, StepRecord};
 pub use worker::build_job;
 
 /// Where the finished image goes besides (or instead of) a registry.
@@ -112,6 +120,8 @@ pub struct BuildRequest {
     /// `--smoke-test`: a command run in every platform's finished image before it is pushed;
     /// a non-zero exit fails the build.
     pub smoke_test: Option<String>,
+    /// How the step cache is used (`--no-cache`, `--cache-from`, ...).
+    pub cache: CacheOptions,
 }
 
 /// What one platform's build produced.
@@ -129,6 +139,12 @@ pub struct PlatformImage {
     /// The build node that built it; `None`: this host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Steps run for it, over every stage it needed.
+    #[serde(skip)]
+    pub steps_run: usize,
+    /// Steps whose result came from the step cache.
+    #[serde(skip)]
+    pub steps_cached: usize,
 }
 
 /// The result of a whole build.
@@ -161,7 +177,10 @@ struct Shared<'a> {
     req: &'a BuildRequest,
     dockerfile: &'a Dockerfile,
     context: &'a BuildContext,
+    /// The `created` time of steps that run in this build (RFC 3339).
     created: String,
+    /// The step cache.
+    cache: StepCache,
 }
 
 /// `file:line` of a step, for progress and errors.
@@ -201,6 +220,7 @@ async fn prepare<R: Registry, E: Executor>(
         })?;
     let display = display_path(&req.dockerfile);
     let df = dockerfile::parse(&text, &display)?;
+    check_cache_filter(&df, &req.cache.no_cache_filter)?;
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;
 
@@ -273,6 +293,23 @@ async fn prepare<R: Registry, E: Executor>(
         needs_run,
         any_run,
     })
+}
+
+/// Every `--no-cache-filter` name must name a stage of the Dockerfile (exit 2 otherwise).
+fn check_cache_filter(df: &Dockerfile, names: &[String]) -> Result<(), BuildError> {
+    let known: Vec<&str> = df.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+    match names.iter().find(|n| !known.contains(&n.as_str())) {
+        Some(n) => Err(BuildError::Usage(format!(
+            "--no-cache-filter {n}: {} has no stage named {n:?} (named stages: {})",
+            df.file,
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn stage_has_run(df: &Dockerfile, stage: usize) -> bool {
@@ -350,6 +387,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         needs_run,
         any_run,
     } = prepare(req, deps).await?;
+    abandon_leftover_uploads(deps).await;
     let bases: Vec<(Platform, &BaseImage)> = targets
         .iter()
         .cloned()
@@ -376,17 +414,12 @@ pub async fn build_with<R: Registry, E: Executor>(
         deps.sink.emit(Event::Warning { message: w.clone() });
     }
 
-    let created = oci::rfc3339(req.source_date_epoch.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    }));
     let shared = Shared {
         req,
         dockerfile: &df,
         context: &context,
-        created,
+        created: created_now(req),
+        cache: StepCache::open(&deps.store, &req.cache, shared::import_all(req, deps).await)?,
     };
 
     // Fan out: one future per platform, all polled concurrently, each where the plan put it;
@@ -400,12 +433,18 @@ pub async fn build_with<R: Registry, E: Executor>(
         deps,
         stages: &stages,
     };
+    let target_stages: Vec<plan::StageKey> =
+        selections.iter().map(|g| g.target().key.clone()).collect();
     let builds = targets
         .iter()
         .zip(selections)
         .zip(&placed.schedule.placements)
         .map(|((p, graph), pl)| dispatch.run(&local, p, graph, pl));
-    let images = futures::future::try_join_all(builds).await?;
+    let images = futures::future::try_join_all(builds).await;
+    shared.cache.save();
+    let images = images?;
+    // Before any tag moves: a failed export fails the build with nothing published.
+    shared::export_all(req, deps, &stages, &target_stages).await?;
 
     let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
     let stitched = index::stitch(&children)?;
@@ -426,6 +465,31 @@ pub async fn build_with<R: Registry, E: Executor>(
         pushed_tags,
         warnings,
     })
+}
+
+/// Abandons the registry upload sessions killed polyarch processes left open (their upload
+/// journals, kept when their leftovers were removed); best effort: a registry purges stale
+/// sessions itself after a while.
+async fn abandon_leftover_uploads<R: Registry, E>(deps: &Deps<R, E>) {
+    for u in deps.store.take_abandoned_uploads() {
+        match deps.registry.abandon_upload(&u.registry, &u.location).await {
+            Ok(()) => tracing::info!(
+                "abandoned the upload session {} (left by a killed polyarch)",
+                u.location
+            ),
+            Err(e) => tracing::info!("cannot abandon the upload session {}: {e}", u.location),
+        }
+    }
+}
+
+/// The `created` time of the steps this build runs: `SOURCE_DATE_EPOCH`, else now (RFC 3339).
+fn created_now(req: &BuildRequest) -> String {
+    oci::rfc3339(req.source_date_epoch.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }))
 }
 
 /// Tells progress where the platforms run: the placement's notes as warnings, and each
@@ -547,22 +611,32 @@ fn display_path(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// A layer of the image being built: its blob and where it is unpacked.
+/// A layer of the image being built: its blob's descriptor and diff_id, and where its blob
+/// can be fetched when the store lacks it. Its bytes and files are materialised only when
+/// needed ([`materialise`]).
 #[derive(Debug, Clone)]
 struct BuiltLayer {
     descriptor: Descriptor,
     diff_id: Digest,
-    dir: PathBuf,
-    /// The repository the layer was pulled from (a base image's); `None` for layers built here.
-    origin: Option<Reference>,
+    /// Where the blob comes from (a base image's repository, a shared cache); `None` for
+    /// layers built here or found in the local step cache (in the store).
+    origin: Option<Origin>,
 }
 
 /// A finished stage (or a pulled image): its config (history included) and its layers, base
-/// first.
+/// first; the key of its result, and the step cache entries of its own steps.
 #[derive(Debug, Clone)]
 struct BuiltStage {
     config: ImageConfig,
     layers: Vec<BuiltLayer>,
+    /// The key of its final state (an image's: its base key).
+    result: CacheKey,
+    /// Its steps' entries, in order (none for an image).
+    steps: Vec<StepRecord>,
+    /// How many of its steps ran.
+    run: usize,
+    /// How many came from the step cache.
+    cached: usize,
 }
 
 /// The registry the images are pushed to: the `--push-by-digest` repository, else the

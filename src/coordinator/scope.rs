@@ -39,6 +39,10 @@ pub(super) struct StepScope<'s, R, E, U> {
     pub upstream: &'s U,
     /// How progress and errors name the stage's platform (`linux/amd64`, `linux/amd64 build`).
     pub label: &'s str,
+    /// The platform the stage runs as.
+    pub platform: &'s crate::platform::Platform,
+    /// The stage's name (for `--no-cache-filter`).
+    pub stage_name: Option<&'s str>,
     /// The stage's layers so far, base first.
     pub layers: &'s [BuiltLayer],
 }

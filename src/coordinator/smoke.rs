@@ -14,7 +14,7 @@ use crate::run::{image_command, shell_or_exec};
 ///
 /// Errors: [`BuildError::SmokeTestFailed`] for a non-zero exit, [`BuildError::Exec`] when the
 /// sandbox could not run it, [`BuildError::Store`] for its scratch directories.
-pub(super) async fn smoke_test<R, E: Executor>(
+pub(super) async fn smoke_test<R: Registry, E: Executor>(
     sh: &Shared<'_>,
     deps: &Deps<R, E>,
     pname: &str,
@@ -41,8 +41,10 @@ pub(super) async fn smoke_test<R, E: Executor>(
     }
     let argv = shell_or_exec(command);
     let run = image_command(config, &argv, true).unwrap_or_default();
+    // Layers reused from a cache or a base image are unpacked now if the store lacks them.
+    let lowerdirs = super::materialise::dirs(deps, pname, layers).await?;
     let spec = SandboxSpec {
-        lowerdirs: layers.iter().rev().map(|l| l.dir.clone()).collect(),
+        lowerdirs,
         upperdir: upper,
         workdir: work,
         action: Action::Run(run),

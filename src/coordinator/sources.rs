@@ -497,6 +497,9 @@ impl CacheMounts {
     ) -> Result<CacheLease, SourceError> {
         use rustix::fs::{flock, FlockOperation};
         let dir = self.id_dir(id);
+        // Its last use is now (`polyarch prune` takes least recently used mounts first, and
+        // never one whose lock is held).
+        crate::store::touch(&dir);
         let lock_err = |p: &Path| {
             let p = p.to_path_buf();
             move |e: rustix::io::Errno| SourceError::Io {

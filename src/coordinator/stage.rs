@@ -20,8 +20,9 @@ use super::base::pull_base;
 use super::config::apply_config;
 use super::scope::{StepScope, Upstream};
 use super::sources::CacheMounts;
-use super::step::run_step;
+use super::step::{run_or_reuse, StepDone};
 use super::*;
+use crate::cache::{base_key, state_after, BaseInput};
 use crate::plan::{StageGraph, StageKey};
 
 type StageResult = Result<Arc<BuiltStage>, Arc<BuildError>>;
@@ -84,6 +85,22 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         .boxed_local()
     }
 
+    /// The stage built under `key` in this build, if it was built (and succeeded).
+    pub(super) fn built(&self, key: &StageKey) -> Option<Arc<BuiltStage>> {
+        let map = self.builds.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)?.get()?.as_ref().ok().cloned()
+    }
+
+    /// Every stage built (and succeeded) in this build.
+    pub(super) fn all_built(&self) -> Vec<Arc<BuiltStage>> {
+        let map = self.builds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<&StageKey> = map.keys().collect();
+        keys.sort_by_key(|k| k.to_string());
+        keys.into_iter()
+            .filter_map(|k| map.get(k)?.get()?.as_ref().ok().cloned())
+            .collect()
+    }
+
     /// The stage `index` as the stage of `sel` needs it: from the graph, or selected now (a
     /// stage only an ONBUILD trigger names).
     pub(super) async fn dependency(
@@ -117,9 +134,25 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         let platform = platform.clone();
         async move {
             cell.get_or_init(|| async move {
-                pull_base(self.deps, &platform, &reference)
+                let pull = self.sh.cache.options().pull;
+                pull_base(self.deps, &platform, &reference, pull)
                     .await
-                    .map(|(config, layers)| Arc::new(BuiltStage { config, layers }))
+                    .map(|b| {
+                        let result = base_key(
+                            &BaseInput::Image {
+                                manifest: &b.manifest,
+                            },
+                            &platform.normalized().to_string(),
+                        );
+                        Arc::new(BuiltStage {
+                            config: b.config,
+                            layers: b.layers,
+                            result,
+                            steps: Vec::new(),
+                            run: 0,
+                            cached: 0,
+                        })
+                    })
                     .map_err(Arc::new)
             })
             .await
@@ -129,7 +162,8 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         .boxed_local()
     }
 
-    /// Builds one stage: its base, then its steps (ONBUILD triggers of the base first).
+    /// Builds one stage: its base, then its steps (ONBUILD triggers of the base first), each
+    /// run or reused from the step cache.
     async fn build_stage(
         &'a self,
         sel: Selection,
@@ -139,7 +173,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         let df = sh.dockerfile;
         let label = platform_label(&sel, &graph, df);
         self.announce(&sel)?;
-        let (mut config, mut layers) = self.base(&sel, &graph, &label).await?;
+        let (mut config, mut layers, mut state) = self.base(&sel, &graph, &label).await?;
         config.architecture = sel.platform.architecture.clone();
         config.os = sel.platform.os.clone();
         config.variant = sel.platform.variant.clone();
@@ -153,47 +187,54 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             sel: &sel,
             graph: &graph,
         };
-        let total = plan.steps.len();
+        let mut done = BuiltStage {
+            config: ImageConfig::default(),
+            layers: Vec::new(),
+            result: state.clone(),
+            steps: Vec::with_capacity(plan.steps.len()),
+            run: 0,
+            cached: 0,
+        };
+        let mut ran_before = false;
         for (i, step) in plan.steps.iter().enumerate() {
-            let n = i + 1;
-            let started = Instant::now();
-            self.deps.sink.emit(Event::StepStarted {
-                platform: label.clone(),
-                step: n,
-                total,
-                location: location(df, step),
-                text: progress_text(&step.created_by),
-                stage: sel
-                    .stage_name
-                    .clone()
-                    .unwrap_or_else(|| format!("stage-{}", sel.stage_index)),
-            });
             let scope = StepScope {
                 sh,
                 deps: self.deps,
                 caches: &self.caches,
                 upstream: &upstream,
                 label: &label,
+                platform: &sel.platform,
+                stage_name: sel.stage_name.as_deref(),
                 layers: &layers,
             };
-            let made = match run_step(&scope, step, n).await {
-                Ok(made) => made,
-                Err(e) => {
-                    self.deps.sink.emit(step_failed(&label, n, started, &e));
-                    return Err(e);
-                }
-            };
-            let layer_digest = made.as_ref().map(|l| l.descriptor.digest.clone());
-            record_step(&mut config, &mut layers, step, made, &sh.created);
-            self.deps.sink.emit(Event::StepFinished {
-                platform: label.clone(),
-                step: n,
-                millis: started.elapsed().as_millis() as u64,
-                layer: layer_digest,
-                cached: false,
-            });
+            let StepDone {
+                record,
+                layer,
+                cached,
+            } = run_or_reuse(&scope, step, (i + 1, plan.steps.len()), &state, ran_before).await?;
+            ran_before = !cached;
+            if cached {
+                done.cached += 1;
+            } else {
+                done.run += 1;
+            }
+            // Only steps that work on the filesystem move the state later steps run on: a
+            // config-only step (ENV, ARG, LABEL...) reaches the steps after it through their
+            // own instruction (a RUN's environment, a COPY's resolved paths), so a changed
+            // LABEL or an ARG no later COPY reads does not run those again (BuildKit's rule).
+            if step.creates_layer() {
+                state = state_after(
+                    &record.entry.key,
+                    record.entry.layer.as_ref().map(|l| &l.diff_id),
+                );
+            }
+            record_step(&mut config, &mut layers, step, layer, &record.entry.created);
+            done.steps.push(record);
         }
-        Ok(BuiltStage { config, layers })
+        done.config = config;
+        done.layers = layers;
+        done.result = state;
+        Ok(done)
     }
 
     /// Tells progress the stage starts, and how its RUN steps run here (natively or through
@@ -225,14 +266,15 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         Ok(())
     }
 
-    /// The config and layers the stage starts from: none for `scratch`, a pulled image's, or
-    /// an earlier stage's.
+    /// The config and layers the stage starts from, and the key of that state: none for
+    /// `scratch`, a pulled image's, or an earlier stage's.
     async fn base(
         &'a self,
         sel: &Selection,
         graph: &Arc<StageGraph>,
         label: &str,
-    ) -> Result<(ImageConfig, Vec<BuiltLayer>), BuildError> {
+    ) -> Result<(ImageConfig, Vec<BuiltLayer>, CacheKey), BuildError> {
+        let platform = sel.platform.normalized().to_string();
         Ok(match &sel.base {
             BaseImage::Scratch => {
                 self.deps.sink.emit(Event::BaseResolved {
@@ -240,33 +282,24 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                     reference: "scratch".into(),
                     digest: None,
                 });
-                (ImageConfig::default(), Vec::new())
+                let key = base_key(&BaseInput::Scratch, &platform);
+                (ImageConfig::default(), Vec::new(), key)
             }
             BaseImage::Image(reference) => {
                 let img = self.image(reference, &sel.platform).await?;
-                (img.config.clone(), img.layers.clone())
+                (img.config.clone(), img.layers.clone(), img.result.clone())
             }
             BaseImage::Stage(i) => {
                 let parent = self.dependency(sel, graph, *i).await?;
-                (parent.config.clone(), parent.layers.clone())
+                let key = base_key(
+                    &BaseInput::Stage {
+                        result: &parent.result,
+                    },
+                    &platform,
+                );
+                (parent.config.clone(), parent.layers.clone(), key)
             }
         })
-    }
-}
-
-/// The progress event for step `n` of `label` that failed with `e` after starting at
-/// `started`: the command's status when it ran and exited non-zero, and the error's first line.
-fn step_failed(label: &str, n: usize, started: Instant, e: &BuildError) -> Event {
-    let status = match e {
-        BuildError::StepFailed { status, .. } => Some(*status),
-        _ => None,
-    };
-    Event::StepFailed {
-        platform: label.to_string(),
-        step: n,
-        millis: started.elapsed().as_millis() as u64,
-        status,
-        message: e.to_string().lines().next().unwrap_or_default().to_string(),
     }
 }
 
@@ -345,48 +378,5 @@ pub(super) fn platform_label(sel: &Selection, graph: &StageGraph, df: &Dockerfil
             .clone()
             .unwrap_or_else(|| format!("stage-{}", sel.stage_index));
         format!("{} {name}", sel.platform)
-    }
-}
-
-/// The instruction as progress shows it: the history text (`created_by`, BuildKit's form)
-/// without BuildKit's bookkeeping: the ` # buildkit` suffix, and for RUN the `|N K=V ...` build
-/// arguments and the `/bin/sh -c` of the shell form.
-fn progress_text(created_by: &str) -> String {
-    let text = created_by.strip_suffix(" # buildkit").unwrap_or(created_by);
-    let Some(rest) = text.strip_prefix("RUN ") else {
-        return text.to_string();
-    };
-    let mut rest = rest;
-    if let Some(after_bar) = rest.strip_prefix('|') {
-        // `|N` then N `KEY=VALUE` words (values without spaces, as BuildKit writes them).
-        let mut words = after_bar.splitn(2, ' ');
-        let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-        let mut tail = words.next().unwrap_or("");
-        for _ in 0..n {
-            tail = tail.split_once(' ').map(|(_, t)| t).unwrap_or("");
-        }
-        rest = tail;
-    }
-    let rest = rest.strip_prefix("/bin/sh -c ").unwrap_or(rest);
-    format!("RUN {rest}")
-}
-
-#[cfg(test)]
-mod progress_text_tests {
-    use super::progress_text;
-
-    #[test]
-    fn strips_buildkit_bookkeeping() {
-        assert_eq!(
-            progress_text("RUN |2 A=1 B=x /bin/sh -c echo hi # buildkit"),
-            "RUN echo hi"
-        );
-        assert_eq!(
-            progress_text("RUN /bin/sh -c uname -m > /arch # buildkit"),
-            "RUN uname -m > /arch"
-        );
-        assert_eq!(progress_text("RUN [\"ls\", \"/\"]"), "RUN [\"ls\", \"/\"]");
-        assert_eq!(progress_text("COPY a /b # buildkit"), "COPY a /b");
-        assert_eq!(progress_text("ENV A=1"), "ENV A=1");
     }
 }

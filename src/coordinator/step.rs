@@ -1,46 +1,219 @@
-//! Running one step of a stage: prepare what the sandbox does ([`super::actions`]), run it on
-//! the stage's layers with its output as progress, and turn what it changed into a layer in
-//! the store.
+//! Running one step of a stage, or reusing what it made: its key from the state it runs on,
+//! its instruction and what it reads ([`super::step_inputs`]); on a step cache hit its layer
+//! and history time as they were; on a miss, prepare what the sandbox does
+//! ([`super::actions`]), run it on the stage's layers with its output as progress, turn what it
+//! changed into a layer in the store, and record the entry.
 //!
-//! Level 3 (coordinator), under [`super::stage`]: a step sees only its [`StepScope`]. A step
-//! cache (issue 11) wraps [`run_step`]: look the step's key up before it runs, record the layer
-//! it made after. Must not know the stage table, the other platforms or the registry.
+//! Level 3 (coordinator), under [`super::stage`]: a step sees only its [`StepScope`]. Must not
+//! know the stage table, the other platforms or the registry.
+
+use tempfile::TempDir;
 
 use super::actions;
 use super::scope::{StepScope, Upstream};
+use super::step_cache::Found;
 use super::*;
+use crate::cache::{step_key, Entry, EntryLayer, StepInputs};
 use crate::executor::StepOutcome;
 
 /// Bytes of a step's output shown as progress before the rest is clipped (BuildKit's default
 /// step log limit is 2 MiB).
 const STEP_OUTPUT_LIMIT: usize = 2 << 20;
 
-/// Runs `step`, the `n`th of its stage, in `scope`; returns the layer it made, or `None` for
-/// config-only steps and steps that changed nothing.
+/// What one step gave its stage.
+pub(super) struct StepDone {
+    /// Its entry (key, history time, layer) and where the layer's blob can be fetched.
+    pub record: StepRecord,
+    /// The layer it made, if any.
+    pub layer: Option<BuiltLayer>,
+    /// True when it came from the step cache.
+    pub cached: bool,
+}
+
+/// Runs `step` (number `n` of `total` in its stage) on the state keyed `parent`, or reuses
+/// what it made from the step cache; `ran_before` says whether the step before it ran (then a
+/// plain miss needs no explanation in progress).
 ///
-/// Errors: preparing its inputs, running it (a non-zero exit is [`BuildError::StepFailed`]),
-/// or writing its layer to the store.
-pub(super) async fn run_step<R, E: Executor, U: Upstream>(
+/// Errors: gathering its key inputs, running it (see [`run_step`]).
+pub(super) async fn run_or_reuse<R: Registry, E: Executor, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    (n, total): (usize, usize),
+    parent: &CacheKey,
+    ran_before: bool,
+) -> Result<StepDone, BuildError> {
+    let (sh, deps) = (scope.sh, scope.deps);
+    let started = Instant::now();
+    let scratch = deps
+        .store
+        .temp_dir("step")
+        .map_err(|source| BuildError::Store {
+            platform: scope.label.to_string(),
+            source,
+        })?;
+    let key = key_of(scope, step, parent, &scratch).await?;
+    let found = match sh.cache.disabled_for(scope.stage_name) {
+        Some(why) => Found::Miss {
+            reason: why,
+            warn: false,
+        },
+        None => sh.cache.lookup(&key)?,
+    };
+    let announce = |cached: bool, cache_miss: Option<String>| {
+        deps.sink.emit(Event::StepStarted {
+            platform: scope.label.to_string(),
+            step: n,
+            total,
+            location: location(sh.dockerfile, step),
+            text: progress_text(&step.created_by),
+            stage: scope.stage_name.unwrap_or_default().to_string(),
+            cached,
+            cache_miss,
+        })
+    };
+    let done = match found {
+        Found::Hit(record) => {
+            announce(true, None);
+            let layer = record.entry.layer.as_ref().map(|l| BuiltLayer {
+                descriptor: l.descriptor(),
+                diff_id: l.diff_id.clone(),
+                origin: record.origin.clone(),
+            });
+            StepDone {
+                record: *record,
+                layer,
+                cached: true,
+            }
+        }
+        Found::Miss { reason, warn } => {
+            if warn {
+                deps.sink.emit(Event::Warning {
+                    message: format!(
+                        "{}: step {n} at {}: {reason}; running the step again",
+                        scope.label,
+                        location(sh.dockerfile, step)
+                    ),
+                });
+            }
+            announce(false, (warn || !ran_before).then_some(reason));
+            match run_and_record(scope, step, n, key, &scratch).await {
+                Ok(done) => done,
+                Err(e) => {
+                    deps.sink.emit(step_failed(scope.label, n, started, &e));
+                    return Err(e);
+                }
+            }
+        }
+    };
+    deps.sink.emit(Event::StepFinished {
+        platform: scope.label.to_string(),
+        step: n,
+        millis: started.elapsed().as_millis() as u64,
+        layer: done.layer.as_ref().map(|l| l.descriptor.digest.clone()),
+        cached: done.cached,
+    });
+    Ok(done)
+}
+
+/// The progress event for step `n` of `label` that failed with `e` after starting at
+/// `started`: the command's status when it ran and exited non-zero, and the error's first line.
+fn step_failed(label: &str, n: usize, started: Instant, e: &BuildError) -> Event {
+    let status = match e {
+        BuildError::StepFailed { status, .. } => Some(*status),
+        _ => None,
+    };
+    Event::StepFailed {
+        platform: label.to_string(),
+        step: n,
+        millis: started.elapsed().as_millis() as u64,
+        status,
+        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+    }
+}
+
+/// The key of `step` on the state `parent`: its inputs gathered into `scratch/inputs`.
+async fn key_of<R: Registry, E: Executor, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    parent: &CacheKey,
+    scratch: &TempDir,
+) -> Result<CacheKey, BuildError> {
+    let inputs = scratch.path().join("inputs");
+    std::fs::create_dir_all(&inputs).map_err(|source| BuildError::Store {
+        platform: scope.label.to_string(),
+        source: StoreError::Io {
+            action: "create directory",
+            path: inputs.clone(),
+            source,
+        },
+    })?;
+    let sources = super::step_inputs::gather(scope, step, &inputs).await?;
+    Ok(step_key(&StepInputs {
+        parent,
+        platform: &scope.platform.normalized().to_string(),
+        created_by: &step.created_by,
+        step: &step.kind,
+        sources: &sources,
+        source_date_epoch: scope.sh.req.source_date_epoch,
+    }))
+}
+
+/// Runs `step` (a cache miss) and records what it made under `key`; a failure to record is
+/// only a warning.
+async fn run_and_record<R: Registry, E: Executor, U: Upstream>(
     scope: &StepScope<'_, R, E, U>,
     step: &Step,
     n: usize,
+    key: CacheKey,
+    scratch: &TempDir,
+) -> Result<StepDone, BuildError> {
+    let sh = scope.sh;
+    let layer = run_step(scope, step, n, scratch).await?;
+    let entry = Entry {
+        key,
+        created: sh.created.clone(),
+        created_by: step.created_by.clone(),
+        layer: layer.as_ref().map(|l| EntryLayer {
+            media_type: l.descriptor.media_type.clone(),
+            digest: l.descriptor.digest.clone(),
+            size: l.descriptor.size,
+            diff_id: l.diff_id.clone(),
+        }),
+    };
+    if let Err(e) = sh.cache.record(&entry) {
+        scope.deps.sink.emit(Event::Warning {
+            message: format!("cannot record step {n} in the step cache: {e}"),
+        });
+    }
+    Ok(StepDone {
+        record: StepRecord {
+            entry,
+            origin: None,
+        },
+        layer,
+        cached: false,
+    })
+}
+
+/// Runs `step`, the `n`th of its stage, in `scope`, with `scratch` as its work directory
+/// (its `inputs/` already made); returns the layer it made, or `None` for config-only steps
+/// and steps that changed nothing.
+///
+/// Errors: preparing its inputs, running it (a non-zero exit is [`BuildError::StepFailed`]),
+/// or writing its layer to the store.
+async fn run_step<R: Registry, E: Executor, U: Upstream>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    n: usize,
+    scratch: &TempDir,
 ) -> Result<Option<BuiltLayer>, BuildError> {
     let sh = scope.sh;
-    let deps = scope.deps;
     let pname = scope.label.to_string();
     let store_err = |source| BuildError::Store {
         platform: pname.clone(),
         source,
     };
-    let scratch = deps.store.temp_dir("step").map_err(store_err)?;
     let inputs = scratch.path().join("inputs");
-    std::fs::create_dir_all(&inputs).map_err(|source| {
-        store_err(StoreError::Io {
-            action: "create directory",
-            path: inputs.clone(),
-            source,
-        })
-    })?;
     let Some(prepared) = actions::prepare(scope, step, &inputs).await? else {
         return Ok(None);
     };
@@ -84,7 +257,7 @@ pub(super) async fn run_step<R, E: Executor, U: Upstream>(
 
 /// Runs `spec` in the sandbox, its output shown as progress of step `n` (clipped past
 /// [`STEP_OUTPUT_LIMIT`]); returns how it ended.
-async fn execute<R, E: Executor, U>(
+async fn execute<R: Registry, E: Executor, U>(
     scope: &StepScope<'_, R, E, U>,
     step: &Step,
     n: usize,
@@ -174,11 +347,10 @@ async fn write_layer<R, E, U>(
     .await
     .map_err(|e| BuildError::Internal(e.to_string()))?
     .map_err(|e| with_platform(e, pname))?;
-    let (blob, dir) = written;
+    let (blob, _dir) = written;
     Ok(BuiltLayer {
         descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
         diff_id: blob.diff_id.clone(),
-        dir,
         origin: None,
     })
 }
@@ -201,4 +373,47 @@ pub(super) fn dir_is_empty(p: &Path) -> bool {
     std::fs::read_dir(p)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
+}
+
+/// The instruction as progress shows it: the history text (`created_by`, BuildKit's form)
+/// without BuildKit's bookkeeping: the ` # buildkit` suffix, and for RUN the `|N K=V ...` build
+/// arguments and the `/bin/sh -c` of the shell form.
+fn progress_text(created_by: &str) -> String {
+    let text = created_by.strip_suffix(" # buildkit").unwrap_or(created_by);
+    let Some(rest) = text.strip_prefix("RUN ") else {
+        return text.to_string();
+    };
+    let mut rest = rest;
+    if let Some(after_bar) = rest.strip_prefix('|') {
+        // `|N` then N `KEY=VALUE` words (values without spaces, as BuildKit writes them).
+        let mut words = after_bar.splitn(2, ' ');
+        let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let mut tail = words.next().unwrap_or("");
+        for _ in 0..n {
+            tail = tail.split_once(' ').map(|(_, t)| t).unwrap_or("");
+        }
+        rest = tail;
+    }
+    let rest = rest.strip_prefix("/bin/sh -c ").unwrap_or(rest);
+    format!("RUN {rest}")
+}
+
+#[cfg(test)]
+mod progress_text_tests {
+    use super::progress_text;
+
+    #[test]
+    fn strips_buildkit_bookkeeping() {
+        assert_eq!(
+            progress_text("RUN |2 A=1 B=x /bin/sh -c echo hi # buildkit"),
+            "RUN echo hi"
+        );
+        assert_eq!(
+            progress_text("RUN /bin/sh -c uname -m > /arch # buildkit"),
+            "RUN uname -m > /arch"
+        );
+        assert_eq!(progress_text("RUN [\"ls\", \"/\"]"), "RUN [\"ls\", \"/\"]");
+        assert_eq!(progress_text("COPY a /b # buildkit"), "COPY a /b");
+        assert_eq!(progress_text("ENV A=1"), "ENV A=1");
+    }
 }

@@ -46,6 +46,14 @@ pub async fn build_job<R: Registry, E: Executor>(
         source_date_epoch: job.source_date_epoch,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         smoke_test: job.smoke_test.clone(),
+        // The node's own step cache, used as `--no-cache` and `--no-cache-filter` say;
+        // shared caches (`--cache-from`/`--cache-to`) are the coordinator's.
+        cache: CacheOptions {
+            no_cache: job.no_cache,
+            no_cache_filter: job.no_cache_filter.clone(),
+            pull: job.pull,
+            ..CacheOptions::default()
+        },
     };
     let graph = plan::select_graph(
         &df,
@@ -86,7 +94,10 @@ pub async fn build_job<R: Registry, E: Executor>(
         dockerfile: &df,
         context: &context,
         created: job.created.clone(),
+        cache: StepCache::open(&deps.store, &req.cache, Vec::new())?,
     };
     let stages = super::stage::Stages::new(&shared, deps);
-    build_platform(&shared, deps, &stages, &job.platform, graph).await
+    let built = build_platform(&shared, deps, &stages, &job.platform, graph).await;
+    shared.cache.save();
+    built
 }

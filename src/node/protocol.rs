@@ -229,6 +229,15 @@ pub struct BuildJob {
     /// `--smoke-test`: run in the finished image before it is pushed.
     #[serde(default)]
     pub smoke_test: Option<String>,
+    /// `--no-cache`: run every step (the node's step cache is still written).
+    #[serde(default)]
+    pub no_cache: bool,
+    /// `--no-cache-filter`: run every step of these stages.
+    #[serde(default)]
+    pub no_cache_filter: Vec<String>,
+    /// `--pull`: read the base image's config from the registry, not the node's store.
+    #[serde(default)]
+    pub pull: bool,
 }
 
 /// Messages from the coordinator to the worker.
@@ -306,6 +315,12 @@ pub struct RemoteImage {
     pub manifest: Descriptor,
     /// The config blob's digest.
     pub config: Digest,
+    /// Steps the node ran (0 from a node that does not say).
+    #[serde(default)]
+    pub steps_run: usize,
+    /// Steps whose result came from the node's step cache.
+    #[serde(default)]
+    pub steps_cached: usize,
 }
 
 /// A build that failed on the node, as the node's polyarch reported it.

@@ -59,6 +59,13 @@ pub enum Call {
         /// The blob's digest.
         digest: Digest,
     },
+    /// [`Registry::abandon_upload`].
+    AbandonUpload {
+        /// The registry.
+        registry: String,
+        /// The session URL.
+        location: String,
+    },
     /// [`Registry::push_manifest`].
     PushManifest {
         /// `registry/repository`.
@@ -81,6 +88,7 @@ impl Call {
             Call::PushManifest { .. } => CallKind::PushManifest,
             Call::HeadManifest { .. } => CallKind::HeadManifest,
             Call::CopyBlob { .. } => CallKind::CopyBlob,
+            Call::AbandonUpload { .. } => CallKind::AbandonUpload,
         }
     }
 }
@@ -102,6 +110,8 @@ pub enum CallKind {
     HeadManifest,
     /// [`Registry::copy_blob`].
     CopyBlob,
+    /// [`Registry::abandon_upload`].
+    AbandonUpload,
 }
 
 #[derive(Default)]
@@ -310,6 +320,14 @@ impl Registry for FakeRegistry {
                 path: dest.to_path_buf(),
                 source,
             })
+    }
+
+    async fn abandon_upload(&self, registry: &str, location: &str) -> Result<(), RegistryError> {
+        // No sessions are modelled: uploads here are whole, so there is nothing to drop.
+        self.enter(Call::AbandonUpload {
+            registry: registry.to_string(),
+            location: location.to_string(),
+        })
     }
 
     async fn blob_exists(&self, repo: &Reference, digest: &Digest) -> Result<bool, RegistryError> {

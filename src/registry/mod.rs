@@ -145,6 +145,17 @@ pub trait Registry: Send + Sync {
         path: &Path,
     ) -> impl Future<Output = Result<BlobPush, RegistryError>> + Send;
 
+    /// Abandons the upload session at `location` on `registry` (`DELETE`; one already gone
+    /// is fine): a session a killed process left open (see the store's upload journal).
+    ///
+    /// Errors: [`RegistryError::Protocol`] for a URL that is not a session's, and the
+    /// transport/auth/status errors.
+    fn abandon_upload(
+        &self,
+        registry: &str,
+        location: &str,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
     /// Uploads `bytes` unchanged as a manifest of `media_type` to `repo` under `reference` (a
     /// tag, or the digest string `sha256:...` of `bytes`) and returns the sha256 of `bytes`.
     ///

@@ -62,7 +62,7 @@ impl Store {
         }
     }
 
-    /// Starts writing a blob: a [`BlobWriter`] on a temp file under `tmp/`.
+    /// Starts writing a blob: a [`BlobWriter`] on a temp file in the session directory.
     ///
     /// Errors: [`StoreError::Io`] when the temp file cannot be created.
     pub fn blob_writer(&self) -> Result<BlobWriter, StoreError> {
@@ -76,10 +76,19 @@ impl Store {
             inner: DigestWriter::new(BufWriter::with_capacity(256 * 1024, file)),
             temp,
             blobs_dir: self.blobs_dir(),
+            gc_lock: self.gc_lock_path(),
         })
     }
 
-    /// Moves the finished file `path` (under this store's `tmp/`, e.g. a download into
+    /// Claims the blob `digest` ([`Store::claim`]): `Ok(true)` when it is in the store, and now
+    /// safe from `polyarch prune` for this process's life.
+    ///
+    /// Errors: [`StoreError::Io`] when the use lock cannot be taken.
+    pub fn claim_blob(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.claim(&self.blob_path(digest))
+    }
+
+    /// Moves the finished file `path` (in this store's session directory, e.g. a download into
     /// [`Store::temp_dir`]) into the store as a blob after hashing it: a file whose sha256 is not
     /// `expected` is refused (and removed). Returns the digest and size (bytes). When the blob is
     /// already stored, `path` is removed.
@@ -98,7 +107,7 @@ impl Store {
             });
         }
         let dest = self.blob_path(expected);
-        if dest.exists() {
+        if self.claim(&dest)? {
             fs::remove_file(path).map_err(io_err("remove", path))?;
             return Ok((found, size));
         }
@@ -124,12 +133,13 @@ impl Store {
 }
 
 /// A blob being written into the store: a `Write` that hashes while writing to a temp file
-/// under `tmp/`. Nothing is visible under `blobs/` until [`BlobWriter::commit`]; dropping it
-/// uncommitted removes the temp file.
+/// in the session directory. Nothing is visible under `blobs/` until [`BlobWriter::commit`];
+/// dropping it uncommitted removes the temp file.
 pub struct BlobWriter {
     inner: DigestWriter<BufWriter<File>>,
     temp: TempPath,
     blobs_dir: PathBuf,
+    gc_lock: PathBuf,
 }
 
 impl BlobWriter {
@@ -149,6 +159,7 @@ impl BlobWriter {
             inner,
             temp,
             blobs_dir,
+            gc_lock,
         } = self;
         let (buffered, digest, size) = inner.finish();
         let file = buffered
@@ -163,8 +174,12 @@ impl BlobWriter {
             }
         }
         let target = blobs_dir.join(digest.hex());
-        if target.is_file() {
-            return Ok((digest, size));
+        {
+            // Already there: claim it (its last use is now) and keep that copy.
+            let _held = super::lock::lock(&gc_lock, false)?;
+            if super::lock::touch(&target) {
+                return Ok((digest, size));
+            }
         }
         file.sync_all().map_err(io_err("sync", &temp))?;
         // Read-only: blobs are immutable, and hardlinked copies in exported layouts share the

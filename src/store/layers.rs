@@ -27,6 +27,14 @@ impl Store {
         self.layer_dir(diff_id).is_dir()
     }
 
+    /// Claims the unpacked layer `diff_id` ([`Store::claim`] of `layers/<hex>`): `Ok(true)`
+    /// when it is unpacked, and now safe from `polyarch prune` for this process's life.
+    ///
+    /// Errors: [`StoreError::Io`] when the use lock cannot be taken.
+    pub fn claim_layer(&self, diff_id: &Digest) -> Result<bool, StoreError> {
+        Ok(self.claim(&self.layers_dir().join(diff_id.hex()))? && self.has_layer(diff_id))
+    }
+
     /// Unpacks the stored layer blob `blob` (of media type `media_type`, see
     /// [`layer::unpack_layer`]) unless its layer is already there, and returns the layer
     /// directory. With `expected_diff_id`, an already unpacked layer is reused without reading
@@ -43,7 +51,7 @@ impl Store {
         expected_diff_id: Option<&Digest>,
     ) -> Result<PathBuf, StoreError> {
         if let Some(diff_id) = expected_diff_id {
-            if self.has_layer(diff_id) {
+            if self.claim_layer(diff_id)? {
                 return Ok(self.layer_dir(diff_id));
             }
         }
@@ -80,7 +88,7 @@ impl Store {
     ///
     /// Errors: [`StoreError::Io`] (a different filesystem fails with `EXDEV`).
     pub fn adopt_layer_dir(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf, StoreError> {
-        if self.has_layer(diff_id) {
+        if self.claim_layer(diff_id)? {
             fs::remove_dir_all(dir).map_err(io_err("remove", dir))?;
             return Ok(self.layer_dir(diff_id));
         }
@@ -104,7 +112,7 @@ impl Store {
                 sync_dir(&self.layers_dir())?;
                 Ok(self.layer_dir(diff_id))
             }
-            Err(_) if self.has_layer(diff_id) => Ok(self.layer_dir(diff_id)),
+            Err(_) if self.claim_layer(diff_id)? => Ok(self.layer_dir(diff_id)),
             Err(e) => Err(io_err("rename into place", &target)(e)),
         }
     }

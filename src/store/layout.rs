@@ -1,9 +1,11 @@
 //! Export as an OCI image layout (image-spec `image-layout.md`): `oci-layout`, the blobs
-//! (hardlinked or copied from the store) and an `index.json` updated atomically.
+//! (hardlinked or copied from the store) and an `index.json` updated atomically; then the blobs
+//! nothing in the index refers to any more are removed ([`collect_garbage`]), so writing a
+//! layout again leaves no orphan behind.
 //!
 //! Level 1: synchronous file I/O; writes only under the destination directory it is given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +15,11 @@ use tempfile::NamedTempFile;
 
 use super::error::{io_err, StoreError};
 use super::Store;
-use crate::oci::{self, Descriptor, Digest, ImageIndex, ANNOTATION_REF_NAME, MEDIA_TYPE_OCI_INDEX};
+use crate::oci::{
+    self, Descriptor, Digest, ImageIndex, ImageManifest, ANNOTATION_REF_NAME,
+    MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX,
+    MEDIA_TYPE_OCI_MANIFEST,
+};
 
 /// The content of an image layout's `oci-layout` file (image-spec `image-layout.md`).
 const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -78,7 +84,8 @@ impl Store {
             .get_or_insert_with(BTreeMap::new)
             .insert(ANNOTATION_REF_NAME.to_string(), ref_name.to_string());
         index.manifests.push(entry);
-        write_atomic(&index_path, &oci::to_bytes(&index))
+        write_atomic(&index_path, &oci::to_bytes(&index))?;
+        collect_garbage(dest).map(|_| ())
     }
 
     /// Puts blob `digest` into `dest_blobs` (an image layout's `blobs/sha256/`).
@@ -111,6 +118,61 @@ impl Store {
             .map_err(|e| io_err("rename into place", &target)(e.error))?;
         Ok(())
     }
+}
+
+/// Removes the blobs of the OCI image layout `dest` that nothing its `index.json` names
+/// reaches (indexes and manifests are followed to their children, configs and layers; a
+/// document that cannot be read keeps what it would name). Returns the digests removed.
+///
+/// Errors: [`StoreError::MalformedIndex`] when `index.json` does not parse (nothing is
+/// removed then), [`StoreError::Io`].
+pub fn collect_garbage(dest: &Path) -> Result<Vec<Digest>, StoreError> {
+    let index_path = dest.join("index.json");
+    let bytes = fs::read(&index_path).map_err(io_err("read", &index_path))?;
+    let index: ImageIndex =
+        oci::from_bytes(&bytes, "index.json").map_err(|source| StoreError::MalformedIndex {
+            path: index_path.clone(),
+            source,
+        })?;
+    let blobs = dest.join("blobs").join("sha256");
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<Descriptor> = index.manifests;
+    while let Some(d) = todo.pop() {
+        if !keep.insert(d.digest.hex().to_string()) {
+            continue;
+        }
+        let Ok(doc) = fs::read(blobs.join(d.digest.hex())) else {
+            continue;
+        };
+        match d.media_type.as_str() {
+            MEDIA_TYPE_OCI_INDEX | MEDIA_TYPE_DOCKER_LIST => {
+                if let Ok(i) = oci::from_bytes::<ImageIndex>(&doc, "index") {
+                    todo.extend(i.manifests);
+                }
+            }
+            MEDIA_TYPE_OCI_MANIFEST | MEDIA_TYPE_DOCKER_MANIFEST => {
+                if let Ok(m) = oci::from_bytes::<ImageManifest>(&doc, "manifest") {
+                    keep.insert(m.config.digest.hex().to_string());
+                    keep.extend(m.layers.iter().map(|l| l.digest.hex().to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut removed = Vec::new();
+    let rd = fs::read_dir(&blobs).map_err(io_err("read", &blobs))?;
+    for item in rd.flatten() {
+        let name = item.file_name().to_string_lossy().into_owned();
+        if keep.contains(&name) {
+            continue;
+        }
+        let path = item.path();
+        fs::remove_file(&path).map_err(io_err("remove", &path))?;
+        if let Ok(d) = format!("sha256:{name}").parse() {
+            removed.push(d);
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes `bytes` to `path` through a synced temp file in the same directory and a rename.

@@ -18,7 +18,11 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn tmp_is_empty(store: &Store) -> bool {
-    fs::read_dir(store.root().join("tmp")).unwrap().count() == 0
+    fs::read_dir(store.session_dir())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "lock")
+        .count()
+        == 0
 }
 
 /// A small upper directory and its layer blob committed to the store.
@@ -36,7 +40,7 @@ fn stored_layer(store: &Store, content: &[u8]) -> layer::LayerBlob {
 #[test]
 fn open_creates_the_layout() {
     let (tmp, store) = store();
-    for dir in ["blobs/sha256", "layers", "tmp"] {
+    for dir in ["blobs/sha256", "layers", "procs"] {
         assert!(tmp.path().join("state").join(dir).is_dir(), "{dir}");
     }
     // Opening again is fine.
@@ -284,10 +288,18 @@ fn skopeo_reads_the_oci_layout() {
         skopeo_inspect(&layout, "v2")["Digest"],
         other.digest.to_string()
     );
-    assert!(layout
-        .join("blobs/sha256")
-        .join(manifest.digest.hex())
-        .is_file());
+    // Writing again leaves no blob nothing refers to: the first image's own blobs are gone,
+    // the second's all there.
+    let has = |d: &Digest| layout.join("blobs/sha256").join(d.hex()).is_file();
+    assert!(!has(&manifest.digest));
+    for b in &blobs {
+        assert_eq!(has(b), other_blobs.contains(b), "{b}");
+    }
+    assert!(has(&other.digest) && other_blobs.iter().all(has));
+    assert_eq!(
+        fs::read_dir(layout.join("blobs/sha256")).unwrap().count(),
+        other_blobs.len() + 1
+    );
 }
 
 #[test]

@@ -788,7 +788,7 @@ fn an_interrupted_build_leaves_no_process_and_no_step_directory() {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        let left: Vec<_> = std::fs::read_dir(state.join("tmp")).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(state.join("procs")).unwrap().collect();
         assert!(left.is_empty(), "SIG{sig}: step directories left: {left:?}");
         assert!(
             skopeo_raw(&tag).is_none(),

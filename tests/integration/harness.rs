@@ -260,11 +260,13 @@ impl TestContext {
         root
     }
 
-    /// The polyarch binary with a clean environment for the build.
+    /// The polyarch binary with a clean environment for the build, and a state directory of
+    /// the test's own (steps cached by another test never stand in for this one's).
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_polyarch"));
         c.env_remove("SOURCE_DATE_EPOCH");
         c.env("POLYARCH_PROGRESS", "plain");
+        c.env("POLYARCH_STATE_DIR", self.dir.path().join("state"));
         c
     }
 

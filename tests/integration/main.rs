@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod cache;
 mod cli;
 mod dockerfile;
 mod faults;
@@ -15,7 +16,9 @@ mod publish;
 mod qemu;
 mod registry;
 mod run;
+mod shared_cache;
 mod snapshotter;
+mod storage;
 mod tags;
 mod terminal;
 mod token;

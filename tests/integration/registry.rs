@@ -125,6 +125,11 @@ impl RegistryProcess {
         Reference::parse(&format!("{}/{path}", self.addr)).expect("reference")
     }
 
+    /// What the registry has logged so far (its stdout and stderr).
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+
     /// Where distribution's filesystem driver keeps a blob's bytes.
     fn blob_data_path(&self, digest: &Digest) -> PathBuf {
         self.root

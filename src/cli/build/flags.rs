@@ -95,6 +95,33 @@ pub struct BuildArgs {
     /// stored in the image or printed.
     #[arg(long = "secret", value_name = "SPEC")]
     pub secrets: Vec<String>,
+    /// Run every step even when the step cache has its result (what they make is still
+    /// recorded for the next build).
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Run every step of these stages (by name) even when the step cache has their results;
+    /// repeatable and comma-separated.
+    #[arg(
+        long = "no-cache-filter",
+        value_name = "STAGE[,STAGE]",
+        value_delimiter = ','
+    )]
+    pub no_cache_filter: Vec<String>,
+    /// Read the base image's manifest and config from the registry again, never from the local
+    /// store (the tag is resolved in every build anyway; only its digest is in the step keys).
+    #[arg(long)]
+    pub pull: bool,
+    /// Import step cache entries from a shared cache: `type=registry,ref=REPO:TAG` (or just
+    /// REPO:TAG) or `type=local,src=DIR` (an OCI layout). Repeatable; the first that has a
+    /// step wins, after the local step cache.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export this build's step cache entries: `type=registry,ref=REPO:TAG[,mode=min|max]` or
+    /// `type=local,dest=DIR[,mode=min|max]`; `mode=min` (default) exports the final stage's
+    /// steps, `mode=max` every stage's; `ignore-error=true` makes a failed export a warning.
+    /// Jobs exporting to one cache merge their entries. Repeatable.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
 }
 
 /// `--node-policy` values.

@@ -67,7 +67,10 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         .as_ref()
         .or(req.tags.first().filter(|_| req.push))
         .map(|r| r.registry.clone());
-    let options = args.registry.resolve(destination.as_deref())?;
+    let mut options = args.registry.resolve(destination.as_deref())?;
+    // Upload sessions go into this process's journal: if it is killed, the next build
+    // abandons them.
+    options.upload_journal = Some(store.upload_journal());
     let registry = OciRegistry::new(options.clone())?;
     let set = args.nodes.resolve()?;
     let transport = if set.nodes.is_empty() {
@@ -191,9 +194,11 @@ fn print_summary(outcome: &BuildOutcome, by_digest: Option<&PushedByDigest>) {
     for i in &outcome.images {
         let _ = writeln!(
             out,
-            "  {:<16} {}",
+            "  {:<16} {}  ({} steps run, {} cached)",
             i.platform.to_string(),
-            i.manifest.digest
+            i.manifest.digest,
+            i.steps_run,
+            i.steps_cached
         );
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::flags::BuildArgs;
 use crate::cli::{usage, UsageError};
-use crate::coordinator::{BuildRequest, Output};
+use crate::coordinator::{BuildRequest, CacheOptions, Output};
 use crate::executor::Sensitive;
 use crate::platform::Platform;
 use crate::registry::Reference;
@@ -139,6 +139,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         let (id, value) = parse_secret(spec)?;
         secrets.insert(id, value);
     }
+    let cache = resolve_cache(args)?;
     Ok(BuildRequest {
         context_dir,
         dockerfile,
@@ -155,6 +156,39 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         secrets,
         smoke_test: args.smoke_test.clone(),
+        cache,
+    })
+}
+
+/// The step cache flags: `--no-cache`, `--no-cache-filter`, `--pull`, `--cache-from`,
+/// `--cache-to` (buildx's spellings, see [`crate::shared_cache`]).
+fn resolve_cache(args: &BuildArgs) -> Result<CacheOptions, UsageError> {
+    let mut import = Vec::new();
+    for spec in &args.cache_from {
+        import.push(
+            crate::shared_cache::parse_source(spec)
+                .map_err(|e| usage("--cache-from", e.to_string()))?,
+        );
+    }
+    let mut export = Vec::new();
+    for spec in &args.cache_to {
+        export.push(
+            crate::shared_cache::parse_target(spec)
+                .map_err(|e| usage("--cache-to", e.to_string()))?,
+        );
+    }
+    let no_cache_filter: Vec<String> = args
+        .no_cache_filter
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Ok(CacheOptions {
+        no_cache: args.no_cache,
+        no_cache_filter,
+        pull: args.pull,
+        import,
+        export,
     })
 }
 

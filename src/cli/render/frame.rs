@@ -287,6 +287,8 @@ mod tests {
                     location: "Dockerfile:2".into(),
                     text: "RUN sleep 1".into(),
                     stage: "stage-0".into(),
+                    cached: false,
+                    cache_miss: None,
                 },
                 t0,
             );

@@ -101,6 +101,8 @@ mod tests {
             | Event::SmokeTestFinished { .. }
             | Event::PlatformDone { .. }
             | Event::PlatformMoved { .. }
+            | Event::CacheImported { .. }
+            | Event::CacheExported { .. }
             | Event::IndexPushed { .. }
             | Event::LayoutWritten { .. }
             | Event::Warning { .. }
@@ -143,6 +145,8 @@ mod tests {
                 location: "Dockerfile:2".into(),
                 text: "RUN true".into(),
                 stage: "stage-0".into(),
+                cached: false,
+                cache_miss: None,
             },
             Event::Output {
                 platform: p(),
@@ -190,6 +194,8 @@ mod tests {
                 digest: d.clone(),
                 size: 5,
                 image_size: 50,
+                steps_run: 2,
+                steps_cached: 1,
             },
             Event::PlatformMoved {
                 platform: p(),
@@ -205,6 +211,16 @@ mod tests {
                 dest: "out".into(),
                 ref_name: "latest".into(),
                 digest: d,
+            },
+            Event::CacheImported {
+                cache: "r/cache:1".into(),
+                entries: 3,
+            },
+            Event::CacheExported {
+                cache: "r/cache:1".into(),
+                added: 1,
+                total: 4,
+                rounds: 1,
             },
             Event::Warning {
                 message: "w".into(),

@@ -88,6 +88,9 @@ pub(super) struct Image {
     /// Config and layers, bytes.
     pub size: u64,
     pub at: Instant,
+    /// Steps run and cached for it, in every stage it needed (a shared stage counts for each
+    /// platform that needed it).
+    pub steps: (usize, usize),
 }
 
 /// Everything about one platform (the first word of a step label).
@@ -119,8 +122,11 @@ impl Group {
         }
     }
 
-    /// Steps run and steps cached.
+    /// Steps run and steps cached: as its image reports them, else the steps shown under it.
     pub(super) fn counts(&self) -> (usize, usize) {
+        if let Some(i) = self.image.as_ref().filter(|i| i.steps != (0, 0)) {
+            return i.steps;
+        }
         let cached = self
             .steps
             .iter()
@@ -296,11 +302,14 @@ impl Model {
                 digest,
                 size,
                 image_size,
+                steps_run,
+                steps_cached,
             } => {
                 self.group(platform, now).image = Some(Image {
                     digest: digest.clone(),
                     size: if *image_size > 0 { *image_size } else { *size },
                     at: now,
+                    steps: (*steps_run, *steps_cached),
                 });
             }
             Event::IndexPushed { tag, digest } => {
@@ -444,6 +453,8 @@ mod tests {
             location: "Dockerfile:2".into(),
             text: text.into(),
             stage: "stage-0".into(),
+            cached: false,
+            cache_miss: None,
         }
     }
 

@@ -29,34 +29,9 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
                 format!("[{platform}] stage {stage} ({key}), runs {runs}")
             }
         }
-        Event::StepStarted {
-            platform,
-            step,
-            total,
-            location,
-            text,
-            ..
-        } => format!("[{platform}] #{step}/{total} {location}: {text}"),
-        Event::Output {
-            platform,
-            step,
-            stream,
-            line,
-        } => {
-            let s = if *stream == Stream::Stderr { "!" } else { "|" };
-            format!("[{platform}] #{step} {s} {line}")
+        Event::StepStarted { .. } | Event::Output { .. } | Event::StepFinished { .. } => {
+            return step_line(e)
         }
-        Event::StepFinished {
-            platform,
-            step,
-            millis,
-            layer,
-            cached,
-        } => match (layer, cached) {
-            (_, true) => format!("[{platform}] #{step} CACHED"),
-            (Some(l), false) => format!("[{platform}] #{step} done in {millis} ms, layer {l}"),
-            (None, false) => format!("[{platform}] #{step} done in {millis} ms"),
-        },
         Event::BlobPushed {
             platform,
             digest,
@@ -80,8 +55,12 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
 fn outcome_line(e: &Event) -> Option<String> {
     Some(match e {
         Event::PlatformDone {
-            platform, digest, ..
-        } => format!("[{platform}] image {digest}"),
+            platform,
+            digest,
+            steps_run,
+            steps_cached,
+            ..
+        } => format!("[{platform}] image {digest} ({steps_run} steps run, {steps_cached} cached)"),
         Event::IndexPushed { tag, digest } => format!("pushed index {digest} to {tag}"),
         Event::LayoutWritten {
             dest,
@@ -94,6 +73,22 @@ fn outcome_line(e: &Event) -> Option<String> {
             to,
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
+        Event::CacheImported { cache, entries } => {
+            format!("cache {cache}: {entries} step entries imported")
+        }
+        Event::CacheExported {
+            cache,
+            added,
+            total,
+            rounds,
+        } => match (added, rounds) {
+            (0, _) => format!("cache {cache}: has every step already ({total} entries)"),
+            (_, 1) => format!("cache {cache}: exported {added} step entries ({total} in all)"),
+            _ => format!(
+                "cache {cache}: exported {added} step entries ({total} in all), merged with \
+                 other jobs' in {rounds} rounds"
+            ),
+        },
         Event::Warning { message } => format!("warning: {message}"),
         Event::StepFailed {
             platform,
@@ -127,8 +122,57 @@ fn outcome_line(e: &Event) -> Option<String> {
                 super::frame::secs(*millis)
             )
         }
-        // The command line prints the error itself, and says nothing when it starts.
         Event::Diagnostic { message } => message.clone(),
+        // The command line prints the error itself, and says nothing when it starts.
+        _ => return None,
+    })
+}
+
+/// The plain line of a step event: started (or `CACHED`), a line of its output, finished.
+fn step_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::StepStarted {
+            platform,
+            step,
+            text,
+            cached: true,
+            ..
+        } => format!("[{platform}] #{step} CACHED {text}"),
+        Event::StepStarted {
+            platform,
+            step,
+            total,
+            location,
+            text,
+            cache_miss,
+            ..
+        } => match cache_miss {
+            Some(why) => {
+                format!("[{platform}] #{step}/{total} {location}: {text} (cache miss: {why})")
+            }
+            None => format!("[{platform}] #{step}/{total} {location}: {text}"),
+        },
+        Event::Output {
+            platform,
+            step,
+            stream,
+            line,
+        } => {
+            let s = if *stream == Stream::Stderr { "!" } else { "|" };
+            format!("[{platform}] #{step} {s} {line}")
+        }
+        // A cached step was said in full when it started.
+        Event::StepFinished { cached: true, .. } => return None,
+        Event::StepFinished {
+            platform,
+            step,
+            millis,
+            layer,
+            ..
+        } => match layer {
+            Some(l) => format!("[{platform}] #{step} done in {millis} ms, layer {l}"),
+            None => format!("[{platform}] #{step} done in {millis} ms"),
+        },
         _ => return None,
     })
 }

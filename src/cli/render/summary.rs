@@ -99,6 +99,8 @@ mod tests {
                     digest: Digest::of(p.as_bytes()),
                     size: 400,
                     image_size: 2_500_000,
+                    steps_run: 3,
+                    steps_cached: 1,
                 },
                 t0,
             );

@@ -86,5 +86,7 @@ pub(super) async fn adopt<R: Registry, E: Executor>(
         config: image.config,
         blobs,
         node: Some(node.to_string()),
+        steps_run: image.steps_run,
+        steps_cached: image.steps_cached,
     })
 }

@@ -174,6 +174,9 @@ impl<'a> Dispatch<'a> {
             retries: self.nodes.retries,
             context: context.clone(),
             smoke_test: sh.req.smoke_test.clone(),
+            no_cache: sh.req.cache.no_cache,
+            no_cache_filter: sh.req.cache.no_cache_filter.clone(),
+            pull: sh.req.cache.pull,
         };
         let _permit = match self.limits.get(name) {
             Some(s) => Some(

@@ -56,6 +56,7 @@ fn world(platforms: &[&str]) -> World {
         source_date_epoch: Some(0),
         binfmt_dir: dir.path().join("no-binfmt"),
         smoke_test: None,
+        cache: Default::default(),
     };
     let deps = Deps {
         registry: FakeRegistry::new(),
@@ -96,6 +97,8 @@ fn pushed_by_node(reg: &FakeRegistry, p: &str) -> RemoteImage {
     RemoteImage {
         manifest: d,
         config: config.digest,
+        steps_run: 1,
+        steps_cached: 0,
     }
 }
 
@@ -164,6 +167,8 @@ fn worker(
                 location: "Dockerfile:2".into(),
                 text: "COPY a.txt /a.txt".into(),
                 stage: "stage-0".into(),
+                cached: false,
+                cache_miss: None,
             }))
             .await;
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -360,6 +365,8 @@ async fn a_drop_with_no_candidate_left_fails_and_names_the_node() {
         dockerfile: &df,
         context: &context,
         created: oci::rfc3339(0),
+        cache: crate::coordinator::StepCache::open(&w.deps.store, &w.req.cache, Vec::new())
+            .unwrap(),
     };
     let d = Dispatch::new(&nodes, &text, "Dockerfile");
     let stages = Stages::new(&sh, &w.deps);

@@ -120,6 +120,10 @@ impl Registry for OciRegistry {
         uploads::push_file(&self.transport, repo, desc, path).await
     }
 
+    async fn abandon_upload(&self, registry: &str, location: &str) -> Result<(), RegistryError> {
+        uploads::abandon(&self.transport, registry, location).await
+    }
+
     async fn copy_blob(
         &self,
         from: &Reference,

@@ -46,6 +46,10 @@ pub struct RegistryOptions {
     /// Blobs larger than this many bytes are uploaded in chunks of this size (default 64 MiB);
     /// smaller ones in one request.
     pub chunk_size: u64,
+    /// Where the upload sessions this client opens are recorded, and closed when committed, so
+    /// that a killed process's open sessions can be abandoned by the next one (the store's
+    /// upload journal; default: none).
+    pub upload_journal: Option<PathBuf>,
 }
 
 impl Default for RegistryOptions {
@@ -66,6 +70,7 @@ impl Default for RegistryOptions {
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(120),
             chunk_size: 64 << 20,
+            upload_journal: None,
         }
     }
 }

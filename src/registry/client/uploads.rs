@@ -100,10 +100,49 @@ async fn start_upload(
     let min_chunk = header_str(resp.headers(), "OCI-Chunk-Min-Length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Ok((
-        location(&url, resp.headers(), &host.registry, what)?,
-        min_chunk,
-    ))
+    let loc = location(&url, resp.headers(), &host.registry, what)?;
+    if let Some(j) = &t.options.upload_journal {
+        crate::store::record_open(j, &host.registry, loc.as_str());
+    }
+    Ok((loc, min_chunk))
+}
+
+/// Records in the upload journal that the session opened at `session` is over.
+fn session_done(t: &Transport, session: &Url) {
+    if let Some(j) = &t.options.upload_journal {
+        crate::store::record_done(j, session.as_str());
+    }
+}
+
+/// See [`crate::registry::Registry::abandon_upload`].
+pub(super) async fn abandon(
+    t: &Transport,
+    registry: &str,
+    location: &str,
+) -> Result<(), RegistryError> {
+    let what = format!("abandoning the upload session {location}");
+    let host = t.host(registry)?;
+    let url = Url::parse(location).map_err(|e| RegistryError::Protocol {
+        registry: registry.to_string(),
+        what: what.clone(),
+        message: format!("bad session URL: {e}"),
+    })?;
+    // The repository, for the token's scope: /v2/<name>/blobs/uploads/<id>.
+    let name = url
+        .path()
+        .strip_prefix("/v2/")
+        .and_then(|p| p.split("/blobs/uploads/").next())
+        .unwrap_or_default();
+    let repo: Reference = format!("{registry}/{name}").parse()?;
+    t.expect(
+        &host,
+        &[push(&repo)],
+        &what,
+        Req::new(Method::DELETE, url),
+        &[202, 204, 404],
+    )
+    .await?;
+    Ok(())
 }
 
 /// One upload attempt of the file at `path` as `desc`: one PUT, or PATCHes of `chunk_size`
@@ -118,6 +157,7 @@ async fn upload_once(
 ) -> Result<(), RegistryError> {
     let scopes = [push(repo)];
     let (mut loc, min_chunk) = start_upload(t, host, repo, what).await?;
+    let session = loc.clone();
     let chunk = t.options.chunk_size.max(min_chunk).max(1);
     let mut offset = 0u64;
     if desc.size > chunk {
@@ -152,6 +192,7 @@ async fn upload_once(
         .header("Content-Type", "application/octet-stream")
         .body(body);
     t.expect(host, &scopes, what, req, &[201]).await?;
+    session_done(t, &session);
     Ok(())
 }
 
@@ -275,6 +316,7 @@ async fn copy_once(t: &Transport, job: &BlobCopy<'_>) -> Result<(), RegistryErro
     // The session first, so that authentication with the target is settled before a
     // body that cannot be replayed is sent.
     let (loc, _) = start_upload(t, dst, to, what).await?;
+    let session = loc.clone();
     let url = t
         .url(
             src,
@@ -301,5 +343,6 @@ async fn copy_once(t: &Transport, job: &BlobCopy<'_>) -> Result<(), RegistryErro
         .header("Content-Type", "application/octet-stream")
         .body(Payload::Stream(Some(body), desc.size));
     t.expect(dst, &[push(to)], what, req, &[201]).await?;
+    session_done(t, &session);
     Ok(())
 }
