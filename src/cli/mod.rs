@@ -227,10 +227,17 @@ fn init_tracing(verbose: u8, json: bool) {
 /// Entry point of the binary; returns the process exit code.
 ///
 /// `polyarch __sandbox` (hidden) is dispatched first, before any thread or runtime exists: it is
-/// the re-executed helper that runs one step inside new namespaces.
+/// the re-executed helper that runs one step inside new namespaces; so is `polyarch __network`,
+/// which holds a build's default network namespace with pasta attached.
 pub fn main() -> i32 {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__sandbox") {
         return crate::executor::sandbox_main();
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == crate::executor::NETWORK_SUBCOMMAND)
+    {
+        return crate::executor::network_main();
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -10,8 +10,9 @@ use super::scope::{StepScope, Upstream};
 use super::sources::{self, CacheLease, SourceError};
 use super::*;
 use crate::context::{CopyEntry, Ignore};
+use crate::dockerfile::ErrorKind;
 use crate::executor::{LayerSource, Mount, NetworkMode, Sensitive};
-use crate::plan::{CopyFrom, CopyStep, MountSource, Network, RunMount};
+use crate::plan::{CopyFrom, CopyStep, Entitlement, MountSource, Network, RunMount, Security};
 
 /// A step ready to run.
 pub(super) struct Prepared {
@@ -47,7 +48,9 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
             user,
             mounts,
             network,
+            security,
         } => {
+            entitled(scope, step, *network, *security)?;
             let mut run = RunMounts {
                 mounts: Vec::with_capacity(mounts.len()),
                 env: env.clone(),
@@ -63,10 +66,10 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                     cwd: workdir.clone(),
                     user: user.clone(),
                     mounts: run.mounts,
-                    network: match network {
-                        Network::None => NetworkMode::None,
-                        Network::Default | Network::Host => NetworkMode::Host,
-                    },
+                    network: network_mode(*network),
+                    netns: None,
+                    seccomp: None,
+                    insecure: *security == Security::Insecure,
                 }),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,
@@ -114,6 +117,48 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
         }
         _ => Ok(None),
     }
+}
+
+/// The executor's network for a step's `--network`: `default` is a namespace apart from the
+/// host's with pasta.
+fn network_mode(network: Network) -> NetworkMode {
+    match network {
+        Network::Default => NetworkMode::Private,
+        Network::None => NetworkMode::None,
+        Network::Host => NetworkMode::Host,
+    }
+}
+
+/// Checks a RUN step against the build's entitlements once more, now that it is resolved: the
+/// plan checked the Dockerfile's own instructions, this also covers ONBUILD triggers of a base
+/// image, which are only known after the pull.
+///
+/// Errors: [`ErrorKind::NotEntitled`] at the step's line.
+fn entitled<R, E, U>(
+    scope: &StepScope<'_, R, E, U>,
+    step: &Step,
+    network: Network,
+    security: Security,
+) -> Result<(), BuildError> {
+    let needs = [
+        (network == Network::Host).then_some((Entitlement::NetworkHost, "--network=host")),
+        (security == Security::Insecure)
+            .then_some((Entitlement::SecurityInsecure, "--security=insecure")),
+    ];
+    for (e, flag) in needs.into_iter().flatten() {
+        if !scope.sh.req.entitlements.contains(&e) {
+            return Err(BuildError::Dockerfile(scope.sh.dockerfile.error_at(
+                step.span,
+                3,
+                ErrorKind::NotEntitled {
+                    instruction: "RUN".into(),
+                    flag: flag.into(),
+                    entitlement: e.name().into(),
+                },
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A RUN step's mounts as the executor takes them, in the step's order, with the environment

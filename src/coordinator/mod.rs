@@ -36,7 +36,7 @@ use crate::oci::{
     MEDIA_TYPE_OCI_MANIFEST,
 };
 use crate::plan::{
-    self, BaseConfig, BaseImage, PlanRequest, Selection, StageGraph, Step, StepKind,
+    self, BaseConfig, BaseImage, Entitlement, PlanRequest, Selection, StageGraph, Step, StepKind,
 };
 use crate::platform::{self, Platform};
 use crate::progress::{Event, Sink};
@@ -122,6 +122,9 @@ pub struct BuildRequest {
     pub smoke_test: Option<String>,
     /// How the step cache is used (`--no-cache`, `--cache-from`, ...).
     pub cache: CacheOptions,
+    /// `--allow`: what steps may ask for beyond the sandbox's defaults (`RUN --network=host`,
+    /// `RUN --security=insecure`).
+    pub entitlements: Vec<Entitlement>,
 }
 
 /// What one platform's build produced.
@@ -267,6 +270,7 @@ async fn prepare<R: Registry, E: Executor>(
         }
         // Every error that does not depend on a base image's environment, before any pull.
         plan::check_graph(&df, &graph)?;
+        plan::check_entitlements(&df, &graph, &req.entitlements)?;
         selections.push(graph);
     }
     // Emulation (or a node) is needed where a stage with RUN steps runs as a target platform;

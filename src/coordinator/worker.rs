@@ -54,6 +54,7 @@ pub async fn build_job<R: Registry, E: Executor>(
             pull: job.pull,
             ..CacheOptions::default()
         },
+        entitlements: job.entitlements.clone(),
     };
     let graph = plan::select_graph(
         &df,
@@ -65,6 +66,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         },
     )?;
     plan::check_graph(&df, &graph)?;
+    plan::check_entitlements(&df, &graph, &req.entitlements)?;
     let needs_run = req.smoke_test.is_some()
         || graph
             .stages

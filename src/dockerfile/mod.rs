@@ -16,8 +16,9 @@
 //!   by [`crate::plan`] with [`shell`], once the base image's environment is known.
 //!
 //! Flags that BuildKit only offers in labs syntax or that need a daemon entitlement
-//! (`COPY --parents`, `RUN --security`, `RUN --device`, `ADD --keep-git-dir`) are rejected with
-//! the place they occur.
+//! (`COPY --parents`, `RUN --device`, `ADD --keep-git-dir`) are rejected with the place they
+//! occur; `RUN --security` and `--network=host` are parsed here and checked against the build's
+//! entitlements by the plan.
 
 use std::fmt;
 
@@ -182,6 +183,8 @@ pub enum InstructionKind {
         mounts: Vec<Word>,
         /// `--network` value, raw.
         network: Option<Word>,
+        /// `--security` value, raw (`sandbox` or `insecure`).
+        security: Option<Word>,
     },
     /// `COPY [--from=S] [--chown=U:G] [--chmod=MODE] [--link] [--exclude=P]... src... dest`
     /// (or JSON form).
@@ -406,6 +409,18 @@ pub enum ErrorKind {
         /// What is wrong.
         reason: String,
     },
+    /// A step asks for more than the build grants (buildx entitlements).
+    #[error(
+        "{instruction} {flag} needs the {entitlement} entitlement, which this build does not grant"
+    )]
+    NotEntitled {
+        /// The instruction keyword.
+        instruction: String,
+        /// The flag as written (`--network=host`).
+        flag: String,
+        /// The entitlement (`network.host`, `security.insecure`).
+        entitlement: String,
+    },
     /// `--target` names no stage.
     #[error("target stage {target:?} not found (stages: {})", if available.is_empty() { "none named".to_string() } else { available.join(", ") })]
     TargetNotFound {
@@ -534,6 +549,10 @@ impl crate::exit::Classify for DockerfileError {
             ErrorKind::TargetNotFound { .. } => {
                 Some("name a stage with `FROM image AS name` and pass --target name".into())
             }
+            ErrorKind::NotEntitled { entitlement, .. } => Some(format!(
+                "if you trust this Dockerfile, allow it on the command line: polyarch build --allow \
+                 {entitlement} ..."
+            )),
             ErrorKind::Arguments { .. } | ErrorKind::InvalidJson { .. } => Some(
                 "see https://docs.docker.com/reference/dockerfile/ for the instruction's forms"
                     .into(),

@@ -25,7 +25,13 @@ impl SandboxExecutor {
         let io_err = |action| move |source| ExecError::HelperIo { action, source };
         let spec_path = work.join("spec.json");
         let report_path = work.join("report");
-        let json = serde_json::to_vec(spec).map_err(|source| ExecError::BadSpec { source })?;
+        // What every step gets from the executor: its snapshotter, the compiled seccomp filter,
+        // the shared network namespace.
+        let spec = self
+            .with_network(self.with_default_snapshotter(spec))
+            .await?;
+        let json =
+            serde_json::to_vec(spec.as_ref()).map_err(|source| ExecError::BadSpec { source })?;
         let private = |path: &Path| {
             std::fs::OpenOptions::new()
                 .write(true)

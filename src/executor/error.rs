@@ -15,7 +15,7 @@ pub enum ExecError {
     #[error("the polyarch process that started this sandbox helper is gone; nothing was run")]
     Orphaned,
     /// Not running as root.
-    #[error("RUN steps need root here (running as uid {uid}): namespaces, overlayfs and chroot are privileged")]
+    #[error("RUN steps need root here (running as uid {uid}): namespaces, overlayfs and pivot_root are privileged")]
     NotRoot {
         /// The effective uid.
         uid: u32,
@@ -126,6 +126,17 @@ pub enum ExecError {
         /// What is in the way.
         reason: String,
     },
+    /// The default network of `RUN` steps needs `pasta`, which is not installed here.
+    #[error("RUN steps on the default network need pasta (a user-mode network stack), and it is not installed here")]
+    NoPasta,
+    /// Helper side: pasta could not attach to or configure the step's network namespace.
+    #[error("pasta ({program}) could not set up the step's network: {message}")]
+    Pasta {
+        /// The program.
+        program: PathBuf,
+        /// What it said (its log), or why it could not be started.
+        message: String,
+    },
     /// Helper side: a `COPY --from` source could not be resolved in the source stage.
     #[error("COPY --from: {source}")]
     CopySource {
@@ -224,6 +235,12 @@ impl Classify for ExecError {
                  where a directory is needed, or the reverse): choose another path",
                 path.display()
             )),
+            ExecError::NoPasta => Some(
+                "install passt (Debian, Ubuntu: apt-get install passt; Fedora: dnf install \
+                 passt), or give the step RUN --network=none (no network) or, with --allow \
+                 network.host, RUN --network=host"
+                    .into(),
+            ),
             ExecError::CopyConflict { .. } => {
                 Some("remove what is in the way first (RUN rm ...), or copy to another path".into())
             }

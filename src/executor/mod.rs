@@ -9,12 +9,15 @@
 //!   where overlayfs cannot be mounted, copies the layers and compares afterwards to write the
 //!   same upper directory (see [`Snapshotter`]);
 //! - for [`Action::Run`], forks a child that becomes PID 1 of the new PID namespace, mounts
-//!   `/proc`, a small `/dev` and the host's `/etc/resolv.conf`, `chroot`s, switches user and
-//!   `execve`s the command with exactly the given environment; mount points it had to create are
-//!   removed from the upper directory afterwards so they never reach a layer;
+//!   `/proc` and `/sys` with runc's masks, a small `/dev` and `/etc/resolv.conf`, `pivot_root`s
+//!   in a mount namespace of its own, keeps Docker's default capabilities, switches user, sets
+//!   `no_new_privs`, closes inherited descriptors, loads Docker's default seccomp filter and
+//!   `execve`s the command with exactly the given environment; mount points it had to create
+//!   are removed from the upper directory afterwards so they never reach a layer;
 //! - mounts what the step asks for ([`Mount`]: cache directories, read-only or throw-away views of
-//!   other stages, tmpfs, files such as secrets that never touch the upper directory) and, for
-//!   `--network=none`, runs the step in a new network namespace with only loopback;
+//!   other stages, tmpfs, files such as secrets that never touch the upper directory) and runs
+//!   the step in a network namespace of its own: only loopback for `--network=none`, outbound
+//!   access through pasta for the default network (the host's only for `--network=host`);
 //! - for [`Action::Copy`], creates each [`crate::context::CopyEntry`] inside the merged root,
 //!   resolving paths with `openat2(RESOLVE_IN_ROOT)` so nothing is written outside it; for
 //!   `COPY --from` it first mounts the source stage's layers read-only and resolves the sources
@@ -60,10 +63,10 @@ pub use protocol::{
     SANDBOX_SUBCOMMAND,
 };
 pub use recording::{RecordingExecutor, Scripted};
-pub use sandbox::sandbox_main;
+pub use sandbox::{network_main, sandbox_main, NETWORK_SUBCOMMAND};
 pub use snapshot::Snapshotter;
 pub use spec::{
-    Action, CopySpec, LayerSource, Mount, NetworkMode, RunSpec, SandboxSpec, Sensitive,
+    Action, Bpf, CopySpec, LayerSource, Mount, NetworkMode, RunSpec, SandboxSpec, Sensitive,
 };
 
 /// Runs build steps. Small on purpose: a real implementation and a recording fake.

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,7 +22,7 @@ use super::protocol::{
     SANDBOX_SUBCOMMAND,
 };
 use super::snapshot::{self, Snapshotter};
-use super::spec::SandboxSpec;
+use super::spec::{Action, Bpf, NetworkMode, SandboxSpec};
 use super::{ExecError, Executor};
 use crate::progress::Stream;
 
@@ -38,6 +39,25 @@ pub struct SandboxExecutor {
     /// The snapshotter for specs that leave it at `auto` (`--snapshotter`,
     /// `POLYARCH_SNAPSHOTTER`).
     pub snapshotter: Snapshotter,
+    /// The default network its steps share (started with the first step that needs it).
+    pub network: SharedNetwork,
+}
+
+/// The network namespace the `RUN` steps of one executor (one build) share on the default
+/// network: held by a `polyarch __network` process with pasta attached, started on first use,
+/// ended when the last clone of the executor is dropped (its stdin closes) or polyarch dies.
+#[derive(Debug, Clone, Default)]
+pub struct SharedNetwork(Arc<tokio::sync::Mutex<Option<NetworkHolder>>>);
+
+/// A running holder: the process and the namespace path steps join.
+#[derive(Debug)]
+struct NetworkHolder {
+    /// Killed when dropped.
+    _child: Child,
+    /// Its stdin, held open: the holder ends when it closes.
+    _stdin: tokio::process::ChildStdin,
+    /// `/proc/PID/ns/net` of the holder.
+    netns: PathBuf,
 }
 
 impl SandboxExecutor {
@@ -51,6 +71,7 @@ impl SandboxExecutor {
             program,
             timeout: None,
             snapshotter: Snapshotter::Auto,
+            network: SharedNetwork::default(),
         })
     }
 
@@ -68,7 +89,10 @@ impl SandboxExecutor {
 
     /// The spec as the helper gets it: a spec that leaves the snapshotter at `auto` gets this
     /// executor's.
-    fn with_default_snapshotter<'a>(&self, spec: &'a SandboxSpec) -> Cow<'a, SandboxSpec> {
+    pub(super) fn with_default_snapshotter<'a>(
+        &self,
+        spec: &'a SandboxSpec,
+    ) -> Cow<'a, SandboxSpec> {
         if spec.snapshotter == Snapshotter::Auto && self.snapshotter != Snapshotter::Auto {
             Cow::Owned(SandboxSpec {
                 snapshotter: self.snapshotter,
@@ -95,6 +119,109 @@ impl SandboxExecutor {
                 program: self.program.clone(),
                 source,
             })
+    }
+}
+
+impl SandboxExecutor {
+    /// The spec with what the executor prepares once for all steps: the compiled seccomp filter,
+    /// and for a `RUN` on the default network the shared network namespace, its holder started
+    /// first if this is the first such step.
+    ///
+    /// Errors: [`ExecError::NoPasta`] when pasta is not installed (never a silent fall-back to
+    /// the host's network); the holder's own failure ([`ExecError::Sandbox`]).
+    pub(super) async fn with_network<'a>(
+        &self,
+        spec: Cow<'a, SandboxSpec>,
+    ) -> Result<Cow<'a, SandboxSpec>, ExecError> {
+        let filter = matches!(&spec.action, Action::Run(r) if !r.insecure && r.seccomp.is_none());
+        let spec = if filter {
+            let bpf = super::sandbox::seccomp_program()?;
+            let mut owned = spec.into_owned();
+            if let Action::Run(r) = &mut owned.action {
+                r.seccomp = Some(Bpf(bpf.to_vec()));
+            }
+            Cow::Owned(owned)
+        } else {
+            spec
+        };
+        let needs = matches!(&spec.action, Action::Run(r) if r.network == NetworkMode::Private && r.netns.is_none());
+        if !needs {
+            return Ok(spec);
+        }
+        let mut held = self.network.0.lock().await;
+        if held.is_none() {
+            *held = Some(self.start_network().await?);
+        }
+        let netns = held.as_ref().map(|h| h.netns.clone());
+        let mut owned = spec.into_owned();
+        if let Action::Run(r) = &mut owned.action {
+            r.netns = netns;
+        }
+        Ok(Cow::Owned(owned))
+    }
+
+    /// Starts `program __network PASTA` and waits for its `ready` line.
+    async fn start_network(&self) -> Result<NetworkHolder, ExecError> {
+        let pasta = which::which("pasta").map_err(|_| ExecError::NoPasta)?;
+        let mut child = tokio::process::Command::new(&self.program)
+            .arg(super::NETWORK_SUBCOMMAND)
+            .arg(&pasta)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        let io_err = |action| move |source| ExecError::HelperIo { action, source };
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ExecError::HelperIo {
+                action: "taking the network holder's pipes",
+                source: std::io::Error::other("pipe missing"),
+            });
+        };
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .await
+            .map_err(io_err("reading the network holder's output"))?;
+        if line.trim() != "ready" {
+            let mut output = HelperOutput::new();
+            let mut lines = lines_of(stderr, Stream::Stderr).boxed();
+            while let Some(Ok(l)) = lines.next().await {
+                output.sort(l, Path::new("network"));
+            }
+            let status = child
+                .wait()
+                .await
+                .map_err(io_err("waiting for the network holder"))?;
+            output.outcome(status_code(status))?;
+            return Err(ExecError::HelperIo {
+                action: "starting the step network",
+                source: std::io::Error::other("the network holder ended without a word"),
+            });
+        }
+        let netns = match child.id() {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+            None => {
+                return Err(ExecError::HelperIo {
+                    action: "starting the step network",
+                    source: std::io::Error::other("the network holder ended"),
+                })
+            }
+        };
+        // Its stderr is not read again: it writes nothing more unless it fails.
+        drop(stderr);
+        Ok(NetworkHolder {
+            _child: child,
+            _stdin: stdin,
+            netns,
+        })
     }
 }
 
@@ -230,6 +357,7 @@ impl Executor for SandboxExecutor {
         F: FnMut(OutputLine) + Send,
     {
         let spec = self.with_default_snapshotter(spec);
+        let spec = self.with_network(spec).await?;
         let json =
             serde_json::to_vec(spec.as_ref()).map_err(|source| ExecError::BadSpec { source })?;
         let mut child = self.spawn()?;

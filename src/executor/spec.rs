@@ -101,11 +101,37 @@ pub enum Mount {
 /// The network a RUN step sees.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkMode {
-    /// The host's network namespace.
-    #[default]
-    Host,
+    /// `RUN --network=default`: a network namespace of the step's own with outbound access
+    /// through `pasta` (a user-mode network stack, Debian's `passt`), and no way to the host's
+    /// loopback services.
+    Private,
     /// A new network namespace with only the loopback interface (up).
+    #[default]
     None,
+    /// The host's network namespace (`--network=host`, with `--allow network.host`).
+    Host,
+}
+
+/// A compiled BPF program (an array of `struct sock_filter`), carried as base64 in the JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bpf(pub Vec<u8>);
+
+impl Serialize for Bpf {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bpf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Bpf)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A command to execute inside the root filesystem.
@@ -127,6 +153,18 @@ pub struct RunSpec {
     /// The network namespace.
     #[serde(default)]
     pub network: NetworkMode,
+    /// The network namespace to join for [`NetworkMode::Private`] (`/proc/PID/ns/net` of the
+    /// build's network holder, with pasta attached); the executor fills it in.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// The seccomp filter as compiled BPF (libseccomp's export), filled in by the executor,
+    /// which compiles it once per process; `None`: the helper compiles it itself.
+    #[serde(default)]
+    pub seccomp: Option<Bpf>,
+    /// `RUN --security=insecure` (allowed by `--allow security.insecure`): every capability, no
+    /// seccomp filter, no masked or read-only kernel paths, `/sys` writable.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Files to create inside the root filesystem.

@@ -6,7 +6,9 @@
 
 use super::process::{lines_of, MAX_LINE};
 use super::protocol::SandboxFailure;
-use super::sandbox::{find_program, resolve_chown, resolve_run_user};
+use super::sandbox::{
+    default_mask, find_program, resolve_chown, resolve_run_user, step_resolv_conf,
+};
 use super::*;
 use crate::context::{BuildContext, CopyEntry, EntryKind};
 use crate::exit::{Classify, ExitCode};
@@ -54,6 +56,30 @@ fn run_user_resolution_follows_runc() {
     assert_eq!(
         resolve_run_user("7:8", None, None).unwrap(),
         (7, 8, vec![8])
+    );
+}
+
+// Issue 12: the capability set a step keeps is Docker's default, the mask `docker run` shows
+// (`CapEff: 00000000a80425fb`, BuildKit's runc on this machine).
+#[test]
+fn default_capabilities_are_dockers_mask() {
+    assert_eq!(default_mask(), 0xa804_25fb);
+}
+
+// Issue 12: on the default network a resolver on the host's loopback is out of reach; the
+// step's resolv.conf names pasta's DNS forward address instead, once, and keeps the rest.
+#[test]
+fn loopback_resolvers_are_replaced_by_the_dns_forward_address() {
+    assert_eq!(
+        step_resolv_conf("nameserver 10.0.0.53\nsearch example\n"),
+        None
+    );
+    assert_eq!(
+        step_resolv_conf(
+            "# generated\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.1\noptions edns0\n"
+        )
+        .as_deref(),
+        Some("# generated\nnameserver 169.254.1.1\nnameserver 10.0.0.1\noptions edns0\n")
     );
 }
 
@@ -278,6 +304,7 @@ fn sh(script: &str) -> Action {
 
 fn executor() -> SandboxExecutor {
     SandboxExecutor {
+        network: Default::default(),
         program: std::env::current_exe().unwrap(),
         timeout: Some(Duration::from_secs(120)),
         snapshotter: Snapshotter::Auto,
@@ -559,6 +586,7 @@ async fn timeout_kills_the_step() {
     }
     let fs = Rootfs::busybox(Path::new("/usr/bin/busybox"));
     let ex = SandboxExecutor {
+        network: Default::default(),
         program: std::env::current_exe().unwrap(),
         timeout: Some(Duration::from_millis(1500)),
         snapshotter: Snapshotter::Auto,

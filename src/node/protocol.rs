@@ -212,6 +212,10 @@ pub struct BuildJob {
     pub dockerfile_name: String,
     /// `--build-arg` values.
     pub build_args: BTreeMap<String, String>,
+    /// `--allow`: the entitlements the coordinator's command line grants; the node checks the
+    /// Dockerfile against them as a local build does.
+    #[serde(default)]
+    pub entitlements: Vec<crate::plan::Entitlement>,
     /// `--target`.
     pub target: Option<String>,
     /// `SOURCE_DATE_EPOCH` (seconds).

@@ -30,8 +30,10 @@
 //!   `step` (phase 2's result: what a resolved step is, and nothing else);
 //! - helpers: `paths` (slash paths in the image), `gofmt` (Go formatting in history strings),
 //!   `heredoc`, `chmod` (symbolic modes), `expand` (one word), `scope` (the variables and state
-//!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags);
-//! - phase 1: `select` (stages the target needs), `stage_key` (when platforms share a stage);
+//!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags),
+//!   `entitlements` (`RUN --security`, and what `--allow` must grant);
+//! - phase 1: `select` (stages the target needs, with `secret_names`' warnings), `stage_key`
+//!   (when platforms share a stage);
 //! - phase 2: `resolve` (the walk), calling `config` (image-config instructions), `copy`
 //!   (COPY/ADD) and `run` (RUN); `check` chains stages and checks a graph before any pull.
 
@@ -39,6 +41,7 @@ mod check;
 mod chmod;
 mod config;
 mod copy;
+mod entitlements;
 mod expand;
 mod from;
 mod gofmt;
@@ -50,6 +53,7 @@ mod request;
 mod resolve;
 mod run;
 mod scope;
+mod secret_names;
 mod select;
 mod stage_key;
 mod step;
@@ -59,14 +63,16 @@ mod tests;
 pub use check::check_graph;
 pub use chmod::SymbolicMode;
 pub use copy::is_url;
+pub use entitlements::{check_entitlements, Entitlement};
 pub use graph::{Selection, StageGraph, StageKey};
 pub use request::{
     BaseConfig, BaseImage, PlanRequest, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS,
 };
 pub use resolve::plan;
 pub use scope::automatic_args;
+pub use secret_names::looks_secret;
 pub use select::{select, select_graph};
 pub use step::{
     CacheSharing, CopyFrom, CopyStep, Healthcheck, InlineFile, MountSource, Network, Plan,
-    RunMount, Step, StepKind,
+    RunMount, Security, Step, StepKind,
 };

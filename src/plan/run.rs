@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use super::entitlements::parse_security;
 use super::heredoc::heredoc_body;
 use super::mounts::{parse_mount, parse_network};
 use super::scope::StageState;
-use super::step::{Network, RunMount, StepKind};
+use super::step::{Network, RunMount, Security, StepKind};
 use crate::dockerfile::{
     heredoc_name, Dockerfile, DockerfileError, ErrorKind, Heredoc, Instruction, InstructionKind,
     ShellOrExec,
@@ -20,7 +21,7 @@ use crate::dockerfile::{
 /// were before it, `build_args` the `--build-arg` values (for the predefined proxy ARGs).
 /// Returns the history string and the step.
 ///
-/// Errors: an empty exec-form command, a bad `--mount` or `--network`.
+/// Errors: an empty exec-form command, a bad `--mount`, `--network` or `--security`.
 pub(super) fn run_step(
     df: &Dockerfile,
     st: &StageState,
@@ -34,6 +35,7 @@ pub(super) fn run_step(
         heredocs,
         mounts,
         network,
+        security,
     } = &ins.kind
     else {
         unreachable!("run_step resolves RUN instructions only")
@@ -58,6 +60,10 @@ pub(super) fn run_step(
         Some(w) => parse_network(df, w)?,
         None => Network::Default,
     };
+    let security = match security {
+        Some(w) => parse_security(df, w)?,
+        None => Security::Sandbox,
+    };
     let env = st.run_env(build_args);
     Ok((
         run_history(st, &argv),
@@ -68,6 +74,7 @@ pub(super) fn run_step(
             user: st.user.clone(),
             mounts: run_mounts,
             network,
+            security,
         },
     ))
 }

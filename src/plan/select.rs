@@ -7,6 +7,7 @@
 //! Level 0: pure, no I/O. Semantics follow BuildKit's `dockerfile2llb/convert.go` stage
 //! resolution.
 
+use super::secret_names::secret_name_warnings;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::expand::{expand, invalid};
@@ -223,6 +224,7 @@ pub fn select_graph(df: &Dockerfile, req: &PlanRequest) -> Result<StageGraph, Do
     select_into(df, req, &meta, target, &mut done)?;
 
     let mut warnings = df.warnings.clone();
+    warnings.extend(secret_name_warnings(df));
     warnings.extend(unused_build_args(df, req, &meta, &done));
     let mut stages: Vec<Selection> = done.into_values().collect();
     if let Some(t) = stages.last_mut() {

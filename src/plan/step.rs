@@ -151,6 +151,8 @@ pub enum StepKind {
         mounts: Vec<RunMount>,
         /// `--network`.
         network: Network,
+        /// `--security`.
+        security: Security,
     },
     /// Copy files (COPY or ADD).
     Copy(CopyStep),
@@ -299,6 +301,18 @@ impl RunMount {
             RunMount::Secret { target, .. } => target.as_deref(),
         }
     }
+}
+
+/// `RUN --security=` (BuildKit `SecurityMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// `sandbox`: the sandbox's defaults.
+    #[default]
+    Sandbox,
+    /// `insecure`: every capability, no seccomp filter, no masked kernel paths (needs the
+    /// `security.insecure` entitlement).
+    Insecure,
 }
 
 /// `RUN --network=` (BuildKit `NetworkMode`).

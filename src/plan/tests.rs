@@ -763,3 +763,92 @@ fn a_large_expose_range_is_fast() {
     }
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
 }
+
+// Issue 12: `RUN --network=host` and `RUN --security=insecure` need `--allow`, as in buildx;
+// without it the plan fails at the flag's value (exit 2), in any selected stage.
+#[test]
+fn entitlements_are_checked_against_allow() {
+    let text = "FROM a AS b\nRUN --network=host x\nFROM b\nRUN --security=insecure y\n";
+    let df = parse(text, "Dockerfile").unwrap();
+    let graph = select_graph(&df, &req("linux/amd64")).unwrap();
+    let e = check_entitlements(&df, &graph, &[]).unwrap_err();
+    assert_eq!(
+        e.to_string().lines().next().unwrap(),
+        "Dockerfile:2:15: RUN --network=host needs the network.host entitlement, which this build does not grant"
+    );
+    let e = check_entitlements(&df, &graph, &[Entitlement::NetworkHost]).unwrap_err();
+    assert!(
+        matches!(&*e.kind, ErrorKind::NotEntitled { entitlement, .. } if entitlement == "security.insecure")
+    );
+    check_entitlements(
+        &df,
+        &graph,
+        &[Entitlement::NetworkHost, Entitlement::SecurityInsecure],
+    )
+    .unwrap();
+    let p = plan_for(text, &req("linux/amd64"), &BaseConfig::default()).unwrap();
+    assert!(matches!(
+        p.steps.last().unwrap().kind,
+        StepKind::Run {
+            security: Security::Insecure,
+            ..
+        }
+    ));
+    let e = plan_for(
+        "FROM a\nRUN --security=maybe x\n",
+        &req("linux/amd64"),
+        &BaseConfig::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("use sandbox or insecure"), "{e}");
+    assert_eq!("network.host".parse(), Ok(Entitlement::NetworkHost));
+    assert!("network.bridge".parse::<Entitlement>().is_err());
+}
+
+// Issue 12 (BuildKit `SecretsUsedInArgOrEnv`): names that look like secrets get a warning with
+// `file:line` pointing at --secret; ordinary names and `PUBLIC_` ones do not.
+#[test]
+fn secret_looking_arg_and_env_names_are_warned_about() {
+    for name in [
+        "API_TOKEN",
+        "DB_PASSWORD",
+        "DBPASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "GH_KEY",
+        "my_secret_value",
+    ] {
+        assert!(looks_secret(name), "{name}");
+    }
+    for name in [
+        "KEYBOARD",
+        "TOKENIZER_VERSION",
+        "PUBLIC_KEY",
+        "HTTP_PROXY",
+        "PATH",
+    ] {
+        assert!(!looks_secret(name), "{name}");
+    }
+    let df = parse(
+        "ARG API_TOKEN\nFROM a\nARG VERSION=1\nENV DB_PASSWORD=x OTHER=y\n",
+        "Dockerfile",
+    )
+    .unwrap();
+    let graph = select_graph(&df, &req("linux/amd64")).unwrap();
+    let secret: Vec<&String> = graph
+        .warnings
+        .iter()
+        .filter(|w| w.contains("SecretsUsedInArgOrEnv"))
+        .collect();
+    assert_eq!(secret.len(), 2, "{:?}", graph.warnings);
+    assert!(
+        secret[0].starts_with("Dockerfile:1: ARG \"API_TOKEN\""),
+        "{}",
+        secret[0]
+    );
+    assert!(secret[0].contains("--secret id=API_TOKEN,env=API_TOKEN"));
+    assert!(
+        secret[1].starts_with("Dockerfile:4: ENV \"DB_PASSWORD\""),
+        "{}",
+        secret[1]
+    );
+}

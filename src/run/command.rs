@@ -38,7 +38,12 @@ pub fn image_command(
             .unwrap_or_else(|| "/".into()),
         user: c.user.clone().filter(|u| !u.is_empty()),
         mounts: Vec::new(),
-        network: NetworkMode::Host,
+        // As a RUN step's default (and `docker run`'s): a network of its own with outbound
+        // access, the executor's shared namespace.
+        network: NetworkMode::Private,
+        netns: None,
+        seccomp: None,
+        insecure: false,
     })
 }
 

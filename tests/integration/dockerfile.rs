@@ -462,7 +462,19 @@ fn network_none_has_only_loopback_and_host_reaches_the_registry() {
     );
     let dir = ctx.context("net", &[("Dockerfile", &df)]);
     let tag = format!("{}:v1", ctx.repo("net"));
-    build(&ctx, &dir, "linux/amd64", &tag, &[], &[]).assert_code(0);
+    // The host's network is an entitlement since issue 12: refused without --allow.
+    let r = build(&ctx, &dir, "linux/amd64", &tag, &[], &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("--allow network.host"), "{}", r.stderr);
+    build(
+        &ctx,
+        &dir,
+        "linux/amd64",
+        &tag,
+        &["--allow", "network.host"],
+        &[],
+    )
+    .assert_code(0);
     let layout = pull_layout(&ctx, &tag);
     let files = image_files(&layout, "pulled", "amd64");
     assert_eq!(text(&files, "none"), "isolated\n");

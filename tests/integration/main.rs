@@ -16,6 +16,7 @@ mod publish;
 mod qemu;
 mod registry;
 mod run;
+mod sandbox;
 mod shared_cache;
 mod snapshotter;
 mod storage;

@@ -1005,3 +1005,43 @@ fn the_registry_password_travels_only_inside_the_ssh_channel() {
         r.stderr
     );
 }
+
+// Issue 12, item 8: a node runs its steps in the same sandbox as a local build (the worker uses
+// the same executor): Docker's capabilities, no_new_privs, the seccomp filter, the step's own
+// network through pasta; and it is sent the coordinator's entitlements, so RUN --network=host
+// needs --allow there too.
+#[test]
+fn a_node_runs_steps_in_the_same_sandbox() {
+    let Some(s) = setup() else { return };
+    let amd = s.farm.node("amd", true);
+    let df = format!(
+        "FROM {}\nRUN grep -E 'CapEff|NoNewPrivs|Seccomp:' /proc/self/status && ip -o link | grep -c eth0\n\
+         RUN --network=host true\n",
+        s.ctx.base
+    );
+    let dir = s.ctx.context("sandboxed", &[("Dockerfile", df.as_str())]);
+    let tag = format!("{}:sandboxed", s.registry.repo("sandboxed"));
+    let extra = vec![
+        "--node".into(),
+        amd.arg("linux/amd64"),
+        "--node-policy".into(),
+        "native-only".into(),
+        "--allow".into(),
+        "network.host".into(),
+    ];
+    let args = s.build_args("linux/amd64", &tag, &extra, &dir);
+    let r = s.run(&args, &s.env("state-coordinator"));
+    r.assert_code(0);
+    assert!(
+        r.stderr.contains("[linux/amd64] runs on node amd"),
+        "{}",
+        r.stderr
+    );
+    for want in [
+        "| CapEff:\t00000000a80425fb",
+        "| NoNewPrivs:\t1",
+        "| Seccomp:\t2",
+    ] {
+        assert!(r.stderr.contains(want), "no {want:?} in\n{}", r.stderr);
+    }
+}

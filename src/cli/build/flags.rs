@@ -39,6 +39,10 @@ pub struct BuildArgs {
     /// A build-time variable, KEY=VALUE (KEY alone takes the value from the environment).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+    /// Grant steps an entitlement (buildx `--allow`): `network.host` for `RUN --network=host`,
+    /// `security.insecure` for `RUN --security=insecure`; repeatable.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<crate::plan::Entitlement>,
     /// Build this stage (default: the last one).
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,

@@ -157,6 +157,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         secrets,
         smoke_test: args.smoke_test.clone(),
         cache,
+        entitlements: args.allow.clone(),
     })
 }
 

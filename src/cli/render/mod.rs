@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use super::*;
 
+mod escape;
 mod frame;
 mod json;
 
@@ -176,7 +177,7 @@ impl Sink for Progress {
         let line = match self.kind {
             Kind::Json => json::line(&event, SystemTime::now()),
             Kind::Plain => match plain::plain_line(&event) {
-                Some(l) => l,
+                Some(l) => escape::escape_controls(&l),
                 None => return,
             },
             Kind::Tty(_) | Kind::Quiet => return,

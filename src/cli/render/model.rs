@@ -162,11 +162,17 @@ fn platform_of(label: &str) -> &str {
     label.split(' ').next().unwrap_or(label)
 }
 
+/// Text from the build (instructions, output, commands, warnings) as the terminal may show
+/// it: control characters escaped, so nothing can move the cursor in the live view.
+fn shown(text: &str) -> String {
+    super::escape::escape_controls(text)
+}
+
 fn push_line(lines: &mut VecDeque<(Stream, String)>, stream: Stream, line: &str) {
     if lines.len() == KEPT_LINES {
         lines.pop_front();
     }
-    lines.push_back((stream, line.to_string()));
+    lines.push_back((stream, shown(line)));
 }
 
 impl Model {
@@ -335,10 +341,10 @@ impl Model {
                     "{from} dropped mid-build: {reason}; retrying on {to}"
                 ));
             }
-            Event::Warning { message } => self.warnings.push(message.clone()),
+            Event::Warning { message } => self.warnings.push(shown(message)),
             Event::SmokeTestStarted { platform, command } => {
                 self.group(platform, now).smoke = Some(Smoke {
-                    command: command.clone(),
+                    command: shown(command),
                     started: now,
                     ended: None,
                     lines: VecDeque::new(),
@@ -375,7 +381,7 @@ impl Model {
             label: label.to_string(),
             step,
             total,
-            text: text.to_string(),
+            text: shown(text),
             started: now,
             state: StepState::Running,
             lines: VecDeque::new(),
@@ -501,6 +507,25 @@ mod tests {
             m.groups[1].steps[1].state,
             StepState::Canceled { .. }
         ));
+    }
+
+    #[test]
+    fn terminal_controls_never_reach_the_view() {
+        let t0 = Instant::now();
+        let mut m = Model::new(t0);
+        m.apply(&started("linux/amd64", 1, 1, "RUN echo \u{1b}[2J"), t0);
+        m.apply(
+            &Event::Output {
+                platform: "linux/amd64".into(),
+                step: 1,
+                stream: Stream::Stdout,
+                line: "a\rb\u{1b}[1A".into(),
+            },
+            t0,
+        );
+        let s = &m.groups[0].steps[0];
+        assert_eq!(s.text, "RUN echo \\x1b[2J");
+        assert_eq!(s.lines[0].1, "a\\x0db\\x1b[1A");
     }
 
     #[test]

@@ -166,6 +166,7 @@ impl<'a> Dispatch<'a> {
             dockerfile: self.dockerfile_text.to_string(),
             dockerfile_name: self.dockerfile_name.to_string(),
             build_args: sh.req.build_args.clone(),
+            entitlements: sh.req.entitlements.clone(),
             target: sh.req.target.clone(),
             source_date_epoch: sh.req.source_date_epoch,
             created: sh.created.clone(),

@@ -52,6 +52,7 @@ fn world(platforms: &[&str]) -> World {
         push: true,
         push_by_digest: None,
         secrets: BTreeMap::new(),
+        entitlements: Vec::new(),
         outputs: Vec::new(),
         source_date_epoch: Some(0),
         binfmt_dir: dir.path().join("no-binfmt"),

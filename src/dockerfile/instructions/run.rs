@@ -1,5 +1,5 @@
-//! RUN: its flags (`--mount`, kept as written for the planner to parse; `--network`) and the
-//! command in shell or exec form with its heredocs.
+//! RUN: its flags (`--mount`, kept as written for the planner to parse; `--network`,
+//! `--security`) and the command in shell or exec form with its heredocs.
 //!
 //! Level 0 (pure). Must not parse mount specs or run anything.
 
@@ -8,18 +8,13 @@ use super::flags::FlagSpec;
 use crate::dockerfile::{DockerfileError, InstructionKind};
 
 impl Cx<'_> {
-    /// `RUN [--mount=...] [--network=...] command`, shell or exec form, heredocs attached;
-    /// `--security` and `--device` are refused.
+    /// `RUN [--mount=...] [--network=...] [--security=...] command`, shell or exec form,
+    /// heredocs attached; `--device` is refused.
     pub(super) fn run(&self) -> Result<InstructionKind, DockerfileError> {
         let mut flags = self.flags(&[
             ("mount", FlagSpec::Strings),
             ("network", FlagSpec::String),
-            (
-                "security",
-                FlagSpec::Unsupported(
-                    "insecure steps need a daemon entitlement polyarch does not grant",
-                ),
-            ),
+            ("security", FlagSpec::String),
             (
                 "device",
                 FlagSpec::Unsupported("CDI devices are a BuildKit labs feature"),
@@ -31,6 +26,7 @@ impl Cx<'_> {
             heredocs: self.node.heredocs.clone(),
             mounts: flags.strings("mount"),
             network: flags.string("network"),
+            security: flags.string("security"),
         })
     }
 }

@@ -55,6 +55,7 @@ fn run_cmd_entrypoint_forms() {
             heredocs: vec![],
             mounts: vec![],
             network: None,
+            security: None,
         }
     );
     assert_eq!(
@@ -64,6 +65,7 @@ fn run_cmd_entrypoint_forms() {
             heredocs: vec![],
             mounts: vec![],
             network: None,
+            security: None,
         }
     );
     // A shell test starting with `[` is shell form.
@@ -273,10 +275,10 @@ fn errors_with_locations() {
             first_line: 1
         }
     );
-    let e = err("FROM a\nRUN --security=insecure make\n");
+    let e = err("FROM a\nRUN --device=x make\n");
     assert_eq!(
         e.to_string().lines().next().unwrap(),
-        "Dockerfile:2:5: RUN --security is not supported: insecure steps need a daemon entitlement polyarch does not grant"
+        "Dockerfile:2:5: RUN --device is not supported: CDI devices are a BuildKit labs feature"
     );
     let e = err("FROM a\nENV --x=1 A=1\n");
     assert_eq!(

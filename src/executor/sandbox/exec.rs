@@ -1,11 +1,13 @@
 //! The `RUN` child's way from PID 1 of the new namespaces to `execve` of the command: a death
 //! signal tied to the helper, default signal dispositions, the root (rootfs.rs), the working
-//! directory, the user and groups, Docker's umask, then the program looked up in the step's
-//! `PATH` and executed with exactly the step's environment.
+//! directory, the capabilities, the user and groups, Docker's umask, `no_new_privs`, no
+//! inherited descriptors, the seccomp filter, then the program looked up in the step's `PATH`
+//! and executed with exactly the step's environment.
 //!
 //! Top layer of containment in `sandbox/`: everything else is in place before [`pid1`] runs.
-//! Issue 12's capabilities and seccomp filter take their place here, after the user switch and
-//! before the exec, each from a file of its own below this one.
+//! Here the root is entered (rootfs.rs), the capabilities limited (capabilities.rs) around the
+//! user switch, `no_new_privs` set, every inherited descriptor above 2 closed, and the seccomp
+//! filter (seccomp.rs) loaded last, right before `execve`.
 
 use std::ffi::CString;
 use std::io;
@@ -15,8 +17,8 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid};
 
-use super::rootfs;
 use super::users::resolve_run_user;
+use super::{capabilities, rootfs, seccomp};
 use crate::executor::error::{sys, ExecError};
 use crate::executor::protocol::{report_sandbox_error, SANDBOX_ERROR_STATUS};
 use crate::executor::spec::RunSpec;
@@ -67,8 +69,8 @@ impl From<ExecError> for ChildError {
 /// or returns the exit status for a failure: 126 or 127 when the command cannot be executed
 /// (the message on stderr, as a shell prints it), [`SANDBOX_ERROR_STATUS`] with a report line
 /// when the sandbox could not be set up.
-pub(super) fn pid1(run: &RunSpec, merged: &Path, mount_proc: bool) -> i32 {
-    match child(run, merged, mount_proc) {
+pub(super) fn pid1(run: &RunSpec, merged: &Path, found: rootfs::Prepared) -> i32 {
+    match child(run, merged, found) {
         Ok(never) => match never {},
         Err(ChildError::Exec { status, message }) => {
             eprintln!("{message}");
@@ -85,15 +87,22 @@ pub(super) fn pid1(run: &RunSpec, merged: &Path, mount_proc: bool) -> i32 {
 fn child(
     run: &RunSpec,
     merged: &Path,
-    mount_proc: bool,
+    found: rootfs::Prepared,
 ) -> Result<std::convert::Infallible, ChildError> {
     // If the helper is killed (a cancelled build), take the whole step down with it.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(sys("prctl", "-"))?;
     reset_signals()?;
-    rootfs::enter(merged, mount_proc)?;
+    rootfs::enter(merged, found, run.insecure)?;
     enter_workdir(&run.cwd)?;
+    // Capabilities before the user switch: a non-root user then loses the permitted and
+    // effective ones as setuid(2) clears them; the bounding set stays restricted for all.
+    capabilities::restrict(run.insecure)?;
     switch_user(run.user.as_deref())?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    capabilities::no_new_privs(run.insecure)?;
+    close_inherited_fds()?;
+    // Last: the filter blocks what the steps above needed (mount, unshare, ...).
+    seccomp::load(run.insecure, run.seccomp.as_ref().map(|b| b.0.as_slice()))?;
     exec(run)
 }
 
@@ -124,6 +133,22 @@ fn switch_user(user: Option<&str>) -> Result<(), ExecError> {
     nix::unistd::setgroups(&groups).map_err(sys("setgroups", "-"))?;
     nix::unistd::setgid(Gid::from_raw(gid)).map_err(sys("setgid", "-"))?;
     nix::unistd::setuid(Uid::from_raw(uid)).map_err(sys("setuid", "-"))?;
+    Ok(())
+}
+
+/// Closes every descriptor above stderr (close_range(2)), so that nothing the polyarch process
+/// or its caller left open without `O_CLOEXEC` reaches the step.
+fn close_inherited_fds() -> Result<(), ExecError> {
+    // SAFETY: a plain system call; no descriptor above 2 is used by this process afterwards
+    // (the ones it holds are close-on-exec anyway).
+    let r = unsafe { nix::libc::close_range(3, u32::MAX, 0) };
+    if r != 0 {
+        return Err(ExecError::sys(
+            "close inherited descriptors",
+            "-",
+            io::Error::last_os_error(),
+        ));
+    }
     Ok(())
 }
 

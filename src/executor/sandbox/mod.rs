@@ -12,43 +12,59 @@
 //!   forking the step's PID 1 and waiting for it;
 //! - `overlay.rs`: overlayfs mounts (the merged root, views of other layers);
 //! - `scaffold.rs`: mount points created in the image and removed from its upper directory after;
-//! - `rootfs.rs`: `/proc`, `/dev`, `resolv.conf`, and entering the root (`chroot`, to become
-//!   `pivot_root` with issue 12);
+//! - `devices.rs`: the step's `/dev`, a tmpfs with only the default device nodes, devpts, shm;
+//! - `kernelfs.rs`: `proc` and `sysfs` with runc's masked and read-only paths;
+//! - `rootfs.rs`: the mount points of `/proc`, `/sys`, `/dev`, `resolv.conf`, and entering the
+//!   root (`pivot_root` in the step's own mount namespace, the old root detached);
 //! - `mounts.rs`: the step's own mounts (`RUN --mount`) and the temporary layer views;
-//! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one;
-//! - (issue 12: capabilities and seccomp, each a file of its own here, used by `exec.rs` only)
+//! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one,
+//!   pasta for the default network and the `resolv.conf` that works through it;
+//! - `netholder.rs`: the process (`polyarch __network`) that holds a build's default network
+//!   namespace with pasta attached, joined by each step;
+//! - `capabilities.rs`: Docker's default capability set and `no_new_privs` (used by exec.rs);
+//! - `seccomp.rs`: Docker's default seccomp filter for the host architecture (used by exec.rs);
 //! - `exec.rs`: the `RUN` child from PID 1 to `execve`: signals, root, working directory, user;
 //! - `run.rs` and `copy.rs`: the `RUN` and `COPY` steps, putting the layers together;
 //! - this file: the entry point [`sandbox_main`], entering the namespaces, the snapshot around
 //!   the step, and dispatching to `run.rs` or `copy.rs`.
 
+mod capabilities;
 mod copy;
+mod devices;
 mod exec;
+mod kernelfs;
 mod mounts;
 mod namespaces;
+mod netholder;
 mod network;
 mod overlay;
 mod paths;
 mod rootfs;
 mod run;
 mod scaffold;
+mod seccomp;
 mod users;
 
 use std::path::{Path, PathBuf};
 
 use nix::mount::{umount2, MntFlags};
-use nix::sched::CloneFlags;
 
 use crate::executor::error::ExecError;
 use crate::executor::protocol::{
     report_sandbox_error, report_to, SANDBOX_ATTACH_FLAG, SANDBOX_ERROR_STATUS,
 };
 use crate::executor::snapshot::Snapshot;
-use crate::executor::spec::{Action, SandboxSpec};
+use crate::executor::spec::{Action, NetworkMode, SandboxSpec};
 use mounts::TempMounts;
+pub use netholder::{network_main, NETWORK_SUBCOMMAND};
+pub(super) use seccomp::compiled as seccomp_program;
 
 #[cfg(test)]
+pub(super) use capabilities::default_mask;
+#[cfg(test)]
 pub(super) use exec::find_program;
+#[cfg(test)]
+pub(super) use network::step_resolv_conf;
 #[cfg(test)]
 pub(super) use users::{resolve_chown, resolve_run_user};
 
@@ -164,17 +180,24 @@ fn perform(spec: &SandboxSpec, attached: bool) -> Result<i32, ExecError> {
     snapshot.finish(spec, result)
 }
 
-/// Enters the step's namespaces: those of its kind of step and, for a `RUN`, the network
-/// namespace its network mode asks for (with loopback up in a new one); then makes every mount
-/// private to them.
+/// The host's resolver configuration, read before the helper leaves the host's mount namespace
+/// view.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Enters the step's namespaces: for a `RUN`, first the network namespace its network mode asks
+/// for (a new one with loopback up for `--network=none`, the build's shared one with pasta,
+/// held by netholder.rs, for the default network), then those of its kind of step; then makes
+/// every mount private to them.
 fn isolate(action: &Action) -> Result<(), ExecError> {
-    let mut flags = namespaces::of(action);
     if let Action::Run(run) = action {
-        flags |= network::namespace(run.network);
+        match run.network {
+            NetworkMode::Host => {}
+            NetworkMode::None => {
+                network::enter(NetworkMode::None, None, false)?;
+            }
+            NetworkMode::Private => network::join(run.netns.as_deref())?,
+        }
     }
-    namespaces::enter(flags)?;
-    if flags.contains(CloneFlags::CLONE_NEWNET) {
-        network::loopback_up()?;
-    }
+    namespaces::enter(namespaces::of(action))?;
     namespaces::make_mounts_private()
 }

@@ -1,58 +1,51 @@
-//! The step's root filesystem as its command sees it: the mounts every `RUN` gets (a fresh
-//! `/proc` for its PID namespace, a small `/dev` of its own, the host's `/etc/resolv.conf`
-//! read-only), and entering it (today `chroot`; issue 12 replaces it with `pivot_root`).
+//! The step's root filesystem as its command sees it: the mount points every `RUN` gets (`/proc`
+//! and `/sys`, a small `/dev` of its own, `/etc/resolv.conf` read-only), and entering it:
+//! `pivot_root` in a mount namespace of the step's own, the old root detached.
 //!
 //! Layer of `sandbox/`: above namespaces (its mounts live in the helper's private mount
-//! namespace) and the scaffolding; below the step's own mounts and the exec. Never touches the
-//! host's tree outside the merged root, except for reading the device nodes and `resolv.conf` it
-//! binds.
+//! namespace), the scaffolding, `/dev` (devices.rs) and the kernel filesystems (kernelfs.rs);
+//! below the step's own mounts and the exec. Never touches the host's tree outside the merged
+//! root, except for reading the `resolv.conf` it binds.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use rustix::fs::{Mode, OFlags};
 
-use super::paths::{fd_path, open_path_dir};
+use super::devices::setup_dev;
+use super::kernelfs::{mount_kernel_filesystems, KernelFs};
+use super::paths::fd_path;
 use super::scaffold::{Scaffolding, Want};
 use crate::executor::error::{sys, sys_rx, ExecError};
 
-/// Device nodes bind-mounted from the host (OCI runtime-spec config-linux.md "Default Devices").
-const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
-
-/// Symlinks every container gets in `/dev` (OCI runtime-spec runtime-linux.md "Dev symbolic
-/// links").
-const DEV_LINKS: &[(&str, &str)] = &[
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-];
-
-/// Prepares the merged root (`root`, whose writes land in `upper`) for a `RUN`: the `/proc` mount
-/// point, `/dev`, and `/etc/resolv.conf`. Returns whether `/proc` can be mounted (the image may
-/// have something other than a directory there; then the step runs without it).
+/// Prepares the merged root (`root`, whose writes land in `upper`) for a `RUN`: the `/proc` and
+/// `/sys` mount points, `/dev` (devices.rs), and `/etc/resolv.conf`. Returns which of `/proc`
+/// and `/sys` can be mounted (the image may have something other than a directory there; then
+/// the step runs without it). `resolv` is the file bound onto `/etc/resolv.conf`.
 pub(super) fn prepare(
     root: BorrowedFd<'_>,
     upper: BorrowedFd<'_>,
     scaffold: &mut Scaffolding,
-) -> Result<bool, ExecError> {
-    let proc_fd = scaffold.ensure(root, upper, "proc", Want::Dir)?;
+    resolv: &Path,
+) -> Result<Prepared, ExecError> {
+    let proc = scaffold.ensure(root, upper, "proc", Want::Dir)?.is_some();
+    let sys = scaffold.ensure(root, upper, "sys", Want::Dir)?.is_some();
     if let Some(dev) = scaffold.ensure(root, upper, "dev", Want::Dir)? {
         setup_dev(root, dev)?;
     }
-    bind_resolv_conf(root, upper, scaffold)?;
-    Ok(proc_fd.is_some())
+    bind_resolv_conf(root, upper, scaffold, resolv)?;
+    Ok(Prepared { proc, sys })
 }
 
-/// Binds the host's `/etc/resolv.conf` read-only onto the image's, when the host has one.
+/// Binds `host_resolv` (the host's `/etc/resolv.conf`, or one made for the step's network)
+/// read-only onto the image's, when it exists.
 fn bind_resolv_conf(
     root: BorrowedFd<'_>,
     upper: BorrowedFd<'_>,
     scaffold: &mut Scaffolding,
+    host_resolv: &Path,
 ) -> Result<(), ExecError> {
-    let host_resolv = Path::new("/etc/resolv.conf");
     if host_resolv.exists() {
         if let Some(target) = scaffold.ensure(root, upper, "etc/resolv.conf", Want::File)? {
             bind(host_resolv, target.as_fd(), "bind-mount resolv.conf")?;
@@ -90,87 +83,53 @@ fn bind(source: &Path, target: BorrowedFd<'_>, what: &'static str) -> Result<(),
     .map_err(sys(what, source))
 }
 
-/// Mounts a tmpfs `/dev` with the default devices, `/dev/pts`, `/dev/shm` and the usual links.
-fn setup_dev(root: BorrowedFd<'_>, dev: OwnedFd) -> Result<(), ExecError> {
-    mount(
-        Some("tmpfs"),
-        &fd_path(dev.as_fd()),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=755,size=65536k"),
-    )
-    .map_err(sys("mount tmpfs", "/dev"))?;
-    drop(dev);
-    // Re-open: the old descriptor names the directory under the new tmpfs.
-    let dev = open_path_dir(root, "dev").map_err(sys_rx("open", "/dev"))?;
-    for name in DEVICES {
-        let host = Path::new("/dev").join(name);
-        if !host.exists() {
-            continue;
-        }
-        let fd = rustix::fs::openat(
-            &dev,
-            *name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o666),
-        )
-        .map_err(sys_rx("create device mount point", host.clone()))?;
-        drop(fd);
-        let target = rustix::fs::openat(
-            &dev,
-            *name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(sys_rx("open device mount point", host.clone()))?;
-        bind(&host, target.as_fd(), "bind-mount device")?;
-    }
-    for (dir, mode) in [("pts", 0o755), ("shm", 0o1777)] {
-        rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(mode))
-            .map_err(sys_rx("create", format!("/dev/{dir}")))?;
-    }
-    let pts = open_path_dir(dev.as_fd(), "pts").map_err(sys_rx("open", "/dev/pts"))?;
-    // A private devpts instance (Documentation/filesystems/devpts.rst, "newinstance").
-    mount(
-        Some("devpts"),
-        &fd_path(pts.as_fd()),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )
-    .map_err(sys("mount devpts", "/dev/pts"))?;
-    let shm = open_path_dir(dev.as_fd(), "shm").map_err(sys_rx("open", "/dev/shm"))?;
-    mount(
-        Some("shm"),
-        &fd_path(shm.as_fd()),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(sys("mount tmpfs", "/dev/shm"))?;
-    for (name, target) in DEV_LINKS {
-        rustix::fs::symlinkat(*target, &dev, *name)
-            .map_err(sys_rx("create symlink", format!("/dev/{name}")))?;
-    }
-    Ok(())
+/// What the root filesystem offers to mount on, as [`prepare`] found it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Prepared {
+    /// `/proc` is a directory.
+    pub(super) proc: bool,
+    /// `/sys` is a directory.
+    pub(super) sys: bool,
 }
 
-/// Enters the root, in the `RUN` child (PID 1 of the step's PID namespace): mounts `/proc` when
-/// `mount_proc`, then `chroot`s into `merged` and changes to its `/`.
-pub(super) fn enter(merged: &Path, mount_proc: bool) -> Result<(), ExecError> {
-    if mount_proc {
-        // proc shows the mounting process's PID namespace, so the child mounts it.
-        let target = merged.join("proc");
-        mount(
-            Some("proc"),
-            &target,
-            Some("proc"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        )
-        .map_err(sys("mount proc", target))?;
-    }
-    nix::unistd::chroot(merged).map_err(sys("chroot", merged))?;
+/// Enters the root, in the `RUN` child (PID 1 of the step's PID namespace): a mount namespace
+/// of its own (so that the helper's is left as it was), `proc` and `sysfs` with their masks
+/// (kernelfs.rs), then `pivot_root` into `merged` and the old root detached, as runc's
+/// `pivotRoot` does: afterwards no path leads to the host's tree.
+///
+/// Errors: a failed `unshare`, mount, `pivot_root` or detach ([`ExecError::Sys`]).
+pub(super) fn enter(merged: &Path, found: Prepared, insecure: bool) -> Result<(), ExecError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(sys("unshare", "-"))?;
+    mount_kernel_filesystems(
+        merged,
+        KernelFs {
+            proc: found.proc,
+            sys: found.sys,
+            insecure,
+        },
+    )?;
+    // pivot_root(2) "pivot_root(\".\", \".\")": the old root ends up stacked on the new one
+    // and is detached from there; `old` keeps a way to it until then.
+    let old = rustix::fs::open(
+        "/",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_rx("open", "/"))?;
+    nix::unistd::chdir(merged).map_err(sys("chdir", merged))?;
+    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", merged))?;
+    rustix::process::fchdir(&old).map_err(sys_rx("fchdir", "old root"))?;
+    drop(old);
+    // Nothing that happens under the old root may propagate anywhere before it goes.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("make old root rslave", "old root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach old root", "old root"))?;
     nix::unistd::chdir("/").map_err(sys("chdir", "/"))?;
     Ok(())
 }

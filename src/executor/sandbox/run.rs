@@ -6,16 +6,16 @@
 //! nothing of its own beyond opening the root.
 
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{umount2, MntFlags};
 use rustix::fs::{Mode, OFlags};
 
 use super::mounts::{self, TempMounts};
 use super::scaffold::Scaffolding;
-use super::{exec, namespaces, rootfs};
+use super::{exec, namespaces, network, rootfs, HOST_RESOLV_CONF};
 use crate::executor::error::{sys_rx, ExecError};
-use crate::executor::spec::{RunSpec, SandboxSpec};
+use crate::executor::spec::{NetworkMode, RunSpec, SandboxSpec};
 
 /// The RUN path: scaffolding and mounts in the helper, then a child that becomes PID 1 of the new
 /// PID namespace and execs the command; the helper waits, cleans up and returns the status.
@@ -32,6 +32,7 @@ pub(super) fn run_step(
     if run.argv.is_empty() {
         return Err(ExecError::EmptyCommand);
     }
+    let resolv = resolv_conf(run, temps)?;
     let root = rustix::fs::open(
         merged,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -46,7 +47,7 @@ pub(super) fn run_step(
     .map_err(sys_rx("open upper directory", writes))?;
     let mut scaffold = Scaffolding::default();
     let result = (|| {
-        let mount_proc = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold)?;
+        let found = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold, &resolv)?;
         mounts::apply(
             &run.mounts,
             root.as_fd(),
@@ -57,11 +58,29 @@ pub(super) fn run_step(
         if !spec.hostname.is_empty() {
             namespaces::set_hostname(&spec.hostname)?;
         }
-        namespaces::fork_and_wait(|| exec::pid1(run, merged, mount_proc))
+        namespaces::fork_and_wait(|| exec::pid1(run, merged, found))
     })();
     drop(root);
     // Detaching the overlay detaches everything mounted below it (umount(2), MNT_DETACH).
     let _ = umount2(merged, MntFlags::MNT_DETACH);
     scaffold.remove_from_upper(writes);
     result
+}
+
+/// The file bound onto the step's `/etc/resolv.conf`: the host's, or for the default network a
+/// rewritten copy when the host's resolver is on its loopback (network.rs).
+fn resolv_conf(run: &RunSpec, temps: &mut TempMounts) -> Result<PathBuf, ExecError> {
+    let host = PathBuf::from(HOST_RESOLV_CONF);
+    if run.network != NetworkMode::Private {
+        return Ok(host);
+    }
+    let Some(text) = std::fs::read_to_string(&host)
+        .ok()
+        .and_then(|t| network::step_resolv_conf(&t))
+    else {
+        return Ok(host);
+    };
+    let path = temps.dir(".resolv-")?.join("resolv.conf");
+    std::fs::write(&path, text).map_err(|e| ExecError::sys("write", &path, e))?;
+    Ok(path)
 }

@@ -672,6 +672,7 @@ fn unreliable_clock_compares_contents() {
 
 fn executor() -> SandboxExecutor {
     SandboxExecutor {
+        network: Default::default(),
         program: std::env::current_exe().unwrap(),
         timeout: Some(Duration::from_secs(120)),
         snapshotter: Snapshotter::Auto,
