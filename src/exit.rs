@@ -19,10 +19,12 @@ pub enum ExitCode {
     Registry = 3,
     /// 4: the host cannot do it: no emulation for a platform, missing privileges or tools.
     Host = 4,
-    /// 130: interrupted by SIGINT or SIGTERM; the build was cancelled (its steps killed, its
-    /// temporary directories removed) and nothing was published. The shell's convention for
-    /// SIGINT.
+    /// 130: interrupted by SIGINT; the build was cancelled (its steps killed, its temporary
+    /// directories removed) and a line says what was and was not pushed. The shell's
+    /// convention (128 + the signal's number).
     Interrupted = 130,
+    /// 143: stopped by SIGTERM, as for [`ExitCode::Interrupted`] (128 + 15).
+    Terminated = 143,
 }
 
 impl ExitCode {

@@ -30,6 +30,13 @@ pub struct PlatformEntry {
 /// What `polyarch build --push-by-digest REPO --metadata-file F` writes to `F`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PushedByDigest {
+    /// buildx's `buildx.build.ref`: `BUILDER/NODE/REF` of the build that pushed it.
+    #[serde(
+        rename = "buildx.build.ref",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub build_ref: Option<String>,
     /// The digest of what was pushed: the image manifest for one platform, else the index.
     #[serde(rename = "containerimage.digest")]
     pub containerimage_digest: Digest,

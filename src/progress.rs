@@ -168,6 +168,29 @@ pub enum Event {
         /// Why it moved.
         reason: String,
     },
+    /// A registry request failed in a retryable way and is sent again after `delay_ms`
+    /// (connect errors, resets, timeouts, 408, 429, 5xx; an interrupted chunked upload resumes
+    /// from the offset the registry reports).
+    RegistryRetry {
+        /// The registry (`host[:port]`).
+        registry: String,
+        /// The request, e.g. `PATCH blob sha256:… to 127.0.0.1:5000/x/y`.
+        request: String,
+        /// 1-based number of this retry of the request.
+        attempt: u32,
+        /// Why the previous attempt failed.
+        error: String,
+        /// How long polyarch waits before sending it again, milliseconds.
+        delay_ms: u64,
+    },
+    /// How many registry requests a command sent and how many of them were retries (emitted
+    /// once, at the end, also when the command failed).
+    RegistryRequests {
+        /// HTTP requests sent to registries and token services, retries included.
+        requests: u64,
+        /// Of those, requests sent again after a retryable failure.
+        retries: u64,
+    },
     /// Step cache entries were read from a shared cache (`--cache-from`).
     CacheImported {
         /// The cache (`REPO:TAG` or a directory).

@@ -112,6 +112,11 @@ pub struct StepInputs<'a> {
     pub sources: &'a [SourceInput],
     /// `SOURCE_DATE_EPOCH`: it clamps the mtimes written into layers and sets `created`.
     pub source_date_epoch: Option<i64>,
+    /// How the step's layer is compressed (`zstd:3`, `gzip:9`, `uncompressed`) when it is not
+    /// the default gzip level 6 (issue 13), which leaves it out so default keys stay as they
+    /// were: another compression makes other layer bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<&'a str>,
 }
 
 /// The canonical bytes of `value` under `kind`, with the key version: compact JSON, fields in
@@ -183,12 +188,21 @@ mod tests {
             step: &step,
             sources: &[],
             source_date_epoch: None,
+            compression: None,
         };
         let k = step_key(&inputs);
         assert_eq!(
             k,
             step_key(&inputs.clone()),
             "the same inputs give the same key"
+        );
+        // Issue 13: another compression makes other layer bytes, hence another key.
+        assert_ne!(
+            k,
+            step_key(&StepInputs {
+                compression: Some("zstd:3"),
+                ..inputs.clone()
+            })
         );
         let other_parent = base_key(&BaseInput::Image { manifest: &d('b') }, "linux/amd64");
         let step2 = env_step("2");
@@ -256,6 +270,7 @@ mod tests {
                 result: CacheKey(d('b')),
             }],
             source_date_epoch: None,
+            compression: None,
         });
         let text = String::from_utf8(canonical(
             "step",
@@ -268,6 +283,7 @@ mod tests {
                     result: CacheKey(d('b')),
                 }],
                 source_date_epoch: None,
+                compression: None,
             },
         ))
         .unwrap();

@@ -54,8 +54,9 @@ pub struct MergeArgs {
     /// Print the index JSON (stdout) and its digest (stderr); push nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// How long to wait for a just-pushed image or tag to become visible (read-after-write
-    /// lag), e.g. 30s.
+    /// How long to wait for what this merge mounted, copied or tagged to become visible
+    /// (read-after-write lag), e.g. 30s. Sources are looked up once: a missing one fails at
+    /// once.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub visibility_timeout: Duration,
     /// Write the result (index digest, descriptor, tags) as JSON to this file.
@@ -115,8 +116,11 @@ pub(super) fn run_merge(args: &MergeArgs) -> Result<(), Failure> {
     let merged = resolve_merge(args).and_then(|req| {
         let destination = req.tags.first().map(|t| t.registry.clone());
         let registry = OciRegistry::new(args.registry.resolve(destination.as_deref())?)?;
-        let outcome = runtime()?.block_on(merge::merge(&req, &registry, progress.as_ref()))?;
-        Ok((req, outcome))
+        let sink: Arc<dyn Sink> = progress.clone();
+        registry.report_retries_to(sink);
+        let outcome = runtime()?.block_on(merge::merge(&req, &registry, progress.as_ref()));
+        report_requests(&registry, progress.as_ref());
+        Ok((req, outcome?))
     });
     let (merged, result) = match merged {
         Ok(m) => (Some(m), Ok(())),

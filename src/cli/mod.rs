@@ -182,6 +182,17 @@ fn write_file_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Tells progress how many registry requests `registry` sent and how many were retries.
+fn report_requests(registry: &OciRegistry, sink: &dyn Sink) {
+    let stats = registry.stats();
+    if stats.requests > 0 {
+        sink.emit(Event::RegistryRequests {
+            requests: stats.requests,
+            retries: stats.retries,
+        });
+    }
+}
+
 /// A multi-threaded tokio runtime for a command (the library does not pick one).
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()

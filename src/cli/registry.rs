@@ -51,6 +51,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * scale))
 }
 
+/// Parses a size: bytes, or with a suffix `KiB`, `MiB`, `GiB` (also `K`, `M`, `G`, `KB`,
+/// `MB`, `GB`, all powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 32MiB, 4M, 1048576)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{s:?} is not a size (e.g. 32MiB, 4M, 1048576)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// The registry flags as clap parses them (their doc comments are the help); [`RegistryArgs`]
 /// adds where `--creds` came from.
 #[derive(Debug, Clone, Args)]
@@ -78,14 +98,27 @@ struct RegistryFlags {
     /// registries may always use plain HTTP. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure_registries: Vec<String>,
-    /// Retries of a registry request that failed in a retryable way (connect errors, resets,
-    /// timeouts, 408, 429, 5xx).
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    /// Retries of each registry request that failed in a retryable way (connect errors, resets,
+    /// timeouts, 408, 429, 5xx); an interrupted chunked upload resumes where the registry
+    /// stopped, which counts as a retry of that chunk.
+    #[arg(long, default_value_t = 8, value_name = "N", env = "POLYARCH_RETRIES")]
     retries: u32,
     /// First delay between retries (doubled each time, with jitter, up to 30s; at least what
     /// a Retry-After header asks).
-    #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_duration, env = "POLYARCH_RETRY_DELAY")]
     retry_delay: Duration,
+    /// The longest one registry request may take until its answer starts (its body sent
+    /// included); then it is a timeout, retried.
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration, env = "POLYARCH_REQUEST_TIMEOUT")]
+    request_timeout: Duration,
+    /// No registry request is retried later than this after the command started: past it, the
+    /// next failure ends the command (exit 3).
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration, env = "POLYARCH_REGISTRY_DEADLINE")]
+    registry_deadline: Duration,
+    /// Size of the chunks blobs are uploaded in (and the most of a layer written but not yet
+    /// sent), e.g. 32MiB, 4MiB, 1048576.
+    #[arg(long, default_value = "32MiB", value_name = "SIZE", value_parser = parse_size, env = "POLYARCH_CHUNK_SIZE")]
+    chunk_size: u64,
     /// Registry operations in flight at once per registry.
     #[arg(long, default_value_t = 4, value_name = "N")]
     jobs: usize,
@@ -112,6 +145,12 @@ pub struct RegistryArgs {
     pub retries: u32,
     /// `--retry-delay`.
     pub retry_delay: Duration,
+    /// `--request-timeout`.
+    pub request_timeout: Duration,
+    /// `--registry-deadline`, from the command's start.
+    pub registry_deadline: Duration,
+    /// `--chunk-size`, bytes.
+    pub chunk_size: u64,
     /// `--jobs`.
     pub jobs: usize,
 }
@@ -128,6 +167,9 @@ impl clap::FromArgMatches for RegistryArgs {
             insecure_registries: f.insecure_registries,
             retries: f.retries,
             retry_delay: f.retry_delay,
+            request_timeout: f.request_timeout,
+            registry_deadline: f.registry_deadline,
+            chunk_size: f.chunk_size,
             jobs: f.jobs,
         })
     }
@@ -154,6 +196,9 @@ impl RegistryArgs {
     pub fn resolve(&self, destination: Option<&str>) -> Result<RegistryOptions, UsageError> {
         if self.jobs == 0 {
             return Err(usage("--jobs", "must be at least 1"));
+        }
+        if self.chunk_size < 1 << 20 {
+            return Err(usage("--chunk-size", "must be at least 1MiB"));
         }
         let mut auth = BTreeMap::new();
         // A CI job may export POLYARCH_CREDS for every command; one that writes to no registry
@@ -239,6 +284,9 @@ impl RegistryArgs {
             jobs: self.jobs,
             min_backoff: self.retry_delay,
             max_backoff: defaults.max_backoff.max(self.retry_delay),
+            deadline: Some(std::time::Instant::now() + self.registry_deadline),
+            request_timeout: self.request_timeout,
+            chunk_size: self.chunk_size,
             ..defaults
         }
     }
@@ -256,6 +304,10 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_size("32MiB").unwrap(), 32 << 20);
+        assert_eq!(parse_size("4M").unwrap(), 4 << 20);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert!(parse_size("lots").is_err());
     }
 
     #[test]
@@ -269,6 +321,9 @@ mod tests {
             insecure_registries: vec![],
             retries: 4,
             retry_delay: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(300),
+            registry_deadline: Duration::from_secs(1800),
+            chunk_size: 32 << 20,
             jobs: 4,
         };
         assert!(!format!("{args:?}").contains("pa:ss"));

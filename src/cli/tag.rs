@@ -29,13 +29,17 @@ pub(super) fn run_tag(global: &GlobalArgs, args: &TagArgs) -> Result<(), Failure
         .map_err(|e: crate::registry::RegistryError| usage("SRC", e.to_string()))?;
     let registry = OciRegistry::new(args.registry.resolve(Some(&src.registry))?)?;
     let progress = render::Progress::start(args.progress, global.verbose, "Tagging")?;
+    let sink: std::sync::Arc<dyn Sink> = progress.clone();
+    registry.report_retries_to(sink);
     let tagged = runtime().and_then(|rt| {
-        Ok(rt.block_on(crate::retag::tag(
+        let tagged = rt.block_on(crate::retag::tag(
             &registry,
             &src,
             &args.destinations,
             progress.as_ref(),
-        ))?)
+        ));
+        report_requests(&registry, progress.as_ref());
+        Ok(tagged?)
     });
     let (digest, result) = match tagged {
         Ok(d) => (Some(d), Ok(())),

@@ -133,6 +133,15 @@ pub enum BuildError {
         #[source]
         source: RegistryError,
     },
+    /// Pushing the index to one of several tags failed after others had moved: the tags are
+    /// listed exactly (a registry cannot move several tags at once).
+    #[error(
+        "the index {} moved tags {} but not {}",
+        .0.digest,
+        .0.moved.join(", "),
+        .0.not_moved.join(", ")
+    )]
+    TagsPartlyMoved(#[source] Box<TagsPartlyMoved>),
     /// A layer could not be written or unpacked.
     #[error("{platform}: {source}")]
     Layer {
@@ -237,6 +246,7 @@ impl Classify for BuildError {
                 source.exit_code()
             }
             BuildError::Registry { source, .. } => source.exit_code(),
+            BuildError::TagsPartlyMoved(p) => p.source.exit_code(),
             BuildError::Layer { source, .. } => source.exit_code(),
             BuildError::Store { source, .. } => source.exit_code(),
             BuildError::Oci { source, .. } => source.exit_code(),
@@ -258,6 +268,14 @@ impl Classify for BuildError {
             BuildError::Emulation(e) => e.hint(),
             BuildError::Exec { source, .. } | BuildError::NeedsRoot { source, .. } => source.hint(),
             BuildError::Registry { source, .. } => source.hint(),
+            BuildError::TagsPartlyMoved(p) => Some(format!(
+                "run the build again (the same inputs give index {}), or push that index to {} \
+                 with `polyarch merge -t TAG {}@{}`",
+                p.digest,
+                p.not_moved.join(", "),
+                p.repository,
+                p.digest
+            )),
             BuildError::Layer { source, .. } => source.hint(),
             BuildError::Node(e) => e.hint(),
             BuildError::Schedule(e) => e.hint(),
@@ -276,4 +294,23 @@ impl Classify for BuildError {
             _ => None,
         }
     }
+}
+
+/// Which tags an index push moved before one failed.
+#[derive(Debug, thiserror::Error)]
+#[error("pushing to {failed}: {source}")]
+pub struct TagsPartlyMoved {
+    /// The index digest.
+    pub digest: Digest,
+    /// `registry/repository` of the tags.
+    pub repository: String,
+    /// Tags that hold the new index now, in `-t` order.
+    pub moved: Vec<String>,
+    /// Tags that do not (the failed one first).
+    pub not_moved: Vec<String>,
+    /// The tag whose push failed.
+    pub failed: String,
+    /// Why.
+    #[source]
+    pub source: RegistryError,
 }

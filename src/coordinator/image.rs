@@ -6,6 +6,7 @@
 
 use super::smoke;
 use super::stage::Stages;
+use super::upload;
 use super::*;
 use crate::plan::StageGraph;
 
@@ -36,7 +37,7 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     // The release gate: the finished image runs the smoke test before anything is pushed.
     smoke::smoke_test(sh, deps, &pname, &config, &layers).await?;
     if let Some(target) = push_target(sh.req) {
-        push_image(deps, &pname, target, &layers, &image).await?;
+        push_image(deps, &sh.early, (&pname, target), &layers, &image).await?;
     }
     let image_size =
         image.manifest.config.size + image.manifest.layers.iter().map(|l| l.size).sum::<u64>();
@@ -146,12 +147,14 @@ fn store_image<R, E>(
     })
 }
 
-/// Pushes `image` to `target` by digest: its layers and config (progress for each), then its
-/// manifest, whose digest the registry must confirm.
+/// Pushes `image` to `target` by digest: its layers and config, concurrently (the registry
+/// client bounds requests per registry to `--jobs`), progress for each, then its manifest,
+/// whose digest the registry must confirm. Layers uploaded while they were written are not
+/// sent again.
 async fn push_image<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
-    pname: &str,
-    target: &Reference,
+    early: &upload::EarlyUploads,
+    (pname, target): (&str, &Reference),
     layers: &[BuiltLayer],
     image: &StoredImage,
 ) -> Result<(), BuildError> {
@@ -164,21 +167,27 @@ async fn push_image<R: Registry, E: Executor>(
         .iter()
         .map(|l| l.origin.as_ref())
         .chain(std::iter::once(None));
-    for (desc, origin) in manifest
+    let blobs = manifest
         .layers
         .iter()
         .chain(std::iter::once(&manifest.config))
         .zip(origins)
-    {
-        let pushed = push_blob(deps, pname, target, desc, origin).await?;
-        deps.sink.emit(Event::BlobPushed {
-            platform: pname.to_string(),
-            digest: desc.digest.clone(),
-            size: desc.size,
-            existed: pushed == BlobPush::AlreadyPresent,
-            mounted: pushed == BlobPush::Mounted,
+        .map(|(desc, origin)| async move {
+            let pushed = if early.has(target, &desc.digest) {
+                BlobPush::Uploaded
+            } else {
+                push_blob(deps, pname, target, desc, origin).await?
+            };
+            deps.sink.emit(Event::BlobPushed {
+                platform: pname.to_string(),
+                digest: desc.digest.clone(),
+                size: desc.size,
+                existed: pushed == BlobPush::AlreadyPresent,
+                mounted: pushed == BlobPush::Mounted,
+            });
+            Ok::<_, BuildError>(())
         });
-    }
+    futures::future::try_join_all(blobs).await?;
     let pushed = deps
         .registry
         .push_manifest(

@@ -59,9 +59,10 @@ mod stage;
 mod step;
 mod step_cache;
 mod step_inputs;
+mod upload;
 mod worker;
 
-pub use error::BuildError;
+pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
 use materialise::Origin;
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
@@ -112,6 +113,8 @@ pub struct BuildRequest {
     pub outputs: Vec<Output>,
     /// `SOURCE_DATE_EPOCH`: clamps layer mtimes and sets `created` times (seconds).
     pub source_date_epoch: Option<i64>,
+    /// How layers made here are compressed (`--compression`, `--compression-level`).
+    pub compression: layer::Compression,
     /// The binfmt_misc directory to check handlers in (normally `/proc/sys/fs/binfmt_misc`).
     pub binfmt_dir: PathBuf,
     /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the
@@ -184,6 +187,8 @@ struct Shared<'a> {
     created: String,
     /// The step cache.
     cache: StepCache,
+    /// Layers already uploaded while they were written.
+    early: upload::EarlyUploads,
 }
 
 /// `file:line` of a step, for progress and errors.
@@ -391,6 +396,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         needs_run,
         any_run,
     } = prepare(req, deps).await?;
+    preflight(req, deps).await?;
     abandon_leftover_uploads(deps).await;
     let bases: Vec<(Platform, &BaseImage)> = targets
         .iter()
@@ -424,6 +430,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         context: &context,
         created: created_now(req),
         cache: StepCache::open(&deps.store, &req.cache, shared::import_all(req, deps).await)?,
+        early: upload::EarlyUploads::default(),
     };
 
     // Fan out: one future per platform, all polled concurrently, each where the plan put it;
@@ -469,6 +476,24 @@ pub async fn build_with<R: Registry, E: Executor>(
         pushed_tags,
         warnings,
     })
+}
+
+/// Checks the push target before anything is pulled or run: a registry that cannot be reached
+/// or pushed to fails the build now (exit 3), not after the steps.
+async fn preflight<R: Registry, E>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+) -> Result<(), BuildError> {
+    let Some(target) = push_target(req) else {
+        return Ok(());
+    };
+    deps.registry
+        .check_push(target)
+        .await
+        .map_err(|source| BuildError::Registry {
+            platform: "pre-flight".into(),
+            source,
+        })
 }
 
 /// Abandons the registry upload sessions killed polyarch processes left open (their upload
@@ -553,15 +578,29 @@ async fn publish_index<R: Registry, E>(
         });
     }
     if req.push {
-        for tag in &req.tags {
+        for (i, tag) in req.tags.iter().enumerate() {
             let name = tag.tag.clone().unwrap_or_else(|| "latest".into());
-            deps.registry
+            let pushed = deps
+                .registry
                 .push_manifest(tag, &name, &stitched.bytes, MEDIA_TYPE_OCI_INDEX)
-                .await
-                .map_err(|source| BuildError::Registry {
-                    platform: "index".into(),
+                .await;
+            if let Err(source) = pushed {
+                if i == 0 {
+                    // No tag moved: a plain registry failure.
+                    return Err(BuildError::Registry {
+                        platform: "index".into(),
+                        source,
+                    });
+                }
+                return Err(BuildError::TagsPartlyMoved(Box::new(TagsPartlyMoved {
+                    digest: stitched.digest.clone(),
+                    repository: tag.repo_string(),
+                    moved: pushed_tags,
+                    not_moved: req.tags[i..].iter().map(|t| t.to_string()).collect(),
+                    failed: tag.to_string(),
                     source,
-                })?;
+                })));
+            }
             let full = tag.to_string();
             deps.sink.emit(Event::IndexPushed {
                 tag: full.clone(),

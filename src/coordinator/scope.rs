@@ -45,4 +45,7 @@ pub(super) struct StepScope<'s, R, E, U> {
     pub stage_name: Option<&'s str>,
     /// The stage's layers so far, base first.
     pub layers: &'s [BuiltLayer],
+    /// Where a layer this step makes ends up pushed (the stage is part of a pushed image): it
+    /// is uploaded there while it is written. `None`: only to the store.
+    pub upload_to: Option<&'s crate::registry::Reference>,
 }

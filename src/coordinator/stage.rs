@@ -187,6 +187,9 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
             sel: &sel,
             graph: &graph,
         };
+        let upload_to = pushed_stage(sh, &sel, &graph)
+            .then(|| push_target(sh.req).cloned())
+            .flatten();
         let mut done = BuiltStage {
             config: ImageConfig::default(),
             layers: Vec::new(),
@@ -206,6 +209,7 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
                 platform: &sel.platform,
                 stage_name: sel.stage_name.as_deref(),
                 layers: &layers,
+                upload_to: upload_to.as_ref(),
             };
             let StepDone {
                 record,
@@ -363,6 +367,28 @@ impl<R: Registry, E: Executor> Upstream for StageUpstream<'_, '_, R, E> {
 
     async fn image(&self, reference: &str) -> Result<Arc<BuiltStage>, BuildError> {
         self.stages.image(reference, &self.sel.platform).await
+    }
+}
+
+/// Whether `sel`'s layers end up in the pushed image of `graph`'s target: the target stage and
+/// the stages it starts `FROM` on the same platform, when the build pushes.
+fn pushed_stage(sh: &Shared<'_>, sel: &Selection, graph: &StageGraph) -> bool {
+    if push_target(sh.req).is_none() {
+        return false;
+    }
+    let target = graph.target();
+    let mut at = target;
+    loop {
+        if at.stage_index == sel.stage_index && at.platform.same_as(&sel.platform) {
+            return true;
+        }
+        match &at.base {
+            BaseImage::Stage(i) => match graph.get(*i) {
+                Some(next) if next.platform.same_as(&target.platform) => at = next,
+                _ => return false,
+            },
+            _ => return false,
+        }
     }
 }
 

@@ -5,13 +5,15 @@
 //! changed into a layer in the store, and record the entry.
 //!
 //! Level 3 (coordinator), under [`super::stage`]: a step sees only its [`StepScope`]. Must not
-//! know the stage table, the other platforms or the registry.
+//! know the stage table or the other platforms; the registry only through [`super::upload`],
+//! which uploads a pushed stage's layer while it is written.
 
 use tempfile::TempDir;
 
 use super::actions;
 use super::scope::{StepScope, Upstream};
 use super::step_cache::Found;
+use super::upload;
 use super::*;
 use crate::cache::{step_key, Entry, EntryLayer, StepInputs};
 use crate::executor::StepOutcome;
@@ -148,6 +150,8 @@ async fn key_of<R: Registry, E: Executor, U: Upstream>(
         },
     })?;
     let sources = super::step_inputs::gather(scope, step, &inputs).await?;
+    let c = scope.sh.req.compression;
+    let compression = (c != layer::Compression::default()).then(|| c.label());
     Ok(step_key(&StepInputs {
         parent,
         platform: &scope.platform.normalized().to_string(),
@@ -155,6 +159,7 @@ async fn key_of<R: Registry, E: Executor, U: Upstream>(
         step: &step.kind,
         sources: &sources,
         source_date_epoch: scope.sh.req.source_date_epoch,
+        compression: compression.as_deref(),
     }))
 }
 
@@ -307,52 +312,97 @@ async fn execute<R: Registry, E: Executor, U>(
     Ok(outcome)
 }
 
-/// Turns a step's upper dir into a layer: tar, compress and hash it into the store, and adopt
+/// Turns a step's upper dir into a layer: tar, compress and hash it into the store (uploading
+/// it to the push target meanwhile when the stage is pushed, see [`super::upload`]), and adopt
 /// the directory as the layer's unpacked form.
-async fn write_layer<R, E, U>(
+async fn write_layer<R: Registry, E, U>(
     scope: &StepScope<'_, R, E, U>,
     upper: &Path,
 ) -> Result<BuiltLayer, BuildError> {
     let pname = scope.label;
-    // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
     let store = scope.deps.store.clone();
     let opts = LayerOptions {
         source_date_epoch: scope.sh.req.source_date_epoch.map(|e| e.max(0) as u64),
-        ..LayerOptions::default()
+        compression: scope.sh.req.compression,
+        threads: 0,
     };
+    let store_err = |source| BuildError::Store {
+        platform: pname.to_string(),
+        source,
+    };
+    let writer = store.blob_writer().map_err(store_err)?;
+    let (teed, growing) = match scope.upload_to {
+        Some(_) => {
+            let (teed, blob) = upload::Teed::new(writer).map_err(|source| {
+                store_err(StoreError::Io {
+                    action: "open for the upload",
+                    path: store.root().join("tmp"),
+                    source,
+                })
+            })?;
+            (Ok(teed), Some(blob))
+        }
+        None => (Err(writer), None),
+    };
+    // Tar, compress and hash on a blocking thread: plain `Write` code (STYLE habit 9).
     let upper2 = upper.to_path_buf();
-    let written = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
-        let mut w = store.blob_writer().map_err(|source| BuildError::Store {
-            platform: String::new(),
-            source,
-        })?;
-        let blob =
-            layer::write_layer(&upper2, &mut w, &opts).map_err(|source| BuildError::Layer {
-                platform: String::new(),
-                source,
-            })?;
-        w.commit(Some(&blob.digest))
-            .map_err(|source| BuildError::Store {
-                platform: String::new(),
-                source,
-            })?;
-        let dir = store
-            .adopt_layer_dir(&upper2, &blob.diff_id)
-            .map_err(|source| BuildError::Store {
-                platform: String::new(),
-                source,
-            })?;
-        Ok((blob, dir))
-    })
-    .await
-    .map_err(|e| BuildError::Internal(e.to_string()))?
-    .map_err(|e| with_platform(e, pname))?;
-    let (blob, _dir) = written;
+    let compress = tokio::task::spawn_blocking(move || compress_into(&store, &upper2, &opts, teed));
+    let follow = async {
+        if let (Some(target), Some(blob)) = (scope.upload_to, growing) {
+            upload::follow(&scope.deps.registry, &scope.sh.early, target, blob).await;
+        }
+    };
+    let (written, ()) = tokio::join!(compress, follow);
+    let (blob, _dir) = written
+        .map_err(|e| BuildError::Internal(e.to_string()))?
+        .map_err(|e| with_platform(e, pname))?;
     Ok(BuiltLayer {
         descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
         diff_id: blob.diff_id.clone(),
         origin: None,
     })
+}
+
+/// Writes `upper` as a layer into the store through `out` (teed to an upload, or straight),
+/// commits it, and adopts `upper` as its unpacked form. A teed writer tells the upload the
+/// blob is finished as soon as its last byte is readable.
+fn compress_into(
+    store: &Store,
+    upper: &Path,
+    opts: &LayerOptions,
+    out: Result<upload::Teed, crate::store::BlobWriter>,
+) -> Result<(layer::LayerBlob, PathBuf), BuildError> {
+    let layer_err = |source| BuildError::Layer {
+        platform: String::new(),
+        source,
+    };
+    let store_err = |source| BuildError::Store {
+        platform: String::new(),
+        source,
+    };
+    let (blob, w) = match out {
+        Ok(mut teed) => {
+            let blob = layer::write_layer(upper, &mut teed, opts).map_err(layer_err)?;
+            let (w, tx) = teed
+                .into_inner()
+                .map_err(|source| layer_err(LayerError::Write { source }))?;
+            let _ = tx.send(crate::registry::BlobProgress::Finished(Descriptor::new(
+                blob.media_type.clone(),
+                blob.digest.clone(),
+                blob.size,
+            )));
+            (blob, w)
+        }
+        Err(mut w) => (
+            layer::write_layer(upper, &mut w, opts).map_err(layer_err)?,
+            w,
+        ),
+    };
+    w.commit(Some(&blob.digest)).map_err(store_err)?;
+    let dir = store
+        .adopt_layer_dir(upper, &blob.diff_id)
+        .map_err(store_err)?;
+    Ok((blob, dir))
 }
 
 pub(super) fn with_platform(e: BuildError, p: &str) -> BuildError {

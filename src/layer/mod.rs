@@ -21,12 +21,15 @@ use std::path::PathBuf;
 use crate::exit::{Classify, ExitCode};
 use crate::oci::{Descriptor, Digest};
 
+mod compression;
+mod pgzip;
 mod unpack;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
+pub use compression::{default_threads, Compression, Compressor};
 pub use unpack::unpack_layer;
 pub use write::write_layer;
 
@@ -46,28 +49,18 @@ pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// layer.
 pub const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 
-/// The gzip level [`LayerOptions::default`] uses.
-pub const DEFAULT_GZIP_LEVEL: u32 = 6;
-
-/// How [`write_layer`] writes a layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How [`write_layer`] writes a layer (default: no mtime clamp, gzip level 6, every core).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LayerOptions {
     /// `SOURCE_DATE_EPOCH`, seconds since the Unix epoch: when set, every entry's mtime is
     /// `min(mtime, epoch)` so that rebuilding at another time gives the same bytes
     /// (reproducible-builds.org "SOURCE_DATE_EPOCH").
     pub source_date_epoch: Option<u64>,
-    /// gzip compression level, 0 (store) to 9 (best); 6 by default. The bytes of a layer depend on
-    /// it, so it is part of what makes a build reproducible.
-    pub gzip_level: u32,
-}
-
-impl Default for LayerOptions {
-    fn default() -> Self {
-        LayerOptions {
-            source_date_epoch: None,
-            gzip_level: DEFAULT_GZIP_LEVEL,
-        }
-    }
+    /// How the tar is compressed (gzip level 6 by default). The bytes of a layer depend on it,
+    /// so it is part of what makes a build reproducible.
+    pub compression: Compression,
+    /// Threads to compress on (0: every core). The bytes do not depend on it.
+    pub threads: usize,
 }
 
 /// A layer blob written by [`write_layer`].
@@ -79,7 +72,8 @@ pub struct LayerBlob {
     pub digest: Digest,
     /// Size of the compressed blob, in bytes.
     pub size: u64,
-    /// The blob's media type, `application/vnd.oci.image.layer.v1.tar+gzip`.
+    /// The blob's media type: `application/vnd.oci.image.layer.v1.tar+gzip`, `+zstd`, or
+    /// `.tar` uncompressed.
     pub media_type: String,
 }
 

@@ -1,4 +1,5 @@
-//! Capture: an overlayfs upper directory → a deterministic tar stream → gzip, hashed on the way.
+//! Capture: an overlayfs upper directory → a deterministic tar stream → compressed (gzip, zstd
+//! or not), hashed on the way.
 //!
 //! Tar format: POSIX ustar headers (IEEE 1003.1-2001 `pax`), with a PAX extended header
 //! (`typeflag 'x'`) before an entry only when it needs one: a name or link target longer than
@@ -13,14 +14,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use flate2::{Compression, GzBuilder};
 use tar::{EntryType, Header};
 
+use super::compression::Compressor;
 use super::{
     LayerBlob, LayerError, LayerOptions, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX,
     WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
 };
-use crate::oci::{DigestWriter, MEDIA_TYPE_OCI_LAYER_GZIP};
+use crate::oci::DigestWriter;
 
 /// Size of a tar block; headers and data are padded to it.
 const BLOCK: usize = 512;
@@ -49,8 +50,10 @@ const UNSUPPORTED_OVERLAY_XATTRS: [&str; 2] =
 /// files `.wh.<name>`, and an opaque directory (`trusted.overlay.opaque=y`) is followed by a
 /// `<dir>/.wh..wh..opq` entry (image-spec `layer.md` "Whiteouts").
 ///
-/// The gzip stream has mtime 0, no file name and OS byte 255 ("unknown", RFC 1952), so equal
-/// trees give equal bytes. The diff_id (sha256 of the tar), the blob digest and the blob size
+/// The tar is compressed as `opts.compression` says, on `opts.threads` threads: gzip in
+/// parallel blocks as one standard member with mtime 0, no file name and OS byte 255
+/// ("unknown", RFC 1952), or zstd, or not at all; equal trees give equal bytes whatever the
+/// thread count. The diff_id (sha256 of the tar), the blob digest and the blob size
 /// are computed while streaming; nothing is buffered beyond the compressor's window.
 ///
 /// Errors: [`LayerError::Source`] when a file cannot be read (or changed size while read),
@@ -62,10 +65,7 @@ pub fn write_layer(
     opts: &LayerOptions,
 ) -> Result<LayerBlob, LayerError> {
     let compressed = DigestWriter::new(out);
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(compressed, Compression::new(opts.gzip_level.min(9)));
+    let gz = Compressor::new(compressed, opts.compression, opts.threads).map_err(write_err)?;
     let mut tar = TarWriter {
         out: DigestWriter::new(gz),
         epoch: opts.source_date_epoch,
@@ -83,7 +83,7 @@ pub fn write_layer(
         diff_id,
         digest,
         size,
-        media_type: MEDIA_TYPE_OCI_LAYER_GZIP.to_string(),
+        media_type: opts.compression.media_type().to_string(),
     })
 }
 

@@ -158,8 +158,10 @@ pub(super) async fn gather<R: Registry>(
             Err(e) => return Err(reg_err(format!("read {first} for --append"))(e)),
         }
     }
+    // A source is looked up once: one that does not exist fails at once (issue 13: a 404 is
+    // final). The visibility wait is for what this merge itself makes present in the target.
     let resolved: Vec<Vec<Entry>> = futures::stream::iter(&req.sources)
-        .map(|s| resolve(registry, s, req.visibility_timeout))
+        .map(|s| resolve(registry, s, Duration::ZERO))
         .buffered(req.jobs.max(1))
         .try_collect()
         .await?;

@@ -267,7 +267,7 @@ fn a_metadata_platform_must_match_the_image() {
         matches!(err, MergeError::PlatformMismatch { .. }),
         "{err:?}"
     );
-    // A source that never shows up is not found (bad input), after the visibility wait.
+    // A source that does not exist is not found (bad input), at once.
     let gone = source(&repo, &Digest::of(b"never pushed"));
     let err = run(merge(
         &request("127.0.0.1:5000/team/app:v1", vec![gone]),

@@ -228,6 +228,9 @@ pub struct BuildJob {
     pub insecure_registries: Vec<String>,
     /// Retries per registry request.
     pub retries: u32,
+    /// How layers are compressed (`--compression`, `--compression-level`).
+    #[serde(default)]
+    pub compression: crate::layer::Compression,
     /// The context bundle.
     pub context: ContextRef,
     /// `--smoke-test`: run in the finished image before it is pushed.

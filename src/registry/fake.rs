@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use super::{
-    check_manifest_push, manifest_media_type, BlobPush, RawManifest, Reference, Registry,
-    RegistryError,
+    check_manifest_push, manifest_media_type, BlobProgress, BlobPush, GrowingBlob, RawManifest,
+    Reference, Registry, RegistryError,
 };
 use crate::oci::{Descriptor, Digest};
 
@@ -122,6 +122,8 @@ struct State {
     manifests: HashMap<(String, String), (Vec<u8>, String)>,
     calls: Vec<Call>,
     failures: HashMap<CallKind, VecDeque<RegistryError>>,
+    /// Tags whose manifest pushes fail (503).
+    broken_tags: Vec<String>,
 }
 
 /// An in-memory registry. Thread-safe; share it by reference or `Arc`.
@@ -150,6 +152,11 @@ impl FakeRegistry {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+
+    /// Makes every manifest push to the tag `tag` fail with HTTP 503 from now on.
+    pub fn break_tag(&self, tag: &str) {
+        self.lock().broken_tags.push(tag.to_string());
     }
 
     /// Stores `bytes` as a blob of `repo` and returns its descriptor (media type
@@ -379,6 +386,58 @@ impl Registry for FakeRegistry {
         Ok(BlobPush::Uploaded)
     }
 
+    async fn check_push(&self, _repo: &Reference) -> Result<(), RegistryError> {
+        Ok(())
+    }
+
+    async fn push_growing_blob(
+        &self,
+        repo: &Reference,
+        mut blob: GrowingBlob,
+    ) -> Result<(Descriptor, BlobPush), RegistryError> {
+        // Waits for the finished blob, then behaves as `push_blob` of it (recorded as one).
+        let desc = loop {
+            let now = blob.progress.borrow_and_update().clone();
+            match now {
+                BlobProgress::Finished(d) => break d,
+                BlobProgress::Abandoned(reason) => {
+                    return Err(RegistryError::Abandoned {
+                        path: blob.path.clone(),
+                        reason,
+                    })
+                }
+                BlobProgress::Written(_) => {}
+            }
+            if blob.progress.changed().await.is_err() {
+                return Err(RegistryError::Abandoned {
+                    path: blob.path.clone(),
+                    reason: "the writer stopped without finishing it".into(),
+                });
+            }
+        };
+        let mut bytes = vec![0; desc.size as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&*blob.file, &mut bytes, 0).map_err(
+            |source| RegistryError::Io {
+                action: "read",
+                path: blob.path.clone(),
+                source,
+            },
+        )?;
+        let dir = tempfile::tempdir().map_err(|source| RegistryError::Io {
+            action: "create a temp dir for",
+            path: blob.path.clone(),
+            source,
+        })?;
+        let copy = dir.path().join("blob");
+        std::fs::write(&copy, &bytes).map_err(|source| RegistryError::Io {
+            action: "write",
+            path: copy.clone(),
+            source,
+        })?;
+        let pushed = self.push_blob(repo, &desc, &copy).await?;
+        Ok((desc, pushed))
+    }
+
     async fn push_manifest(
         &self,
         repo: &Reference,
@@ -393,6 +452,15 @@ impl Registry for FakeRegistry {
         })?;
         let digest = check_manifest_push(repo, reference, bytes)?;
         let tag = (!reference.starts_with("sha256:")).then_some(reference);
+        if tag.is_some_and(|t| self.lock().broken_tags.iter().any(|b| b == t)) {
+            return Err(RegistryError::Status {
+                registry: repo.registry.clone(),
+                what: format!("manifest {}:{reference}", repo.repo_string()),
+                status: 503,
+                body_excerpt: "broken on purpose".into(),
+                retry_after_secs: None,
+            });
+        }
         self.insert_manifest(repo, tag, bytes, media_type);
         Ok(digest)
     }

@@ -15,11 +15,13 @@ pub mod auth;
 pub mod challenge;
 mod client;
 pub mod fake;
+mod push_problem;
 mod reference;
 mod status;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -31,7 +33,8 @@ use crate::oci::{
 };
 
 pub use auth::{AuthError, CredentialSources, Credentials};
-pub use client::{OciRegistry, RegistryOptions};
+pub use client::{OciRegistry, RegistryOptions, RequestStats};
+pub use push_problem::PushProblem;
 pub use reference::{Reference, DEFAULT_REGISTRY};
 
 /// A manifest or index exactly as the registry served it.
@@ -70,6 +73,29 @@ pub enum BlobPush {
     Uploaded,
     /// The registry mounted the blob from another repository of its own; nothing was sent.
     Mounted,
+}
+
+/// How far a [`GrowingBlob`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobProgress {
+    /// This many bytes (from the start) are written and readable from the file.
+    Written(u64),
+    /// The blob is complete: every byte of `descriptor.size` is in the file.
+    Finished(Descriptor),
+    /// Writing failed (the reason); nothing more will come.
+    Abandoned(String),
+}
+
+/// A blob file that is still being written, uploaded as it grows: a layer sent while it is
+/// compressed. Its digest is known only when it is [`BlobProgress::Finished`].
+#[derive(Debug)]
+pub struct GrowingBlob {
+    /// The file, open for reading (positional reads; it may be renamed meanwhile).
+    pub file: Arc<std::fs::File>,
+    /// Its path when opened, for messages.
+    pub path: PathBuf,
+    /// How far it is; the writer sends each step and [`BlobProgress::Finished`] last.
+    pub progress: tokio::sync::watch::Receiver<BlobProgress>,
 }
 
 /// A container registry, as the rest of polyarch sees it.
@@ -144,6 +170,30 @@ pub trait Registry: Send + Sync {
         desc: &Descriptor,
         path: &Path,
     ) -> impl Future<Output = Result<BlobPush, RegistryError>> + Send;
+
+    /// Uploads `blob` to `repo` while it is being written: chunks go up as they are written,
+    /// and the upload is committed under the digest given when the blob is finished. Memory
+    /// stays flat; every chunk is read from the file (so it can be sent again).
+    ///
+    /// Returns the finished blob's descriptor and what was done. Errors:
+    /// [`RegistryError::Abandoned`] when writing the blob failed, [`RegistryError::Io`] when
+    /// the file cannot be read, and the transport/auth/status errors.
+    fn push_growing_blob(
+        &self,
+        repo: &Reference,
+        blob: GrowingBlob,
+    ) -> impl Future<Output = Result<(Descriptor, BlobPush), RegistryError>> + Send;
+
+    /// Checks, before anything is built, that `repo` can be pushed to: its registry's name
+    /// resolves, it accepts connections, TLS verifies, its `/v2/` answers and the credentials
+    /// may push there.
+    ///
+    /// Errors: [`RegistryError::NotReady`] naming the failed check ([`PushProblem`]), and the
+    /// transport/status errors after retries.
+    fn check_push(
+        &self,
+        repo: &Reference,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
 
     /// Abandons the upload session at `location` on `registry` (`DELETE`; one already gone
     /// is fine): a session a killed process left open (see the store's upload journal).
@@ -256,7 +306,8 @@ pub enum RegistryError {
         /// (seconds are the header's own resolution; a small field keeps the error small).
         retry_after_secs: Option<u32>,
     },
-    /// The registry answered with an error envelope (distribution-spec "Error Codes").
+    /// The registry answered with an error envelope (distribution-spec "Error Codes"): its
+    /// `code`, `message` and `detail` are quoted.
     #[error("registry {registry} refused {what}: {code}: {message}")]
     Rejected {
         /// The registry host.
@@ -265,8 +316,27 @@ pub enum RegistryError {
         what: String,
         /// The error code, e.g. `MANIFEST_INVALID`, `DENIED`, `TOOMANYREQUESTS`.
         code: String,
-        /// The registry's message.
+        /// The registry's message, then its `detail` when it gave one (for
+        /// `MANIFEST_BLOB_UNKNOWN`: the missing blob and the repository it is missing from).
         message: String,
+    },
+    /// A push target failed its pre-flight check (before anything was built).
+    #[error("cannot push to {repository}: {problem}")]
+    NotReady {
+        /// The registry host.
+        registry: String,
+        /// `registry/repository`.
+        repository: String,
+        /// What failed.
+        problem: Box<PushProblem>,
+    },
+    /// A blob that was being uploaded while written was never finished.
+    #[error("the blob {path} was abandoned before it was finished: {reason}")]
+    Abandoned {
+        /// The blob file.
+        path: PathBuf,
+        /// Why writing it stopped.
+        reason: String,
     },
     /// Content whose sha256 is not the digest it was asked for under.
     #[error("digest mismatch for {what}: expected {expected}, got {found}")]
@@ -340,6 +410,19 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// Whether the registry lost (or never had) the upload session the request used:
+    /// `404` on an upload URL, `BLOB_UPLOAD_UNKNOWN` or `BLOB_UPLOAD_INVALID`
+    /// (distribution-spec "Error Codes"). The upload starts over in a new session.
+    pub fn is_upload_lost(&self) -> bool {
+        match self {
+            RegistryError::NotFound { .. } => true,
+            RegistryError::Rejected { code, .. } => {
+                code == "BLOB_UPLOAD_UNKNOWN" || code == "BLOB_UPLOAD_INVALID"
+            }
+            _ => false,
+        }
+    }
+
     /// Whether retrying the same request may succeed: connection failures, resets and timeouts,
     /// HTTP 408, 429 and 5xx, and the `TOOMANYREQUESTS` error code. 4xx answers such as 400,
     /// 401, 403 and 404 are final.
@@ -363,12 +446,15 @@ impl Classify for RegistryError {
             | RegistryError::NotFound { .. }
             | RegistryError::UnsupportedManifest { .. }
             | RegistryError::MalformedManifest { .. } => ExitCode::BadInput,
-            RegistryError::BlobFileSize { .. } | RegistryError::Io { .. } => ExitCode::Host,
+            RegistryError::BlobFileSize { .. }
+            | RegistryError::Io { .. }
+            | RegistryError::Abandoned { .. } => ExitCode::Host,
             RegistryError::CaCert { .. } => ExitCode::BadInput,
             RegistryError::Credentials { source, .. } => source.exit_code(),
             RegistryError::Unauthorized { .. }
             | RegistryError::Tls { .. }
             | RegistryError::AuthExpired { .. }
+            | RegistryError::NotReady { .. }
             | RegistryError::Transport { .. }
             | RegistryError::Status { .. }
             | RegistryError::Rejected { .. }
@@ -397,10 +483,19 @@ impl Classify for RegistryError {
                  --insecure-registry {registry}"
             )),
             RegistryError::Tls { registry, .. } => Some(format!(
-                "trust the registry's CA with --ca-cert FILE or certs.d/{registry}/ca.crt, \
-                 or mark it --insecure-registry {registry}"
+                "trust the registry's CA with --ca-cert FILE or certs.d/{registry}/ca.crt"
             )),
+            RegistryError::NotReady {
+                registry,
+                repository,
+                problem,
+            } => Some(problem.fix(registry, repository)),
             RegistryError::Credentials { source, .. } => source.hint(),
+            RegistryError::Rejected { code, .. } if code == "MANIFEST_BLOB_UNKNOWN" => Some(
+                "a manifest is pushed only after its blobs; the registry lost one (garbage \
+                 collection or a storage fault): push the build again"
+                    .into(),
+            ),
             _ => None,
         }
     }

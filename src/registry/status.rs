@@ -36,6 +36,55 @@ struct EnvelopeError {
     code: String,
     #[serde(default)]
     message: String,
+    #[serde(default)]
+    detail: serde_json::Value,
+}
+
+impl EnvelopeError {
+    /// `detail` as short text: a string as it is, other JSON compact, nothing when absent.
+    fn detail_text(&self) -> String {
+        match &self.detail {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => excerpt(s),
+            other => excerpt(&other.to_string()),
+        }
+    }
+
+    /// The message, then the detail: ` (detail: ...)`, or for `MANIFEST_BLOB_UNKNOWN` (whose
+    /// detail is the blob's digest) which blob the repository of `what` lacks.
+    fn message_with_detail(&self, what: &str) -> String {
+        let detail = self.detail_text();
+        let message = excerpt(&self.message);
+        if detail.is_empty() {
+            message
+        } else if self.code == "MANIFEST_BLOB_UNKNOWN" {
+            let repo = manifest_repository(what).unwrap_or(what);
+            format!("{message} (the manifest refers to blob {detail}, which {repo} does not have)")
+        } else {
+            format!("{message} (detail: {detail})")
+        }
+    }
+
+    /// `CODE: message (detail: ...)`, for messages that keep only one text.
+    fn quoted(&self) -> String {
+        let detail = self.detail_text();
+        let mut s = format!("{}: {}", self.code, excerpt(&self.message));
+        if !detail.is_empty() {
+            s.push_str(&format!(" (detail: {detail})"));
+        }
+        s
+    }
+}
+
+/// The `registry/repository` of a `manifest registry/repository[:tag|@digest]` description.
+fn manifest_repository(what: &str) -> Option<&str> {
+    let rest = what.strip_prefix("manifest ")?;
+    let rest = rest.split('@').next()?;
+    // A tag is a `:` after the last `/` (a registry's port comes before it).
+    Some(match rest.rfind(':') {
+        Some(i) if i > rest.rfind('/').unwrap_or(0) => &rest[..i],
+        _ => rest,
+    })
 }
 
 /// Parses `Retry-After`: delta-seconds or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`),
@@ -120,7 +169,7 @@ pub(super) fn from_answer(
             "UNAUTHORIZED" | "DENIED" => {
                 return RegistryError::Unauthorized {
                     registry: registry.to_string(),
-                    detail: excerpt(&first.message),
+                    detail: format!("{what}: {}", first.quoted()),
                 };
             }
             _ => {}
@@ -149,8 +198,8 @@ pub(super) fn from_answer(
             Some(first) if !first.code.is_empty() => RegistryError::Rejected {
                 registry: registry.to_string(),
                 what: what.to_string(),
+                message: first.message_with_detail(what),
                 code: first.code,
-                message: excerpt(&first.message),
             },
             _ => RegistryError::Status {
                 registry: registry.to_string(),
@@ -241,7 +290,7 @@ mod tests {
         ));
         assert!(matches!(
             answer(403, r#"{"errors":[{"code":"DENIED","message":"no"}]}"#),
-            RegistryError::Unauthorized { detail, .. } if detail == "no"
+            RegistryError::Unauthorized { detail, .. } if detail == "manifest r/x:1: DENIED: no"
         ));
         let e = answer(503, "busy\n  now");
         assert!(e.is_transient());
@@ -258,6 +307,30 @@ mod tests {
             RegistryError::Rejected { code, .. } => assert_eq!(code, "MANIFEST_INVALID"),
             other => panic!("{other:?}"),
         }
+        // The registry's code, message and detail are all quoted; a missing blob names the
+        // digest and the repository.
+        let e = from_answer(
+            400,
+            r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry","detail":"sha256:abc"}]}"#,
+            None,
+            "127.0.0.1:5000",
+            "manifest 127.0.0.1:5000/team/app@sha256:def",
+        );
+        assert_eq!(
+            e.to_string(),
+            "registry 127.0.0.1:5000 refused manifest 127.0.0.1:5000/team/app@sha256:def: \
+             MANIFEST_BLOB_UNKNOWN: blob unknown to registry (the manifest refers to blob \
+             sha256:abc, which 127.0.0.1:5000/team/app does not have)"
+        );
+        let e = answer(
+            400,
+            r#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad","detail":{"field":"layers"}}]}"#,
+        );
+        assert!(
+            e.to_string()
+                .ends_with(r#"MANIFEST_INVALID: bad (detail: {"field":"layers"})"#),
+            "{e}"
+        );
         match answer(409, "conflict") {
             e @ RegistryError::Status { status: 409, .. } => assert!(!e.is_transient()),
             other => panic!("{other:?}"),

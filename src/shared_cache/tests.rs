@@ -49,6 +49,16 @@ impl Registry for Racing {
     async fn abandon_upload(&self, registry: &str, location: &str) -> Result<(), RegistryError> {
         self.inner.abandon_upload(registry, location).await
     }
+    async fn check_push(&self, repo: &Reference) -> Result<(), RegistryError> {
+        self.inner.check_push(repo).await
+    }
+    async fn push_growing_blob(
+        &self,
+        repo: &Reference,
+        blob: crate::registry::GrowingBlob,
+    ) -> Result<(Descriptor, BlobPush), RegistryError> {
+        self.inner.push_growing_blob(repo, blob).await
+    }
     async fn push_blob(
         &self,
         repo: &Reference,

@@ -148,6 +148,15 @@ impl BlobWriter {
         self.inner.size()
     }
 
+    /// The temp file opened again for reading, and its path: what was written and flushed can
+    /// be read from it, also after [`BlobWriter::commit`] renamed it (an upload that follows
+    /// the writer).
+    ///
+    /// Errors: the open's.
+    pub fn reader(&self) -> io::Result<(File, PathBuf)> {
+        Ok((File::open(&self.temp)?, self.temp.to_path_buf()))
+    }
+
     /// Finishes the blob: checks it against `expected` when given, fsyncs it, makes it
     /// read-only and renames it atomically to `blobs/sha256/<hex>` (when that blob is already
     /// there, the temp file is dropped instead). Returns its digest and size (bytes).

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 
 use crate::harness::{digest_of, run, Run, TestContext};
+use crate::preflight::{marker_build, stopped_before_any_step};
 use crate::registry::{required_tool, RegistryProcess};
 
 const CONFIG: &str = "version: 0.1
@@ -440,4 +441,63 @@ fn credentials_from_config_helper_flags_over_tls() {
         untrusted.stderr
     );
     assert!(!untrusted.stderr.contains(&reg.password));
+}
+
+#[test]
+fn preflight_names_an_untrusted_certificate_and_a_refused_password() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let Some(reg) = SecureRegistry::start() else {
+        return;
+    };
+    let addr = reg.process.addr.clone();
+    let ca = reg.ca.to_str().unwrap().to_string();
+    let tag = format!("{addr}/team/app:preflight");
+    let no_config = reg.docker_config("preflight", "{}");
+    let (dir, state) = marker_build(&ctx, "tls-preflight");
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--retries",
+            "1",
+            "--retry-delay",
+            "10ms",
+            "-t",
+            &tag,
+            "--push",
+        ];
+        args.extend_from_slice(extra);
+        args.push(dir.to_str().unwrap());
+        isolated(&ctx, &args, &no_config, None, None)
+    };
+    let good = format!("{}:{}", reg.user, reg.password);
+    // The registry's CA is not trusted: the cause is TLS verification, the fix trusting the
+    // CA (not --insecure-registry: the registry does speak TLS).
+    let untrusted = build(&["--creds", &good]);
+    stopped_before_any_step(
+        &untrusted,
+        &state,
+        &[
+            &addr,
+            "its TLS certificate (subject CN=127.0.0.1) does not verify",
+            "hint: trust the registry's CA",
+        ],
+    );
+    assert!(
+        !untrusted.stderr.contains("--insecure-registry"),
+        "{}",
+        untrusted.stderr
+    );
+    // A wrong password: refused, and never printed.
+    let wrong = format!("{}:wrong-pa55word", reg.user);
+    let refused = build(&["--ca-cert", &ca, "--creds", &wrong]);
+    stopped_before_any_step(
+        &refused,
+        &state,
+        &[&addr, "credentials are refused", "hint: give credentials"],
+    );
+    assert!(!refused.stderr.contains("wrong-pa55word"));
 }

@@ -1,5 +1,6 @@
-//! The step cache end to end: which steps each kind of change runs again (a `RUN date +%s%N`
-//! marker after each step shows it in the image, the json progress says it per step), a
+//! The step cache end to end: which steps each kind of change runs again (a random marker
+//! after each step, `RUN od -An -N8 -tx1 /dev/urandom`, shows it in the image; busybox's
+//! `date +%s%N` has whole seconds only, so two fast builds gave equal markers), the json progress says it per step), a
 //! corrupt entry dropped and rebuilt, and an unchanged two-platform rebuild (one emulated)
 //! that gives the same index digest with every step `CACHED` and no blob upload, counted in a
 //! private registry's access log.
@@ -139,16 +140,16 @@ fn push_base(ctx: &TestContext, tag: &str, label: &str) {
 fn dockerfile(base: &str, owner: &str) -> String {
     format!(
         "FROM {base} AS other\n\
-         RUN date +%s%N > /other-stamp\n\
+         RUN od -An -N8 -tx1 /dev/urandom > /other-stamp\n\
          FROM {base}\n\
          ARG USED\n\
          COPY f1.txt /f1.txt\n\
-         RUN date +%s%N > /s1\n\
+         RUN od -An -N8 -tx1 /dev/urandom > /s1\n\
          COPY --chown={owner} f2.txt /f2.txt\n\
-         RUN date +%s%N > /s2\n\
+         RUN od -An -N8 -tx1 /dev/urandom > /s2\n\
          COPY dir/ /dir/\n\
-         RUN date +%s%N > /s3\n\
-         RUN echo \"$USED\" > /used && date +%s%N > /s4\n\
+         RUN od -An -N8 -tx1 /dev/urandom > /s3\n\
+         RUN echo \"$USED\" > /used && od -An -N8 -tx1 /dev/urandom > /s4\n\
          COPY --from=other /other-stamp /other-stamp\n"
     )
 }
@@ -278,7 +279,7 @@ fn a_corrupt_entry_is_dropped_with_a_warning_and_its_step_runs_again() {
         &[(
             "Dockerfile",
             &format!(
-                "FROM {}\nRUN date +%s%N > /a\nRUN date +%s%N > /marker-b\nRUN date +%s%N > /c\n",
+                "FROM {}\nRUN od -An -N8 -tx1 /dev/urandom > /a\nRUN od -An -N8 -tx1 /dev/urandom > /marker-b\nRUN od -An -N8 -tx1 /dev/urandom > /c\n",
                 ctx.base
             ),
         )],
@@ -329,12 +330,14 @@ fn logging_registry() -> Option<RegistryProcess> {
     )
 }
 
-/// Blob upload sessions the registry has seen (`POST /v2/<name>/blobs/uploads/`).
+/// Blob uploads the registry committed (`PUT /v2/<name>/blobs/uploads/<id>?digest=...`).
 pub(crate) fn uploads(registry: &RegistryProcess) -> usize {
     registry
         .log_text()
         .lines()
-        .filter(|l| l.contains("\"POST /v2/") && l.contains("/blobs/uploads/"))
+        // Committed uploads: the closing `PUT ...?digest=`. (A build's pre-flight opens an
+        // upload session to prove push rights and abandons it: that is no upload.)
+        .filter(|l| l.contains("\"PUT /v2/") && l.contains("/blobs/uploads/"))
         .count()
 }
 
@@ -353,7 +356,7 @@ fn an_unchanged_two_platform_rebuild_is_cached_byte_identical_and_uploads_nothin
                 "Dockerfile",
                 &format!(
                     "FROM {}\nARG TARGETARCH\nWORKDIR /app\nCOPY app.sh .\n\
-                     RUN uname -m > /arch && date +%s%N > /stamp\nENV MODE=prod\n\
+                     RUN uname -m > /arch && od -An -N8 -tx1 /dev/urandom > /stamp\nENV MODE=prod\n\
                      COPY <<EOF /etc/motd\nhello\nEOF\nCMD [\"/app/app.sh\"]\n",
                     ctx.base
                 ),
@@ -478,7 +481,7 @@ fn add_url_follows_buildkit_checksum_is_the_key_else_the_content() {
     let loose = serve(b"loose v1\n");
     let checksum = crate::harness::digest_of(b"pinned\n");
     let df = format!(
-        "FROM {}\nADD --checksum={checksum} {} /pinned\nADD {} /loose\nRUN date +%s%N > /s\n",
+        "FROM {}\nADD --checksum={checksum} {} /pinned\nADD {} /loose\nRUN od -An -N8 -tx1 /dev/urandom > /s\n",
         ctx.base, pinned.url, loose.url
     );
     let dir = ctx.context("urls", &[("Dockerfile", &df)]);

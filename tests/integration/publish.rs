@@ -86,6 +86,11 @@ fn a_ci_matrix_pushes_by_digest_and_merge_publishes_one_index() {
         assert_eq!(m["mediaType"], MEDIA_TYPE_OCI_MANIFEST);
         assert_eq!(m["containerimage.digest"], m["digest"]);
         assert_eq!(m["containerimage.descriptor"]["digest"], m["digest"]);
+        assert!(m["containerimage.config.digest"].is_string(), "{m}");
+        assert!(m["buildx.build.ref"]
+            .as_str()
+            .unwrap()
+            .starts_with("polyarch/"));
         let digest = m["digest"].as_str().unwrap().to_string();
         assert_eq!(m["reference"].as_str().unwrap(), format!("{repo}@{digest}"));
         let line = std::fs::read_to_string(meta.with_extension("digest")).unwrap();

@@ -163,6 +163,7 @@ pub(crate) fn required_tool(tool: &str) -> Option<PathBuf> {
 
 fn test_options() -> RegistryOptions {
     RegistryOptions {
+        retries: 4,
         min_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
         ..RegistryOptions::default()
@@ -405,6 +406,31 @@ async fn missing_content_is_not_found_and_bad_input() {
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::NotFound { .. }), "{err:?}");
+
+    // A manifest naming a blob the repository lacks: the registry's code, message and
+    // detail are quoted, the detail being the missing digest, with the repository named.
+    let missing = Digest::of(b"a config nobody pushed");
+    let manifest = oci::to_bytes(&ImageManifest {
+        schema_version: 2,
+        media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
+        config: Descriptor::new(MEDIA_TYPE_OCI_CONFIG, missing.clone(), 22),
+        layers: Vec::new(),
+        annotations: None,
+    });
+    let err = client
+        .push_manifest(&repo, "v1", &manifest, MEDIA_TYPE_OCI_MANIFEST)
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("MANIFEST_BLOB_UNKNOWN: blob unknown to registry")
+            && shown.contains(&format!(
+                "refers to blob {missing}, which {} does not have",
+                repo.repo_string()
+            )),
+        "{shown}"
+    );
+    assert_eq!(err.exit_code(), ExitCode::Registry);
 }
 
 #[tokio::test]
@@ -580,6 +606,7 @@ fn serve(
         // Headers: keep Authorization, and skip a body of Content-Length bytes.
         let mut auth = None;
         let mut length = 0u64;
+        let mut range = None;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
@@ -590,10 +617,20 @@ fn serve(
                     auth = Some(v.trim().to_string());
                 } else if k.eq_ignore_ascii_case("content-length") {
                     length = v.trim().parse().unwrap_or(0);
+                } else if k.eq_ignore_ascii_case("content-range") {
+                    range = Some(v.trim().to_string());
                 }
             }
         }
         let _ = std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink());
+        // Uploads are recorded with what they carry: `[range R]` and `[N bytes]`.
+        let mut request = request;
+        if let Some(r) = range {
+            request.push_str(&format!(" [range {r}]"));
+        }
+        if request.starts_with("PUT ") || request.starts_with("PATCH ") {
+            request.push_str(&format!(" [{length} bytes]"));
+        }
         let (status, headers, body) = if request.starts_with("GET /v2/ ") {
             (200, vec![], b"{}".to_vec())
         } else {
@@ -724,9 +761,10 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test]
-async fn a_retried_upload_first_asks_whether_the_blob_arrived() {
-    // The commit's answer is lost (503) although the registry stored the blob: the retry's
-    // HEAD finds it and nothing is sent again.
+async fn a_commit_whose_answer_was_lost_is_settled_by_asking_for_the_blob() {
+    // The commit's answer is lost (503) although the registry stored the blob: the PUT is sent
+    // again on its own, the registry no longer knows the session (404), and a HEAD finds the
+    // blob. Nothing is uploaded twice and no new session is opened.
     let server = ScriptedServer::start(vec![
         (404, vec![], Vec::new()),
         (
@@ -735,22 +773,130 @@ async fn a_retried_upload_first_asks_whether_the_blob_arrived() {
             Vec::new(),
         ),
         (503, vec![], b"lost".to_vec()),
+        (
+            404,
+            vec![],
+            br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown"}]}"#
+                .to_vec(),
+        ),
         (200, vec![], Vec::new()),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    // The scripted server reads no bodies: an empty blob keeps the exchange in step.
-    let (path, desc) = blob_file(dir.path(), "blob", b"", MEDIA_TYPE_OCI_LAYER_GZIP);
+    let (path, desc) = blob_file(dir.path(), "blob", b"layer", MEDIA_TYPE_OCI_LAYER_GZIP);
     let repo = Reference::parse(&format!("{}/x/y", server.addr)).unwrap();
+    let client = client();
     assert_eq!(
-        client().push_blob(&repo, &desc, &path).await.unwrap(),
-        BlobPush::AlreadyPresent
+        client.push_blob(&repo, &desc, &path).await.unwrap(),
+        BlobPush::Uploaded
     );
     let methods: Vec<String> = server
         .requests()
         .iter()
         .map(|r| r.split(' ').next().unwrap().to_string())
         .collect();
-    assert_eq!(methods, ["HEAD", "POST", "PUT", "HEAD"]);
+    assert_eq!(methods, ["HEAD", "POST", "PUT", "PUT", "HEAD"]);
+    assert_eq!(client.stats().retries, 1);
+}
+
+/// The scripted answers of an upload session that accepts one chunk.
+fn chunk_taken(session: &str, n: u32) -> Answer {
+    (
+        202,
+        vec![("Location", format!("/v2/x/y/blobs/uploads/{session}?n={n}"))],
+        Vec::new(),
+    )
+}
+
+#[tokio::test]
+async fn a_failed_chunk_resumes_from_the_registrys_offset_or_in_a_new_session() {
+    let options = RegistryOptions {
+        chunk_size: 4,
+        ..test_options()
+    };
+    let client = OciRegistry::new(options).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, desc) = blob_file(dir.path(), "blob", b"0123456789", MEDIA_TYPE_OCI_LAYER_GZIP);
+
+    // The second PATCH fails after the registry took two of its bytes: the session's state
+    // (GET, `Range: 0-5`) says so, and the rest goes from byte 6 on, in the closing PUT.
+    let server = ScriptedServer::start(vec![
+        (404, vec![], Vec::new()),
+        chunk_taken("u1", 0),
+        chunk_taken("u1", 1),
+        (503, vec![], b"broke off".to_vec()),
+        (
+            204,
+            vec![
+                ("Range", "0-5".into()),
+                ("Location", "/v2/x/y/blobs/uploads/u1?n=2".into()),
+            ],
+            Vec::new(),
+        ),
+        (201, vec![], Vec::new()),
+    ]);
+    let repo = Reference::parse(&format!("{}/x/y", server.addr)).unwrap();
+    assert_eq!(
+        client.push_blob(&repo, &desc, &path).await.unwrap(),
+        BlobPush::Uploaded
+    );
+    let requests = server.requests();
+    let shown: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            let (method, rest) = r.split_once(' ').unwrap();
+            let path = rest.split(' ').next().unwrap();
+            let tail = rest.split_once(" HTTP/1.1").map(|(_, t)| t).unwrap_or("");
+            format!("{method} {}{tail}", path.split('?').next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            format!("HEAD /v2/x/y/blobs/{}", desc.digest),
+            "POST /v2/x/y/blobs/uploads/".into(),
+            "PATCH /v2/x/y/blobs/uploads/u1 [range 0-3] [4 bytes]".into(),
+            "PATCH /v2/x/y/blobs/uploads/u1 [range 4-7] [4 bytes]".into(),
+            "GET /v2/x/y/blobs/uploads/u1".into(),
+            "PUT /v2/x/y/blobs/uploads/u1 [4 bytes]".into(),
+        ],
+        "{requests:?}"
+    );
+    assert!(requests[5].contains("n=2") && requests[5].contains("digest=sha256"));
+
+    // Here the registry lost the session (404 on the upload URL): a new one starts from 0.
+    let server = ScriptedServer::start(vec![
+        (404, vec![], Vec::new()),
+        chunk_taken("u1", 0),
+        chunk_taken("u1", 1),
+        (503, vec![], b"broke off".to_vec()),
+        (
+            404,
+            vec![],
+            br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown"}]}"#
+                .to_vec(),
+        ),
+        chunk_taken("u2", 0),
+        chunk_taken("u2", 1),
+        chunk_taken("u2", 2),
+        (201, vec![], Vec::new()),
+    ]);
+    let repo = Reference::parse(&format!("{}/x/y", server.addr)).unwrap();
+    assert_eq!(
+        client.push_blob(&repo, &desc, &path).await.unwrap(),
+        BlobPush::Uploaded
+    );
+    let requests = server.requests();
+    let methods: Vec<&str> = requests
+        .iter()
+        .map(|r| r.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        ["HEAD", "POST", "PATCH", "PATCH", "GET", "POST", "PATCH", "PATCH", "PUT"],
+        "{requests:?}"
+    );
+    assert!(requests[6].contains("u2") && requests[6].contains("[range 0-3]"));
+    assert!(requests[8].contains("u2") && requests[8].ends_with("[2 bytes]"));
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ fn a_registry_cache_fills_a_pruned_state_directory() {
     let df = format!(
         "FROM {0} AS build\n\
          ARG TARGETARCH\n\
-         RUN date +%s%N > /built && echo $TARGETARCH > /arch\n\
+         RUN od -An -N8 -tx1 /dev/urandom > /built && echo $TARGETARCH > /arch\n\
          FROM {0}\n\
          COPY --from=build /built /arch /\n\
          RUN cat /arch > /copied\n\
@@ -152,7 +152,7 @@ fn a_local_cache_is_an_oci_layout_that_fills_an_empty_state_directory() {
         return;
     };
     let df = format!(
-        "FROM {0} AS tools\nRUN date +%s%N > /t\nFROM {0}\nCOPY a /a\nRUN date +%s%N > /stamp\n",
+        "FROM {0} AS tools\nRUN od -An -N8 -tx1 /dev/urandom > /t\nFROM {0}\nCOPY a /a\nRUN od -An -N8 -tx1 /dev/urandom > /stamp\n",
         ctx.base
     );
     let dir = ctx.context("local", &[("Dockerfile", &df), ("a", "a\n")]);

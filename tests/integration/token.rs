@@ -14,6 +14,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use crate::harness::{digest_of, skopeo_raw, TestContext};
+use crate::preflight::{marker_build, stopped_before_any_step};
 use crate::registry::{required_tool, RegistryProcess};
 
 const CONFIG: &str = "version: 0.1
@@ -38,6 +39,9 @@ auth:
 
 const USER: &str = "robot";
 const PASSWORD: &str = "t0ken-pa55";
+/// A second account whose tokens only ever grant `pull`.
+const READER: &str = "reader";
+const READER_PASSWORD: &str = "read-0nly-pa55";
 /// Token lifetime, seconds.
 const LIFETIME: u64 = 60;
 
@@ -150,27 +154,32 @@ fn answer(stream: TcpStream, key: &Path, cert_der: &[u8], issued: &AtomicU32, re
             _ => {}
         }
     }
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-    );
-    if auth.as_deref() != Some(expected.as_str()) || service != "polyarch-registry" {
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    let reader = auth.as_deref() == Some(basic(READER, READER_PASSWORD).as_str());
+    let expected = basic(USER, PASSWORD);
+    if !(reader || auth.as_deref() == Some(expected.as_str())) || service != "polyarch-registry" {
         refused.fetch_add(1, Ordering::SeqCst);
         let _ = writer.write_all(
             b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 20\r\nConnection: close\r\n\r\nwrong user/password\n",
         );
         return;
     }
-    // Grant what is asked: `repository:<name>:<actions>`.
+    // Grant what is asked (`repository:<name>:<actions>`); the reader only ever gets `pull`.
     let access: Vec<serde_json::Value> = scopes
         .iter()
         .filter_map(|s| {
             let mut parts = s.splitn(3, ':');
             let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(serde_json::json!({
-                "type": kind, "name": name,
-                "actions": actions.split(',').collect::<Vec<_>>(),
-            }))
+            let actions: Vec<&str> = actions
+                .split(',')
+                .filter(|a| !reader || *a == "pull")
+                .collect();
+            Some(serde_json::json!({"type": kind, "name": name, "actions": actions}))
         })
         .collect();
     let now = std::time::SystemTime::now()
@@ -302,4 +311,31 @@ fn bearer_tokens_from_a_token_service_are_used() {
         wrong.stderr
     );
     assert!(tokens.refused.load(Ordering::SeqCst) >= 1);
+
+    // Pre-flight: a token without the push scope stops a build before any step runs, naming
+    // the scope asked for.
+    let (dir, state) = marker_build(&ctx, "token-preflight");
+    let reader = run(&[
+        "build",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--retries",
+        "1",
+        "--creds",
+        &format!("{READER}:{READER_PASSWORD}"),
+        "-t",
+        &format!("{}/team/app:preflight", reg.addr),
+        "--push",
+        dir.to_str().unwrap(),
+    ]);
+    stopped_before_any_step(
+        &reader,
+        &state,
+        &[
+            &reg.addr,
+            "may not push",
+            "repository:team/app:pull,push",
+            "hint: use an account with push rights",
+        ],
+    );
 }

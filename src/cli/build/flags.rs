@@ -68,6 +68,13 @@ pub struct BuildArgs {
     /// Progress output on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, env = "POLYARCH_PROGRESS")]
     pub progress: ProgressMode,
+    /// How layers made by the build are compressed: gzip (on every core, the same bytes
+    /// whatever their number), zstd (the OCI zstd layer media type) or uncompressed.
+    #[arg(long, value_name = "KIND", default_value = "gzip", value_parser = ["gzip", "zstd", "uncompressed"], env = "POLYARCH_COMPRESSION")]
+    pub compression: String,
+    /// Compression level: gzip 0-9 (default 6), zstd 1-22 (default 3).
+    #[arg(long, value_name = "N", env = "POLYARCH_COMPRESSION_LEVEL")]
+    pub compression_level: Option<i32>,
     /// Registry access.
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -15,11 +15,12 @@ use crate::metadata::PushedByDigest;
 use crate::node::protocol::WireCredentials;
 
 mod flags;
+mod ledger;
 mod report;
 mod resolve;
 
 pub use flags::BuildArgs;
-use report::{metadata_json, plan_text, pushed_by_digest};
+use report::{build_ref, metadata_json, plan_text, pushed_by_digest};
 pub use resolve::resolve_build;
 
 /// What a build prints on stdout once its progress is over.
@@ -68,6 +69,8 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         .or(req.tags.first().filter(|_| req.push))
         .map(|r| r.registry.clone());
     let mut options = args.registry.resolve(destination.as_deref())?;
+    // A build reads each base index once, however many platforms use it.
+    options.remember_tags = true;
     // Upload sessions go into this process's journal: if it is killed, the next build
     // abandons them.
     options.upload_journal = Some(store.upload_journal());
@@ -79,6 +82,10 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         Some(NodeOpts::transport(&set)?)
     };
     let executor = SandboxExecutor::current_exe()?.with_snapshotter(args.snapshotter);
+    // The ledger notes what was pushed, for the line an interruption prints.
+    let ledger = Arc::new(ledger::Ledger::new(sink));
+    let sink: Arc<dyn Sink> = ledger.clone();
+    registry.report_retries_to(sink.clone());
     let deps = Deps {
         registry,
         executor,
@@ -103,24 +110,35 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         return Ok(Report::Plan(plan_text(&plan)));
     }
     // SIGINT/SIGTERM cancel the build: dropping its future kills every sandbox helper
-    // (kill_on_drop; their steps die with them) and removes the step directories, and no tag
-    // has moved, since the index is pushed last.
+    // (kill_on_drop; their steps die with them) and removes the step directories; the line
+    // says what was pushed by then (the index goes last, so a tag moved only at the very end).
     let outcome = rt.block_on(async {
         tokio::select! {
             r = coordinator::build_with(&req, &deps, &nodes) => r.map_err(Failure::from),
-            sig = interrupted() => Err(Failure {
-                message: format!("interrupted by {sig}: the build was cancelled and nothing was published"),
-                causes: vec![],
-                hint: None,
-                code: ExitCode::Interrupted,
-            }),
+            (sig, code) = interrupted() => {
+                let platforms: Vec<String> = req.platforms.iter().map(|p| p.to_string()).collect();
+                let tags: Vec<String> = req.tags.iter().filter(|_| req.push).map(|t| t.to_string()).collect();
+                let pushes = req.push || req.push_by_digest.is_some();
+                Err(Failure {
+                    message: format!(
+                        "interrupted by {sig}: the build was cancelled; {}",
+                        ledger.summary(&platforms, &tags, pushes)
+                    ),
+                    causes: vec![],
+                    hint: None,
+                    code,
+                })
+            }
         }
-    })?;
+    });
+    report_requests(&deps.registry, deps.sink.as_ref());
+    let outcome = outcome?;
+    let build_ref = build_ref();
     let by_digest = req
         .push_by_digest
         .as_ref()
-        .map(|repo| pushed_by_digest(&outcome, repo));
-    write_result_files(args, &req, &outcome, by_digest.as_ref())?;
+        .map(|repo| pushed_by_digest(&outcome, repo, &build_ref));
+    write_result_files(args, &req, (&outcome, &build_ref), by_digest.as_ref())?;
     Ok(Report::Built(Box::new((outcome, by_digest))))
 }
 
@@ -151,7 +169,7 @@ fn node_credentials(
 fn write_result_files(
     args: &BuildArgs,
     req: &BuildRequest,
-    outcome: &BuildOutcome,
+    (outcome, build_ref): (&BuildOutcome, &str),
     by_digest: Option<&PushedByDigest>,
 ) -> Result<(), Failure> {
     let write = |path: &Path, body: &[u8], what: &str| {
@@ -165,7 +183,7 @@ fn write_result_files(
     if let Some(path) = &args.metadata_file {
         let value = match by_digest {
             Some(p) => serde_json::to_value(p).unwrap_or_default(),
-            None => metadata_json(outcome, req),
+            None => metadata_json(outcome, req, build_ref),
         };
         let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
         write(path, &body, "metadata file")?;
@@ -203,17 +221,18 @@ fn print_summary(outcome: &BuildOutcome, by_digest: Option<&PushedByDigest>) {
     }
 }
 
-/// Resolves when the process receives SIGINT or SIGTERM, with the signal's name. Pending forever
-/// when the handlers cannot be installed (the default disposition then still ends the process).
-async fn interrupted() -> &'static str {
+/// Resolves when the process receives SIGINT or SIGTERM, with the signal's name and the exit
+/// code it gives (130, 143). Pending forever when the handlers cannot be installed (the default
+/// disposition then still ends the process).
+async fn interrupted() -> (&'static str, ExitCode) {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) {
         (Ok(mut int), Ok(mut term)) => tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => ("SIGINT", ExitCode::Interrupted),
+            _ = term.recv() => ("SIGTERM", ExitCode::Terminated),
         },
         _ => std::future::pending().await,
     }

@@ -7,10 +7,16 @@
 use crate::coordinator::{BuildOutcome, BuildPlan, BuildRequest, NodeState};
 use crate::registry::Reference;
 
-/// The metadata file: the keys CI users parse from buildx (`containerimage.digest`, ...) plus
-/// the per-platform manifests.
-pub(super) fn metadata_json(outcome: &BuildOutcome, req: &BuildRequest) -> serde_json::Value {
-    serde_json::json!({
+/// The metadata file: the keys CI users parse from buildx (`containerimage.digest`,
+/// `containerimage.descriptor`, `containerimage.config.digest` for one platform,
+/// `buildx.build.ref`, ...) plus the per-platform manifests.
+pub(super) fn metadata_json(
+    outcome: &BuildOutcome,
+    req: &BuildRequest,
+    build_ref: &str,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "buildx.build.ref": build_ref,
         "containerimage.digest": outcome.index.digest.to_string(),
         "containerimage.descriptor": outcome.index.descriptor(),
         "image.name": req.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
@@ -24,7 +30,25 @@ pub(super) fn metadata_json(outcome: &BuildOutcome, req: &BuildRequest) -> serde
             "node": i.node.as_deref().unwrap_or("local"),
         })).collect::<Vec<_>>(),
         "warnings": outcome.warnings,
-    })
+    });
+    if let [one] = outcome.images.as_slice() {
+        v["containerimage.config.digest"] = serde_json::json!(one.config.to_string());
+    }
+    v
+}
+
+/// buildx's `buildx.build.ref`, `BUILDER/NODE/REF`: `polyarch`, this host's name, and a random
+/// 25-character id of this build (BuildKit's ref ids have that shape).
+pub(super) fn build_ref() -> String {
+    use rand::Rng;
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy().into_owned();
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let id: String = (0..25)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("polyarch/{host}/{id}")
 }
 
 /// What `--push-by-digest` pushed, for the metadata and digest files: the image for one
@@ -32,6 +56,7 @@ pub(super) fn metadata_json(outcome: &BuildOutcome, req: &BuildRequest) -> serde
 pub(super) fn pushed_by_digest(
     outcome: &BuildOutcome,
     repo: &Reference,
+    build_ref: &str,
 ) -> crate::metadata::PushedByDigest {
     let platforms: Vec<crate::metadata::PlatformEntry> = outcome
         .images
@@ -53,6 +78,7 @@ pub(super) fn pushed_by_digest(
         _ => (outcome.index.descriptor(), None, None),
     };
     crate::metadata::PushedByDigest {
+        build_ref: Some(build_ref.to_string()),
         containerimage_digest: descriptor.digest.clone(),
         containerimage_config_digest: config,
         image_name: repo.repo_string(),

@@ -134,6 +134,8 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         })?),
         _ => None,
     };
+    let compression = crate::layer::Compression::parse(&args.compression, args.compression_level)
+        .map_err(|e| usage("--compression-level", e))?;
     let mut secrets = BTreeMap::new();
     for spec in &args.secrets {
         let (id, value) = parse_secret(spec)?;
@@ -153,6 +155,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         push_by_digest,
         outputs,
         source_date_epoch,
+        compression,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         secrets,
         smoke_test: args.smoke_test.clone(),

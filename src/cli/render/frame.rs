@@ -234,6 +234,13 @@ pub(super) fn frame(m: &Model, now: Instant, fit: Fit, verb: &str) -> Vec<String
         for g in &m.groups {
             lines.extend(group_lines(g, now, fit, collapse));
         }
+        if let (Some(r), None) = (&m.retry, m.finished) {
+            lines.push(
+                style(truncate_str(&format!(" => {r}"), fit.width, "…"))
+                    .yellow()
+                    .to_string(),
+            );
+        }
         lines
     };
     let lines = draw(false);

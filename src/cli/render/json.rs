@@ -101,6 +101,8 @@ mod tests {
             | Event::SmokeTestFinished { .. }
             | Event::PlatformDone { .. }
             | Event::PlatformMoved { .. }
+            | Event::RegistryRetry { .. }
+            | Event::RegistryRequests { .. }
             | Event::CacheImported { .. }
             | Event::CacheExported { .. }
             | Event::IndexPushed { .. }
@@ -211,6 +213,17 @@ mod tests {
                 dest: "out".into(),
                 ref_name: "latest".into(),
                 digest: d,
+            },
+            Event::RegistryRetry {
+                registry: "127.0.0.1:5000".into(),
+                request: "PATCH blob".into(),
+                attempt: 1,
+                error: "503".into(),
+                delay_ms: 500,
+            },
+            Event::RegistryRequests {
+                requests: 9,
+                retries: 1,
             },
             Event::CacheImported {
                 cache: "r/cache:1".into(),

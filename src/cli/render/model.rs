@@ -153,6 +153,10 @@ pub(super) struct Model {
     pub index: Option<Digest>,
     pub destinations: Vec<String>,
     pub warnings: Vec<String>,
+    /// The latest registry retry (what failed, which attempt), and the registry request count
+    /// at the end: requests sent, of them retries.
+    pub retry: Option<String>,
+    pub requests: Option<(u64, u64)>,
     /// Exit code and wall time once the run ended.
     pub finished: Option<(i32, u64)>,
 }
@@ -184,6 +188,8 @@ impl Model {
             index: None,
             destinations: Vec::new(),
             warnings: Vec::new(),
+            retry: None,
+            requests: None,
             finished: None,
         }
     }
@@ -342,6 +348,31 @@ impl Model {
                 ));
             }
             Event::Warning { message } => self.warnings.push(shown(message)),
+            Event::SmokeTestStarted { .. }
+            | Event::SmokeTestOutput { .. }
+            | Event::SmokeTestFinished { .. } => self.apply_smoke(event, now),
+            Event::BuildFinished { exit_code, millis } => self.finish(*exit_code, *millis),
+            Event::RegistryRetry {
+                registry,
+                request,
+                attempt,
+                error,
+                delay_ms,
+            } => {
+                self.retry = Some(shown(&format!(
+                    "registry {registry}: {request} failed ({error}); retry {attempt} in {delay_ms} ms"
+                )));
+            }
+            Event::RegistryRequests { requests, retries } => {
+                self.requests = Some((*requests, *retries));
+            }
+            _ => {}
+        }
+    }
+
+    /// The smoke test's events.
+    fn apply_smoke(&mut self, event: &Event, now: Instant) {
+        match event {
             Event::SmokeTestStarted { platform, command } => {
                 self.group(platform, now).smoke = Some(Smoke {
                     command: shown(command),
@@ -368,7 +399,6 @@ impl Model {
                     s.ended = Some((*status, *millis));
                 }
             }
-            Event::BuildFinished { exit_code, millis } => self.finish(*exit_code, *millis),
             _ => {}
         }
     }

@@ -73,6 +73,7 @@ fn outcome_line(e: &Event) -> Option<String> {
             to,
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
+        Event::RegistryRetry { .. } | Event::RegistryRequests { .. } => registry_line(e)?,
         Event::CacheImported { cache, entries } => {
             format!("cache {cache}: {entries} step entries imported")
         }
@@ -173,6 +174,25 @@ fn step_line(e: &Event) -> Option<String> {
             Some(l) => format!("[{platform}] #{step} done in {millis} ms, layer {l}"),
             None => format!("[{platform}] #{step} done in {millis} ms"),
         },
+        _ => return None,
+    })
+}
+
+/// The plain line of a registry event (retries and the request count).
+fn registry_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::RegistryRetry {
+            registry,
+            request,
+            attempt,
+            error,
+            delay_ms,
+        } => format!(
+            "registry {registry}: {request} failed ({error}); retry {attempt} in {delay_ms} ms"
+        ),
+        Event::RegistryRequests { requests, retries } => {
+            format!("registry requests: {requests} sent, {retries} of them retries")
+        }
         _ => return None,
     })
 }

@@ -58,6 +58,11 @@ pub(super) fn summary(m: &Model) -> Vec<String> {
             out.push(format!("  {d}"));
         }
     }
+    if let Some((requests, retries)) = m.requests {
+        out.push(format!(
+            "registry requests: {requests} sent, {retries} of them retries"
+        ));
+    }
     for w in &m.warnings {
         out.push(format!("warning: {w}"));
     }

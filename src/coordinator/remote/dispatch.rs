@@ -173,6 +173,7 @@ impl<'a> Dispatch<'a> {
             push_to: target.repo_string(),
             insecure_registries: self.nodes.insecure_registries.clone(),
             retries: self.nodes.retries,
+            compression: sh.req.compression,
             context: context.clone(),
             smoke_test: sh.req.smoke_test.clone(),
             no_cache: sh.req.cache.no_cache,

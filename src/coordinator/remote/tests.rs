@@ -55,6 +55,7 @@ fn world(platforms: &[&str]) -> World {
         entitlements: Vec::new(),
         outputs: Vec::new(),
         source_date_epoch: Some(0),
+        compression: crate::layer::Compression::default(),
         binfmt_dir: dir.path().join("no-binfmt"),
         smoke_test: None,
         cache: Default::default(),
@@ -368,6 +369,7 @@ async fn a_drop_with_no_candidate_left_fails_and_names_the_node() {
         created: oci::rfc3339(0),
         cache: crate::coordinator::StepCache::open(&w.deps.store, &w.req.cache, Vec::new())
             .unwrap(),
+        early: crate::coordinator::upload::EarlyUploads::default(),
     };
     let d = Dispatch::new(&nodes, &text, "Dockerfile");
     let stages = Stages::new(&sh, &w.deps);
@@ -394,4 +396,34 @@ async fn a_drop_with_no_candidate_left_fails_and_names_the_node() {
         "{e}"
     );
     assert_eq!(e.exit_code(), ExitCode::Registry);
+}
+
+/// Issue 13: with several -t, a failure after some tags moved lists exactly which did (this
+/// file's `world` makes a local build with a fake registry).
+#[tokio::test]
+async fn a_failed_tag_push_lists_the_tags_that_moved_and_those_that_did_not() {
+    let mut w = world(&["linux/amd64"]);
+    w.req.tags = ["1", "2", "3"]
+        .iter()
+        .map(|t| Reference::parse(&format!("{REPO}:{t}")).unwrap())
+        .collect();
+    w.deps.registry.break_tag("2");
+    let err = build_with(&w.req, &w.deps, &Nodes::none())
+        .await
+        .unwrap_err();
+    let BuildError::TagsPartlyMoved(p) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(p.moved, [format!("{REPO}:1")]);
+    assert_eq!(p.not_moved, [format!("{REPO}:2"), format!("{REPO}:3")]);
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!("moved tags {REPO}:1 but not {REPO}:2, {REPO}:3")),
+        "{shown}"
+    );
+    assert_eq!(err.exit_code(), crate::exit::ExitCode::Registry);
+    // The moved tag holds the complete index; the others hold nothing.
+    let repo = Reference::parse(REPO).unwrap();
+    assert!(w.deps.registry.manifest(&repo, "1").is_some());
+    assert!(w.deps.registry.manifest(&repo, "3").is_none());
 }

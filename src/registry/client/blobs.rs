@@ -3,8 +3,8 @@
 //! (distribution-spec v1.1 `spec.md`, "Pulling blobs", "Checking if content exists").
 //!
 //! Level 2, above the transport: it describes requests and checks answers, never sends or
-//! retries by itself. A fetched blob never sits whole in memory, and a file that failed its
-//! checks is removed.
+//! retries a request by itself (a download whose body breaks off starts over). A fetched blob
+//! never sits whole in memory, and a file that failed its checks is removed.
 
 use std::path::Path;
 
@@ -30,9 +30,12 @@ pub(super) async fn fetch(
     let what = format!("blob {} in {}", desc.digest, repo.repo_string());
     let host = t.host(&repo.registry)?;
     let _slot = t.permit(&host).await;
-    // Each attempt starts over, truncating `dest`.
+    // The GET is retried by the transport; a body that breaks off is fetched again from the
+    // start, truncating `dest`.
     let result = t
-        .retry(&what, |_| fetch_once(t, &host, repo, desc, dest, &what))
+        .retry_operation(&host.registry, &what, || {
+            fetch_once(t, &host, repo, desc, dest, &what)
+        })
         .await;
     if result.is_err() {
         // Best effort: a partial or unverified file must not be mistaken for the blob.
@@ -121,11 +124,11 @@ pub(super) async fn exists(
     let what = format!("blob {digest} in {}", repo.repo_string());
     let host = t.host(&repo.registry)?;
     let _slot = t.permit(&host).await;
-    t.retry(&what, |_| exists_once(t, &host, repo, digest, &what))
-        .await
+    exists_once(t, &host, repo, digest, &what).await
 }
 
-/// One `HEAD` of the blob `digest` in `repo`: `true` on 200, `false` on 404.
+/// A `HEAD` of the blob `digest` in `repo` (retried by the transport): `true` on 200, `false`
+/// on 404.
 pub(super) async fn exists_once(
     t: &Transport,
     host: &Host,

@@ -4,11 +4,15 @@
 //! "Pulling manifests", "Pushing Manifests").
 //!
 //! Level 2, above the transport: it describes requests and checks answers, never sends or
-//! retries by itself. Manifests are pushed as the exact bytes given, never re-serialised.
+//! retries a request by itself. Manifests are pushed as the exact bytes given, never re-serialised.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
+use tokio::sync::OnceCell;
 
 use super::answer::{header_str, read_body};
 use super::authorization::{pull, push};
@@ -18,6 +22,42 @@ use crate::oci::{Descriptor, Digest, MANIFEST_ACCEPT};
 use crate::registry::{
     check_manifest_push, manifest_media_type, RawManifest, Reference, RegistryError,
 };
+
+/// Manifests fetched by tag, kept for the client's life (see
+/// [`super::RegistryOptions::remember_tags`]); concurrent readers of one tag share one fetch.
+#[derive(Default)]
+pub(super) struct TagMemo {
+    tags: std::sync::Mutex<HashMap<String, Arc<OnceCell<RawManifest>>>>,
+}
+
+impl TagMemo {
+    /// The manifest `reference` names: remembered, or fetched by `fetch` (a failure is not
+    /// remembered).
+    pub(super) async fn get<F, Fut>(
+        &self,
+        reference: &Reference,
+        fetch: F,
+    ) -> Result<RawManifest, RegistryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<RawManifest, RegistryError>>,
+    {
+        let cell = {
+            let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+            tags.entry(reference.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(fetch).await.cloned()
+    }
+
+    /// Forgets what `repo` + `reference` (a tag) named: it is being pushed.
+    pub(super) fn forget(&self, repo: &Reference, reference: &str) {
+        let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = repo.clone();
+        r.tag = Some(reference.to_string());
+        r.digest = None;
+        tags.remove(&r.to_string());
+    }
+}
 
 /// The largest manifest or index accepted (distribution-spec: registries SHOULD accept 4 MiB).
 const MANIFEST_LIMIT: usize = 8 << 20;
@@ -49,8 +89,7 @@ pub(super) async fn get(
     let what = reference.to_string();
     let host = t.host(&reference.registry)?;
     let _slot = t.permit(&host).await;
-    t.retry(&what, |_| get_once(t, &host, reference, &what))
-        .await
+    get_once(t, &host, reference, &what).await
 }
 
 /// One `GET` of the manifest `reference` names, checked against the digest asked for (or the
@@ -110,8 +149,7 @@ pub(super) async fn head(
     let what = format!("manifest {reference}");
     let host = t.host(&reference.registry)?;
     let _slot = t.permit(&host).await;
-    t.retry(&what, |_| head_once(t, &host, reference, &what))
-        .await
+    head_once(t, &host, reference, &what).await
 }
 
 /// One `HEAD` of the manifest `reference` names: its descriptor from the headers, or from the
@@ -182,21 +220,17 @@ pub(super) async fn put(
     let host = t.host(&repo.registry)?;
     let _slot = t.permit(&host).await;
     let body = Bytes::copy_from_slice(bytes);
-    let served = t
-        .retry(&what, |_| async {
-            let url = t
-                .url(
-                    &host,
-                    &format!("/v2/{}/manifests/{reference}", repo.repository),
-                )
-                .await?;
-            let req = Req::new(Method::PUT, url)
-                .header("Content-Type", media_type)
-                .body(Payload::Bytes(body.clone()));
-            let resp = t.expect(&host, &[push(repo)], &what, req, &[201]).await?;
-            Ok(header_str(resp.headers(), "Docker-Content-Digest"))
-        })
+    let url = t
+        .url(
+            &host,
+            &format!("/v2/{}/manifests/{reference}", repo.repository),
+        )
         .await?;
+    let req = Req::new(Method::PUT, url)
+        .header("Content-Type", media_type)
+        .body(Payload::Bytes(body));
+    let resp = t.expect(&host, &[push(repo)], &what, req, &[201]).await?;
+    let served = header_str(resp.headers(), "Docker-Content-Digest");
     // The digest the registry computed must be that of the bytes sent: a registry that
     // rewrote the document would otherwise go unnoticed.
     if let Some(served) = served {

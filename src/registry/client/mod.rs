@@ -15,10 +15,12 @@
 //! | upload | `POST /v2/<name>/blobs/uploads/` (optionally `?mount=<digest>&from=<other>`), `PATCH <location>` per chunk, `PUT <location>?digest=<digest>`, `DELETE <location>` to abandon |
 //!
 //! Blob bodies stream from and to files (memory stays flat whatever the size); blobs larger
-//! than [`RegistryOptions::chunk_size`] go up in chunks. Every operation is retried as a whole
-//! on transient failures (connect errors, resets, timeouts, 408, 429, 5xx) with exponential
-//! backoff and jitter, honouring `Retry-After`; a retried upload first asks whether the blob
-//! already arrived.
+//! than [`RegistryOptions::chunk_size`] go up in chunks, and a layer can go up while it is
+//! still being written ([`Registry::push_growing_blob`]). Every request is retried on its own on
+//! transient failures (connect errors, resets, timeouts, 408, 429, 5xx) with exponential
+//! backoff and jitter, honouring `Retry-After`, within a per-request budget and the command's
+//! deadline; a chunked upload that fails mid-way resumes from the offset the registry reports
+//! and opens a new session only when the registry lost the old one.
 //!
 //! Level 2. The rooms, each using only those listed before it:
 //!
@@ -26,13 +28,17 @@
 //! |---|---|
 //! | `options` | [`RegistryOptions`], loopback and API host names |
 //! | `tls` | the HTTP client per registry: roots, client certificate, timeouts |
+//! | `peer_cert` | the subject of a registry's certificate, read untrusted, for messages |
 //! | `request` | a request before it is sent, and its (replayable) body |
 //! | `answer` | reading headers and bounded bodies of answers |
 //! | `authorization` | schemes, Basic, bearer token requests, answers and cache, scopes |
+//! | `retry` | backoff, `Retry-After`, the per-request budget and deadline; request counters |
 //! | `transport` | sending: hosts, plain HTTP or TLS, `401` challenges, statuses, retries |
 //! | `blobs` | `HEAD`/`GET` of blobs, verified while streaming |
 //! | `manifests` | `GET`/`HEAD`/`PUT` of manifests with their media types and digests |
-//! | `uploads` | upload sessions, chunked `PATCH`, mounts, streamed copies |
+//! | `session` | one resumable upload: `POST`, chunked `PATCH`, resume from `Range`, `PUT` |
+//! | `uploads` | blob pushes (files and growing files), mounts, streamed copies |
+//! | `preflight` | before a build: name, connection, TLS, `/v2/`, push rights of a target |
 //!
 //! This file only holds the [`OciRegistry`] handle and hands each [`Registry`] call to its
 //! room; it must not send requests itself.
@@ -46,14 +52,19 @@ mod authorization;
 mod blobs;
 mod manifests;
 mod options;
+mod peer_cert;
+mod preflight;
 mod request;
+mod retry;
+mod session;
 mod tls;
 mod transport;
 mod uploads;
 
 pub use options::RegistryOptions;
+pub use retry::RequestStats;
 
-use super::{BlobPush, RawManifest, Reference, Registry, RegistryError};
+use super::{BlobPush, GrowingBlob, RawManifest, Reference, Registry, RegistryError};
 use crate::oci::{Descriptor, Digest};
 use transport::Transport;
 
@@ -61,6 +72,8 @@ use transport::Transport;
 #[derive(Clone)]
 pub struct OciRegistry {
     transport: Arc<Transport>,
+    /// Manifests fetched by tag, when [`RegistryOptions::remember_tags`] is set.
+    tags: Arc<manifests::TagMemo>,
 }
 
 impl fmt::Debug for OciRegistry {
@@ -77,6 +90,7 @@ impl OciRegistry {
     pub fn new(options: RegistryOptions) -> Result<OciRegistry, RegistryError> {
         Ok(OciRegistry {
             transport: Arc::new(Transport::new(options)?),
+            tags: Arc::default(),
         })
     }
 
@@ -84,10 +98,27 @@ impl OciRegistry {
     pub fn options(&self) -> &RegistryOptions {
         &self.transport.options
     }
+
+    /// Requests sent so far (retries included) and how many were retries.
+    pub fn stats(&self) -> RequestStats {
+        self.transport.counters.stats()
+    }
+
+    /// Reports each retry to `sink` as [`crate::progress::Event::RegistryRetry`] from now on
+    /// (the first sink given wins).
+    pub fn report_retries_to(&self, sink: Arc<dyn crate::progress::Sink>) {
+        self.transport.counters.report_to(sink);
+    }
 }
 
 impl Registry for OciRegistry {
     async fn get_manifest(&self, reference: &Reference) -> Result<RawManifest, RegistryError> {
+        if self.transport.options.remember_tags && reference.digest.is_none() {
+            return self
+                .tags
+                .get(reference, || manifests::get(&self.transport, reference))
+                .await;
+        }
         manifests::get(&self.transport, reference).await
     }
 
@@ -120,6 +151,18 @@ impl Registry for OciRegistry {
         uploads::push_file(&self.transport, repo, desc, path).await
     }
 
+    async fn check_push(&self, repo: &Reference) -> Result<(), RegistryError> {
+        preflight::check_push(&self.transport, repo).await
+    }
+
+    async fn push_growing_blob(
+        &self,
+        repo: &Reference,
+        blob: GrowingBlob,
+    ) -> Result<(Descriptor, BlobPush), RegistryError> {
+        uploads::push_growing(&self.transport, repo, blob).await
+    }
+
     async fn abandon_upload(&self, registry: &str, location: &str) -> Result<(), RegistryError> {
         uploads::abandon(&self.transport, registry, location).await
     }
@@ -140,6 +183,7 @@ impl Registry for OciRegistry {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<Digest, RegistryError> {
+        self.tags.forget(repo, reference);
         manifests::put(&self.transport, repo, reference, bytes, media_type).await
     }
 }

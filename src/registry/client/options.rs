@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::registry::auth::{CredentialSources, Credentials};
 
@@ -20,8 +20,16 @@ pub struct RegistryOptions {
     /// (`localhost`, 127.0.0.0/8, `::1`) may use plain HTTP too, but their certificates are
     /// verified when they speak TLS.
     pub insecure: Vec<String>,
-    /// Retries of a transient failure after the first attempt (default 4).
+    /// Retries of each request after a retryable failure (connect error, reset, timeout,
+    /// 408, 429, 5xx), after the first attempt (default 8). A chunked upload that stalls
+    /// resumes from the registry's offset, which counts as a retry of that chunk.
     pub retries: u32,
+    /// No request is retried past this moment (the command's registry deadline); `None`: no
+    /// deadline.
+    pub deadline: Option<Instant>,
+    /// The longest one request may take until its answer's headers arrive, its body sent
+    /// included (default 300 s); then it counts as a timeout (retryable).
+    pub request_timeout: Duration,
     /// Credentials given explicitly per registry (`host[:port]`; `docker.io` for Docker Hub).
     /// They win over [`RegistryOptions::credential_sources`].
     pub auth: BTreeMap<String, Credentials>,
@@ -33,6 +41,10 @@ pub struct RegistryOptions {
     /// that registry and `*.cert` with a matching `*.key` a client certificate (default
     /// `/etc/docker/certs.d` and `/etc/containers/certs.d`).
     pub certs_dirs: Vec<PathBuf>,
+    /// Serve a manifest fetched by tag from memory for the rest of the client's life, so that a
+    /// build reads each base index once, not once per platform; pushing to a tag forgets it
+    /// (default false: every read asks the registry).
+    pub remember_tags: bool,
     /// Operations in flight at once per registry (default 4).
     pub jobs: usize,
     /// First delay between retries (default 500 ms); doubled each time, with jitter.
@@ -43,8 +55,9 @@ pub struct RegistryOptions {
     pub connect_timeout: Duration,
     /// Timeout for each read from a connection (default 120 s).
     pub read_timeout: Duration,
-    /// Blobs larger than this many bytes are uploaded in chunks of this size (default 64 MiB);
-    /// smaller ones in one request.
+    /// Blobs larger than this many bytes are uploaded in chunks of this size (default 32 MiB);
+    /// smaller ones in one request. A layer uploaded while it is compressed goes up in chunks
+    /// of this size as they are written.
     pub chunk_size: u64,
     /// Where the upload sessions this client opens are recorded, and closed when committed, so
     /// that a killed process's open sessions can be abandoned by the next one (the store's
@@ -56,7 +69,9 @@ impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             insecure: Vec::new(),
-            retries: 4,
+            retries: 8,
+            deadline: None,
+            request_timeout: Duration::from_secs(300),
             auth: BTreeMap::new(),
             credential_sources: CredentialSources::none(),
             ca_certs: Vec::new(),
@@ -64,12 +79,13 @@ impl Default for RegistryOptions {
                 PathBuf::from("/etc/docker/certs.d"),
                 PathBuf::from("/etc/containers/certs.d"),
             ],
+            remember_tags: false,
             jobs: 4,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(120),
-            chunk_size: 64 << 20,
+            chunk_size: 32 << 20,
             upload_journal: None,
         }
     }

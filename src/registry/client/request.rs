@@ -1,15 +1,19 @@
 //! One registry request before it is sent ([`Req`]), and its body ([`Payload`]): empty, bytes,
-//! a slice of a file read while it is sent, or a one-shot stream; and how that becomes an HTTP
-//! request with `Content-Length` and `Authorization`.
+//! a slice of an open file read while it is sent (again from its offset for every attempt), or
+//! a one-shot stream; and how that becomes an HTTP request with `Content-Length` and
+//! `Authorization`.
 //!
-//! Level 2. It opens and reads blob files (tokio) but must not send anything: the transport
-//! sends, and decides whether a body may be sent again ([`Payload::replayable`]).
+//! Level 2. It reads blob files (positional reads on a blocking thread) but must not send
+//! anything: the transport sends, and decides whether a body may be sent again
+//! ([`Payload::replayable`]).
 
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::{Method, Url};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::registry::RegistryError;
 
@@ -22,9 +26,13 @@ pub(super) enum Payload {
     Empty,
     /// Bytes in memory (a manifest).
     Bytes(Bytes),
-    /// `len` bytes of the file at `path` from `offset` (a blob or one chunk of it).
+    /// `len` bytes of `file` from `offset` (a blob or one chunk of it), read anew for every
+    /// attempt. The file is open, so a blob renamed into the store while it is uploaded (a
+    /// layer written and sent at once) is still read.
     File {
-        /// The blob file.
+        /// The blob file, open for reading.
+        file: Arc<File>,
+        /// Its path, for messages.
         path: PathBuf,
         /// Where the slice starts, bytes.
         offset: u64,
@@ -46,7 +54,15 @@ impl Payload {
         Ok(match self {
             Payload::Empty => (reqwest::Body::from(Bytes::new()), 0),
             Payload::Bytes(b) => (reqwest::Body::from(b.clone()), b.len() as u64),
-            Payload::File { path, offset, len } => (file_body(path, *offset, *len).await?, *len),
+            Payload::File {
+                file,
+                path,
+                offset,
+                len,
+            } => (
+                reqwest::Body::wrap_stream(file_stream(file.clone(), path.clone(), *offset, *len)),
+                *len,
+            ),
             Payload::Stream(body, len) => (
                 body.take().ok_or_else(|| RegistryError::Protocol {
                     registry: String::new(),
@@ -96,8 +112,8 @@ impl Req {
     /// The HTTP request on `client`, with its body made anew, `Content-Length` for the methods
     /// that carry a body, the headers, and `authorization` as `Authorization` when given.
     ///
-    /// Errors: [`RegistryError::Io`] when a file body cannot be opened,
-    /// [`RegistryError::Protocol`] when a one-shot stream was already sent.
+    /// Errors: [`RegistryError::Protocol`] when a one-shot stream was already sent (a file
+    /// body that cannot be read fails while it is sent, as a transport error).
     pub(super) async fn prepare(
         &mut self,
         client: &reqwest::Client,
@@ -121,54 +137,44 @@ impl Req {
     }
 }
 
-/// `len` bytes of the file at `path` from `offset`, as a body read while it is sent.
-async fn file_body(path: &Path, offset: u64, len: u64) -> Result<reqwest::Body, RegistryError> {
-    Ok(reqwest::Body::wrap_stream(
-        file_stream(path, offset, len).await?,
-    ))
-}
-
-/// `len` bytes of the file at `path` from `offset`, as a stream of pieces of at most
-/// [`UPLOAD_PIECE`] bytes; an error when the file ends early.
-async fn file_stream(
-    path: &Path,
+/// `len` bytes of `file` from `offset`, as a stream of pieces of at most [`UPLOAD_PIECE`]
+/// bytes read with positional reads on a blocking thread; an error when the file ends early.
+/// `path` names the file in errors.
+fn file_stream(
+    file: Arc<File>,
+    path: PathBuf,
     offset: u64,
     len: u64,
-) -> Result<impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static, RegistryError> {
-    let io = |action| {
-        let path = path.to_path_buf();
-        move |source| RegistryError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut file = tokio::fs::File::open(path).await.map_err(io("open"))?;
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(io("seek in"))?;
-    let stream = futures::stream::try_unfold((file, len), |(mut file, left)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        let want = (left as usize).min(UPLOAD_PIECE);
-        let mut buf = BytesMut::with_capacity(want);
-        while buf.len() < want {
-            let n = (&mut file)
-                .take((want - buf.len()) as u64)
-                .read_buf(&mut buf)
-                .await?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the blob file is shorter than its descriptor says",
-                ));
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures::stream::try_unfold((file, offset, len), move |(file, at, left)| {
+        let path = path.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
             }
+            let want = (left as usize).min(UPLOAD_PIECE);
+            let reader = file.clone();
+            let piece = tokio::task::spawn_blocking(move || {
+                let mut buf = BytesMut::zeroed(want);
+                reader.read_exact_at(&mut buf, at).map(|()| buf.freeze())
+            })
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| {
+                let short = e.kind() == std::io::ErrorKind::UnexpectedEof;
+                std::io::Error::new(
+                    e.kind(),
+                    if short {
+                        format!("{} is shorter than its descriptor says", path.display())
+                    } else {
+                        format!("reading {}: {e}", path.display())
+                    },
+                )
+            })?;
+            let n = piece.len() as u64;
+            Ok::<_, std::io::Error>(Some((piece, (file, at + n, left - n))))
         }
-        let n = buf.len() as u64;
-        Ok::<_, std::io::Error>(Some((buf.freeze(), (file, left - n))))
-    });
-    Ok(stream)
+    })
 }
 
 #[cfg(test)]
@@ -185,13 +191,14 @@ mod tests {
         let offset = UPLOAD_PIECE as u64 + 3;
         let len = 2 * UPLOAD_PIECE as u64;
         let mut got = Vec::new();
-        let mut stream = Box::pin(file_stream(&path, offset, len).await.unwrap());
+        let file = Arc::new(File::open(&path).unwrap());
+        let mut stream = Box::pin(file_stream(file.clone(), path.clone(), offset, len));
         while let Some(piece) = stream.next().await {
             got.extend_from_slice(&piece.unwrap());
         }
         assert!(got == data[offset as usize..(offset + len) as usize]);
         // A file shorter than asked for is an error, not a short body.
-        let mut stream = Box::pin(file_stream(&path, data.len() as u64 - 2, 10).await.unwrap());
+        let mut stream = Box::pin(file_stream(file, path, data.len() as u64 - 2, 10));
         let mut failed = false;
         while let Some(piece) = stream.next().await {
             failed |= piece.is_err();

@@ -1,8 +1,12 @@
 //! [`Transport`]: the one place where the registry client sends HTTP requests. It keeps a
 //! [`Host`] per registry (its HTTP client, plain HTTP or HTTPS, credentials, what the registry
 //! taught about authentication, the slots that bound operations in flight), answers `401`
-//! challenges (Basic, or a bearer token fetched from the realm), checks statuses, and runs an
-//! operation again on transient failures ([`Transport::retry`]).
+//! challenges (Basic, or a bearer token fetched from the realm), checks statuses, and sends
+//! each request again on retryable failures ([`Transport::expect`]): every request on its own
+//! (the `/v2/` probe, token fetches, HEAD/GET, each upload request), never a whole operation,
+//! so that one failed `PATCH` does not start an upload over. Only a body that cannot be sent
+//! twice (a stream from another registry) leaves the retry to the operation
+//! ([`Transport::retry_operation`]).
 //!
 //! Level 2. Blobs, manifests and uploads sit above it and describe requests ([`Req`]); they
 //! never send one themselves. It must not know what a request means (no digests, no upload
@@ -10,11 +14,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use reqwest::{Response, StatusCode, Url};
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
@@ -22,14 +23,12 @@ use super::answer::{read_limited, retry_after, ERROR_BODY_LIMIT};
 use super::authorization::{self, AuthScheme, AuthState};
 use super::options::{api_host, RegistryOptions};
 use super::request::Req;
+use super::retry::{Attempts, Counters};
 use super::tls::{http_client, read_certs};
 use crate::registry::auth::Credentials;
 use crate::registry::challenge::Challenge;
 use crate::registry::status::{self, from_answer, from_reqwest};
 use crate::registry::RegistryError;
-
-/// The longest `Retry-After` honoured; longer ones are cut to this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 /// Everything kept per registry.
 pub(super) struct Host {
@@ -54,6 +53,8 @@ pub(super) struct Transport {
     /// Extra roots for every registry, read once.
     ca_certs: Vec<reqwest::Certificate>,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Requests and retries sent, and where retry events go.
+    pub(super) counters: Counters,
 }
 
 impl Transport {
@@ -68,6 +69,7 @@ impl Transport {
             options,
             ca_certs,
             hosts: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
         })
     }
 
@@ -99,38 +101,59 @@ impl Transport {
             .expect("the semaphore is never closed")
     }
 
-    /// Runs `op` until it succeeds, fails with a non-transient error, or `retries` retries
-    /// have failed; exponential backoff with jitter in between, at least `Retry-After`.
-    /// `op` gets the attempt number (0 first).
-    pub(super) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, RegistryError>
+    /// A fresh retry budget for one request.
+    pub(super) fn attempts(&self) -> Attempts {
+        Attempts::new(&self.options)
+    }
+
+    /// Runs `op` until it succeeds, fails in a way that is final, or its retries are used up
+    /// (see [`Attempts`]), waiting in between. For requests sent outside [`Transport::expect`]
+    /// (the probe, token fetches) and for whole operations whose body cannot be sent twice.
+    pub(super) async fn retry_operation<T, F, Fut>(
+        &self,
+        registry: &str,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, RegistryError>
     where
-        F: FnMut(u32) -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
-        let o = &self.options;
-        let backoff = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(o.min_backoff)
-            .with_max_delay(o.max_backoff)
-            .with_max_times(o.retries as usize);
-        let attempt = AtomicU32::new(0);
-        (|| op(attempt.fetch_add(1, Ordering::SeqCst)))
-            .retry(backoff)
-            .when(RegistryError::is_transient)
-            .adjust(|err, delay| {
-                let wait = match err {
-                    RegistryError::Status {
-                        retry_after_secs: Some(after),
-                        ..
-                    } => Duration::from_secs(u64::from(*after)).min(MAX_RETRY_AFTER),
-                    _ => Duration::ZERO,
-                };
-                delay.map(|d| d.max(wait))
-            })
-            .notify(|err, delay| {
-                tracing::warn!(%what, error = %err, ?delay, "registry request failed; retrying");
-            })
-            .await
+        let mut attempts = self.attempts();
+        loop {
+            let err = match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let Some(delay) = attempts.next_delay(&err) else {
+                return Err(err);
+            };
+            self.counters
+                .retrying(registry, what, attempts.granted, &err, delay);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends a prepared request with the per-request timeout, counting it.
+    async fn send_timed(
+        &self,
+        host: &Host,
+        what: &str,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        self.counters.sent();
+        let timeout = self.options.request_timeout;
+        match tokio::time::timeout(timeout, builder.send()).await {
+            Ok(sent) => sent.map_err(|e| from_reqwest(e, &host.registry, what)),
+            Err(_) => Err(RegistryError::Transport {
+                registry: host.registry.clone(),
+                what: what.to_string(),
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", timeout.as_secs_f64()),
+                )),
+            }),
+        }
     }
 
     /// `https://host` or `http://host` for `host`, decided once.
@@ -145,31 +168,38 @@ impl Transport {
         if !self.options.plain_http(&host.registry) {
             return Ok(format!("https://{api}"));
         }
+        let url = format!("http://{api}/v2/");
+        let what = format!("probe {url}");
         host.base
-            .get_or_try_init(|| async {
-                let url = format!("http://{api}/v2/");
-                let what = format!("probe {url}");
-                let resp = host
-                    .client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| from_reqwest(e, &host.registry, &what))?;
-                let status = resp.status().as_u16();
-                if status == 400 {
-                    return Ok(format!("https://{api}"));
-                }
-                if status == 408 || status == 429 || status >= 500 {
-                    let body = read_limited(resp, ERROR_BODY_LIMIT).await;
-                    return Err(from_answer(status, &body, None, &host.registry, &what));
-                }
-                if status == 401 {
-                    host.auth.learn(resp.headers());
-                }
-                Ok(format!("http://{api}"))
+            .get_or_try_init(|| {
+                self.retry_operation(&host.registry, &what, || self.probe_once(host, &url, &what))
             })
             .await
             .cloned()
+    }
+
+    /// One plain-HTTP `GET /v2/` of [`Transport::base`]'s probe.
+    async fn probe_once(
+        &self,
+        host: &Host,
+        url: &str,
+        what: &str,
+    ) -> Result<String, RegistryError> {
+        let api = api_host(&host.registry);
+        let resp = self.send_timed(host, what, host.client.get(url)).await?;
+        let status = resp.status().as_u16();
+        if status == 400 {
+            return Ok(format!("https://{api}"));
+        }
+        if status == 408 || status == 429 || status >= 500 {
+            let after = retry_after(resp.headers());
+            let body = read_limited(resp, ERROR_BODY_LIMIT).await;
+            return Err(from_answer(status, &body, after, &host.registry, what));
+        }
+        if status == 401 {
+            host.auth.learn(resp.headers());
+        }
+        Ok(format!("http://{api}"))
     }
 
     /// The URL of `path` (starting `/v2/`) on `host`.
@@ -239,11 +269,30 @@ impl Transport {
             what: what.clone(),
             message: format!("bad realm: {e}"),
         })?;
-        let resp =
-            authorization::token_request(&host.client, realm, service, scopes, creds.as_ref())
-                .send()
-                .await
-                .map_err(|e| from_reqwest(e, &host.registry, &what))?;
+        let (value, lifetime) = self
+            .retry_operation(&host.registry, &what, || {
+                let request = authorization::token_request(
+                    &host.client,
+                    realm.clone(),
+                    service,
+                    scopes,
+                    creds.as_ref(),
+                );
+                self.token_once(host, request, &what)
+            })
+            .await?;
+        host.auth.store_token(key, value.clone(), lifetime);
+        Ok(value)
+    }
+
+    /// One token request and its answer: the token and its lifetime.
+    async fn token_once(
+        &self,
+        host: &Host,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<(String, std::time::Duration), RegistryError> {
+        let resp = self.send_timed(host, what, request).await?;
         let status = resp.status().as_u16();
         if status != 200 {
             let retry_after = retry_after(resp.headers());
@@ -256,39 +305,33 @@ impl Transport {
                         status::excerpt(&body)
                     ),
                 },
-                _ => from_answer(status, &body, retry_after, &host.registry, &what),
+                _ => from_answer(status, &body, retry_after, &host.registry, what),
             });
         }
         let body = read_limited(resp, 1 << 20).await;
-        let (value, lifetime) = authorization::parse_token_answer(&body, &host.registry, &what)?;
-        host.auth.store_token(key, value.clone(), lifetime);
-        Ok(value)
+        authorization::parse_token_answer(&body, &host.registry, what)
     }
 
-    /// Sends `req` to `host` with the authentication it needs for `scopes`.
+    /// Sends `req` to `host` once (no retry) with the authentication it needs for `scopes`.
     ///
     /// A `401` teaches the scheme (or says the cached token expired: it is dropped) and the
-    /// request is sent once more with fresh authentication. A streamed body cannot be sent
-    /// twice: then [`RegistryError::AuthExpired`] (transient) makes the caller start over.
-    /// Any other status is returned for the caller to check.
+    /// request is sent once more with fresh authentication; a `401` after that is final. A
+    /// streamed body cannot be sent twice: then [`RegistryError::AuthExpired`] (transient)
+    /// makes the caller start over. Any other status is returned for the caller to check.
     pub(super) async fn send(
         &self,
         host: &Host,
         scopes: &[String],
         what: &str,
-        mut req: Req,
+        req: &mut Req,
     ) -> Result<Response, RegistryError> {
         let mut scopes: Vec<String> = scopes.to_vec();
         // At most two sends: the second with what the first one's 401 taught.
         let mut first = true;
         loop {
             let auth = self.authorization(host, &scopes).await?;
-            let resp = req
-                .prepare(&host.client, auth.as_deref())
-                .await?
-                .send()
-                .await
-                .map_err(|e| from_reqwest(e, &host.registry, what))?;
+            let builder = req.prepare(&host.client, auth.as_deref()).await?;
+            let resp = self.send_timed(host, what, builder).await?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -336,13 +379,45 @@ impl Transport {
         }
     }
 
-    /// Sends and checks that the status is one of `ok`; other statuses become errors.
+    /// Sends `req` until its status is one of `ok`: a retryable failure (connect error, reset,
+    /// timeout, 408, 429, 5xx) sends it again after a backoff, within the request's budget
+    /// ([`Attempts`]); other statuses become errors at once. A body that cannot be sent
+    /// twice is sent once.
     pub(super) async fn expect(
         &self,
         host: &Host,
         scopes: &[String],
         what: &str,
-        req: Req,
+        mut req: Req,
+        ok: &[u16],
+    ) -> Result<Response, RegistryError> {
+        let mut attempts = self.attempts();
+        loop {
+            let err = match self.expect_once(host, scopes, what, &mut req, ok).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            if !req.body.replayable() {
+                return Err(err);
+            }
+            let Some(delay) = attempts.next_delay(&err) else {
+                return Err(err);
+            };
+            let request = format!("{} {what}", req.method);
+            self.counters
+                .retrying(&host.registry, &request, attempts.granted, &err, delay);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends `req` once and checks that the status is one of `ok`; other statuses become
+    /// errors.
+    pub(super) async fn expect_once(
+        &self,
+        host: &Host,
+        scopes: &[String],
+        what: &str,
+        req: &mut Req,
         ok: &[u16],
     ) -> Result<Response, RegistryError> {
         let resp = self.send(host, scopes, what, req).await?;

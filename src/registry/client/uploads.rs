@@ -1,45 +1,26 @@
-//! Putting blobs into a repository: upload sessions (`POST /v2/<name>/blobs/uploads/`), a
-//! file sent in one `PUT` or in `PATCH` chunks then a closing `PUT`, cross-repository mounts
-//! (`POST ...?mount=<digest>&from=<other>`), and streamed copies from another repository or
-//! registry (distribution-spec v1.1 `spec.md`, "Pushing blobs", "Pushing a blob in chunks",
-//! "Mounting a blob from another repository").
+//! Putting blobs into a repository: a finished file or one still being written, through a
+//! resumable upload session ([`super::session`]), cross-repository mounts (`POST
+//! ...?mount=<digest>&from=<other>`), and streamed copies from another repository or registry
+//! (distribution-spec v1.1 `spec.md`, "Pushing blobs", "Mounting a blob from another
+//! repository").
 //!
-//! Level 2, above the transport and [`super::blobs`]: it describes requests and follows the
-//! upload protocol, never sends or retries by itself. Blob files are streamed, never read
-//! whole; the registry checks the digest when the upload is committed.
+//! Level 2, above the transport, [`super::blobs`] and [`super::session`]: it decides what to
+//! send (nothing when the blob is there, a mount, an upload, a copy) and never sends or retries
+//! a request by itself. Blob files are streamed, never read whole; the registry checks the
+//! digest when the upload is committed.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 
-use super::answer::header_str;
 use super::authorization::{pull, push};
 use super::blobs;
 use super::request::{Payload, Req};
+use super::session::{self, location, BlobSource};
 use super::transport::{Host, Transport};
 use crate::oci::{Descriptor, Digest};
-use crate::registry::{BlobPush, Reference, RegistryError};
-
-/// The `Location` of an upload answer, resolved against the request URL (it may be relative).
-fn location(
-    base: &Url,
-    headers: &HeaderMap,
-    registry: &str,
-    what: &str,
-) -> Result<Url, RegistryError> {
-    let raw = header_str(headers, "Location").ok_or_else(|| RegistryError::Protocol {
-        registry: registry.to_string(),
-        what: what.to_string(),
-        message: "an upload answer without Location".into(),
-    })?;
-    base.join(&raw).map_err(|e| RegistryError::Protocol {
-        registry: registry.to_string(),
-        what: what.to_string(),
-        message: format!("bad Location {raw:?}: {e}"),
-    })
-}
+use crate::registry::{BlobPush, GrowingBlob, Reference, RegistryError};
 
 /// See [`crate::registry::Registry::push_blob`].
 pub(super) async fn push_file(
@@ -49,14 +30,15 @@ pub(super) async fn push_file(
     path: &Path,
 ) -> Result<BlobPush, RegistryError> {
     let what = format!("blob {} to {}", desc.digest, repo.repo_string());
-    let len = tokio::fs::metadata(path)
-        .await
-        .map_err(|source| RegistryError::Io {
-            action: "stat",
+    let io = |action| {
+        move |source| RegistryError::Io {
+            action,
             path: path.to_path_buf(),
             source,
-        })?
-        .len();
+        }
+    };
+    let file = std::fs::File::open(path).map_err(io("open"))?;
+    let len = file.metadata().map_err(io("stat"))?.len();
     if len != desc.size {
         return Err(RegistryError::BlobFileSize {
             path: path.to_path_buf(),
@@ -66,52 +48,30 @@ pub(super) async fn push_file(
     }
     let host = t.host(&repo.registry)?;
     let _slot = t.permit(&host).await;
-    t.retry(&what, |_| async {
-        // Also on every retry: an upload whose answer was lost may have arrived.
-        if blobs::exists_once(t, &host, repo, &desc.digest, &what).await? {
-            return Ok(BlobPush::AlreadyPresent);
-        }
-        upload_once(t, &host, repo, desc, path, &what).await?;
-        Ok(BlobPush::Uploaded)
-    })
-    .await
+    if blobs::exists_once(t, &host, repo, &desc.digest, &what).await? {
+        return Ok(BlobPush::AlreadyPresent);
+    }
+    let mut src = BlobSource::File {
+        file: Arc::new(file),
+        path: path.to_path_buf(),
+        desc: desc.clone(),
+    };
+    session::upload(t, &host, repo, &mut src, &what).await?;
+    Ok(BlobPush::Uploaded)
 }
 
-/// Opens an upload session (`POST .../blobs/uploads/`); returns its location and the
-/// registry's minimum chunk size (`OCI-Chunk-Min-Length`), if any.
-async fn start_upload(
+/// See [`crate::registry::Registry::push_growing_blob`].
+pub(super) async fn push_growing(
     t: &Transport,
-    host: &Host,
     repo: &Reference,
-    what: &str,
-) -> Result<(Url, u64), RegistryError> {
-    let url = t
-        .url(host, &format!("/v2/{}/blobs/uploads/", repo.repository))
-        .await?;
-    let resp = t
-        .expect(
-            host,
-            &[push(repo)],
-            what,
-            Req::new(Method::POST, url.clone()),
-            &[202],
-        )
-        .await?;
-    let min_chunk = header_str(resp.headers(), "OCI-Chunk-Min-Length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let loc = location(&url, resp.headers(), &host.registry, what)?;
-    if let Some(j) = &t.options.upload_journal {
-        crate::store::record_open(j, &host.registry, loc.as_str());
-    }
-    Ok((loc, min_chunk))
-}
-
-/// Records in the upload journal that the session opened at `session` is over.
-fn session_done(t: &Transport, session: &Url) {
-    if let Some(j) = &t.options.upload_journal {
-        crate::store::record_done(j, session.as_str());
-    }
+    blob: GrowingBlob,
+) -> Result<(Descriptor, BlobPush), RegistryError> {
+    let what = format!("layer {} to {}", blob.path.display(), repo.repo_string());
+    let host = t.host(&repo.registry)?;
+    let _slot = t.permit(&host).await;
+    let mut src = BlobSource::Growing(blob);
+    let desc = session::upload(t, &host, repo, &mut src, &what).await?;
+    Ok((desc, BlobPush::Uploaded))
 }
 
 /// See [`crate::registry::Registry::abandon_upload`].
@@ -142,57 +102,6 @@ pub(super) async fn abandon(
         &[202, 204, 404],
     )
     .await?;
-    Ok(())
-}
-
-/// One upload attempt of the file at `path` as `desc`: one PUT, or PATCHes of `chunk_size`
-/// then a closing PUT (distribution-spec "Pushing a blob in chunks").
-async fn upload_once(
-    t: &Transport,
-    host: &Host,
-    repo: &Reference,
-    desc: &Descriptor,
-    path: &Path,
-    what: &str,
-) -> Result<(), RegistryError> {
-    let scopes = [push(repo)];
-    let (mut loc, min_chunk) = start_upload(t, host, repo, what).await?;
-    let session = loc.clone();
-    let chunk = t.options.chunk_size.max(min_chunk).max(1);
-    let mut offset = 0u64;
-    if desc.size > chunk {
-        while offset < desc.size {
-            let len = chunk.min(desc.size - offset);
-            let req = Req::new(Method::PATCH, loc.clone())
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Range", format!("{offset}-{}", offset + len - 1))
-                .body(Payload::File {
-                    path: path.to_path_buf(),
-                    offset,
-                    len,
-                });
-            let resp = t.expect(host, &scopes, what, req, &[202, 204]).await?;
-            loc = location(&loc, resp.headers(), &host.registry, what)?;
-            offset += len;
-        }
-    }
-    let mut put = loc.clone();
-    put.query_pairs_mut()
-        .append_pair("digest", &desc.digest.to_string());
-    let body = if offset < desc.size {
-        Payload::File {
-            path: path.to_path_buf(),
-            offset,
-            len: desc.size - offset,
-        }
-    } else {
-        Payload::Empty
-    };
-    let req = Req::new(Method::PUT, put)
-        .header("Content-Type", "application/octet-stream")
-        .body(body);
-    t.expect(host, &scopes, what, req, &[201]).await?;
-    session_done(t, &session);
     Ok(())
 }
 
@@ -247,7 +156,9 @@ pub(super) async fn copy(
         desc,
         what: &what,
     };
-    t.retry(&what, |_| async {
+    // The GET body is the PUT body: it cannot be sent twice, so a failed copy is tried again
+    // as a whole (each of its requests is retried on its own first where it can be).
+    t.retry_operation(&dst.registry, &what, || async {
         if blobs::exists_once(t, &dst, to, &desc.digest, &what).await? {
             return Ok(BlobPush::AlreadyPresent);
         }
@@ -296,7 +207,7 @@ async fn mount_once(
     }
     if let Ok(loc) = location(&url, resp.headers(), &host.registry, what) {
         let _ = t
-            .send(host, &scopes, what, Req::new(Method::DELETE, loc))
+            .send(host, &scopes, what, &mut Req::new(Method::DELETE, loc))
             .await;
     }
     Ok(false)
@@ -315,7 +226,7 @@ async fn copy_once(t: &Transport, job: &BlobCopy<'_>) -> Result<(), RegistryErro
     } = *job;
     // The session first, so that authentication with the target is settled before a
     // body that cannot be replayed is sent.
-    let (loc, _) = start_upload(t, dst, to, what).await?;
+    let (loc, _) = session::start(t, dst, to, what).await?;
     let session = loc.clone();
     let url = t
         .url(
@@ -343,6 +254,6 @@ async fn copy_once(t: &Transport, job: &BlobCopy<'_>) -> Result<(), RegistryErro
         .header("Content-Type", "application/octet-stream")
         .body(Payload::Stream(Some(body), desc.size));
     t.expect(dst, &[push(to)], what, req, &[201]).await?;
-    session_done(t, &session);
+    session::done(t, &session);
     Ok(())
 }
