@@ -54,8 +54,16 @@ fn a_push_killed_at_random_points_leaves_the_old_or_the_new_index() {
     let dir = ctx.context("killed", &[("Dockerfile", &df)]);
     let dir = dir.to_str().unwrap();
     let started = Instant::now();
-    let first = build_command(&ctx, dir, &tag, "first").status().unwrap();
-    assert!(first.success());
+    let first = build_command(&ctx, dir, &tag, "first")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "the first build failed with {}:\n{}",
+        first.status,
+        String::from_utf8_lossy(&first.stderr)
+    );
     let span = started.elapsed().as_millis() as u64;
     let mut old = tag_digest(&tag).expect("the first build moved the tag");
     let mut seed = Instant::now().elapsed().as_nanos() as u64 | 1;
@@ -76,9 +84,15 @@ fn a_push_killed_at_random_points_leaves_the_old_or_the_new_index() {
         let after_kill = tag_digest(&tag).expect("the tag still exists");
         // The rerun with the same inputs succeeds and makes the new index.
         let rerun = build_command(&ctx, dir, &tag, &i.to_string())
-            .status()
+            .stderr(Stdio::piped())
+            .output()
             .unwrap();
-        assert!(rerun.success(), "rerun {i} failed");
+        assert!(
+            rerun.status.success(),
+            "rerun {i} (after a kill at {at:?}) failed with {}:\n{}",
+            rerun.status,
+            String::from_utf8_lossy(&rerun.stderr)
+        );
         let new = tag_digest(&tag).unwrap();
         assert!(
             after_kill == old || after_kill == new,
