@@ -12,7 +12,7 @@ BASE_ARCHES=${POLYARCH_BASE_ARCHES:-"amd64 arm64 armhf ppc64el s390x"}
 BUSYBOX_TAG=1.35.0
 BASE_IMAGE="$REGISTRY/library/busybox:$BUSYBOX_TAG"
 export POLYARCH_STATE_DIR=${POLYARCH_STATE_DIR:-$STATE/polyarch}
-PACKAGES=(docker-registry skopeo umoci qemu-user-static busybox-static curl ca-certificates openssl apache2-utils openssh-server openssh-client)
+PACKAGES=(docker-registry skopeo umoci qemu-user-static busybox-static curl ca-certificates openssl apache2-utils openssh-server openssh-client tmux)
 # The RUN sandbox (issue 12): pasta for the default network, libseccomp to build against, and
 # compilers for the static attack programs of tests/integration/sandbox.rs.
 PACKAGES+=(passt libseccomp-dev gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross)

@@ -1,34 +1,33 @@
-//! `polyarch inspect REF`: what a reference points at, read from the registry and checked.
+//! `polyarch inspect IMAGE`: what a reference or an OCI layout points at, read and checked.
 //!
-//! Level 3 (over the [`Registry`] port). The manifest is fetched with all four manifest/index
-//! media types accepted and its body hashed against the digest asked for (or the registry's
-//! `Docker-Content-Digest`), by [`Registry::get_manifest`]. An OCI index or Docker list is
-//! described entry by entry (attestation manifests marked, with the image they are about); an
-//! OCI or Docker image manifest with its config's platform and its layers. The result is one
-//! value that the command line renders as text or JSON, keeping the exact bytes for `--raw`.
+//! Level 3, over [`crate::image::Source`]: a registry (the manifest fetched with all four
+//! manifest/index media types accepted and its body hashed against the digest asked for, or the
+//! registry's `Docker-Content-Digest`) or a layout on disk (no network; blobs checked against
+//! their names). An OCI index or Docker list is described entry by entry (attestation manifests
+//! marked, with the image they are about), or with a platform asked for, that platform's image;
+//! an OCI or Docker image manifest with its config's platform, its layers and its history. The
+//! result is one value that the command line renders as text, JSON or a template, keeping the
+//! exact bytes for `--raw` and `--config`.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::exit::{Classify, ExitCode};
+use crate::image::{ImageError, Source};
 use crate::index;
-use crate::oci::{self, Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, OciError};
+use crate::oci::{
+    self, Descriptor, Digest, History, ImageConfig, ImageIndex, ImageManifest, OciError,
+};
 use crate::platform::Platform;
-use crate::registry::{Reference, Registry, RegistryError};
+use crate::registry::Registry;
 
 /// Why an inspection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    /// Fetching failed (after retries), or the content did not match its digest.
-    #[error("{what}: {source}")]
-    Registry {
-        /// What was being fetched.
-        what: String,
-        /// The cause.
-        #[source]
-        source: RegistryError,
-    },
+    /// Reading the image failed (registry after retries, layout, digest checks).
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// The document is not a manifest or index that parses.
     #[error(transparent)]
     Malformed(#[from] OciError),
@@ -40,7 +39,7 @@ pub enum InspectError {
 impl Classify for InspectError {
     fn exit_code(&self) -> ExitCode {
         match self {
-            InspectError::Registry { source, .. } => source.exit_code(),
+            InspectError::Image(e) => e.exit_code(),
             InspectError::Malformed(e) => e.exit_code(),
             InspectError::Temp(_) => ExitCode::Host,
         }
@@ -48,10 +47,19 @@ impl Classify for InspectError {
 
     fn hint(&self) -> Option<String> {
         match self {
-            InspectError::Registry { source, .. } => source.hint(),
+            InspectError::Image(e) => e.hint(),
             _ => None,
         }
     }
+}
+
+/// What to read besides the document itself.
+#[derive(Debug, Clone, Default)]
+pub struct InspectOptions {
+    /// For an index: describe this platform's image instead of the index.
+    pub platform: Option<Platform>,
+    /// For an image manifest: read its config (platform, history, the bytes for `--config`).
+    pub config: bool,
 }
 
 /// One entry of an index.
@@ -131,29 +139,31 @@ pub struct Inspection {
     /// The document's own annotations.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// The config's history, oldest first (manifests only, when the config was read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<History>>,
     /// The exact bytes served (for `--raw`).
     #[serde(skip)]
     pub raw: Vec<u8>,
+    /// The config blob's exact bytes, when it was read (for `--config`).
+    #[serde(skip)]
+    pub config_raw: Option<Vec<u8>>,
 }
 
-/// Reads `reference` and describes it. With `config` set, an image manifest's config is
-/// fetched (verified) for its platform.
+/// Reads the image `source` names and describes it (see [`InspectOptions`]).
 ///
-/// Errors: [`InspectError::Registry`] (not found: exit 2; network, auth, digest: exit 3),
-/// [`InspectError::Malformed`].
+/// Errors: [`InspectError::Image`] (not found: exit 2; network, auth, digest: exit 3; a layout
+/// that is not one: exit 2), [`InspectError::Malformed`].
 pub async fn inspect<R: Registry>(
-    registry: &R,
-    reference: &Reference,
-    config: bool,
+    source: &Source<'_, R>,
+    opts: &InspectOptions,
 ) -> Result<Inspection, InspectError> {
-    let name = reference.to_string();
-    let raw = registry
-        .get_manifest(reference)
-        .await
-        .map_err(|source| InspectError::Registry {
-            what: format!("inspect {name}"),
-            source,
-        })?;
+    let mut name = source.name();
+    let mut raw = source.top().await?;
+    if let (Some(p), true) = (&opts.platform, raw.is_index()) {
+        raw = source.for_platform(raw, p).await?;
+        name = format!("{name} ({p}: {})", raw.digest);
+    }
     let mut out = Inspection {
         name: name.clone(),
         media_type: raw.media_type.clone(),
@@ -165,65 +175,58 @@ pub async fn inspect<R: Registry>(
         config: None,
         layers: None,
         annotations: BTreeMap::new(),
+        history: None,
         raw: raw.bytes.clone(),
+        config_raw: None,
     };
     if raw.is_index() {
         let idx: ImageIndex = oci::from_bytes(&raw.bytes, &name)?;
         out.annotations = idx.annotations.unwrap_or_default();
-        out.manifests = Some(
-            idx.manifests
-                .iter()
-                .map(|d| Child {
-                    platform: d
-                        .platform
-                        .as_ref()
-                        .map(|p| p.normalized().to_string())
-                        .unwrap_or_default(),
-                    platform_recorded: d.platform.clone(),
-                    media_type: d.media_type.clone(),
-                    digest: d.digest.clone(),
-                    size: d.size,
-                    attestation: index::is_attestation(d),
-                    attestation_for: index::attestation_subject(d),
-                    annotations: d.annotations.clone().unwrap_or_default(),
-                })
-                .collect(),
-        );
+        out.manifests = Some(idx.manifests.iter().map(child).collect());
         return Ok(out);
     }
     let m: ImageManifest = oci::from_bytes(&raw.bytes, &name)?;
     out.annotations = m.annotations.clone().unwrap_or_default();
     out.config = Some(Blob::from(&m.config));
     out.layers = Some(m.layers.iter().map(Blob::from).collect());
-    if config {
+    if opts.config {
         let dir = tempfile::tempdir().map_err(InspectError::Temp)?;
-        let path = dir.path().join("config");
-        let repo = Reference {
-            tag: None,
-            digest: None,
-            ..reference.clone()
-        };
-        registry
-            .fetch_blob(&repo, &m.config, &path)
-            .await
-            .map_err(|source| InspectError::Registry {
-                what: format!("config of {name}"),
-                source,
-            })?;
-        let bytes = std::fs::read(&path).map_err(InspectError::Temp)?;
+        let bytes = source.small_blob(&m.config, dir.path()).await?;
         // Attestation manifests and artifacts have configs that are not image configs.
         if let Ok(c) = oci::from_bytes::<ImageConfig>(&bytes, &name) {
             out.platform = Some(c.platform().normalized().to_string());
+            out.history = Some(c.history.clone());
         }
+        out.config_raw = Some(bytes);
     }
     Ok(out)
+}
+
+/// An index entry as described.
+fn child(d: &Descriptor) -> Child {
+    Child {
+        platform: d
+            .platform
+            .as_ref()
+            .map(|p| p.normalized().to_string())
+            .unwrap_or_default(),
+        platform_recorded: d.platform.clone(),
+        media_type: d.media_type.clone(),
+        digest: d.digest.clone(),
+        size: d.size,
+        attestation: index::is_attestation(d),
+        attestation_for: index::attestation_subject(d),
+        annotations: d.annotations.clone().unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::Location;
     use crate::oci::{MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
     use crate::registry::fake::FakeRegistry;
+    use crate::registry::Reference;
 
     #[test]
     fn index_and_manifest_are_described() {
@@ -268,8 +271,14 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        let opts = InspectOptions {
+            platform: None,
+            config: true,
+        };
+        let work = tempfile::tempdir().unwrap();
+        let at = |r: Reference| Source::open(&Location::Registry(r), &fake, work.path()).unwrap();
         let got = rt
-            .block_on(inspect(&fake, &repo.with_tag("v1").unwrap(), true))
+            .block_on(inspect(&at(repo.with_tag("v1").unwrap()), &opts))
             .unwrap();
         assert!(got.is_index);
         assert_eq!(got.raw, ib);
@@ -279,10 +288,20 @@ mod tests {
         assert_eq!(children[1].attestation_for.as_ref(), Some(&md));
         assert_eq!(got.annotations["a"], "b");
         let single = rt
-            .block_on(inspect(&fake, &repo.with_digest(&md), true))
+            .block_on(inspect(&at(repo.with_digest(&md)), &opts))
             .unwrap();
         assert!(!single.is_index);
         assert_eq!(single.platform.as_deref(), Some("linux/arm64"));
         assert_eq!(single.layers.unwrap().len(), 0);
+        // With a platform, an index is described by that platform's image.
+        let arm = InspectOptions {
+            platform: Some(Platform::parse("linux/arm64").unwrap()),
+            config: true,
+        };
+        let picked = rt
+            .block_on(inspect(&at(repo.with_tag("v1").unwrap()), &arm))
+            .unwrap();
+        assert_eq!(picked.digest, md);
+        assert_eq!(picked.config_raw.unwrap(), oci::to_bytes(&config));
     }
 }

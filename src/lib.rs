@@ -4,11 +4,12 @@
 //! Modules are layered; dependencies point down only (README "How the code is laid out";
 //! `scripts/check-house` enforces it):
 //! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
-//!   [`progress`], [`metadata`], [`schedule`]
+//!   [`progress`], [`metadata`], [`schedule`], [`tagging`]
 //! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`cache`],
-//!   [`storage`]
+//!   [`storage`], [`layout`]
 //! - level 2, ports: [`executor`], [`node`], [`registry`]
-//! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`], [`shared_cache`]
+//! - level 3, orchestration: [`coordinator`], [`merge`], [`inspect`], [`shared_cache`],
+//!   [`image`], [`run`], [`retag`]
 //! - level 4, edge: [`cli`]
 #![deny(missing_docs)]
 // The house rules (issue 10, scripts/check-house): no function over 80 lines, no argument list
@@ -23,9 +24,11 @@ pub mod dockerfile;
 pub mod emulation;
 pub mod executor;
 pub mod exit;
+pub mod image;
 pub mod index;
 pub mod inspect;
 pub mod layer;
+pub mod layout;
 pub mod merge;
 pub mod metadata;
 pub mod node;
@@ -34,7 +37,10 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod registry;
+pub mod retag;
+pub mod run;
 pub mod schedule;
 pub mod shared_cache;
 pub mod storage;
 pub mod store;
+pub mod tagging;

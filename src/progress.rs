@@ -29,6 +29,13 @@ pub enum Event {
         platform: String,
         /// How it runs on this host.
         runs: String,
+        /// The build node it goes to; `None`: this host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        /// The binfmt_misc handler its programs run through (`qemu-aarch64`); `None`: natively
+        /// (or it runs nothing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emulator: Option<String>,
     },
     /// The base image for a platform was resolved.
     BaseResolved {
@@ -63,6 +70,9 @@ pub enum Event {
         location: String,
         /// The instruction text.
         text: String,
+        /// The stage's name (`FROM ... AS name`); empty for an unnamed stage.
+        #[serde(default)]
+        stage: String,
         /// True when the step cache has its result: it is not run (a `StepFinished` with
         /// `cached` follows at once).
         #[serde(default)]
@@ -119,6 +129,9 @@ pub enum Event {
         digest: Digest,
         /// The manifest's size in bytes.
         size: u64,
+        /// The image's size in bytes: its config and its (compressed) layers.
+        #[serde(default)]
+        image_size: u64,
         /// Steps run for it (in every stage it needed; a stage shared with other platforms
         /// counts for each).
         #[serde(default)]
@@ -207,6 +220,76 @@ pub enum Event {
     /// Something worth knowing that is not an error.
     Warning {
         /// The message.
+        message: String,
+    },
+    /// A Dockerfile step failed (its command exited non-zero, or it could not be run); the
+    /// platform's build stops, and the build with it.
+    StepFailed {
+        /// The platform (as in [`Event::StepStarted`]).
+        platform: String,
+        /// 1-based step number.
+        step: usize,
+        /// Wall time in milliseconds.
+        millis: u64,
+        /// The command's exit status, when it ran and exited non-zero.
+        status: Option<i32>,
+        /// What went wrong, one line.
+        message: String,
+    },
+    /// The command started (emitted by the command line, first).
+    BuildStarted {
+        /// The target platforms as given (`local`, `all` included).
+        platforms: Vec<String>,
+        /// The tags the index is for.
+        tags: Vec<String>,
+    },
+    /// The command ended (emitted by the command line, last).
+    BuildFinished {
+        /// Its exit code (README "Exit codes").
+        exit_code: i32,
+        /// Wall time since [`Event::BuildStarted`], milliseconds.
+        millis: u64,
+    },
+    /// Why the command failed, as an object (the JSON stream carries nothing else).
+    Error {
+        /// The error.
+        message: String,
+        /// Its causes, outermost first.
+        causes: Vec<String>,
+        /// Advice, if any.
+        hint: Option<String>,
+        /// The exit code it leads to.
+        exit_code: i32,
+    },
+    /// `--smoke-test` started in a platform's finished image.
+    SmokeTestStarted {
+        /// The platform.
+        platform: String,
+        /// The command, as given.
+        command: String,
+    },
+    /// One line the smoke test printed.
+    SmokeTestOutput {
+        /// The platform.
+        platform: String,
+        /// Which stream.
+        stream: Stream,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// `--smoke-test` ended in a platform's image; a non-zero status fails the build.
+    SmokeTestFinished {
+        /// The platform.
+        platform: String,
+        /// The command's exit status.
+        status: i32,
+        /// Wall time in milliseconds.
+        millis: u64,
+    },
+    /// A diagnostic line (`-v`) when progress is JSON (the command line makes these from its
+    /// `tracing` output, so that the stream holds nothing but JSON).
+    Diagnostic {
+        /// The formatted line: level, target, message and fields.
         message: String,
     },
 }

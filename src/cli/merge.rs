@@ -119,17 +119,24 @@ pub fn resolve_merge(args: &MergeArgs) -> Result<MergeRequest, Failure> {
 }
 
 pub(super) fn run_merge(args: &MergeArgs) -> Result<(), Failure> {
-    let req = resolve_merge(args)?;
-    let destination = req.tags.first().map(|t| t.registry.clone());
-    let registry = OciRegistry::new(args.registry.resolve(destination.as_deref())?)?;
-    let sink = Arc::new(Renderer {
-        mode: args.progress,
-        out: Mutex::new(std::io::stderr()),
+    let progress = super::render::Progress::start(args.progress, 0, "Merging")?;
+    let merged = resolve_merge(args).and_then(|req| {
+        let destination = req.tags.first().map(|t| t.registry.clone());
+        let registry = OciRegistry::new(args.registry.resolve(destination.as_deref())?)?;
+        let sink: Arc<dyn Sink> = progress.clone();
+        registry.report_retries_to(sink);
+        let outcome = runtime()?.block_on(merge::merge(&req, &registry, progress.as_ref()));
+        report_requests(&registry, progress.as_ref());
+        Ok((req, outcome?))
     });
-    registry.report_retries_to(sink.clone());
-    let outcome = runtime()?.block_on(merge::merge(&req, &registry, sink.as_ref()));
-    report_requests(&registry, sink.as_ref());
-    let outcome = outcome?;
+    let (merged, result) = match merged {
+        Ok(m) => (Some(m), Ok(())),
+        Err(f) => (None, Err(f)),
+    };
+    progress.finish(result)?;
+    let Some((req, outcome)) = merged else {
+        return Ok(());
+    };
     let mut out = std::io::stdout().lock();
     if req.dry_run {
         let _ = out.write_all(&outcome.index.bytes);

@@ -16,18 +16,22 @@ use crate::coordinator::{self, Deps};
 use crate::executor::SandboxExecutor;
 use crate::exit::{Classify, ExitCode};
 use crate::platform::Platform;
-use crate::progress::{Event, Sink, Stream};
+use crate::progress::{Event, Sink};
 use crate::registry::{OciRegistry, Reference, RegistryOptions};
 use crate::store::Store;
 
 mod build;
+mod docs;
 mod inspect;
 mod merge;
 mod node;
 mod qemu;
 mod registry;
 mod render;
+mod run;
 mod storage;
+mod tag;
+mod template;
 mod worker;
 
 use build::run_build;
@@ -37,14 +41,15 @@ pub use merge::MergeArgs;
 pub use node::{NodeAction, NodeArgs, NodeOpts};
 pub use registry::{parse_duration, RegistryArgs, Secret};
 pub use render::ProgressMode;
-use render::Renderer;
+pub use run::RunArgs;
 pub use storage::{DuArgs, PruneArgs};
+pub use tag::TagArgs;
 pub use worker::WorkerArgs;
 
 /// polyarch: build one container image per platform from a Dockerfile and publish them under
 /// one tag as an OCI image index.
 #[derive(Debug, Parser)]
-#[command(name = "polyarch", version, about, long_about = None)]
+#[command(name = "polyarch", version, about, long_about = None, after_help = docs::EXIT_CODES)]
 pub struct Cli {
     /// Options for every command.
     #[command(flatten)]
@@ -76,10 +81,20 @@ pub enum Command {
     Qemu(qemu::QemuArgs),
     /// Stitch images already pushed (e.g. by a CI matrix) into one index and push it to tags.
     Merge(MergeArgs),
-    /// Show what a reference points at: index entries per platform, or a manifest's layers.
+    /// Show what an image (in a registry or an OCI layout) is: index entries per platform, or a
+    /// manifest's config, layers and history.
     Inspect(InspectArgs),
+    /// Run an image (from a registry or an OCI layout) in the sandbox RUN steps use, emulated
+    /// where needed; stdin, stdout, stderr and the exit status are the command's.
+    Run(RunArgs),
+    /// Add tags to an image or index already pushed, by manifest only (no blob moves).
+    Tag(TagArgs),
     /// List and check build nodes: machines reached over SSH that build some platforms.
     Node(NodeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completion(docs::CompletionArgs),
+    /// Print polyarch's man page (roff) on stdout.
+    Man,
     /// Show what the state directory holds, by kind (blobs, unpacked layers, step cache,
     /// cache mounts, contexts), and what `prune --all` could free now.
     Du(DuArgs),
@@ -191,9 +206,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         })
 }
 
-fn init_tracing(verbose: u8) {
+/// Diagnostics (`-v`) on stderr: as text, or with `--progress json` as `diagnostic` events.
+fn init_tracing(verbose: u8, json: bool) {
+    // Without -v nothing but progress and errors reaches stderr: what a user must know is a
+    // progress warning or an error, never a diagnostic line.
     let level = match verbose {
-        0 => "warn",
+        0 => "off",
         1 => "info",
         2 => "debug",
         _ => "trace",
@@ -202,11 +220,19 @@ fn init_tracing(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POLYARCH_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},rustls_platform_verifier=off"))
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if json {
+        builder
+            .with_writer(render::DiagnosticWriter)
+            .with_ansi(false)
+            .without_time()
+            .try_init()
+    } else {
+        builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -235,29 +261,47 @@ pub fn main() -> i32 {
             };
         }
     };
-    init_tracing(cli.global.verbose);
+    let json = match &cli.command {
+        Command::Build(a) => a.progress == ProgressMode::Json,
+        Command::Merge(a) => a.progress == ProgressMode::Json,
+        Command::Tag(a) => a.progress == ProgressMode::Json,
+        _ => false,
+    };
+    init_tracing(cli.global.verbose, json);
     let result = match &cli.command {
+        // The command's own exit status is polyarch's.
+        Command::Run(args) => {
+            return run::run_image(&cli.global, args).unwrap_or_else(|f| report_failure(&f))
+        }
         Command::Build(args) => run_build(&cli.global, args),
         Command::Qemu(args) => qemu::run_qemu(&cli.global, args),
         Command::Merge(args) => merge::run_merge(args),
-        Command::Inspect(args) => inspect::run_inspect(args),
+        Command::Inspect(args) => inspect::run_inspect(&cli.global, args),
         Command::Node(args) => node::run_node(&cli.global, args),
         Command::Du(args) => storage::run_du(&cli.global, args),
         Command::Prune(args) => storage::run_prune(&cli.global, args),
         Command::Worker(args) => worker::run_worker(&cli.global, args),
+        Command::Tag(args) => tag::run_tag(&cli.global, args),
+        Command::Completion(args) => docs::completion(args),
+        Command::Man => docs::man(),
     };
     match result {
         Ok(()) => 0,
-        Err(f) => {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "error: {}", f.message);
-            for c in &f.causes {
-                let _ = writeln!(err, "  caused by: {c}");
-            }
-            if let Some(h) = &f.hint {
-                let _ = writeln!(err, "hint: {h}");
-            }
-            f.code.code()
-        }
+        // `--progress json` wrote it as an event: the stream holds nothing but JSON.
+        Err(f) if render::error_shown() => f.code.code(),
+        Err(f) => report_failure(&f),
     }
+}
+
+/// Prints a failure (`error:`, `caused by:`, `hint:`) and returns its exit code.
+fn report_failure(f: &Failure) -> i32 {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {}", f.message);
+    for c in &f.causes {
+        let _ = writeln!(err, "  caused by: {c}");
+    }
+    if let Some(h) = &f.hint {
+        let _ = writeln!(err, "hint: {h}");
+    }
+    f.code.code()
 }

@@ -87,6 +87,21 @@ pub enum BuildError {
         /// The last lines the step printed.
         tail: Vec<String>,
     },
+    /// `--smoke-test` exited non-zero in a platform's finished image.
+    #[error(
+        "{platform}: the smoke test {command:?} failed with exit status {status}{}",
+        tail_text(.tail)
+    )]
+    SmokeTestFailed {
+        /// The platform.
+        platform: String,
+        /// The command as given.
+        command: String,
+        /// Its exit status (128+n for a signal).
+        status: i32,
+        /// The last lines it printed.
+        tail: Vec<String>,
+    },
     /// The build runs commands (RUN) but this process cannot create their sandbox (not root).
     #[error("{platforms}: {source}")]
     NeedsRoot {
@@ -224,7 +239,9 @@ impl Classify for BuildError {
             BuildError::NoMatchingPlatform { .. } | BuildError::UnsupportedManifest { .. } => {
                 ExitCode::BadInput
             }
-            BuildError::StepFailed { .. } => ExitCode::StepFailed,
+            BuildError::StepFailed { .. } | BuildError::SmokeTestFailed { .. } => {
+                ExitCode::StepFailed
+            }
             BuildError::Exec { source, .. } | BuildError::NeedsRoot { source, .. } => {
                 source.exit_code()
             }

@@ -4,6 +4,7 @@
 //! Level 3 (coordinator), above `stage`; steps are run there, not here. Must not push the
 //! index or move a tag (that is [`super::build_with`]'s, once every platform succeeded).
 
+use super::smoke;
 use super::stage::Stages;
 use super::upload;
 use super::*;
@@ -33,9 +34,13 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     config.created = image_created(sh, &config);
 
     let image = store_image(deps, &pname, &config, &layers)?;
+    // The release gate: the finished image runs the smoke test before anything is pushed.
+    smoke::smoke_test(sh, deps, &pname, &config, &layers).await?;
     if let Some(target) = push_target(sh.req) {
         push_image(deps, &sh.early, (&pname, target), &layers, &image).await?;
     }
+    let image_size =
+        image.manifest.config.size + image.manifest.layers.iter().map(|l| l.size).sum::<u64>();
     if !sh.req.outputs.is_empty() {
         // A local output holds every blob: layers reused from a shared cache or a base image
         // are fetched now if the store lacks them.
@@ -47,6 +52,7 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
         platform: pname.clone(),
         digest: image.manifest_digest.clone(),
         size: image.manifest_size,
+        image_size,
         steps_run,
         steps_cached,
     });

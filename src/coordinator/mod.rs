@@ -55,6 +55,7 @@ mod platforms;
 mod remote;
 mod scope;
 mod shared;
+mod smoke;
 mod sources;
 mod stage;
 mod step;
@@ -121,6 +122,9 @@ pub struct BuildRequest {
     /// `--secret` values by id, for `RUN --mount=type=secret`. Never written to a layer, the
     /// config, the history or the progress output.
     pub secrets: BTreeMap<String, Sensitive>,
+    /// `--smoke-test`: a command run in every platform's finished image before it is pushed;
+    /// a non-zero exit fails the build.
+    pub smoke_test: Option<String>,
     /// How the step cache is used (`--no-cache`, `--cache-from`, ...).
     pub cache: CacheOptions,
     /// `--allow`: what steps may ask for beyond the sandbox's defaults (`RUN --network=host`,
@@ -278,14 +282,17 @@ async fn prepare<R: Registry, E: Executor>(
     }
     // Emulation (or a node) is needed where a stage with RUN steps runs as a target platform;
     // root wherever any stage runs a command, `FROM --platform=$BUILDPLATFORM` ones included.
-    let needs_run = selections
-        .iter()
-        .any(|g| graph_runs_as_target(&df, g, &req.build_platform));
-    let any_run = selections.iter().any(|g| {
-        g.stages
+    // A smoke test runs each target platform's programs, as a RUN step would.
+    let needs_run = req.smoke_test.is_some()
+        || selections
             .iter()
-            .any(|sel| stage_has_run(&df, sel.stage_index))
-    });
+            .any(|g| graph_runs_as_target(&df, g, &req.build_platform));
+    let any_run = needs_run
+        || selections.iter().any(|g| {
+            g.stages
+                .iter()
+                .any(|sel| stage_has_run(&df, sel.stage_index))
+        });
     Ok(Prepared {
         text,
         display,
@@ -520,9 +527,19 @@ fn announce_placement(sink: &dyn Sink, placed: &BuildPlan, needs_run: bool) {
     }
     for pl in &placed.schedule.placements {
         if needs_run || pl.first().node().is_some() {
+            let (node, runs) = match pl.first() {
+                crate::schedule::Place::Node { name, runs, .. } => (Some(name.clone()), Some(runs)),
+                crate::schedule::Place::Local { runs } => (None, runs.as_ref()),
+            };
+            let emulator = match runs {
+                Some(crate::schedule::Runs::Emulated { handler }) => Some(handler.clone()),
+                _ => None,
+            };
             sink.emit(Event::PlatformPlanned {
                 platform: pl.platform.to_string(),
                 runs: remote::planned_text(pl),
+                node,
+                emulator,
             });
         }
     }

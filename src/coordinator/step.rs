@@ -68,6 +68,7 @@ pub(super) async fn run_or_reuse<R: Registry, E: Executor, U: Upstream>(
             total,
             location: location(sh.dockerfile, step),
             text: step.text.clone(),
+            stage: scope.stage_name.unwrap_or_default().to_string(),
             cached,
             cache_miss,
         })
@@ -97,7 +98,13 @@ pub(super) async fn run_or_reuse<R: Registry, E: Executor, U: Upstream>(
                 });
             }
             announce(false, (warn || !ran_before).then_some(reason));
-            run_and_record(scope, step, n, key, &scratch).await?
+            match run_and_record(scope, step, n, key, &scratch).await {
+                Ok(done) => done,
+                Err(e) => {
+                    deps.sink.emit(step_failed(scope.label, n, started, &e));
+                    return Err(e);
+                }
+            }
         }
     };
     deps.sink.emit(Event::StepFinished {
@@ -114,6 +121,22 @@ pub(super) async fn run_or_reuse<R: Registry, E: Executor, U: Upstream>(
         let _ = std::fs::remove_dir_all(&left);
     }
     Ok(done)
+}
+
+/// The progress event for step `n` of `label` that failed with `e` after starting at
+/// `started`: the command's status when it ran and exited non-zero, and the error's first line.
+fn step_failed(label: &str, n: usize, started: Instant, e: &BuildError) -> Event {
+    let status = match e {
+        BuildError::StepFailed { status, .. } => Some(*status),
+        _ => None,
+    };
+    Event::StepFailed {
+        platform: label.to_string(),
+        step: n,
+        millis: started.elapsed().as_millis() as u64,
+        status,
+        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+    }
 }
 
 /// The key of `step` on the state `parent`: its inputs gathered into `scratch/inputs`.

@@ -46,6 +46,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         source_date_epoch: job.source_date_epoch,
         compression: job.compression,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
+        smoke_test: job.smoke_test.clone(),
         // The node's own step cache, used as `--no-cache` and `--no-cache-filter` say;
         // shared caches (`--cache-from`/`--cache-to`) are the coordinator's.
         cache: CacheOptions {
@@ -67,28 +68,7 @@ pub async fn build_job<R: Registry, E: Executor>(
     )?;
     plan::check_graph(&df, &graph)?;
     plan::check_entitlements(&df, &graph, &req.entitlements)?;
-    let needs_run = graph
-        .stages
-        .iter()
-        .any(|sel| super::stage_has_run(&df, sel.stage_index));
-    if needs_run {
-        let work = deps
-            .store
-            .temp_dir("probe")
-            .map_err(|source| BuildError::Store {
-                platform: pname.clone(),
-                source,
-            })?;
-        if super::graph_runs_as_target(&df, &graph, &req.build_platform) {
-            emulation::verify(&job.platform, &req.binfmt_dir, work.path())?;
-        }
-        require_root().map_err(|source| BuildError::Exec {
-            platform: pname.clone(),
-            step: 0,
-            location: job.dockerfile_name.clone(),
-            source,
-        })?;
-    }
+    check_host(job, &req, &df, &graph, deps)?;
     let shared = Shared {
         req: &req,
         dockerfile: &df,
@@ -101,4 +81,41 @@ pub async fn build_job<R: Registry, E: Executor>(
     let built = build_platform(&shared, deps, &stages, &job.platform, graph).await;
     shared.cache.save();
     built
+}
+
+/// Whether this node can run what the job runs (its RUN steps and the smoke test): a working
+/// binfmt handler where the target platform's programs run, and root.
+fn check_host<R, E>(
+    job: &BuildJob,
+    req: &BuildRequest,
+    df: &Dockerfile,
+    graph: &plan::StageGraph,
+    deps: &Deps<R, E>,
+) -> Result<(), BuildError> {
+    // A smoke test runs the platform's programs, as a RUN step would.
+    let smoke = req.smoke_test.is_some();
+    if smoke
+        || graph
+            .stages
+            .iter()
+            .any(|s| super::stage_has_run(df, s.stage_index))
+    {
+        let work = deps
+            .store
+            .temp_dir("probe")
+            .map_err(|source| BuildError::Store {
+                platform: job.platform.to_string(),
+                source,
+            })?;
+        if smoke || super::graph_runs_as_target(df, graph, &req.build_platform) {
+            emulation::verify(&job.platform, &req.binfmt_dir, work.path())?;
+        }
+        require_root().map_err(|source| BuildError::Exec {
+            platform: job.platform.to_string(),
+            step: 0,
+            location: job.dockerfile_name.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }

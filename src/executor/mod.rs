@@ -35,11 +35,14 @@
 //! - `snapshot/`: how the helper captures a step's changes (overlayfs, or copy and compare);
 //! - `sandbox/`: the helper side, one file per layer of containment;
 //! - `process.rs`: [`SandboxExecutor`], the coordinator side;
+//! - `attach.rs`: [`SandboxExecutor::run_attached`], a command with this process's stdio
+//!   (`polyarch run`): the helper reads its spec from a file and reports to another;
 //! - `recording.rs`: [`RecordingExecutor`], the fake.
 //!
 //! This file holds the [`Executor`] trait, [`require_root`] and the re-exports (the helper's
 //! entry point [`sandbox_main`] lives in `sandbox/mod.rs`); it runs nothing itself.
 
+mod attach;
 mod error;
 mod outcome;
 mod process;
@@ -56,7 +59,8 @@ pub use error::ExecError;
 pub use outcome::{OutputLine, StepOutcome, TAIL_LINES};
 pub use process::SandboxExecutor;
 pub use protocol::{
-    SANDBOX_ERROR_PREFIX, SANDBOX_ERROR_STATUS, SANDBOX_INFO_PREFIX, SANDBOX_SUBCOMMAND,
+    SANDBOX_ATTACH_FLAG, SANDBOX_ERROR_PREFIX, SANDBOX_ERROR_STATUS, SANDBOX_INFO_PREFIX,
+    SANDBOX_SUBCOMMAND,
 };
 pub use recording::{RecordingExecutor, Scripted};
 pub use sandbox::{network_main, sandbox_main, NETWORK_SUBCOMMAND};

@@ -90,7 +90,10 @@ impl SandboxExecutor {
 
     /// The spec as the helper gets it: a spec that leaves the snapshotter at `auto` gets this
     /// executor's.
-    fn with_default_snapshotter<'a>(&self, spec: &'a SandboxSpec) -> Cow<'a, SandboxSpec> {
+    pub(super) fn with_default_snapshotter<'a>(
+        &self,
+        spec: &'a SandboxSpec,
+    ) -> Cow<'a, SandboxSpec> {
         if spec.snapshotter == Snapshotter::Auto && self.snapshotter != Snapshotter::Auto {
             Cow::Owned(SandboxSpec {
                 snapshotter: self.snapshotter,
@@ -127,7 +130,7 @@ impl SandboxExecutor {
     ///
     /// Errors: [`ExecError::NoPasta`] when pasta is not installed (never a silent fall-back to
     /// the host's network); the holder's own failure ([`ExecError::Sandbox`]).
-    async fn with_network<'a>(
+    pub(super) async fn with_network<'a>(
         &self,
         spec: Cow<'a, SandboxSpec>,
     ) -> Result<Cow<'a, SandboxSpec>, ExecError> {
@@ -268,7 +271,7 @@ pub(super) fn lines_of<R: AsyncRead + Unpin + Send + 'static>(
 }
 
 /// Exit status of a finished process: its code, or 128 + signal.
-fn status_code(status: std::process::ExitStatus) -> i32 {
+pub(super) fn status_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     status
         .code()
@@ -277,7 +280,7 @@ fn status_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// What the executor keeps of the helper's output while the step runs.
-struct HelperOutput {
+pub(super) struct HelperOutput {
     /// The last [`TAIL_LINES`] lines of the step's output.
     tail: VecDeque<String>,
     /// The helper's own error lines, in arrival order.
@@ -289,7 +292,7 @@ struct HelperOutput {
 }
 
 impl HelperOutput {
-    fn new() -> HelperOutput {
+    pub(super) fn new() -> HelperOutput {
         HelperOutput {
             tail: VecDeque::with_capacity(TAIL_LINES),
             failures: Vec::new(),
@@ -301,7 +304,7 @@ impl HelperOutput {
     /// Takes the helper's own lines ([`SANDBOX_ERROR_PREFIX`], [`SANDBOX_INFO_PREFIX`]) out of
     /// the output; a line of the step is kept in the tail and returned, to be passed on.
     /// `upperdir` names the step in the log when the helper falls back to copying.
-    fn sort(&mut self, line: OutputLine, upperdir: &Path) -> Option<OutputLine> {
+    pub(super) fn sort(&mut self, line: OutputLine, upperdir: &Path) -> Option<OutputLine> {
         if line.stream == Stream::Stderr {
             if let Some(msg) = line.line.strip_prefix(SANDBOX_ERROR_PREFIX) {
                 self.failures.push(SandboxFailure::parse(msg));
@@ -333,7 +336,7 @@ impl HelperOutput {
 
     /// How the step ended, given the helper's exit `status`: the helper's own failure when it
     /// exited with [`SANDBOX_ERROR_STATUS`] and said why, the step's status and tail otherwise.
-    fn outcome(self, status: i32) -> Result<StepOutcome, ExecError> {
+    pub(super) fn outcome(self, status: i32) -> Result<StepOutcome, ExecError> {
         if status == SANDBOX_ERROR_STATUS && !self.failures.is_empty() {
             // The first failure is the cause; later ones (cleanup) only add to the message.
             let first = &self.failures[0];

@@ -4,6 +4,9 @@
 //!
 //! Level 2, the wire format only: formats and parses lines, starts nothing.
 
+use std::io::Write;
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use super::ExecError;
@@ -17,6 +20,30 @@ pub const SANDBOX_SUBCOMMAND: &str = "__sandbox";
 /// run` uses 125 for its own errors); a stderr line starting with [`SANDBOX_ERROR_PREFIX`] says
 /// why.
 pub const SANDBOX_ERROR_STATUS: i32 = 125;
+
+/// `polyarch __sandbox --attach SPEC_FILE REPORT_FILE`: the helper reads its spec from
+/// SPEC_FILE, writes its report lines to REPORT_FILE, and leaves stdin, stdout and stderr to the
+/// command (`polyarch run`).
+pub const SANDBOX_ATTACH_FLAG: &str = "--attach";
+
+/// Where the helper's report lines go when attached (its stderr is the command's then).
+static REPORTS: OnceLock<std::fs::File> = OnceLock::new();
+
+/// Sends the helper's report lines to `file` from now on (attached mode). The file is
+/// close-on-exec, so the command never sees it.
+pub(super) fn report_to(file: std::fs::File) {
+    let _ = REPORTS.set(file);
+}
+
+/// Writes one report line of the helper: on stderr, or to the attached mode's report file.
+pub(super) fn report_line(line: &str) {
+    match REPORTS.get() {
+        Some(mut f) => {
+            let _ = writeln!(f, "{line}");
+        }
+        None => eprintln!("{line}"),
+    }
+}
 
 /// Prefix of the helper's own error line on stderr.
 pub const SANDBOX_ERROR_PREFIX: &str = "polyarch-sandbox-error: ";
@@ -94,5 +121,5 @@ impl SandboxFailure {
 pub(super) fn report_sandbox_error(e: &ExecError) {
     let failure = SandboxFailure::of(e);
     let line = serde_json::to_string(&failure).unwrap_or_else(|_| failure.message.clone());
-    eprintln!("{SANDBOX_ERROR_PREFIX}{line}");
+    report_line(&format!("{SANDBOX_ERROR_PREFIX}{line}"));
 }

@@ -97,7 +97,7 @@ impl Report {
     }
 
     fn announce(&self) {
-        eprintln!("{}", self.line());
+        super::protocol::report_line(&self.line());
     }
 }
 

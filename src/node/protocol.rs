@@ -233,6 +233,9 @@ pub struct BuildJob {
     pub compression: crate::layer::Compression,
     /// The context bundle.
     pub context: ContextRef,
+    /// `--smoke-test`: run in the finished image before it is pushed.
+    #[serde(default)]
+    pub smoke_test: Option<String>,
     /// `--no-cache`: run every step (the node's step cache is still written).
     #[serde(default)]
     pub no_cache: bool,

@@ -270,9 +270,10 @@ impl TestContext {
         c
     }
 
-    /// Runs polyarch with `args` (and `envs`); a `build` holds [`binfmt_shared`] while it runs.
+    /// Runs polyarch with `args` (and `envs`); a `build` or `run` holds [`binfmt_shared`] while
+    /// it runs.
     pub fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
-        let _shared = (args.first() == Some(&"build")).then(binfmt_shared);
+        let _shared = matches!(args.first(), Some(&"build" | &"run")).then(binfmt_shared);
         self.run_unlocked(args, envs)
     }
 

@@ -31,6 +31,11 @@ pub struct BuildArgs {
     /// Name and tag of the image index, REGISTRY/REPO[:TAG]; repeatable.
     #[arg(short = 't', long = "tag", value_name = "REF")]
     pub tags: Vec<String>,
+    /// Also tag each -t repository with the tags a semantic version gives, as
+    /// docker/metadata-action does: 1.2.3 (or v1.2.3) gives 1.2.3, 1.2, 1 and latest; a
+    /// pre-release (1.2.3-rc.1) only itself.
+    #[arg(long, value_name = "VERSION")]
+    pub tag_semver: Option<String>,
     /// A build-time variable, KEY=VALUE (KEY alone takes the value from the environment).
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
@@ -90,6 +95,12 @@ pub struct BuildArgs {
     /// stop: nothing is pulled, built or pushed.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run this command in every platform's finished image before anything is pushed or
+    /// tagged: a JSON array of strings as is, anything else with `/bin/sh -c` (e.g.
+    /// `--smoke-test 'app --version'`). A platform where it exits non-zero fails the build
+    /// (exit 1) and no tag moves.
+    #[arg(long, value_name = "CMD")]
+    pub smoke_test: Option<String>,
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (buildx
     /// syntax; `type=file|env` optional; `id=ID` alone reads the variable ID). Repeatable. Never
     /// stored in the image or printed.

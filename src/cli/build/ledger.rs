@@ -106,6 +106,7 @@ mod tests {
             platform: "linux/amd64".into(),
             digest: d,
             size: 1,
+            image_size: 0,
             steps_run: 1,
             steps_cached: 0,
         });

@@ -6,8 +6,9 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::render::Progress;
 use super::*;
 use crate::coordinator::{BuildOutcome, BuildRequest, Nodes};
 use crate::metadata::PushedByDigest;
@@ -22,9 +23,43 @@ pub use flags::BuildArgs;
 use report::{build_ref, metadata_json, plan_text, pushed_by_digest};
 pub use resolve::resolve_build;
 
-/// Runs `polyarch build`: resolves the flags, builds (or, with `--dry-run`, plans), writes the
-/// metadata and digest files, and prints the digests.
+/// What a build prints on stdout once its progress is over.
+enum Report {
+    /// `--dry-run`: the plan.
+    Plan(String),
+    /// The result, and the `--push-by-digest` record.
+    Built(Box<(BuildOutcome, Option<PushedByDigest>)>),
+}
+
+/// Runs `polyarch build`: starts the progress renderer, builds (or, with `--dry-run`, plans),
+/// writes the metadata and digest files, ends the progress (its summary, or the failure), then
+/// prints the digests on stdout.
 pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
+    let progress = Progress::start(args.progress, global.verbose, "Building")?;
+    progress.emit(Event::BuildStarted {
+        platforms: args.platforms.clone(),
+        tags: args.tags.clone(),
+    });
+    let sink: Arc<dyn Sink> = progress.clone();
+    let result = build(global, args, sink);
+    let (report, result) = match result {
+        Ok(r) => (Some(r), Ok(())),
+        Err(f) => (None, Err(f)),
+    };
+    progress.finish(result)?;
+    let mut out = std::io::stdout().lock();
+    match report {
+        None => {}
+        Some(Report::Plan(text)) => {
+            let _ = write!(out, "{text}");
+        }
+        Some(Report::Built(built)) => print_summary(&built.0, built.1.as_ref()),
+    }
+    Ok(())
+}
+
+/// The build itself, its progress going to `sink`.
+fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<Report, Failure> {
     let req = resolve_build(args)?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
     let store = Store::open(&state)?;
@@ -47,10 +82,8 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         Some(NodeOpts::transport(&set)?)
     };
     let executor = SandboxExecutor::current_exe()?.with_snapshotter(args.snapshotter);
-    let ledger = Arc::new(ledger::Ledger::new(Arc::new(Renderer {
-        mode: args.progress,
-        out: Mutex::new(std::io::stderr()),
-    })));
+    // The ledger notes what was pushed, for the line an interruption prints.
+    let ledger = Arc::new(ledger::Ledger::new(sink));
     let sink: Arc<dyn Sink> = ledger.clone();
     registry.report_retries_to(sink.clone());
     let deps = Deps {
@@ -74,9 +107,7 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
     };
     if args.dry_run {
         let plan = rt.block_on(coordinator::plan(&req, &deps, &nodes))?;
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, "{}", plan_text(&plan));
-        return Ok(());
+        return Ok(Report::Plan(plan_text(&plan)));
     }
     // SIGINT/SIGTERM cancel the build: dropping its future kills every sandbox helper
     // (kill_on_drop; their steps die with them) and removes the step directories; the line
@@ -108,8 +139,7 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         .as_ref()
         .map(|repo| pushed_by_digest(&outcome, repo, &build_ref));
     write_result_files(args, &req, (&outcome, &build_ref), by_digest.as_ref())?;
-    print_summary(&outcome, by_digest.as_ref());
-    Ok(())
+    Ok(Report::Built(Box::new((outcome, by_digest))))
 }
 
 /// Credentials for the registry `dest` pushed to, handed to build nodes over their SSH channel

@@ -86,7 +86,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
     let targets = resolve_targets(&args.platforms)?;
     let (context_dir, dockerfile) = resolve_files(&args.context, args.file.as_ref())?;
     let build_args = resolve_build_args(&args.build_args)?;
-    let tags = resolve_tags(&args.tags)?;
+    let tags = with_semver_tags(resolve_tags(&args.tags)?, args.tag_semver.as_deref())?;
     if args.push && tags.is_empty() {
         return Err(usage("--push", "needs at least one -t/--tag to push to"));
     }
@@ -158,6 +158,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         compression,
         binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         secrets,
+        smoke_test: args.smoke_test.clone(),
         cache,
         entitlements: args.allow.clone(),
     })
@@ -278,6 +279,41 @@ fn resolve_tags(tags: &[String]) -> Result<Vec<Reference>, UsageError> {
             ));
         }
         out.push(r);
+    }
+    Ok(out)
+}
+
+/// `--tag-semver VERSION`: each `-t` repository also gets the tags the version gives
+/// ([`crate::tagging::semver_tags`]); a `-t` without a tag gets only those.
+fn with_semver_tags(
+    tags: Vec<Reference>,
+    version: Option<&str>,
+) -> Result<Vec<Reference>, UsageError> {
+    let Some(version) = version else {
+        return Ok(tags);
+    };
+    if tags.is_empty() {
+        return Err(usage(
+            "--tag-semver",
+            "needs -t REPO naming where the tags go",
+        ));
+    }
+    let names =
+        crate::tagging::semver_tags(version).map_err(|e| usage("--tag-semver", e.to_string()))?;
+    let mut out: Vec<Reference> = Vec::new();
+    for t in &tags {
+        let mut these: Vec<Reference> = t.tag.is_some().then(|| t.clone()).into_iter().collect();
+        for n in &names {
+            these.push(
+                t.with_tag(n)
+                    .map_err(|e| usage("--tag-semver", e.to_string()))?,
+            );
+        }
+        for r in these {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
     }
     Ok(out)
 }

@@ -175,6 +175,7 @@ impl<'a> Dispatch<'a> {
             retries: self.nodes.retries,
             compression: sh.req.compression,
             context: context.clone(),
+            smoke_test: sh.req.smoke_test.clone(),
             no_cache: sh.req.cache.no_cache,
             no_cache_filter: sh.req.cache.no_cache_filter.clone(),
             pull: sh.req.cache.pull,

@@ -57,6 +57,7 @@ fn world(platforms: &[&str]) -> World {
         source_date_epoch: Some(0),
         compression: crate::layer::Compression::default(),
         binfmt_dir: dir.path().join("no-binfmt"),
+        smoke_test: None,
         cache: Default::default(),
     };
     let deps = Deps {
@@ -167,6 +168,7 @@ fn worker(
                 total: 1,
                 location: "Dockerfile:2".into(),
                 text: "COPY a.txt /a.txt".into(),
+                stage: "stage-0".into(),
                 cached: false,
                 cache_miss: None,
             }))

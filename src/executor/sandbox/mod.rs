@@ -53,7 +53,9 @@ use std::path::{Path, PathBuf};
 use nix::mount::{umount2, MntFlags};
 
 use crate::executor::error::ExecError;
-use crate::executor::protocol::{report_sandbox_error, SANDBOX_ERROR_STATUS};
+use crate::executor::protocol::{
+    report_sandbox_error, report_to, SANDBOX_ATTACH_FLAG, SANDBOX_ERROR_STATUS,
+};
 use crate::executor::snapshot::Snapshot;
 use crate::executor::spec::{Action, NetworkMode, SandboxSpec};
 use mounts::TempMounts;
@@ -86,15 +88,25 @@ pub fn sandbox_main() -> i32 {
         report_sandbox_error(&ExecError::Orphaned);
         return SANDBOX_ERROR_STATUS;
     }
+    let attached = attached_files();
     let mut input = Vec::new();
-    let result = std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| ExecError::sys("read spec from stdin", "-", e))
+    let read = match &attached {
+        // `polyarch run`: the spec from a file, stdin left to the command.
+        Some((spec, report)) => {
+            if let Ok(f) = std::fs::OpenOptions::new().append(true).open(report) {
+                report_to(f);
+            }
+            std::fs::File::open(spec).and_then(|mut f| f.read_to_end(&mut input))
+        }
+        None => std::io::stdin().read_to_end(&mut input),
+    };
+    let result = read
+        .map_err(|e| ExecError::sys("read spec", "-", e))
         .and_then(|_| {
             serde_json::from_slice::<SandboxSpec>(&input)
                 .map_err(|source| ExecError::BadSpec { source })
         })
-        .and_then(|spec| perform(&spec));
+        .and_then(|spec| perform(&spec, attached.is_some()));
     match result {
         Ok(status) => status,
         Err(e) => {
@@ -104,13 +116,27 @@ pub fn sandbox_main() -> i32 {
     }
 }
 
-/// Performs the spec; returns the exit status for the helper process.
-fn perform(spec: &SandboxSpec) -> Result<i32, ExecError> {
+/// `--attach SPEC_FILE REPORT_FILE` after the subcommand ([`SANDBOX_ATTACH_FLAG`]).
+fn attached_files() -> Option<(PathBuf, PathBuf)> {
+    let mut args = std::env::args_os().skip(2);
+    match (args.next(), args.next(), args.next()) {
+        (Some(flag), Some(spec), Some(report)) if flag == SANDBOX_ATTACH_FLAG => {
+            Some((spec.into(), report.into()))
+        }
+        _ => None,
+    }
+}
+
+/// Performs the spec; returns the exit status for the helper process. `attached`: the
+/// command gets the helper's stdin (`polyarch run`), else `/dev/null`.
+fn perform(spec: &SandboxSpec, attached: bool) -> Result<i32, ExecError> {
     // Modes below are exact; the RUN child restores Docker's 022 before exec.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     // The spec pipe is at EOF; the command reads /dev/null like a detached container.
-    if let Ok(null) = std::fs::File::open("/dev/null") {
-        let _ = nix::unistd::dup2_stdin(&null);
+    if !attached {
+        if let Ok(null) = std::fs::File::open("/dev/null") {
+            let _ = nix::unistd::dup2_stdin(&null);
+        }
     }
     isolate(&spec.action)?;
 

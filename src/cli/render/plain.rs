@@ -1,63 +1,14 @@
-//! Progress renderers: plain lines or JSON lines on stderr.
+//! Plain progress: one line per event, prefixed with its platform (`[linux/arm64] #2/3 ...`),
+//! appended as events arrive (for logs and pipes), and the summary table at the end.
 //!
-//! Level 4 (edge). Renders the events it is given: decides nothing about the build.
+//! Level 4 (edge), under `render/`: formats events and writes lines to stderr; decides nothing.
 
-use super::*;
+use crate::progress::{Event, Stream};
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// `plain` (bars are not drawn yet; a TTY gets plain lines too).
-    Auto,
-    /// One human-readable line per event on stderr.
-    Plain,
-    /// One JSON object per event on stderr.
-    Json,
-}
-
-/// Renders progress events as plain lines or JSON lines on stderr.
-pub(super) struct Renderer {
-    pub(super) mode: ProgressMode,
-    pub(super) out: Mutex<std::io::Stderr>,
-}
-
-impl Sink for Renderer {
-    fn emit(&self, event: Event) {
-        let line = match self.mode {
-            ProgressMode::Json => serde_json::to_string(&event).unwrap_or_default(),
-            ProgressMode::Plain | ProgressMode::Auto => match plain_line(&event) {
-                Some(l) => escape_controls(&l),
-                None => return,
-            },
-        };
-        if let Ok(mut out) = self.out.lock() {
-            let _ = writeln!(out, "{line}");
-        }
-    }
-}
-
-/// `line` with every control character but TAB written as an escape (`\x1b`, `\u{9b}`), so
-/// that nothing a Dockerfile or a build argument carries (a value with ESC sequences, a
-/// carriage return) can move the cursor, rewrite earlier lines or hide text in a terminal or
-/// CI log. JSON progress is escaped by the JSON encoder already.
-pub(super) fn escape_controls(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    for c in line.chars() {
-        match c {
-            '\t' => out.push(c),
-            c if (c as u32) < 0x80 && c.is_control() => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
+/// The line an event prints in plain mode; `None` for events shown otherwise.
 pub(super) fn plain_line(e: &Event) -> Option<String> {
     Some(match e {
-        Event::PlatformPlanned { platform, runs } => format!("[{platform}] runs {runs}"),
+        Event::PlatformPlanned { platform, runs, .. } => format!("[{platform}] runs {runs}"),
         Event::BaseResolved {
             platform,
             reference,
@@ -96,6 +47,13 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
                 format!("[{platform}] pushed blob {digest} ({size} bytes)")
             }
         }
+        other => return outcome_line(other),
+    })
+}
+
+/// The plain line of a result, a failure, a smoke test or the end of the run.
+fn outcome_line(e: &Event) -> Option<String> {
+    Some(match e {
         Event::PlatformDone {
             platform,
             digest,
@@ -109,30 +67,16 @@ pub(super) fn plain_line(e: &Event) -> Option<String> {
             ref_name,
             digest,
         } => format!("wrote OCI layout {dest} ({ref_name} -> {digest})"),
-        Event::PlatformMoved { .. }
-        | Event::PlatformCancelled { .. }
-        | Event::RegistryRetry { .. }
-        | Event::RegistryRequests { .. }
-        | Event::CacheImported { .. }
-        | Event::CacheExported { .. }
-        | Event::Warning { .. } => return notice_line(e),
-    })
-}
-
-/// Lines about the build as a whole rather than a step: a platform moved or cancelled, a
-/// registry request retried, a shared cache read or written, a warning.
-fn notice_line(e: &Event) -> Option<String> {
-    Some(match e {
         Event::PlatformMoved {
             platform,
             from,
             to,
             reason,
         } => format!("[{platform}] {from} dropped mid-build: {reason}; retrying on {to}"),
-        Event::RegistryRetry { .. } | Event::RegistryRequests { .. } => registry_line(e)?,
         Event::PlatformCancelled { platform, reason } => {
             format!("[{platform}] cancelled: {reason}")
         }
+        Event::RegistryRetry { .. } | Event::RegistryRequests { .. } => registry_line(e)?,
         Event::CacheImported { cache, entries } => {
             format!("cache {cache}: {entries} step entries imported")
         }
@@ -150,6 +94,40 @@ fn notice_line(e: &Event) -> Option<String> {
             ),
         },
         Event::Warning { message } => format!("warning: {message}"),
+        Event::StepFailed {
+            platform,
+            step,
+            millis,
+            message,
+            ..
+        } => format!("[{platform}] #{step} ERROR after {millis} ms: {message}"),
+        Event::SmokeTestStarted { platform, command } => {
+            format!("[{platform}] smoke test: {command}")
+        }
+        Event::SmokeTestOutput {
+            platform,
+            stream,
+            line,
+        } => {
+            let s = if *stream == Stream::Stderr { "!" } else { "|" };
+            format!("[{platform}] smoke {s} {line}")
+        }
+        Event::SmokeTestFinished {
+            platform,
+            status,
+            millis,
+        } => match status {
+            0 => format!("[{platform}] smoke test passed in {millis} ms"),
+            s => format!("[{platform}] smoke test FAILED with exit status {s} after {millis} ms"),
+        },
+        Event::BuildFinished { exit_code, millis } => {
+            format!(
+                "finished in {} (exit {exit_code})",
+                super::frame::secs(*millis)
+            )
+        }
+        Event::Diagnostic { message } => message.clone(),
+        // The command line prints the error itself, and says nothing when it starts.
         _ => return None,
     })
 }
@@ -220,20 +198,4 @@ fn registry_line(e: &Event) -> Option<String> {
         }
         _ => return None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_controls;
-
-    // Issue 12: a build-arg value with terminal escapes or a carriage return is shown escaped
-    // in plain progress, never raw.
-    #[test]
-    fn control_characters_are_escaped() {
-        assert_eq!(
-            escape_controls("RUN echo \u{1b}[2Jx\ry\u{9b}\tz"),
-            "RUN echo \\x1b[2Jx\\x0dy\\u{9b}\tz"
-        );
-        assert_eq!(escape_controls("plain ünïcode"), "plain ünïcode");
-    }
 }
