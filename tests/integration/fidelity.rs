@@ -352,11 +352,15 @@ fn add_keeps_every_kind_of_tar_entry_on_two_platforms() {
     );
     r.assert_code(0);
     // Said once per platform's step, naming the entry.
-    let said: Vec<&str> = r
+    // (The plain renderer repeats every warning once more after the summary: count distinct
+    // lines.)
+    let mut said: Vec<&str> = r
         .stderr
         .lines()
         .filter(|l| l.contains("cannot be represented"))
         .collect();
+    said.sort_unstable();
+    said.dedup();
     assert_eq!(said.len(), 2, "{}", r.stderr);
     assert!(
         said.iter()
@@ -442,12 +446,13 @@ ADD crafted.tar /crafted/
         &[("POLYARCH_STATE_DIR", state.to_str().unwrap())],
     );
     r.assert_code(0);
-    assert_eq!(
-        r.stderr.matches("cannot be represented").count(),
-        1,
-        "{}",
-        r.stderr
-    );
+    let mut said: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot be represented"))
+        .collect();
+    said.dedup();
+    assert_eq!(said.len(), 1, "{}", r.stderr);
     let layers = layer_tars(&out2, "amd64");
     let top = tar_entries(&layers.last().unwrap()[..]);
     let moved: BTreeMap<String, Seen> = top

@@ -268,7 +268,7 @@ fn entitlements_warnings_and_a_missing_pasta() {
     };
     let df = format!(
         "FROM {}\nARG API_TOKEN\nARG SHOWN\nLABEL shown=$SHOWN\n\
-         RUN --network=host true\n\
+         RUN --network=host echo \"shown=$SHOWN\"\n\
          RUN --security=insecure grep CapEff /proc/self/status\n",
         ctx.base
     );
@@ -298,7 +298,9 @@ fn entitlements_warnings_and_a_missing_pasta() {
         r.stderr
     );
     // With both: the insecure step keeps every capability; a build arg with terminal escapes
-    // is shown escaped, and the secret-looking ARG gets its warning.
+    // is shown escaped when a step prints it (progress shows instructions as written, so the
+    // value reaches progress only through a step's output), and the secret-looking ARG gets
+    // its warning.
     let r = go(path(&[
         "--allow",
         "network.host",
