@@ -173,10 +173,15 @@ async fn push_image<R: Registry, E: Executor>(
         .chain(std::iter::once(&manifest.config))
         .zip(origins)
         .map(|(desc, origin)| async move {
+            let _turn = early.turn(target, &desc.digest).await;
             let pushed = if early.has(target, &desc.digest) {
                 BlobPush::Uploaded
+            } else if early.was_pushed(target, &desc.digest) {
+                BlobPush::AlreadyPresent
             } else {
-                push_blob(deps, pname, target, desc, origin).await?
+                let pushed = push_blob(deps, pname, target, desc, origin).await?;
+                early.pushed(target, &desc.digest);
+                pushed
             };
             deps.sink.emit(Event::BlobPushed {
                 platform: pname.to_string(),

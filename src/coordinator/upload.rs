@@ -8,7 +8,7 @@
 //! Level 3 (coordinator), under [`super::step`]: it tees the layer writer and drives the upload
 //! beside it; it must not decide which layers to upload (the stage does) or push manifests.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
@@ -21,13 +21,52 @@ use crate::store::BlobWriter;
 /// How often (bytes) the writer makes what it wrote readable and says so.
 const PUBLISH_EVERY: u64 = 1 << 20;
 
-/// The blobs uploaded while they were written, by repository and digest.
+/// One blob's push to one repository, held by the platform sending it.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
+/// The blobs this build put in each repository, by repository and digest: those uploaded
+/// while they were written, and those the image pushes of the platforms sent. Platforms that
+/// share a layer (a `COPY --from` of the same bytes, a base layer) push it once: the others
+/// wait for that push ([`EarlyUploads::turn`]) and find it done.
 #[derive(Default)]
 pub(super) struct EarlyUploads {
     done: Mutex<HashSet<(String, Digest)>>,
+    pushed: Mutex<HashSet<(String, Digest)>>,
+    turns: Mutex<HashMap<(String, Digest), Turn>>,
 }
 
 impl EarlyUploads {
+    /// Waits until no other platform of this build is pushing `digest` to `repo`; the push
+    /// is this caller's until the guard drops.
+    pub(super) async fn turn(
+        &self,
+        repo: &Reference,
+        digest: &Digest,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            turns
+                .entry((repo.repo_string(), digest.clone()))
+                .or_default()
+                .clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Records that a platform's image push put `digest` in `repo`.
+    pub(super) fn pushed(&self, repo: &Reference, digest: &Digest) {
+        if let Ok(mut d) = self.pushed.lock() {
+            d.insert((repo.repo_string(), digest.clone()));
+        }
+    }
+
+    /// Whether another platform's image push put `digest` in `repo` already.
+    pub(super) fn was_pushed(&self, repo: &Reference, digest: &Digest) -> bool {
+        self.pushed
+            .lock()
+            .is_ok_and(|d| d.contains(&(repo.repo_string(), digest.clone())))
+    }
+
     /// Records that `repo` has `digest` (uploaded while it was written).
     fn record(&self, repo: &Reference, digest: &Digest) {
         if let Ok(mut d) = self.done.lock() {

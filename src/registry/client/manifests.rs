@@ -201,6 +201,13 @@ async fn head_once(
     Ok(Some(Descriptor::new(media_type, digest, size)))
 }
 
+/// Whether `err`, the answer to a manifest PUT whose digest was computed here, is a
+/// registry's `DIGEST_INVALID` (distribution-spec "Error Codes"): one that a referenced
+/// blob's link read mid-write gives, and that a second PUT does not.
+fn blob_link_race(err: &RegistryError) -> bool {
+    matches!(err, RegistryError::Rejected { code, .. } if code == "DIGEST_INVALID")
+}
+
 /// See [`crate::registry::Registry::push_manifest`].
 pub(super) async fn put(
     t: &Transport,
@@ -226,10 +233,30 @@ pub(super) async fn put(
             &format!("/v2/{}/manifests/{reference}", repo.repository),
         )
         .await?;
-    let req = Req::new(Method::PUT, url)
-        .header("Content-Type", media_type)
-        .body(Payload::Bytes(body));
-    let resp = t.expect(&host, &[push(repo)], &what, req, &[201]).await?;
+    let mut attempts = t.attempts();
+    let resp = loop {
+        let req = Req::new(Method::PUT, url.clone())
+            .header("Content-Type", media_type)
+            .body(Payload::Bytes(body.clone()));
+        let err = match t.expect(&host, &[push(repo)], &what, req, &[201]).await {
+            Ok(resp) => break resp,
+            Err(e) => e,
+        };
+        // The digest of these bytes was computed here, so DIGEST_INVALID is not about them:
+        // the registry could not read one of the blobs the manifest names, which happens
+        // while another push of the same blob to this repository rewrites its link
+        // (distribution's filesystem driver). The same PUT succeeds once that write ends.
+        let Some(delay) = blob_link_race(&err)
+            .then(|| attempts.next_delay_for(None))
+            .flatten()
+        else {
+            return Err(err);
+        };
+        let request = format!("PUT {what}");
+        t.counters
+            .retrying(&host.registry, &request, attempts.granted, &err, delay);
+        tokio::time::sleep(delay).await;
+    };
     let served = header_str(resp.headers(), "Docker-Content-Digest");
     // The digest the registry computed must be that of the bytes sent: a registry that
     // rewrote the document would otherwise go unnoticed.
@@ -243,4 +270,25 @@ pub(super) async fn put(
         }
     }
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(code: &str) -> RegistryError {
+        RegistryError::Rejected {
+            registry: "r".into(),
+            what: "manifest".into(),
+            code: code.into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn only_digest_invalid_is_taken_for_a_blob_link_race() {
+        assert!(blob_link_race(&rejected("DIGEST_INVALID")));
+        assert!(!blob_link_race(&rejected("MANIFEST_BLOB_UNKNOWN")));
+        assert!(!blob_link_race(&rejected("MANIFEST_INVALID")));
+    }
 }
