@@ -56,7 +56,7 @@ pub enum QemuAction {
 
 /// Resolves command-line names to handler table rows, in order, without duplicates. `all` is
 /// every row (or every non-native row when `skip_native`). A name is tried as a qemu name
-/// (`aarch64`, `mips64el`), then as a platform or architecture (`arm64`, `linux/arm/v7`,
+/// (`aarch64`, `mips64el`) or a Debian architecture name (`ppc64el`, `armel`), then as a platform or architecture (`arm64`, `linux/arm/v7`,
 /// `armhf`, `loong64`). Errors (exit 2) name the unknown value and list the known names.
 pub fn resolve_handlers(
     targets: &[String],
@@ -83,7 +83,10 @@ pub fn resolve_handlers(
             }
             continue;
         }
-        if let Some(h) = table.iter().find(|h| h.name == t) {
+        if let Some(h) = table
+            .iter()
+            .find(|h| h.name == t || h.debian.iter().any(|d| d == t))
+        {
             push(h);
             continue;
         }
@@ -391,6 +394,12 @@ mod tests {
         assert_eq!(
             names(&["mips64el", "mips64le", "loong64", "loongarch64"], true).unwrap(),
             ["mips64el", "loongarch64"]
+        );
+        // Debian's architecture names are names too (issue 16: `ppc64el` was refused while
+        // `mips64el` and `armhf` were accepted).
+        assert_eq!(
+            names(&["ppc64el", "armel", "armhf", "arm64", "s390x"], true).unwrap(),
+            ["ppc64le", "arm", "aarch64", "s390x"]
         );
         let all = names(&["all"], true).unwrap();
         if Platform::host().architecture == "amd64" {

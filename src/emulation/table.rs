@@ -21,6 +21,10 @@ pub struct Handler {
     pub name: String,
     /// OCI/GOARCH architectures this handler runs (`arm64`, `arm`, `mips64le`, ...).
     pub architectures: Vec<String>,
+    /// Debian's architecture names for it (`ppc64el`, `armel`, `armhf`, ...), accepted as
+    /// names by `polyarch qemu` (dpkg-architecture(1)).
+    #[serde(default)]
+    pub debian: Vec<String>,
     /// Magic bytes at offset 0, `\xHH`-escaped as in the registration line.
     pub magic: String,
     /// Mask, same length and spelling as `magic`.
