@@ -77,6 +77,8 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                     netns: None,
                     seccomp: None,
                     insecure: *security == Security::Insecure,
+                    linux32: scope.platform.linux32(),
+                    qemu_cpu: emulated_cpu(scope.platform),
                 }),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,
@@ -113,6 +115,16 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
         StepKind::Copy(c) => prepare_copy(scope, step, c, inputs).await.map(Some),
         _ => Ok(None),
     }
+}
+
+/// The qemu CPU model a step of `platform` runs with when this host emulates it (`None`
+/// natively: nothing reads it then).
+fn emulated_cpu(platform: &crate::platform::Platform) -> Option<String> {
+    let native = crate::emulation::native_architectures();
+    if platform.os == "linux" && native.contains(&platform.architecture.as_str()) {
+        return None;
+    }
+    platform.qemu_cpu().map(str::to_string)
 }
 
 /// The executor's network for a step's `--network`: `default` is a namespace apart from the

@@ -44,6 +44,8 @@ pub fn image_command(
         netns: None,
         seccomp: None,
         insecure: false,
+        linux32: false,
+        qemu_cpu: None,
     })
 }
 

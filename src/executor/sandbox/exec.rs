@@ -101,9 +101,29 @@ fn child(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     capabilities::no_new_privs(run.insecure)?;
     close_inherited_fds()?;
+    set_personality(run.linux32)?;
     // Last: the filter blocks what the steps above needed (mount, unshare, ...).
     seccomp::load(run.insecure, run.seccomp.as_ref().map(|b| b.0.as_slice()))?;
     exec(run)
+}
+
+/// `PER_LINUX32` for a 32-bit platform's step (linux/386, linux/arm/*): the kernel then reports
+/// the 32-bit machine in uname(2) (`i686` on x86_64, `armv7l`/`armv8l` on arm64), natively and
+/// for qemu, and the personality survives every execve(2) of the step (personality(2)). Docker's
+/// seccomp profile allows this value too, so a step may set it itself.
+fn set_personality(linux32: bool) -> Result<(), ExecError> {
+    if linux32 {
+        const PER_LINUX32: nix::libc::c_ulong = 0x0008;
+        // SAFETY: a plain system call with a constant argument.
+        if unsafe { nix::libc::personality(PER_LINUX32) } == -1 {
+            return Err(ExecError::sys(
+                "personality",
+                "PER_LINUX32",
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Changes to the step's working directory (`/` when empty), creating it (mode 0755) if missing.
@@ -182,9 +202,17 @@ fn exec(run: &RunSpec) -> Result<std::convert::Infallible, ChildError> {
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     // Variables may hold secrets (`--mount=type=secret,env=`): an error names only the key.
+    // The platform's CPU model goes to the interpreter as qemu-user reads it; a QEMU_CPU the
+    // step's own environment sets wins.
+    let cpu_env = run
+        .qemu_cpu
+        .as_ref()
+        .filter(|_| !run.env.iter().any(|kv| kv.starts_with("QEMU_CPU=")))
+        .map(|cpu| format!("QEMU_CPU={cpu}"));
     let env = run
         .env
         .iter()
+        .chain(cpu_env.iter())
         .map(|kv| {
             CString::new(kv.as_str()).map_err(|_| ChildError::Exec {
                 status: 127,
