@@ -66,20 +66,22 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
             for m in mounts {
                 run.add(scope, step, m, inputs).await?;
             }
+            let mut spec = RunSpec {
+                argv: argv.clone(),
+                env: run.env,
+                cwd: workdir.clone(),
+                user: user.clone(),
+                mounts: run.mounts,
+                network: network_mode(*network),
+                netns: None,
+                seccomp: None,
+                insecure: *security == Security::Insecure,
+                ..RunSpec::default()
+            };
+            // PER_LINUX32 and the qemu CPU model of the stage's platform (issue 16).
+            crate::run::set_platform(&mut spec, scope.platform);
             Ok(Some(Prepared {
-                action: Action::Run(RunSpec {
-                    argv: argv.clone(),
-                    env: run.env,
-                    cwd: workdir.clone(),
-                    user: user.clone(),
-                    mounts: run.mounts,
-                    network: network_mode(*network),
-                    netns: None,
-                    seccomp: None,
-                    insecure: *security == Security::Insecure,
-                    linux32: scope.platform.linux32(),
-                    qemu_cpu: emulated_cpu(scope.platform),
-                }),
+                action: Action::Run(spec),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,
                 made: None,
@@ -115,16 +117,6 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
         StepKind::Copy(c) => prepare_copy(scope, step, c, inputs).await.map(Some),
         _ => Ok(None),
     }
-}
-
-/// The qemu CPU model a step of `platform` runs with when this host emulates it (`None`
-/// natively: nothing reads it then).
-fn emulated_cpu(platform: &crate::platform::Platform) -> Option<String> {
-    let native = crate::emulation::native_architectures();
-    if platform.os == "linux" && native.contains(&platform.architecture.as_str()) {
-        return None;
-    }
-    platform.qemu_cpu().map(str::to_string)
 }
 
 /// The executor's network for a step's `--network`: `default` is a namespace apart from the
