@@ -222,6 +222,11 @@ ensure_private_busybox_deb() {
   for i in 1 2 3; do
     private_apt "$suite" "$arch" update >/dev/null 2>&1 && break
     [ "$i" = 3 ] && die "apt-get update for $suite/$arch kept failing (is $(debian_mirror) reachable?)" 4
+    # A Debian 12 installed before 12.5 has a keyring without trixie's keys (added in
+    # debian-archive-keyring 2023.3+deb12u1): bring it up to date once.
+    if [ "$i" = 1 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --only-upgrade debian-archive-keyring >/dev/null 2>&1 || true
+    fi
     sleep $((i * 3))
   done
   dl=$(mktemp -d)
