@@ -175,6 +175,12 @@ pub struct RunSpec {
     /// command is executed with; see the README's platform table for what this differs in.
     #[serde(default)]
     pub qemu_cpu: Option<String>,
+    /// The command runs through a qemu-user binfmt_misc handler: PID 1 of the step then stays
+    /// the helper's, an init that runs the command as its child and exits with its status.
+    /// qemu-user dies of a guest's fatal signal by raising it on itself, which PID 1 of a PID
+    /// namespace ignores (pid_namespaces(7)): as PID 1 it would hang instead of failing.
+    #[serde(default)]
+    pub emulated: bool,
 }
 
 /// Files to create inside the root filesystem.

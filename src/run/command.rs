@@ -47,17 +47,20 @@ pub fn image_command(
         insecure: false,
         linux32: false,
         qemu_cpu: None,
+        emulated: false,
     })
 }
 
 /// Sets what a command of `platform` runs with on this host (issue 16): the `PER_LINUX32`
 /// personality for 32-bit platforms (`linux/386`, `linux/arm/*`), and the qemu CPU model of an
-/// emulated platform (`arm926` for `linux/arm/v5`; `None` natively, where nothing reads it).
+/// emulated platform (`arm926` for `linux/arm/v5`; `None` natively, where nothing reads it), and
+/// whether it is emulated at all ([`RunSpec::emulated`]).
 pub fn set_platform(run: &mut RunSpec, platform: &crate::platform::Platform) {
     run.linux32 = platform.linux32();
     let native = crate::emulation::native_architectures();
     let emulated = !(platform.os == "linux" && native.contains(&platform.architecture.as_str()));
     run.qemu_cpu = platform.qemu_cpu().filter(|_| emulated).map(str::to_string);
+    run.emulated = emulated;
 }
 
 /// A `--smoke-test` command: a JSON array of strings is run as is (exec form), anything else
@@ -88,6 +91,13 @@ mod tests {
             assert_eq!(set("linux/armhf"), (true, Some("cortex-a8".into())));
             assert_eq!(set("linux/amd64"), (false, None));
             assert_eq!(set("linux/386"), (true, None));
+            let emulated = |p: &str| {
+                let mut r = RunSpec::default();
+                set_platform(&mut r, &Platform::parse(p).unwrap());
+                r.emulated
+            };
+            assert!(emulated("linux/arm64") && emulated("linux/arm/v7"));
+            assert!(!emulated("linux/amd64") && !emulated("linux/386"));
         }
     }
 
