@@ -134,9 +134,12 @@ static void binfmt_register(const char *mode) {
 }
 
 static void setns_net(const char *mode) {
-    int fd = open("/proc/1/ns/net", O_RDONLY | O_CLOEXEC);
-    if (strcmp(mode, "control") == 0) {
-        verdict("setns-net", mode, fd >= 0, fd >= 0 ? "opened /proc/1/ns/net" : err());
+    /* The control opens its own namespace: under emulation PID 1 is the step's init, which
+     * the step may not inspect. */
+    int control = strcmp(mode, "control") == 0;
+    int fd = open(control ? "/proc/self/ns/net" : "/proc/1/ns/net", O_RDONLY | O_CLOEXEC);
+    if (control) {
+        verdict("setns-net", mode, fd >= 0, fd >= 0 ? "opened /proc/self/ns/net" : err());
     } else {
         int ok = fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
         verdict("setns-net", mode, ok, ok ? "entered the namespace" : err());

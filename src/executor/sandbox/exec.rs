@@ -141,16 +141,22 @@ fn stay_init() -> Result<(), ExecError> {
     // SAFETY: PID 1 of the step is single-threaded (forked from the single-threaded helper).
     match unsafe { nix::unistd::fork() }.map_err(sys("fork", "-"))? {
         nix::unistd::ForkResult::Child => Ok(()),
-        nix::unistd::ForkResult::Parent { child } => loop {
-            let code = match waitpid(None::<nix::unistd::Pid>, None) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == child => code,
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => 128 + sig as i32,
-                Ok(_) | Err(nix::Error::EINTR) => continue,
-                Err(_) => SANDBOX_ERROR_STATUS,
-            };
-            // SAFETY: ends this process without running the parent's exit handlers.
-            unsafe { nix::libc::_exit(code) }
-        },
+        nix::unistd::ForkResult::Parent { child } => {
+            // The init is polyarch's helper: not dumpable, so that the step (without
+            // CAP_SYS_PTRACE) can neither read /proc/1/exe, the host's binary, nor trace it
+            // (ptrace(2), "Ptrace access mode checking").
+            nix::sys::prctl::set_dumpable(false).map_err(sys("prctl", "PR_SET_DUMPABLE"))?;
+            loop {
+                let code = match waitpid(None::<nix::unistd::Pid>, None) {
+                    Ok(WaitStatus::Exited(pid, code)) if pid == child => code,
+                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => 128 + sig as i32,
+                    Ok(_) | Err(nix::Error::EINTR) => continue,
+                    Err(_) => SANDBOX_ERROR_STATUS,
+                };
+                // SAFETY: ends this process without running the parent's exit handlers.
+                unsafe { nix::libc::_exit(code) }
+            }
+        }
     }
 }
 
