@@ -51,6 +51,7 @@ mod error;
 mod fan_out;
 mod image;
 mod materialise;
+mod outputs;
 mod platforms;
 mod remote;
 mod scope;
@@ -67,24 +68,12 @@ mod worker;
 pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
 use materialise::Origin;
+pub use outputs::{Dest, Output, OutputError};
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 pub use sources::SourceError;
 pub use step_cache::CacheOptions;
 use step_cache::{StepCache, StepRecord};
 pub use worker::build_job;
-
-/// Where the finished image goes besides (or instead of) a registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// An OCI image layout directory (image-spec image-layout.md) with the index tagged
-    /// `ref_name`.
-    OciLayout {
-        /// The layout directory (created when missing).
-        dest: PathBuf,
-        /// The reference name recorded in its `index.json`.
-        ref_name: String,
-    },
-}
 
 /// Everything a build needs, resolved and validated from the command line.
 #[derive(Debug, Clone)]
@@ -266,6 +255,7 @@ async fn prepare<R: Registry, E: Executor>(
     if targets.is_empty() {
         return Err(BuildError::Usage("no target platform given".into()));
     }
+    outputs::check(&req.outputs, &targets)?;
     let mut warnings: Vec<String> = df.warnings.clone();
     let mut selections: Vec<StageGraph> = Vec::new();
     for p in &targets {
@@ -465,7 +455,7 @@ pub async fn build_with<R: Registry, E: Executor>(
     debug_assert_eq!(idx_blob.0, stitched.digest);
 
     let pushed_tags = publish_index(req, deps, &stitched).await?;
-    write_outputs(req, deps, &stitched, &images)?;
+    outputs::write_outputs(req, deps, &stitched, &images)?;
     Ok(BuildOutcome {
         index: stitched,
         images,
@@ -606,39 +596,6 @@ async fn publish_index<R: Registry, E>(
         }
     }
     Ok(pushed_tags)
-}
-
-/// Writes the local outputs (`--output`): an OCI layout holding the index, every image's
-/// manifest and all their blobs.
-fn write_outputs<R, E>(
-    req: &BuildRequest,
-    deps: &Deps<R, E>,
-    stitched: &StitchedIndex,
-    images: &[PlatformImage],
-) -> Result<(), BuildError> {
-    for out in &req.outputs {
-        match out {
-            Output::OciLayout { dest, ref_name } => {
-                let mut blobs = vec![stitched.digest.clone()];
-                for i in images {
-                    blobs.push(i.manifest.digest.clone());
-                    blobs.extend(i.blobs.iter().cloned());
-                }
-                deps.store
-                    .write_oci_layout(dest, &stitched.descriptor(), ref_name, &blobs)
-                    .map_err(|source| BuildError::Store {
-                        platform: "index".into(),
-                        source,
-                    })?;
-                deps.sink.emit(Event::LayoutWritten {
-                    dest: dest.display().to_string(),
-                    ref_name: ref_name.clone(),
-                    digest: stitched.digest.clone(),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 fn display_path(p: &Path) -> String {

@@ -14,6 +14,7 @@ mod harness;
 mod interrupt;
 mod layouts;
 mod nodes;
+mod outputs;
 mod preflight;
 mod publish;
 mod qemu;

@@ -58,10 +58,18 @@ pub struct BuildArgs {
     /// pushed by digest, else the index).
     #[arg(long, value_name = "PATH")]
     pub digest_file: Option<PathBuf>,
-    /// Write the result locally: `type=oci,dest=DIR` (an OCI image layout). Default when
-    /// --push is not given: type=oci,dest=./polyarch-out.
+    /// Where the result goes (buildx's exporters, repeatable): `type=registry[,name=R]` (as
+    /// --push), `type=image,name=R,push=true|false[,push-by-digest=true]`,
+    /// `type=oci,dest=DIR|FILE.tar[,tar=true|false][,name=R]`, `type=docker,dest=FILE[,name=R]`
+    /// (a Docker archive; without dest: --load), `type=local,dest=DIR[,platform-split=B]`,
+    /// `type=tar,dest=FILE[,platform-split=B]`; `dest=-` is stdout. Default when nothing is
+    /// pushed: type=oci,dest=./polyarch-out.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
+    /// Load the image into podman (buildx's `--load`, `type=docker`; one platform); exit 4
+    /// when podman is not on the PATH.
+    #[arg(long)]
+    pub load: bool,
     /// Write the build result (index digest, per-platform digests) as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub metadata_file: Option<PathBuf>,

@@ -16,6 +16,7 @@ use crate::node::protocol::WireCredentials;
 
 mod flags;
 mod ledger;
+mod outputs;
 mod report;
 mod resolve;
 
@@ -27,8 +28,9 @@ pub use resolve::resolve_build;
 enum Report {
     /// `--dry-run`: the plan.
     Plan(String),
-    /// The result, and the `--push-by-digest` record.
-    Built(Box<(BuildOutcome, Option<PushedByDigest>)>),
+    /// The result, the `--push-by-digest` record, and whether an output took stdout (`dest=-`:
+    /// then nothing else is printed there).
+    Built(Box<(BuildOutcome, Option<PushedByDigest>, bool)>),
 }
 
 /// Runs `polyarch build`: starts the progress renderer, builds (or, with `--dry-run`, plans),
@@ -53,7 +55,8 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         Some(Report::Plan(text)) => {
             let _ = write!(out, "{text}");
         }
-        Some(Report::Built(built)) => print_summary(&built.0, built.1.as_ref()),
+        Some(Report::Built(built)) if !built.2 => print_summary(&built.0, built.1.as_ref()),
+        Some(Report::Built(_)) => {}
     }
     Ok(())
 }
@@ -139,7 +142,8 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         .as_ref()
         .map(|repo| pushed_by_digest(&outcome, repo, &build_ref));
     write_result_files(args, &req, (&outcome, &build_ref), by_digest.as_ref())?;
-    Ok(Report::Built(Box::new((outcome, by_digest))))
+    let stdout_taken = req.outputs.iter().any(coordinator::Output::to_stdout);
+    Ok(Report::Built(Box::new((outcome, by_digest, stdout_taken))))
 }
 
 /// Credentials for the registry `dest` pushed to, handed to build nodes over their SSH channel
