@@ -13,6 +13,7 @@ mod fidelity;
 mod harness;
 mod interrupt;
 mod layouts;
+mod metadata;
 mod nodes;
 mod outputs;
 mod preflight;

@@ -19,6 +19,7 @@ mod ledger;
 mod outputs;
 mod report;
 mod resolve;
+mod warnings;
 
 pub use flags::BuildArgs;
 use report::{build_ref, metadata_json, plan_text, pushed_by_digest};
