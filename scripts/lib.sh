@@ -21,6 +21,8 @@ PACKAGES+=(mmdebstrap)
 # podman (with runc, which this machine's cgroups take) reads the type=docker archives and runs
 # them in the output tests; --load loads into it.
 PACKAGES+=(podman runc)
+# git: BUILDX_GIT_LABELS reads the context's work tree (the annotations test makes one).
+PACKAGES+=(git)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit "${2:-4}"; }

@@ -50,6 +50,7 @@ mod direct_add;
 mod error;
 mod fan_out;
 mod image;
+mod image_meta;
 mod materialise;
 mod outputs;
 mod platforms;
@@ -67,6 +68,7 @@ mod worker;
 
 pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
+pub use image_meta::ImageMeta;
 use materialise::Origin;
 pub use outputs::{Dest, Output, OutputError};
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
@@ -119,6 +121,8 @@ pub struct BuildRequest {
     /// `--allow`: what steps may ask for beyond the sandbox's defaults (`RUN --network=host`,
     /// `RUN --security=insecure`).
     pub entitlements: Vec<Entitlement>,
+    /// `--label` and `--annotation` (applied to images built here, not on build nodes).
+    pub meta: ImageMeta,
 }
 
 /// What one platform's build produced.
@@ -443,16 +447,7 @@ pub async fn build_with<R: Registry, E: Executor>(
     // Before any tag moves: a failed export fails the build with nothing published.
     shared::export_all(req, deps, &stages, &target_stages).await?;
 
-    let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
-    let stitched = index::stitch(&children)?;
-    let idx_blob = deps
-        .store
-        .put_bytes(&stitched.bytes)
-        .map_err(|source| BuildError::Store {
-            platform: "index".into(),
-            source,
-        })?;
-    debug_assert_eq!(idx_blob.0, stitched.digest);
+    let stitched = stitch_and_store(req, deps, &images)?;
 
     let pushed_tags = publish_index(req, deps, &stitched).await?;
     outputs::write_outputs(req, deps, &stitched, &images)?;
@@ -462,6 +457,32 @@ pub async fn build_with<R: Registry, E: Executor>(
         pushed_tags,
         warnings,
     })
+}
+
+/// The index of `images` (with the `index:` annotations), put in the store.
+fn stitch_and_store<R, E>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+    images: &[PlatformImage],
+) -> Result<StitchedIndex, BuildError> {
+    let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
+    let options = index::IndexOptions {
+        format: index::IndexFormat::Oci,
+        annotations: req
+            .meta
+            .annotations(oci::AnnotationLevel::Index, None)
+            .unwrap_or_default(),
+    };
+    let stitched = index::stitch_with(&children, &options)?;
+    let idx_blob = deps
+        .store
+        .put_bytes(&stitched.bytes)
+        .map_err(|source| BuildError::Store {
+            platform: "index".into(),
+            source,
+        })?;
+    debug_assert_eq!(idx_blob.0, stitched.digest);
+    Ok(stitched)
 }
 
 /// Checks the push target before anything is pulled or run: a registry that cannot be reached

@@ -3,6 +3,7 @@
 //! `POLYARCH_TEST_REGISTRY` and `POLYARCH_TEST_BASE`; when `CI` is set a missing part fails the
 //! test instead of skipping it.
 
+mod annotations;
 mod auth;
 mod build;
 mod cache;

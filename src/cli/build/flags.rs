@@ -66,6 +66,16 @@ pub struct BuildArgs {
     /// pushed: type=oci,dest=./polyarch-out.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
+    /// A label on every image's config, KEY=VALUE (over the Dockerfile's LABEL of that name);
+    /// repeatable. `BUILDX_GIT_LABELS=1|full` also adds the git revision, source and
+    /// Dockerfile path labels of the context's work tree.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// An annotation, buildx's `[LEVEL[,LEVEL]][[PLATFORM]]:KEY=VALUE`: levels `manifest`
+    /// (default), `index`, `manifest-descriptor`, `index-descriptor` (an OCI layout's
+    /// index.json); e.g. `manifest[linux/amd64]:org.opencontainers.image.title=x`. Repeatable.
+    #[arg(long = "annotation", value_name = "SPEC")]
+    pub annotations: Vec<String>,
     /// Load the image into podman (buildx's `--load`, `type=docker`; one platform); exit 4
     /// when podman is not on the PATH.
     #[arg(long)]

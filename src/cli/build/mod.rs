@@ -16,6 +16,7 @@ use crate::node::protocol::WireCredentials;
 
 mod flags;
 mod ledger;
+mod meta;
 mod outputs;
 mod report;
 mod resolve;

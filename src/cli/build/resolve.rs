@@ -124,27 +124,15 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
             ref_name: ref_name.clone(),
         });
     }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(v.parse::<i64>().map_err(|_| {
-            usage(
-                "SOURCE_DATE_EPOCH",
-                format!("{v:?} is not a number of seconds"),
-            )
-        })?),
-        _ => None,
-    };
-    let (kind, level) = match &specs.compression {
-        Some((kind, level)) => (kind.as_str(), level.or(args.compression_level)),
-        None => (args.compression.as_str(), args.compression_level),
-    };
-    let compression =
-        crate::layer::Compression::parse(kind, level).map_err(|e| usage("--compression", e))?;
+    let source_date_epoch = source_date_epoch()?;
+    let compression = resolve_compression(args, &specs)?;
     let mut secrets = BTreeMap::new();
     for spec in &args.secrets {
         let (id, value) = parse_secret(spec)?;
         secrets.insert(id, value);
     }
     let cache = resolve_cache(args)?;
+    let meta = super::meta::resolve_meta(args, &context_dir, &dockerfile)?;
     Ok(BuildRequest {
         context_dir,
         dockerfile,
@@ -165,7 +153,33 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         smoke_test: args.smoke_test.clone(),
         cache,
         entitlements: args.allow.clone(),
+        meta,
     })
+}
+
+/// `SOURCE_DATE_EPOCH`, seconds, when set and not empty.
+fn source_date_epoch() -> Result<Option<i64>, UsageError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.parse::<i64>().map(Some).map_err(|_| {
+            usage(
+                "SOURCE_DATE_EPOCH",
+                format!("{v:?} is not a number of seconds"),
+            )
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// `--compression`/`--compression-level`, or an image output's `compression=` keys.
+fn resolve_compression(
+    args: &BuildArgs,
+    specs: &super::outputs::OutputSpecs,
+) -> Result<crate::layer::Compression, UsageError> {
+    let (kind, level) = match &specs.compression {
+        Some((kind, level)) => (kind.as_str(), level.or(args.compression_level)),
+        None => (args.compression.as_str(), args.compression_level),
+    };
+    crate::layer::Compression::parse(kind, level).map_err(|e| usage("--compression", e))
 }
 
 /// Where the build pushes: the `-t` tags (with `--tag-semver`'s) and the `name=` of image

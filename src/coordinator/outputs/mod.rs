@@ -186,6 +186,8 @@ struct Built<'a> {
     stitched: &'a StitchedIndex,
     /// The images, in `--platform` order.
     images: &'a [PlatformImage],
+    /// `index-descriptor:` annotations, for the index's entry in a layout's `index.json`.
+    index_descriptor: Option<BTreeMap<String, String>>,
 }
 
 /// Writes every output of `req` (see [`Output`]); called once every platform succeeded.
@@ -197,7 +199,13 @@ pub(super) fn write_outputs<R, E>(
     stitched: &StitchedIndex,
     images: &[PlatformImage],
 ) -> Result<(), BuildError> {
-    let result = &Built { stitched, images };
+    let result = &Built {
+        stitched,
+        images,
+        index_descriptor: req
+            .meta
+            .annotations(oci::AnnotationLevel::IndexDescriptor, None),
+    };
     let mtime = req.source_date_epoch.unwrap_or(0).max(0) as u64;
     for out in &req.outputs {
         match out {
@@ -263,8 +271,10 @@ fn write_layout<R, E>(
         blobs.push(i.manifest.digest.clone());
         blobs.extend(i.blobs.iter().cloned());
     }
+    let mut top = result.stitched.descriptor();
+    top.annotations = result.index_descriptor.clone();
     deps.store
-        .write_oci_layout(dest, &result.stitched.descriptor(), ref_name, &blobs)
+        .write_oci_layout(dest, &top, ref_name, &blobs)
         .map_err(store_err)
 }
 
