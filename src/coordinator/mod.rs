@@ -54,6 +54,7 @@ mod image_meta;
 mod materialise;
 mod outputs;
 mod platforms;
+mod publish;
 mod remote;
 mod scope;
 mod shared;
@@ -151,6 +152,9 @@ pub struct PlatformImage {
 /// The result of a whole build.
 #[derive(Debug, Clone)]
 pub struct BuildOutcome {
+    /// What the build's result is, as buildx reports and pushes it: the image manifest (with
+    /// its platform) for one platform without `index:` annotations, else the index.
+    pub result: Descriptor,
     /// The stitched index.
     pub index: StitchedIndex,
     /// One image per platform, in `--platform` order.
@@ -449,9 +453,11 @@ pub async fn build_with<R: Registry, E: Executor>(
 
     let stitched = stitch_and_store(req, deps, &images)?;
 
-    let pushed_tags = publish_index(req, deps, &stitched).await?;
+    let result = publish::tag_target(req, deps, &stitched, &images)?;
+    let pushed_tags = publish::publish(req, deps, &stitched, &result).await?;
     outputs::write_outputs(req, deps, &stitched, &images)?;
     Ok(BuildOutcome {
+        result: result.descriptor,
         index: stitched,
         images,
         pushed_tags,
@@ -554,69 +560,6 @@ fn announce_placement(sink: &dyn Sink, placed: &BuildPlan, needs_run: bool) {
             });
         }
     }
-}
-
-/// Pushes the stitched index: by digest to the `--push-by-digest` repository when several
-/// platforms were built, and to every tag with `--push`; returns the tags pushed to.
-async fn publish_index<R: Registry, E>(
-    req: &BuildRequest,
-    deps: &Deps<R, E>,
-    stitched: &StitchedIndex,
-) -> Result<Vec<String>, BuildError> {
-    let mut pushed_tags = Vec::new();
-    if let (Some(repo), true) = (&req.push_by_digest, req.platforms.len() > 1) {
-        // Several platforms pushed by digest: their index too, so that one reference names
-        // the job's whole result (`polyarch merge` flattens it).
-        deps.registry
-            .push_manifest(
-                repo,
-                &stitched.digest.to_string(),
-                &stitched.bytes,
-                MEDIA_TYPE_OCI_INDEX,
-            )
-            .await
-            .map_err(|source| BuildError::Registry {
-                platform: "index".into(),
-                source,
-            })?;
-        deps.sink.emit(Event::IndexPushed {
-            tag: format!("{}@{}", repo.repo_string(), stitched.digest),
-            digest: stitched.digest.clone(),
-        });
-    }
-    if req.push {
-        for (i, tag) in req.tags.iter().enumerate() {
-            let name = tag.tag.clone().unwrap_or_else(|| "latest".into());
-            let pushed = deps
-                .registry
-                .push_manifest(tag, &name, &stitched.bytes, MEDIA_TYPE_OCI_INDEX)
-                .await;
-            if let Err(source) = pushed {
-                if i == 0 {
-                    // No tag moved: a plain registry failure.
-                    return Err(BuildError::Registry {
-                        platform: "index".into(),
-                        source,
-                    });
-                }
-                return Err(BuildError::TagsPartlyMoved(Box::new(TagsPartlyMoved {
-                    digest: stitched.digest.clone(),
-                    repository: tag.repo_string(),
-                    moved: pushed_tags,
-                    not_moved: req.tags[i..].iter().map(|t| t.to_string()).collect(),
-                    failed: tag.to_string(),
-                    source,
-                })));
-            }
-            let full = tag.to_string();
-            deps.sink.emit(Event::IndexPushed {
-                tag: full.clone(),
-                digest: stitched.digest.clone(),
-            });
-            pushed_tags.push(full);
-        }
-    }
-    Ok(pushed_tags)
 }
 
 fn display_path(p: &Path) -> String {

@@ -439,3 +439,70 @@ fn tar_to_stdout_and_registry_outputs() {
         "no tag moves"
     );
 }
+
+// Issue 14 item 6: a one-platform build pushes what buildx pushes, the image manifest alone
+// (an index only when `index:` annotations need one); several platforms an index.
+#[test]
+fn a_single_platform_push_is_a_manifest_as_buildx_pushes_it() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = context(&ctx);
+    let tag = format!("{}:one", ctx.repo("single"));
+    let digest_file = ctx.dir.path().join("digest");
+    let r = ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-t",
+            &tag,
+            "--push",
+            "--digest-file",
+            digest_file.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    let raw = skopeo_raw(&tag).expect("pushed");
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    let manifest = digest_of(&raw);
+    assert!(
+        r.stdout.contains(&format!("linux/amd64      {manifest}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("tags name manifest {manifest}")),
+        "{}",
+        r.stdout
+    );
+    let line = std::fs::read_to_string(&digest_file).unwrap();
+    assert!(line.trim().ends_with(&manifest), "{line}");
+    // An index: annotation needs an index, so the tag gets one.
+    let tag2 = format!("{}:indexed", ctx.repo("single"));
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64",
+            "-t",
+            &tag2,
+            "--push",
+            "--annotation",
+            "index:com.example.k=v",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert_code(0);
+    let v: serde_json::Value = serde_json::from_slice(&skopeo_raw(&tag2).unwrap()).unwrap();
+    assert_eq!(v["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        v["manifests"][0]["digest"],
+        manifest.as_str(),
+        "the same image"
+    );
+}

@@ -197,7 +197,7 @@ fn write_result_files(
     if let Some(path) = &args.digest_file {
         let line = match (by_digest, req.tags.first()) {
             (Some(p), _) => p.reference.clone(),
-            (None, Some(tag)) => format!("{}@{}", tag.repo_string(), outcome.index.digest),
+            (None, Some(tag)) => format!("{}@{}", tag.repo_string(), outcome.result.digest),
             (None, None) => String::new(),
         };
         write(path, format!("{line}\n").as_bytes(), "digest file")?;
@@ -214,6 +214,10 @@ fn print_summary(outcome: &BuildOutcome, by_digest: Option<&PushedByDigest>) {
     }
     for t in &outcome.pushed_tags {
         let _ = writeln!(out, "  pushed to {t}");
+    }
+    if !outcome.pushed_tags.is_empty() && outcome.result.digest != outcome.index.digest {
+        // One platform: the tags name its manifest, as buildx pushes it.
+        let _ = writeln!(out, "  tags name manifest {}", outcome.result.digest);
     }
     for i in &outcome.images {
         let _ = writeln!(

@@ -18,8 +18,8 @@ pub(super) fn metadata_json(
 ) -> serde_json::Value {
     let mut v = serde_json::json!({
         "buildx.build.ref": build_ref,
-        "containerimage.digest": outcome.index.digest.to_string(),
-        "containerimage.descriptor": outcome.index.descriptor(),
+        "containerimage.digest": outcome.result.digest.to_string(),
+        "containerimage.descriptor": outcome.result,
         "pushed": outcome.pushed_tags,
         "platforms": outcome.images.iter().map(|i| serde_json::json!({
             "platform": i.platform.to_string(),
