@@ -1,7 +1,7 @@
 //! What the command line adds to the images besides the Dockerfile: `--label` (config labels,
 //! winning over the Dockerfile's `LABEL`s as BuildKit's `label:` frontend options do) and
 //! `--annotation` (on manifests, the index, their descriptors; see
-//! [`crate::oci::Annotation`]).
+//! [`crate::oci::Annotation`]), and `--provenance` (made in [`super::attest`]).
 //!
 //! Level 3 (coordinator), but pure: no I/O. Must not change anything a step cache key depends
 //! on (labels go on the final config only).
@@ -18,6 +18,8 @@ pub struct ImageMeta {
     pub labels: BTreeMap<String, String>,
     /// Annotations, in the order given.
     pub annotations: Vec<Annotation>,
+    /// `--provenance`: attach SLSA provenance to each image (`None`: no attestation).
+    pub provenance: Option<crate::attest::ProvenanceMode>,
 }
 
 impl ImageMeta {

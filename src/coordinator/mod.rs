@@ -44,6 +44,7 @@ use crate::registry::{BlobPush, Reference, Registry, RegistryError};
 use crate::store::{Store, StoreError};
 
 mod actions;
+mod attest;
 mod base;
 mod config;
 mod direct_add;
@@ -438,6 +439,13 @@ pub async fn build_with<R: Registry, E: Executor>(
     let stages = stage::Stages::new(&shared, deps);
     let target_stages: Vec<plan::StageKey> =
         selections.iter().map(|g| g.target().key.clone()).collect();
+    let attest_inputs = attest::Inputs {
+        dockerfile: (&text, &display),
+        df: &df,
+        context: &context,
+        graphs: selections.clone(),
+        started: shared.created.clone(),
+    };
     let images = fan_out::fan_out(
         &stages,
         nodes,
@@ -451,8 +459,8 @@ pub async fn build_with<R: Registry, E: Executor>(
     // Before any tag moves: a failed export fails the build with nothing published.
     shared::export_all(req, deps, &stages, &target_stages).await?;
 
-    let stitched = stitch_and_store(req, deps, &images)?;
-
+    let children = attest::children(req, deps, &attest_inputs, &images).await?;
+    let stitched = stitch_and_store(req, deps, &children)?;
     let result = publish::tag_target(req, deps, &stitched, &images)?;
     let pushed_tags = publish::publish(req, deps, &stitched, &result).await?;
     outputs::write_outputs(req, deps, &stitched, &images)?;
@@ -465,13 +473,13 @@ pub async fn build_with<R: Registry, E: Executor>(
     })
 }
 
-/// The index of `images` (with the `index:` annotations), put in the store.
+/// The index of `children` (images and their attestations, with the `index:` annotations),
+/// put in the store.
 fn stitch_and_store<R, E>(
     req: &BuildRequest,
     deps: &Deps<R, E>,
-    images: &[PlatformImage],
+    children: &[Descriptor],
 ) -> Result<StitchedIndex, BuildError> {
-    let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
     let options = index::IndexOptions {
         format: index::IndexFormat::Oci,
         annotations: req
@@ -479,7 +487,7 @@ fn stitch_and_store<R, E>(
             .annotations(oci::AnnotationLevel::Index, None)
             .unwrap_or_default(),
     };
-    let stitched = index::stitch_with(&children, &options)?;
+    let stitched = index::stitch_with(children, &options)?;
     let idx_blob = deps
         .store
         .put_bytes(&stitched.bytes)

@@ -27,10 +27,12 @@ pub(super) fn tag_target<R, E>(
     stitched: &StitchedIndex,
     images: &[PlatformImage],
 ) -> Result<TagTarget, BuildError> {
+    // An attestation is listed beside its image in an index, as buildx pushes it.
     let index_wanted = req
         .meta
         .annotations(oci::AnnotationLevel::Index, None)
-        .is_some();
+        .is_some()
+        || req.meta.provenance.is_some();
     match images {
         [one] if !index_wanted => {
             let bytes = deps

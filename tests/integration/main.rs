@@ -4,6 +4,7 @@
 //! test instead of skipping it.
 
 mod annotations;
+mod attestations;
 mod auth;
 mod build;
 mod cache;

@@ -76,6 +76,16 @@ pub struct BuildArgs {
     /// index.json); e.g. `manifest[linux/amd64]:org.opencontainers.image.title=x`. Repeatable.
     #[arg(long = "annotation", value_name = "SPEC")]
     pub annotations: Vec<String>,
+    /// Attach SLSA provenance v1 to each image, as buildx: `true` or `mode=min`, `mode=max`
+    /// (adds the Dockerfile and the target's instructions), `false`. Default: none.
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
+    pub provenance: Option<String>,
+    /// buildx's `--attest type=provenance[,mode=min|max][,disabled=true]`; repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub attest: Vec<String>,
+    /// buildx's `--sbom`: only `false` is accepted (no SBOM attestations yet).
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
+    pub sbom: Option<String>,
     /// Load the image into podman (buildx's `--load`, `type=docker`; one platform); exit 4
     /// when podman is not on the PATH.
     #[arg(long)]

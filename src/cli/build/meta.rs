@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::flags::BuildArgs;
+use crate::attest::ProvenanceMode;
 use crate::cli::{usage, UsageError};
 use crate::coordinator::ImageMeta;
 use crate::oci::Annotation;
@@ -43,7 +44,70 @@ pub(super) fn resolve_meta(
     Ok(ImageMeta {
         labels,
         annotations,
+        provenance: resolve_attestations(args)?,
     })
+}
+
+/// `--provenance` and `--attest` (buildx's spellings): `true`/`mode=min`, `mode=max`,
+/// `false`/`disabled=true`; `--attest type=provenance,...`, `--attest type=sbom` and
+/// `--sbom=true` are refused (no SBOM yet). Default: no attestation.
+fn resolve_attestations(args: &BuildArgs) -> Result<Option<ProvenanceMode>, UsageError> {
+    if let Some(sbom) = &args.sbom {
+        if !matches!(sbom.as_str(), "false" | "0") {
+            return Err(usage(
+                "--sbom",
+                "SBOM attestations are not supported yet (use --sbom=false, or leave it out)",
+            ));
+        }
+    }
+    let mut mode = None;
+    if let Some(p) = &args.provenance {
+        mode = parse_provenance("--provenance", p)?;
+    }
+    for a in &args.attest {
+        let rest = a
+            .strip_prefix("type=provenance")
+            .map(|r| r.trim_start_matches(','));
+        match rest {
+            Some(r) => mode = parse_provenance("--attest", r)?,
+            None if a.starts_with("type=sbom") => {
+                return Err(usage(
+                    "--attest",
+                    format!("{a:?}: SBOM attestations are not supported yet"),
+                ))
+            }
+            None => {
+                return Err(usage(
+                    "--attest",
+                    format!("{a:?}: expected type=provenance[,mode=min|max][,disabled=true]"),
+                ))
+            }
+        }
+    }
+    Ok(mode)
+}
+
+/// One provenance value: `true`, `false`, `min`, `max`, or `mode=min|max`, `disabled=B`.
+fn parse_provenance(flag: &str, v: &str) -> Result<Option<ProvenanceMode>, UsageError> {
+    let mut mode = Some(ProvenanceMode::Min);
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            None if matches!(part, "true" | "1" | "min") => mode = Some(ProvenanceMode::Min),
+            None if part == "max" => mode = Some(ProvenanceMode::Max),
+            None if matches!(part, "false" | "0") => mode = None,
+            Some(("mode", "min")) => mode = Some(ProvenanceMode::Min),
+            Some(("mode", "max")) => mode = Some(ProvenanceMode::Max),
+            Some(("disabled", "true")) => mode = None,
+            Some(("disabled", "false")) => {}
+            _ => {
+                return Err(usage(
+                    flag,
+                    format!("{v:?}: {part:?} is not understood (valid: true, false, mode=min, mode=max, disabled=true)"),
+                ))
+            }
+        }
+    }
+    Ok(mode)
 }
 
 /// buildx's `BUILDX_GIT_LABELS` (`build/git.go`): `full`, or a true boolean, adds the
@@ -116,6 +180,24 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provenance_values() {
+        assert_eq!(
+            parse_provenance("-", "true").unwrap(),
+            Some(ProvenanceMode::Min)
+        );
+        assert_eq!(
+            parse_provenance("-", "mode=max").unwrap(),
+            Some(ProvenanceMode::Max)
+        );
+        assert_eq!(parse_provenance("-", "false").unwrap(), None);
+        assert_eq!(
+            parse_provenance("-", "mode=min,disabled=true").unwrap(),
+            None
+        );
+        assert!(parse_provenance("-", "mode=full").is_err());
+    }
 
     #[test]
     fn credentials_never_reach_a_label() {

@@ -28,6 +28,7 @@ pub(super) fn metadata_json(
             "mediaType": i.manifest.media_type,
             "config": i.config.to_string(),
             "node": i.node.as_deref().unwrap_or("local"),
+            "attestation": attestation_of(outcome, &i.manifest.digest),
         })).collect::<Vec<_>>(),
     });
     // buildx writes `image.name` only when the build names the image.
@@ -50,6 +51,17 @@ pub(super) fn metadata_json(
         v["containerimage.config.digest"] = serde_json::json!(one.config.to_string());
     }
     v
+}
+
+/// The digest of the attestation manifest about `image` in the index, if there is one.
+fn attestation_of(outcome: &BuildOutcome, image: &crate::oci::Digest) -> Option<String> {
+    outcome
+        .index
+        .index
+        .manifests
+        .iter()
+        .find(|d| crate::index::attestation_subject(d).as_ref() == Some(image))
+        .map(|d| d.digest.to_string())
 }
 
 /// buildx's `buildx.build.ref`, `BUILDER/NODE/REF`: `polyarch`, this host's name, and a random

@@ -271,6 +271,22 @@ fn write_layout<R, E>(
         blobs.push(i.manifest.digest.clone());
         blobs.extend(i.blobs.iter().cloned());
     }
+    // Attestation manifests and their blobs (in the store since they were made).
+    for child in &result.stitched.index.manifests {
+        if crate::index::is_attestation(child) {
+            let bytes = deps.store.read_blob(&child.digest).map_err(store_err)?;
+            let m: ImageManifest =
+                oci::from_bytes(&bytes, "attestation manifest").map_err(|source| {
+                    BuildError::Oci {
+                        platform: "attestation".into(),
+                        source,
+                    }
+                })?;
+            blobs.push(child.digest.clone());
+            blobs.push(m.config.digest);
+            blobs.extend(m.layers.into_iter().map(|l| l.digest));
+        }
+    }
     let mut top = result.stitched.descriptor();
     top.annotations = result.index_descriptor.clone();
     deps.store
