@@ -10,6 +10,8 @@
 //! Level 0: pure. Values in, canonical JSON bytes out (the same input gives the same bytes,
 //! so with `SOURCE_DATE_EPOCH` the same digests); no I/O, no clock (times are given).
 
+pub mod sbom;
+
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};

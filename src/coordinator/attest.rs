@@ -1,5 +1,5 @@
-//! `--provenance`: one SLSA provenance statement per image ([`crate::attest`]), put in an
-//! attestation manifest that is stored, pushed by digest with its blobs (when the build
+//! `--provenance` and `--sbom`: an SLSA provenance statement and an SPDX SBOM ([`super::sbom`])
+//! per image ([`crate::attest`]), put in an attestation manifest that is stored, pushed by digest with its blobs (when the build
 //! pushes), and listed in the index right after its image, as BuildKit lists them.
 //!
 //! Level 3 (coordinator), after every platform succeeded and before the index is stitched.
@@ -34,41 +34,52 @@ pub(super) async fn children<R: Registry, E: Executor>(
     inputs: &Inputs<'_>,
     images: &[PlatformImage],
 ) -> Result<Vec<Descriptor>, BuildError> {
-    let Some(mode) = req.meta.provenance else {
+    if req.meta.provenance.is_none() && !req.meta.sbom {
         return Ok(images.iter().map(|i| i.manifest.clone()).collect());
-    };
-    let context = context_digest(deps, inputs.context)?;
+    }
     let finished = match req.source_date_epoch {
         Some(e) => oci::rfc3339(e),
         None => created_now(req),
     };
+    let context = match req.meta.provenance {
+        Some(_) => Some(context_digest(deps, inputs.context)?),
+        None => None,
+    };
     let mut out = Vec::new();
     for (image, graph) in images.iter().zip(&inputs.graphs) {
-        let input = ProvenanceInput {
-            mode,
-            subject: image.manifest.digest.clone(),
-            subject_name: subject_name(req, &image.platform),
-            dockerfile_path: inputs.dockerfile.1.to_string(),
-            dockerfile_text: inputs.dockerfile.0.to_string(),
-            build_args: req.build_args.clone(),
-            target: req.target.clone(),
-            platforms: (image.platform.clone(), req.build_platform.clone()),
-            bases: bases(deps, graph).await?,
-            context: Some(context.clone()),
-            steps: inputs.df.stages[graph.target().stage_index]
-                .instructions
-                .iter()
-                .map(|i| i.source.clone())
-                .collect(),
-            builder_id: format!("pkg:cargo/polyarch@{}", env!("CARGO_PKG_VERSION")),
-            times: (inputs.started.clone(), finished.clone()),
-        };
-        let statement = attest::provenance(&input);
-        let att = attest::attestation_manifest(
-            &image.manifest.digest,
-            &[(statement.clone(), attest::PREDICATE_SLSA_V1.to_string())],
-        );
-        store_and_push(req, deps, &image.platform, &att, &statement).await?;
+        let name = subject_name(req, &image.platform);
+        let mut statements = Vec::new();
+        if let Some(mode) = req.meta.provenance {
+            let input = ProvenanceInput {
+                mode,
+                subject: image.manifest.digest.clone(),
+                subject_name: name.clone(),
+                dockerfile_path: inputs.dockerfile.1.to_string(),
+                dockerfile_text: inputs.dockerfile.0.to_string(),
+                build_args: req.build_args.clone(),
+                target: req.target.clone(),
+                platforms: (image.platform.clone(), req.build_platform.clone()),
+                bases: bases(deps, graph).await?,
+                context: context.clone(),
+                steps: inputs.df.stages[graph.target().stage_index]
+                    .instructions
+                    .iter()
+                    .map(|i| i.source.clone())
+                    .collect(),
+                builder_id: format!("pkg:cargo/polyarch@{}", env!("CARGO_PKG_VERSION")),
+                times: (inputs.started.clone(), finished.clone()),
+            };
+            statements.push((
+                attest::provenance(&input),
+                attest::PREDICATE_SLSA_V1.to_string(),
+            ));
+        }
+        if req.meta.sbom {
+            let st = super::sbom::statement(deps, image, &name, &finished)?;
+            statements.push((st, attest::sbom::PREDICATE_SPDX.to_string()));
+        }
+        let att = attest::attestation_manifest(&image.manifest.digest, &statements);
+        store_and_push(req, deps, &image.platform, &att, &statements).await?;
         out.push(image.manifest.clone());
         out.push(att.descriptor);
     }
@@ -134,7 +145,7 @@ async fn store_and_push<R: Registry, E: Executor>(
     deps: &Deps<R, E>,
     platform: &Platform,
     att: &attest::AttestationManifest,
-    statement: &[u8],
+    statements: &[(Vec<u8>, String)],
 ) -> Result<(), BuildError> {
     let pname = platform.to_string();
     let store_err = |source| BuildError::Store {
@@ -146,16 +157,19 @@ async fn store_and_push<R: Registry, E: Executor>(
         source,
     };
     let mut blobs = Vec::new();
-    for bytes in [statement, &att.config] {
+    let docs = statements
+        .iter()
+        .map(|(b, _)| (b.as_slice(), attest::MEDIA_TYPE_IN_TOTO))
+        .chain([(att.config.as_slice(), MEDIA_TYPE_OCI_CONFIG)]);
+    for (bytes, media_type) in docs {
         let (digest, size) = deps.store.put_bytes(bytes).map_err(store_err)?;
-        blobs.push((digest, size));
+        blobs.push((digest, size, media_type));
     }
     deps.store.put_bytes(&att.manifest).map_err(store_err)?;
     let Some(target) = push_target(req) else {
         return Ok(());
     };
-    let media = [attest::MEDIA_TYPE_IN_TOTO, MEDIA_TYPE_OCI_CONFIG];
-    for ((digest, size), media_type) in blobs.into_iter().zip(media) {
+    for (digest, size, media_type) in blobs {
         let desc = Descriptor::new(media_type, digest.clone(), size);
         let path = deps.store.blob_path(&digest);
         deps.registry

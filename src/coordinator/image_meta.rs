@@ -20,6 +20,8 @@ pub struct ImageMeta {
     pub annotations: Vec<Annotation>,
     /// `--provenance`: attach SLSA provenance to each image (`None`: no attestation).
     pub provenance: Option<crate::attest::ProvenanceMode>,
+    /// `--sbom`: attach an SPDX SBOM of each image's packages.
+    pub sbom: bool,
 }
 
 impl ImageMeta {

@@ -57,6 +57,7 @@ mod outputs;
 mod platforms;
 mod publish;
 mod remote;
+mod sbom;
 mod scope;
 mod shared;
 mod smoke;

@@ -83,7 +83,8 @@ pub struct BuildArgs {
     /// buildx's `--attest type=provenance[,mode=min|max][,disabled=true]`; repeatable.
     #[arg(long, value_name = "SPEC")]
     pub attest: Vec<String>,
-    /// buildx's `--sbom`: only `false` is accepted (no SBOM attestations yet).
+    /// Attach an SPDX 2.3 SBOM to each image (buildx's `--sbom`): the packages of its dpkg
+    /// status file, apk database and Python dist-info. Default: none.
     #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
     pub sbom: Option<String>,
     /// Load the image into podman (buildx's `--load`, `type=docker`; one platform); exit 4

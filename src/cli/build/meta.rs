@@ -41,25 +41,30 @@ pub(super) fn resolve_meta(
     for a in &args.annotations {
         annotations.push(Annotation::parse(a).map_err(|e| usage("--annotation", e))?);
     }
+    let (provenance, sbom) = resolve_attestations(args)?;
     Ok(ImageMeta {
         labels,
         annotations,
-        provenance: resolve_attestations(args)?,
+        provenance,
+        sbom,
     })
 }
 
-/// `--provenance` and `--attest` (buildx's spellings): `true`/`mode=min`, `mode=max`,
-/// `false`/`disabled=true`; `--attest type=provenance,...`, `--attest type=sbom` and
-/// `--sbom=true` are refused (no SBOM yet). Default: no attestation.
-fn resolve_attestations(args: &BuildArgs) -> Result<Option<ProvenanceMode>, UsageError> {
-    if let Some(sbom) = &args.sbom {
-        if !matches!(sbom.as_str(), "false" | "0") {
+/// `--provenance`, `--sbom` and `--attest` (buildx's spellings): provenance `true`/`mode=min`,
+/// `mode=max`, `false`/`disabled=true`; `--sbom true|false`; `--attest type=provenance,...`,
+/// `--attest type=sbom[,disabled=true]` (a `generator=` image is refused: the packages are
+/// read by polyarch itself). Default: no attestation.
+fn resolve_attestations(args: &BuildArgs) -> Result<(Option<ProvenanceMode>, bool), UsageError> {
+    let mut sbom = match args.sbom.as_deref() {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(v) => {
             return Err(usage(
                 "--sbom",
-                "SBOM attestations are not supported yet (use --sbom=false, or leave it out)",
-            ));
+                format!("{v:?}: expected true or false (a generator= image is not supported)"),
+            ))
         }
-    }
+    };
     let mut mode = None;
     if let Some(p) = &args.provenance {
         mode = parse_provenance("--provenance", p)?;
@@ -71,10 +76,17 @@ fn resolve_attestations(args: &BuildArgs) -> Result<Option<ProvenanceMode>, Usag
         match rest {
             Some(r) => mode = parse_provenance("--attest", r)?,
             None if a.starts_with("type=sbom") => {
-                return Err(usage(
-                    "--attest",
-                    format!("{a:?}: SBOM attestations are not supported yet"),
-                ))
+                let rest = a["type=sbom".len()..].trim_start_matches(',');
+                sbom = match rest {
+                    "" | "disabled=false" => true,
+                    "disabled=true" => false,
+                    _ => {
+                        return Err(usage(
+                            "--attest",
+                            format!("{a:?}: only disabled=true|false is supported for type=sbom (no generator= image: polyarch reads the packages itself)"),
+                        ))
+                    }
+                };
             }
             None => {
                 return Err(usage(
@@ -84,7 +96,7 @@ fn resolve_attestations(args: &BuildArgs) -> Result<Option<ProvenanceMode>, Usag
             }
         }
     }
-    Ok(mode)
+    Ok((mode, sbom))
 }
 
 /// One provenance value: `true`, `false`, `min`, `max`, or `mode=min|max`, `disabled=B`.

@@ -252,6 +252,18 @@ pub(super) fn write_outputs<R, E>(
     Ok(())
 }
 
+/// Materialises `image`'s root filesystem in `dest`, an existing empty directory (for the
+/// SBOM).
+///
+/// Errors: as `type=local`.
+pub(super) fn materialise_image<R, E>(
+    deps: &Deps<R, E>,
+    image: &PlatformImage,
+    dest: &Path,
+) -> Result<(), BuildError> {
+    rootfs::materialise_one(deps, image, dest)
+}
+
 fn store_err(source: StoreError) -> BuildError {
     BuildError::Store {
         platform: "output".into(),

@@ -92,6 +92,15 @@ fn materialise<R, E>(
     Ok(())
 }
 
+/// Materialises `image`'s root filesystem in `dest` (an existing empty directory).
+pub(super) fn materialise_one<R, E>(
+    deps: &Deps<R, E>,
+    image: &PlatformImage,
+    dest: &Path,
+) -> Result<(), BuildError> {
+    materialise(deps, std::slice::from_ref(image), dest, Some(false))
+}
+
 /// `type=local,dest=DIR`: the root filesystems as files under `dest` (created; checked before
 /// the build to be absent or empty).
 pub(super) fn write_local<R, E>(
