@@ -77,7 +77,8 @@ pub struct BuildArgs {
     #[arg(long = "annotation", value_name = "SPEC")]
     pub annotations: Vec<String>,
     /// Attach SLSA provenance v1 to each image, as buildx: `true` or `mode=min`, `mode=max`
-    /// (adds the Dockerfile and the target's instructions), `false`. Default: none.
+    /// (adds the Dockerfile and the target's instructions), `false`. Default: none (buildx:
+    /// `mode=min` on push).
     #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
     pub provenance: Option<String>,
     /// buildx's `--attest type=provenance[,mode=min|max][,disabled=true]`; repeatable.

@@ -26,8 +26,7 @@ const SOURCE_LABEL: &str = "org.opencontainers.image.source";
 /// over a git label of the same name.
 pub(super) fn resolve_meta(
     args: &BuildArgs,
-    context_dir: &Path,
-    dockerfile: &Path,
+    (context_dir, dockerfile): (&Path, &Path),
 ) -> Result<ImageMeta, UsageError> {
     let mut labels = git_labels(context_dir, dockerfile);
     for l in &args.labels {
@@ -53,7 +52,9 @@ pub(super) fn resolve_meta(
 /// `--provenance`, `--sbom` and `--attest` (buildx's spellings): provenance `true`/`mode=min`,
 /// `mode=max`, `false`/`disabled=true`; `--sbom true|false`; `--attest type=provenance,...`,
 /// `--attest type=sbom[,disabled=true]` (a `generator=` image is refused: the packages are
-/// read by polyarch itself). Default: no attestation.
+/// read by polyarch itself). Default: no attestation. buildx attaches `mode=min` provenance to
+/// every push; polyarch does not, because its timestamps would give every rebuild a new index
+/// digest (without `SOURCE_DATE_EPOCH`), where an unchanged rebuild is byte-identical now.
 fn resolve_attestations(args: &BuildArgs) -> Result<(Option<ProvenanceMode>, bool), UsageError> {
     let mut sbom = match args.sbom.as_deref() {
         None | Some("false" | "0") => false,
