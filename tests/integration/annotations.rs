@@ -64,7 +64,10 @@ fn labels_and_annotations_land_where_buildx_puts_them() {
             &tag,
             "--push",
             "-o",
-            &format!("type=oci,dest={},tar=false", layout.display()),
+            &format!(
+                "type=oci,dest={},tar=false,annotation-index.com.example.FromOutput=yes",
+                layout.display()
+            ),
             "--label",
             "overridden=yes",
             "--label",
@@ -89,6 +92,8 @@ fn labels_and_annotations_land_where_buildx_puts_them() {
         index["annotations"]["org.opencontainers.image.description"],
         "the index"
     );
+    // An exporter key (`annotation-index.KEY` on -o), its case kept.
+    assert_eq!(index["annotations"]["com.example.FromOutput"], "yes");
     let repo = tag.rsplit_once(':').unwrap().0;
     for entry in index["manifests"].as_array().unwrap() {
         let arch = entry["platform"]["architecture"].as_str().unwrap();

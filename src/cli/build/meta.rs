@@ -21,12 +21,14 @@ const ENTRYPOINT_LABEL: &str = "com.docker.image.source.entrypoint";
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 const SOURCE_LABEL: &str = "org.opencontainers.image.source";
 
-/// `--label K=V` (`K` alone: an empty value, as docker), `--annotation` values and, with
+/// `--label K=V` (`K` alone: an empty value, as docker), `--annotation` values (then those of
+/// `-o ...,annotation.K=V` keys) and, with
 /// `BUILDX_GIT_LABELS=1|true|full`, the git labels of the context's work tree. `--label` wins
 /// over a git label of the same name.
 pub(super) fn resolve_meta(
     args: &BuildArgs,
     (context_dir, dockerfile): (&Path, &Path),
+    output_annotations: &[String],
 ) -> Result<ImageMeta, UsageError> {
     let mut labels = git_labels(context_dir, dockerfile);
     for l in &args.labels {
@@ -39,6 +41,9 @@ pub(super) fn resolve_meta(
     let mut annotations = Vec::new();
     for a in &args.annotations {
         annotations.push(Annotation::parse(a).map_err(|e| usage("--annotation", e))?);
+    }
+    for a in output_annotations {
+        annotations.push(Annotation::parse(a).map_err(|e| usage("--output", e))?);
     }
     let (provenance, sbom) = resolve_attestations(args)?;
     Ok(ImageMeta {

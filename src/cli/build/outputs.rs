@@ -25,6 +25,22 @@ pub(super) struct OutputSpecs {
     pub names: Vec<String>,
     /// `compression=` / `compression-level=` of an image output, as `--compression` takes.
     pub compression: Option<(String, Option<i32>)>,
+    /// `annotation.KEY=V`, `annotation-LEVEL[PLATFORM].KEY=V` keys, in `--annotation`
+    /// spelling (`LEVEL[PLATFORM]:KEY=V`).
+    pub annotations: Vec<String>,
+}
+
+/// BuildKit's exporter annotation keys as `--annotation` values: `annotation.KEY` (the
+/// manifests) and `annotation-LEVEL[PLATFORM].KEY`; `None` for any other key.
+fn annotation_key(key: &str, value: &str) -> Option<String> {
+    if let Some(k) = key.strip_prefix("annotation.") {
+        return Some(format!("manifest:{k}={value}"));
+    }
+    let rest = key.strip_prefix("annotation-")?;
+    // The level (with its platform filter) ends at the first `.` after any `]`.
+    let search_from = rest.find(']').unwrap_or(0);
+    let dot = search_from + rest[search_from..].find('.')?;
+    Some(format!("{}:{}={value}", &rest[..dot], &rest[dot + 1..]))
 }
 
 /// The keys each exporter takes (buildx's, minus those polyarch cannot honour).
@@ -123,14 +139,14 @@ pub(super) fn parse_outputs(
     Ok(out)
 }
 
-/// Parses one `-o` value into `out`.
-fn parse_one(
-    spec: &str,
-    tags: &[String],
-    default_ref: &str,
-    out: &mut OutputSpecs,
-) -> Result<(), UsageError> {
-    let mut attrs: Vec<(String, String)> = Vec::new();
+/// One `key=value` of an `-o` value.
+type KeyValue = (String, String);
+
+/// The key=value pairs of one `-o` value (keys lowercased), and its exporter annotation keys
+/// in `--annotation` spelling (their case kept: annotation keys are case-sensitive).
+fn split_attrs(spec: &str) -> Result<(Vec<KeyValue>, Vec<String>), UsageError> {
+    let mut attrs = Vec::new();
+    let mut annotations = Vec::new();
     for field in csv_fields(spec) {
         let field = field.trim();
         if field.is_empty() {
@@ -141,8 +157,22 @@ fn parse_one(
         let (k, v) = field
             .split_once('=')
             .ok_or_else(|| usage("--output", format!("{spec:?}: expected key=value pairs")))?;
-        attrs.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        match annotation_key(k.trim(), v.trim()) {
+            Some(a) => annotations.push(a),
+            None => attrs.push((k.trim().to_ascii_lowercase(), v.trim().to_string())),
+        }
     }
+    Ok((attrs, annotations))
+}
+
+/// Parses one `-o` value into `out`.
+fn parse_one(
+    spec: &str,
+    tags: &[String],
+    default_ref: &str,
+    out: &mut OutputSpecs,
+) -> Result<(), UsageError> {
+    let (attrs, annotations) = split_attrs(spec)?;
     let get = |k: &str| attrs.iter().find(|(key, _)| key == k).map(|(_, v)| v);
     let kind = get("type").cloned().ok_or_else(|| {
         usage(
@@ -157,6 +187,16 @@ fn parse_one(
             format!("type={kind} is not supported (supported: registry, image, oci, docker, local, tar)"),
         ));
     }
+    if !annotations.is_empty() && matches!(kind.as_str(), "local" | "tar") {
+        return Err(usage(
+            "--output",
+            format!(
+                "{spec:?}: type={kind} has no manifests to annotate (valid: {})",
+                valid.join(", ")
+            ),
+        ));
+    }
+    out.annotations.extend(annotations);
     if let Some((k, _)) = attrs.iter().find(|(k, _)| !valid.contains(&k.as_str())) {
         return Err(usage(
             "--output",
@@ -381,6 +421,20 @@ mod tests {
         assert!(img.push && img.push_by_digest);
         let kept = one("type=image,name=r/b,push=false").unwrap();
         assert!(!kept.push);
+    }
+
+    #[test]
+    fn exporter_annotation_keys() {
+        let o = one("type=image,name=r/b,annotation.org.opencontainers.image.title=T,annotation-index.Key=v,annotation-manifest[linux/arm64].a.b=c").unwrap();
+        assert_eq!(
+            o.annotations,
+            vec![
+                "manifest:org.opencontainers.image.title=T".to_string(),
+                "index:Key=v".to_string(),
+                "manifest[linux/arm64]:a.b=c".to_string(),
+            ]
+        );
+        assert!(one("type=local,dest=d,annotation.k=v").is_err());
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         secrets.insert(id, value);
     }
     let cache = resolve_cache(args)?;
-    let meta = super::meta::resolve_meta(args, (&context_dir, &dockerfile))?;
+    let meta = super::meta::resolve_meta(args, (&context_dir, &dockerfile), &specs.annotations)?;
     Ok(BuildRequest {
         context_dir,
         dockerfile,
