@@ -18,6 +18,11 @@ PACKAGES=(docker-registry skopeo umoci qemu-user-static busybox-static curl ca-c
 PACKAGES+=(passt libseccomp-dev gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 # mmdebstrap: a real Debian root filesystem tar for the layer fidelity tests and the ADD benchmark.
 PACKAGES+=(mmdebstrap)
+# podman (with runc, which this machine's cgroups take) reads the type=docker archives and runs
+# them in the output tests; --load loads into it.
+PACKAGES+=(podman runc)
+# git: BUILDX_GIT_LABELS reads the context's work tree (the annotations test makes one).
+PACKAGES+=(git)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit "${2:-4}"; }

@@ -3,7 +3,7 @@
 //!
 //! Modules are layered; dependencies point down only (README "How the code is laid out";
 //! `scripts/check-house` enforces it):
-//! - level 0, pure: [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
+//! - level 0, pure: [`attest`], [`exit`], [`platform`], [`oci`], [`dockerfile`], [`plan`], [`index`],
 //!   [`progress`], [`metadata`], [`schedule`], [`tagging`]
 //! - level 1, sync I/O: [`context`], [`layer`], [`emulation`], [`store`], [`cache`],
 //!   [`storage`], [`layout`]
@@ -16,6 +16,7 @@
 // over 6 (clippy.toml). Tests are exempt from the length rule.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod attest;
 pub mod cache;
 pub mod cli;
 pub mod context;

@@ -86,7 +86,7 @@ pub(super) async fn pull_base<R: Registry, E: Executor>(
 
 /// The manifest `r` names for `platform`: the best match of its index (variant-aware), or
 /// `r`'s own manifest when it is not an index.
-async fn platform_manifest<R: Registry, E>(
+pub(super) async fn platform_manifest<R: Registry, E>(
     deps: &Deps<R, E>,
     r: &Reference,
     platform: &Platform,

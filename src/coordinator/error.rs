@@ -191,6 +191,9 @@ pub enum BuildError {
     /// Exporting to a shared cache (`--cache-to`) failed.
     #[error(transparent)]
     SharedCache(Box<crate::shared_cache::SharedCacheError>),
+    /// A local output (`-o type=oci|docker|local|tar`, `--load`) could not be written.
+    #[error(transparent)]
+    Output(Box<super::outputs::OutputError>),
     /// The step cache's files could not be read or written.
     #[error("step cache: {0}")]
     Cache(#[source] CacheError),
@@ -258,6 +261,7 @@ impl Classify for BuildError {
             BuildError::Source { source, .. } => source.exit_code(),
             BuildError::Cache(e) => e.exit_code(),
             BuildError::SharedCache(e) => e.exit_code(),
+            BuildError::Output(e) => e.exit_code(),
         }
     }
 
@@ -287,6 +291,7 @@ impl Classify for BuildError {
             BuildError::Shared(e) => e.hint(),
             BuildError::Source { source, .. } => source.hint(),
             BuildError::SharedCache(e) => e.hint(),
+            BuildError::Output(e) => e.hint(),
             BuildError::NoMatchingPlatform { .. } => Some(
                 "pick platforms the base image offers, or use a base image built for this one"
                     .into(),

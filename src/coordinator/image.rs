@@ -32,8 +32,13 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     config.variant = platform.variant.clone();
     config.os_version = platform.os_version.clone();
     config.created = image_created(sh, &config);
+    sh.req.meta.apply_labels(&mut config);
+    let annotations = sh
+        .req
+        .meta
+        .annotations(oci::AnnotationLevel::Manifest, Some(platform));
 
-    let image = store_image(deps, &pname, &config, &layers)?;
+    let image = store_image(deps, &pname, (&config, annotations), &layers)?;
     // The release gate: the finished image runs the smoke test before anything is pushed.
     smoke::smoke_test(sh, deps, &pname, &config, &layers).await?;
     if let Some(target) = push_target(sh.req) {
@@ -64,6 +69,10 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
         image.manifest_size,
     );
     descriptor.platform = Some(platform.clone());
+    descriptor.annotations = sh
+        .req
+        .meta
+        .annotations(oci::AnnotationLevel::ManifestDescriptor, Some(platform));
     Ok(PlatformImage {
         platform: platform.clone(),
         manifest: descriptor,
@@ -114,12 +123,12 @@ struct StoredImage {
     config_digest: Digest,
 }
 
-/// Serialises `config` and the manifest of `config` + `layers` once and puts both in the
-/// store.
+/// Serialises `config` and the manifest of `config` + `layers` (with `annotations`) once and
+/// puts both in the store.
 fn store_image<R, E>(
     deps: &Deps<R, E>,
     pname: &str,
-    config: &ImageConfig,
+    (config, annotations): (&ImageConfig, Option<BTreeMap<String, String>>),
     layers: &[BuiltLayer],
 ) -> Result<StoredImage, BuildError> {
     let config_bytes = oci::to_bytes(config);
@@ -133,7 +142,7 @@ fn store_image<R, E>(
         media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
         config: Descriptor::new(MEDIA_TYPE_OCI_CONFIG, config_digest.clone(), config_size),
         layers: layers.iter().map(|l| l.descriptor.clone()).collect(),
-        annotations: None,
+        annotations,
     };
     let manifest_bytes = oci::to_bytes(&manifest);
     let (manifest_digest, manifest_size) =

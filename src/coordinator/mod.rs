@@ -44,15 +44,20 @@ use crate::registry::{BlobPush, Reference, Registry, RegistryError};
 use crate::store::{Store, StoreError};
 
 mod actions;
+mod attest;
 mod base;
 mod config;
 mod direct_add;
 mod error;
 mod fan_out;
 mod image;
+mod image_meta;
 mod materialise;
+mod outputs;
 mod platforms;
+mod publish;
 mod remote;
+mod sbom;
 mod scope;
 mod shared;
 mod smoke;
@@ -66,25 +71,14 @@ mod worker;
 
 pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
+pub use image_meta::ImageMeta;
 use materialise::Origin;
+pub use outputs::{Dest, Output, OutputError};
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 pub use sources::SourceError;
 pub use step_cache::CacheOptions;
 use step_cache::{StepCache, StepRecord};
 pub use worker::build_job;
-
-/// Where the finished image goes besides (or instead of) a registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// An OCI image layout directory (image-spec image-layout.md) with the index tagged
-    /// `ref_name`.
-    OciLayout {
-        /// The layout directory (created when missing).
-        dest: PathBuf,
-        /// The reference name recorded in its `index.json`.
-        ref_name: String,
-    },
-}
 
 /// Everything a build needs, resolved and validated from the command line.
 #[derive(Debug, Clone)]
@@ -130,6 +124,8 @@ pub struct BuildRequest {
     /// `--allow`: what steps may ask for beyond the sandbox's defaults (`RUN --network=host`,
     /// `RUN --security=insecure`).
     pub entitlements: Vec<Entitlement>,
+    /// `--label` and `--annotation` (applied to images built here, not on build nodes).
+    pub meta: ImageMeta,
 }
 
 /// What one platform's build produced.
@@ -158,6 +154,9 @@ pub struct PlatformImage {
 /// The result of a whole build.
 #[derive(Debug, Clone)]
 pub struct BuildOutcome {
+    /// What the build's result is, as buildx reports and pushes it: the image manifest (with
+    /// its platform) for one platform without `index:` annotations, else the index.
+    pub result: Descriptor,
     /// The stitched index.
     pub index: StitchedIndex,
     /// One image per platform, in `--platform` order.
@@ -266,6 +265,7 @@ async fn prepare<R: Registry, E: Executor>(
     if targets.is_empty() {
         return Err(BuildError::Usage("no target platform given".into()));
     }
+    outputs::check(&req.outputs, &targets)?;
     let mut warnings: Vec<String> = df.warnings.clone();
     let mut selections: Vec<StageGraph> = Vec::new();
     for p in &targets {
@@ -440,6 +440,13 @@ pub async fn build_with<R: Registry, E: Executor>(
     let stages = stage::Stages::new(&shared, deps);
     let target_stages: Vec<plan::StageKey> =
         selections.iter().map(|g| g.target().key.clone()).collect();
+    let attest_inputs = attest::Inputs {
+        dockerfile: (&text, &display),
+        df: &df,
+        context: &context,
+        graphs: selections.clone(),
+        started: shared.created.clone(),
+    };
     let images = fan_out::fan_out(
         &stages,
         nodes,
@@ -453,8 +460,35 @@ pub async fn build_with<R: Registry, E: Executor>(
     // Before any tag moves: a failed export fails the build with nothing published.
     shared::export_all(req, deps, &stages, &target_stages).await?;
 
-    let children: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
-    let stitched = index::stitch(&children)?;
+    let children = attest::children(req, deps, &attest_inputs, &images).await?;
+    let stitched = stitch_and_store(req, deps, &children)?;
+    let result = publish::tag_target(req, deps, &stitched, &images)?;
+    let pushed_tags = publish::publish(req, deps, &stitched, &result).await?;
+    outputs::write_outputs(req, deps, &stitched, &images)?;
+    Ok(BuildOutcome {
+        result: result.descriptor,
+        index: stitched,
+        images,
+        pushed_tags,
+        warnings,
+    })
+}
+
+/// The index of `children` (images and their attestations, with the `index:` annotations),
+/// put in the store.
+fn stitch_and_store<R, E>(
+    req: &BuildRequest,
+    deps: &Deps<R, E>,
+    children: &[Descriptor],
+) -> Result<StitchedIndex, BuildError> {
+    let options = index::IndexOptions {
+        format: index::IndexFormat::Oci,
+        annotations: req
+            .meta
+            .annotations(oci::AnnotationLevel::Index, None)
+            .unwrap_or_default(),
+    };
+    let stitched = index::stitch_with(children, &options)?;
     let idx_blob = deps
         .store
         .put_bytes(&stitched.bytes)
@@ -463,15 +497,7 @@ pub async fn build_with<R: Registry, E: Executor>(
             source,
         })?;
     debug_assert_eq!(idx_blob.0, stitched.digest);
-
-    let pushed_tags = publish_index(req, deps, &stitched).await?;
-    write_outputs(req, deps, &stitched, &images)?;
-    Ok(BuildOutcome {
-        index: stitched,
-        images,
-        pushed_tags,
-        warnings,
-    })
+    Ok(stitched)
 }
 
 /// Checks the push target before anything is pulled or run: a registry that cannot be reached
@@ -543,102 +569,6 @@ fn announce_placement(sink: &dyn Sink, placed: &BuildPlan, needs_run: bool) {
             });
         }
     }
-}
-
-/// Pushes the stitched index: by digest to the `--push-by-digest` repository when several
-/// platforms were built, and to every tag with `--push`; returns the tags pushed to.
-async fn publish_index<R: Registry, E>(
-    req: &BuildRequest,
-    deps: &Deps<R, E>,
-    stitched: &StitchedIndex,
-) -> Result<Vec<String>, BuildError> {
-    let mut pushed_tags = Vec::new();
-    if let (Some(repo), true) = (&req.push_by_digest, req.platforms.len() > 1) {
-        // Several platforms pushed by digest: their index too, so that one reference names
-        // the job's whole result (`polyarch merge` flattens it).
-        deps.registry
-            .push_manifest(
-                repo,
-                &stitched.digest.to_string(),
-                &stitched.bytes,
-                MEDIA_TYPE_OCI_INDEX,
-            )
-            .await
-            .map_err(|source| BuildError::Registry {
-                platform: "index".into(),
-                source,
-            })?;
-        deps.sink.emit(Event::IndexPushed {
-            tag: format!("{}@{}", repo.repo_string(), stitched.digest),
-            digest: stitched.digest.clone(),
-        });
-    }
-    if req.push {
-        for (i, tag) in req.tags.iter().enumerate() {
-            let name = tag.tag.clone().unwrap_or_else(|| "latest".into());
-            let pushed = deps
-                .registry
-                .push_manifest(tag, &name, &stitched.bytes, MEDIA_TYPE_OCI_INDEX)
-                .await;
-            if let Err(source) = pushed {
-                if i == 0 {
-                    // No tag moved: a plain registry failure.
-                    return Err(BuildError::Registry {
-                        platform: "index".into(),
-                        source,
-                    });
-                }
-                return Err(BuildError::TagsPartlyMoved(Box::new(TagsPartlyMoved {
-                    digest: stitched.digest.clone(),
-                    repository: tag.repo_string(),
-                    moved: pushed_tags,
-                    not_moved: req.tags[i..].iter().map(|t| t.to_string()).collect(),
-                    failed: tag.to_string(),
-                    source,
-                })));
-            }
-            let full = tag.to_string();
-            deps.sink.emit(Event::IndexPushed {
-                tag: full.clone(),
-                digest: stitched.digest.clone(),
-            });
-            pushed_tags.push(full);
-        }
-    }
-    Ok(pushed_tags)
-}
-
-/// Writes the local outputs (`--output`): an OCI layout holding the index, every image's
-/// manifest and all their blobs.
-fn write_outputs<R, E>(
-    req: &BuildRequest,
-    deps: &Deps<R, E>,
-    stitched: &StitchedIndex,
-    images: &[PlatformImage],
-) -> Result<(), BuildError> {
-    for out in &req.outputs {
-        match out {
-            Output::OciLayout { dest, ref_name } => {
-                let mut blobs = vec![stitched.digest.clone()];
-                for i in images {
-                    blobs.push(i.manifest.digest.clone());
-                    blobs.extend(i.blobs.iter().cloned());
-                }
-                deps.store
-                    .write_oci_layout(dest, &stitched.descriptor(), ref_name, &blobs)
-                    .map_err(|source| BuildError::Store {
-                        platform: "index".into(),
-                        source,
-                    })?;
-                deps.sink.emit(Event::LayoutWritten {
-                    dest: dest.display().to_string(),
-                    ref_name: ref_name.clone(),
-                    digest: stitched.digest.clone(),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 fn display_path(p: &Path) -> String {

@@ -64,7 +64,7 @@ pub use protocol::{
 };
 pub use recording::{RecordingExecutor, Scripted};
 pub use sandbox::{network_main, sandbox_main, NETWORK_SUBCOMMAND};
-pub use snapshot::Snapshotter;
+pub use snapshot::{materialise_rootfs, Snapshotter};
 pub use spec::{
     Action, Bpf, CopySpec, LayerSource, Mount, NetworkMode, RunSpec, SandboxSpec, Sensitive,
 };

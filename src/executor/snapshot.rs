@@ -68,6 +68,19 @@ pub(super) fn overlay_unavailable(e: &ExecError) -> bool {
     }
 }
 
+/// Materialises the merged view of image layer directories (`lowers`, top-most first, in
+/// overlayfs `lowerdir` form: whiteouts as 0/0 character devices, opaque directories marked)
+/// into the existing empty directory `root`: the image's root filesystem as plain files, with
+/// owners, modes, xattrs, times, device numbers and hardlinks (for `-o type=local|tar`).
+///
+/// Errors: [`ExecError::Sys`] naming the path that could not be read or written.
+pub fn materialise_rootfs(lowers: &[PathBuf], root: &Path) -> Result<(), ExecError> {
+    if lowers.is_empty() {
+        return Ok(());
+    }
+    tree::copy_lowers(lowers, root).map(|_| ())
+}
+
 /// A report line of the helper (after [`SANDBOX_INFO_PREFIX`]), parsed by the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Report {

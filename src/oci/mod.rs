@@ -5,17 +5,19 @@
 //! bytes and therefore the same digest. Sources: OCI image-spec v1.1 (`descriptor.md`,
 //! `manifest.md`, `image-index.md`, `config.md`) and distribution-spec v1.1.
 //!
-//! One file per idea: `media_types` (names), `digest` (digests, hashing while writing),
+//! One file per idea: `annotations` (`--annotation` levels), `media_types` (names), `digest` (digests, hashing while writing),
 //! `manifest` (descriptors, manifests, indexes), `config` (image configs) and `json` (the
 //! canonical bytes of every document). [`OciError`], which they share, lives here, and every
 //! item is re-exported from here: callers write `crate::oci::Digest`.
 
+mod annotations;
 mod config;
 mod digest;
 mod json;
 mod manifest;
 mod media_types;
 
+pub use annotations::{annotations_for, Annotation, AnnotationLevel};
 pub use config::{
     rfc3339, ContainerConfig, EmptyObject, HealthConfig, History, ImageConfig, RootFs,
 };

@@ -32,6 +32,7 @@
 //! directories and temporary work space.
 
 mod anchors;
+mod archive;
 mod blobs;
 mod discard;
 mod error;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 
+pub use archive::{tar_tree, DockerArchiveImage};
 pub use blobs::BlobWriter;
 pub use error::StoreError;
 pub use layer_blobs::LayerLock;

@@ -352,6 +352,28 @@ pub fn layout_index(layout: &Path, ref_name: &str) -> ImageIndex {
                 == Some(ref_name)
         })
         .unwrap_or_else(|| panic!("no {ref_name} in index.json"));
+    if d.media_type == polyarch::oci::MEDIA_TYPE_OCI_MANIFEST {
+        // A one-platform build pushes its manifest alone (as buildx): an index of that one
+        // image, its platform read from the config.
+        let m: ImageManifest =
+            serde_json::from_slice(&blob(layout, &d.digest.to_string())).unwrap();
+        let config: polyarch::oci::ImageConfig =
+            serde_json::from_slice(&blob(layout, &m.config.digest.to_string())).unwrap();
+        let mut child = d.clone();
+        child.annotations = None;
+        child.platform = Some(polyarch::platform::Platform {
+            os: config.os,
+            architecture: config.architecture,
+            variant: config.variant,
+            os_version: None,
+        });
+        return ImageIndex {
+            schema_version: 2,
+            media_type: Some(polyarch::oci::MEDIA_TYPE_OCI_INDEX.to_string()),
+            manifests: vec![child],
+            annotations: None,
+        };
+    }
     serde_json::from_slice(&blob(layout, &d.digest.to_string())).unwrap()
 }
 

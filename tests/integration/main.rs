@@ -3,6 +3,8 @@
 //! `POLYARCH_TEST_REGISTRY` and `POLYARCH_TEST_BASE`; when `CI` is set a missing part fails the
 //! test instead of skipping it.
 
+mod annotations;
+mod attestations;
 mod auth;
 mod build;
 mod cache;
@@ -13,7 +15,9 @@ mod fidelity;
 mod harness;
 mod interrupt;
 mod layouts;
+mod metadata;
 mod nodes;
+mod outputs;
 mod platforms;
 mod preflight;
 mod publish;

@@ -58,10 +58,40 @@ pub struct BuildArgs {
     /// pushed by digest, else the index).
     #[arg(long, value_name = "PATH")]
     pub digest_file: Option<PathBuf>,
-    /// Write the result locally: `type=oci,dest=DIR` (an OCI image layout). Default when
-    /// --push is not given: type=oci,dest=./polyarch-out.
+    /// Where the result goes (buildx's exporters, repeatable): `type=registry[,name=R]` (as
+    /// --push), `type=image,name=R,push=true|false[,push-by-digest=true]`,
+    /// `type=oci,dest=DIR|FILE.tar[,tar=true|false][,name=R]`, `type=docker,dest=FILE[,name=R]`
+    /// (a Docker archive; without dest: --load), `type=local,dest=DIR[,platform-split=B]`,
+    /// `type=tar,dest=FILE[,platform-split=B]`; `dest=-` is stdout. Default when nothing is
+    /// pushed: type=oci,dest=./polyarch-out.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
+    /// A label on every image's config, KEY=VALUE (over the Dockerfile's LABEL of that name);
+    /// repeatable. `BUILDX_GIT_LABELS=1|full` also adds the git revision, source and
+    /// Dockerfile path labels of the context's work tree.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// An annotation, buildx's `[LEVEL[,LEVEL]][[PLATFORM]]:KEY=VALUE`: levels `manifest`
+    /// (default), `index`, `manifest-descriptor`, `index-descriptor` (an OCI layout's
+    /// index.json); e.g. `manifest[linux/amd64]:org.opencontainers.image.title=x`. Repeatable.
+    #[arg(long = "annotation", value_name = "SPEC")]
+    pub annotations: Vec<String>,
+    /// Attach SLSA provenance v1 to each image, as buildx: `true` or `mode=min`, `mode=max`
+    /// (adds the Dockerfile and the target's instructions), `false`. Default: none (buildx:
+    /// `mode=min` on push).
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
+    pub provenance: Option<String>,
+    /// buildx's `--attest type=provenance[,mode=min|max][,disabled=true]`; repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub attest: Vec<String>,
+    /// Attach an SPDX 2.3 SBOM to each image (buildx's `--sbom`): the packages of its dpkg
+    /// status file, apk database and Python dist-info. Default: none.
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true")]
+    pub sbom: Option<String>,
+    /// Load the image into podman (buildx's `--load`, `type=docker`; one platform); exit 4
+    /// when podman is not on the PATH.
+    #[arg(long)]
+    pub load: bool,
     /// Write the build result (index digest, per-platform digests) as JSON to this file.
     #[arg(long, value_name = "PATH")]
     pub metadata_file: Option<PathBuf>,

@@ -16,8 +16,11 @@ use crate::node::protocol::WireCredentials;
 
 mod flags;
 mod ledger;
+mod meta;
+mod outputs;
 mod report;
 mod resolve;
+mod warnings;
 
 pub use flags::BuildArgs;
 use report::{build_ref, metadata_json, plan_text, pushed_by_digest};
@@ -27,8 +30,9 @@ pub use resolve::resolve_build;
 enum Report {
     /// `--dry-run`: the plan.
     Plan(String),
-    /// The result, and the `--push-by-digest` record.
-    Built(Box<(BuildOutcome, Option<PushedByDigest>)>),
+    /// The result, the `--push-by-digest` record, and whether an output took stdout (`dest=-`:
+    /// then nothing else is printed there).
+    Built(Box<(BuildOutcome, Option<PushedByDigest>, bool)>),
 }
 
 /// Runs `polyarch build`: starts the progress renderer, builds (or, with `--dry-run`, plans),
@@ -53,7 +57,8 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         Some(Report::Plan(text)) => {
             let _ = write!(out, "{text}");
         }
-        Some(Report::Built(built)) => print_summary(&built.0, built.1.as_ref()),
+        Some(Report::Built(built)) if !built.2 => print_summary(&built.0, built.1.as_ref()),
+        Some(Report::Built(_)) => {}
     }
     Ok(())
 }
@@ -139,7 +144,8 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         .as_ref()
         .map(|repo| pushed_by_digest(&outcome, repo, &build_ref));
     write_result_files(args, &req, (&outcome, &build_ref), by_digest.as_ref())?;
-    Ok(Report::Built(Box::new((outcome, by_digest))))
+    let stdout_taken = req.outputs.iter().any(coordinator::Output::to_stdout);
+    Ok(Report::Built(Box::new((outcome, by_digest, stdout_taken))))
 }
 
 /// Credentials for the registry `dest` pushed to, handed to build nodes over their SSH channel
@@ -191,7 +197,7 @@ fn write_result_files(
     if let Some(path) = &args.digest_file {
         let line = match (by_digest, req.tags.first()) {
             (Some(p), _) => p.reference.clone(),
-            (None, Some(tag)) => format!("{}@{}", tag.repo_string(), outcome.index.digest),
+            (None, Some(tag)) => format!("{}@{}", tag.repo_string(), outcome.result.digest),
             (None, None) => String::new(),
         };
         write(path, format!("{line}\n").as_bytes(), "digest file")?;
@@ -208,6 +214,10 @@ fn print_summary(outcome: &BuildOutcome, by_digest: Option<&PushedByDigest>) {
     }
     for t in &outcome.pushed_tags {
         let _ = writeln!(out, "  pushed to {t}");
+    }
+    if !outcome.pushed_tags.is_empty() && outcome.result.digest != outcome.index.digest {
+        // One platform: the tags name its manifest, as buildx pushes it.
+        let _ = writeln!(out, "  tags name manifest {}", outcome.result.digest);
     }
     for i in &outcome.images {
         let _ = writeln!(

@@ -9,7 +9,8 @@ use crate::registry::Reference;
 
 /// The metadata file: the keys CI users parse from buildx (`containerimage.digest`,
 /// `containerimage.descriptor`, `containerimage.config.digest` for one platform,
-/// `buildx.build.ref`, ...) plus the per-platform manifests.
+/// `buildx.build.ref`, `image.name` when the image is named, `buildx.build.warnings` as
+/// objects, see [`super::warnings`]) plus the per-platform manifests.
 pub(super) fn metadata_json(
     outcome: &BuildOutcome,
     req: &BuildRequest,
@@ -17,9 +18,8 @@ pub(super) fn metadata_json(
 ) -> serde_json::Value {
     let mut v = serde_json::json!({
         "buildx.build.ref": build_ref,
-        "containerimage.digest": outcome.index.digest.to_string(),
-        "containerimage.descriptor": outcome.index.descriptor(),
-        "image.name": req.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+        "containerimage.digest": outcome.result.digest.to_string(),
+        "containerimage.descriptor": outcome.result,
         "pushed": outcome.pushed_tags,
         "platforms": outcome.images.iter().map(|i| serde_json::json!({
             "platform": i.platform.to_string(),
@@ -28,13 +28,40 @@ pub(super) fn metadata_json(
             "mediaType": i.manifest.media_type,
             "config": i.config.to_string(),
             "node": i.node.as_deref().unwrap_or("local"),
+            "attestation": attestation_of(outcome, &i.manifest.digest),
         })).collect::<Vec<_>>(),
-        "warnings": outcome.warnings,
     });
+    // buildx writes `image.name` only when the build names the image.
+    if !req.tags.is_empty() {
+        v["image.name"] = serde_json::json!(req
+            .tags
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(","));
+    }
+    if !outcome.warnings.is_empty() {
+        v["buildx.build.warnings"] = outcome
+            .warnings
+            .iter()
+            .map(|w| super::warnings::warning_object(w))
+            .collect();
+    }
     if let [one] = outcome.images.as_slice() {
         v["containerimage.config.digest"] = serde_json::json!(one.config.to_string());
     }
     v
+}
+
+/// The digest of the attestation manifest about `image` in the index, if there is one.
+fn attestation_of(outcome: &BuildOutcome, image: &crate::oci::Digest) -> Option<String> {
+    outcome
+        .index
+        .index
+        .manifests
+        .iter()
+        .find(|d| crate::index::attestation_subject(d).as_ref() == Some(image))
+        .map(|d| d.digest.to_string())
 }
 
 /// buildx's `buildx.build.ref`, `BUILDER/NODE/REF`: `polyarch`, this host's name, and a random

@@ -86,15 +86,16 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
     let targets = resolve_targets(&args.platforms)?;
     let (context_dir, dockerfile) = resolve_files(&args.context, args.file.as_ref())?;
     let build_args = resolve_build_args(&args.build_args)?;
-    let tags = with_semver_tags(resolve_tags(&args.tags)?, args.tag_semver.as_deref())?;
-    if args.push && tags.is_empty() {
-        return Err(usage("--push", "needs at least one -t/--tag to push to"));
+    let specs = super::outputs::parse_outputs(&args.outputs, args.load, &args.tags, "latest")?;
+    let (tags, push_by_digest) = resolve_destinations(args, &specs)?;
+    let push = args.push || specs.push;
+    if push && tags.is_empty() && push_by_digest.is_none() {
+        return Err(usage(
+            if args.push { "--push" } else { "--output" },
+            "needs at least one -t/--tag (or name=) to push to",
+        ));
     }
-    let push_by_digest = match &args.push_by_digest {
-        Some(repo) => Some(resolve_push_by_digest(repo, &tags)?),
-        None => None,
-    };
-    if args.digest_file.is_some() && !args.push && push_by_digest.is_none() {
+    if args.digest_file.is_some() && !push && push_by_digest.is_none() {
         return Err(usage(
             "--digest-file",
             "needs --push or --push-by-digest (nothing is pushed otherwise)",
@@ -115,33 +116,23 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
             check_parent_dir(flag, path)?;
         }
     }
-    let mut outputs = Vec::new();
-    for spec in &args.outputs {
-        outputs.push(parse_output(spec, &ref_name)?);
-    }
-    if outputs.is_empty() && !args.push && push_by_digest.is_none() {
+    let mut outputs =
+        super::outputs::parse_outputs(&args.outputs, args.load, &args.tags, &ref_name)?.outputs;
+    if args.outputs.is_empty() && !args.load && !push && push_by_digest.is_none() {
         outputs.push(Output::OciLayout {
             dest: PathBuf::from("polyarch-out"),
             ref_name: ref_name.clone(),
         });
     }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(v.parse::<i64>().map_err(|_| {
-            usage(
-                "SOURCE_DATE_EPOCH",
-                format!("{v:?} is not a number of seconds"),
-            )
-        })?),
-        _ => None,
-    };
-    let compression = crate::layer::Compression::parse(&args.compression, args.compression_level)
-        .map_err(|e| usage("--compression-level", e))?;
+    let source_date_epoch = source_date_epoch()?;
+    let compression = resolve_compression(args, &specs)?;
     let mut secrets = BTreeMap::new();
     for spec in &args.secrets {
         let (id, value) = parse_secret(spec)?;
         secrets.insert(id, value);
     }
     let cache = resolve_cache(args)?;
+    let meta = super::meta::resolve_meta(args, (&context_dir, &dockerfile), &specs.annotations)?;
     Ok(BuildRequest {
         context_dir,
         dockerfile,
@@ -151,7 +142,8 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         build_args,
         target: args.target.clone(),
         tags,
-        push: args.push,
+        // Pushing by digest moves no tag: that is `push_by_digest`'s alone.
+        push: push && push_by_digest.is_none(),
         push_by_digest,
         outputs,
         source_date_epoch,
@@ -161,7 +153,70 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         smoke_test: args.smoke_test.clone(),
         cache,
         entitlements: args.allow.clone(),
+        meta,
     })
+}
+
+/// `SOURCE_DATE_EPOCH`, seconds, when set and not empty.
+fn source_date_epoch() -> Result<Option<i64>, UsageError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.parse::<i64>().map(Some).map_err(|_| {
+            usage(
+                "SOURCE_DATE_EPOCH",
+                format!("{v:?} is not a number of seconds"),
+            )
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// `--compression`/`--compression-level`, or an image output's `compression=` keys.
+fn resolve_compression(
+    args: &BuildArgs,
+    specs: &super::outputs::OutputSpecs,
+) -> Result<crate::layer::Compression, UsageError> {
+    let (kind, level) = match &specs.compression {
+        Some((kind, level)) => (kind.as_str(), level.or(args.compression_level)),
+        None => (args.compression.as_str(), args.compression_level),
+    };
+    crate::layer::Compression::parse(kind, level).map_err(|e| usage("--compression", e))
+}
+
+/// Where the build pushes: the `-t` tags (with `--tag-semver`'s) and the `name=` of image
+/// outputs; `--push-by-digest REPO`, or `push-by-digest=true` on an image output (its name
+/// without the tag, which buildx's `name-canonical` records).
+fn resolve_destinations(
+    args: &BuildArgs,
+    specs: &super::outputs::OutputSpecs,
+) -> Result<(Vec<Reference>, Option<Reference>), UsageError> {
+    let mut names = args.tags.clone();
+    if !specs.push_by_digest {
+        for n in &specs.names {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    let tags = with_semver_tags(resolve_tags(&names)?, args.tag_semver.as_deref())?;
+    let by_digest = match (&args.push_by_digest, specs.push_by_digest) {
+        (Some(repo), _) => Some(repo.clone()),
+        (None, true) => {
+            let name = specs
+                .names
+                .first()
+                .ok_or_else(|| usage("--output", "push-by-digest=true needs name=REPO"))?;
+            let r: Reference = name
+                .parse()
+                .map_err(|e: crate::registry::RegistryError| usage("--output", e.to_string()))?;
+            Some(r.repo_string())
+        }
+        (None, false) => None,
+    };
+    let push_by_digest = match by_digest {
+        Some(repo) => Some(resolve_push_by_digest(&repo, &tags)?),
+        None => None,
+    };
+    Ok((tags, push_by_digest))
 }
 
 /// The step cache flags: `--no-cache`, `--no-cache-filter`, `--pull`, `--cache-from`,
@@ -383,62 +438,9 @@ fn check_parent_dir(flag: &str, path: &Path) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Parses `type=oci,dest=DIR[,name=REF]` (buildx's `--output` syntax).
-pub(super) fn parse_output(spec: &str, default_ref: &str) -> Result<Output, UsageError> {
-    let mut kind = None;
-    let mut dest = None;
-    let mut name = None;
-    for part in spec.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| usage("--output", format!("{spec:?}: expected key=value pairs")))?;
-        match k.trim() {
-            "type" => kind = Some(v.trim().to_string()),
-            "dest" => dest = Some(PathBuf::from(v.trim())),
-            "name" => name = Some(v.trim().to_string()),
-            other => {
-                return Err(usage(
-                    "--output",
-                    format!("{spec:?}: unknown key {other:?} (known: type, dest, name)"),
-                ))
-            }
-        }
-    }
-    match kind.as_deref() {
-        Some("oci") => {}
-        Some(other) => {
-            return Err(usage(
-                "--output",
-                format!("type={other} is not supported (supported: type=oci)"),
-            ))
-        }
-        None => return Err(usage("--output", format!("{spec:?}: missing type=oci"))),
-    }
-    let dest = dest.ok_or_else(|| usage("--output", format!("{spec:?}: missing dest=DIR")))?;
-    Ok(Output::OciLayout {
-        dest,
-        ref_name: name.unwrap_or_else(|| default_ref.to_string()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_spec_parsing() {
-        assert_eq!(
-            parse_output("type=oci,dest=out", "v1").unwrap(),
-            Output::OciLayout {
-                dest: "out".into(),
-                ref_name: "v1".into()
-            }
-        );
-        assert!(parse_output("type=docker,dest=x", "v1").is_err());
-        assert!(parse_output("type=oci", "v1").is_err());
-        assert!(parse_output("dest=x", "v1").is_err());
-        assert!(parse_output("type=oci,dest=x,color=red", "v1").is_err());
-    }
 
     #[test]
     fn secret_specs() {

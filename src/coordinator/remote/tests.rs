@@ -53,6 +53,7 @@ fn world(platforms: &[&str]) -> World {
         push_by_digest: None,
         secrets: BTreeMap::new(),
         entitlements: Vec::new(),
+        meta: Default::default(),
         outputs: Vec::new(),
         source_date_epoch: Some(0),
         compression: crate::layer::Compression::default(),
