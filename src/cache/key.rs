@@ -90,6 +90,17 @@ pub enum SourceInput {
         /// sha256 of the content.
         content: Digest,
     },
+    /// A `RUN`'s settings from the command line when any is given (`--add-host`,
+    /// `--shm-size`, `--ulimit`; BuildKit's `ExecOp` meta holds them, so its key covers them):
+    /// left out otherwise, so keys without them stay as they were.
+    RunSettings {
+        /// `(name, address)` pairs.
+        extra_hosts: Vec<(String, String)>,
+        /// `/dev/shm` bytes.
+        shm_size: Option<u64>,
+        /// `(name, soft, hard)` limits.
+        ulimits: Vec<(String, u64, u64)>,
+    },
 }
 
 /// Everything a step's key covers.

@@ -77,6 +77,7 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                     netns: None,
                     seccomp: None,
                     insecure: *security == Security::Insecure,
+                    settings: sh.req.run_settings.clone(),
                 }),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,

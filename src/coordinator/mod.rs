@@ -130,6 +130,8 @@ pub struct BuildRequest {
     /// `--allow`: what steps may ask for beyond the sandbox's defaults (`RUN --network=host`,
     /// `RUN --security=insecure`).
     pub entitlements: Vec<Entitlement>,
+    /// What every `RUN` gets from the command line: `--add-host`, `--shm-size`, `--ulimit`.
+    pub run_settings: crate::executor::RunSettings,
 }
 
 /// What one platform's build produced.

@@ -32,6 +32,16 @@ pub(super) async fn gather<R: Registry, E: Executor, U: Upstream>(
     let mut out = Vec::new();
     match &step.kind {
         StepKind::Run { mounts, .. } => {
+            let settings = &scope.sh.req.run_settings;
+            if !settings.is_default() {
+                out.push(SourceInput::RunSettings {
+                    extra_hosts: settings.extra_hosts.clone(),
+                    shm_size: settings.shm_size,
+                    ulimits: (settings.ulimits.iter())
+                        .map(|u| (u.name.clone(), u.soft, u.hard))
+                        .collect(),
+                });
+            }
             for m in mounts {
                 if let RunMount::Secret { id, .. } = m {
                     out.push(SourceInput::Secret {

@@ -56,6 +56,7 @@ pub async fn build_job<R: Registry, E: Executor>(
             ..CacheOptions::default()
         },
         entitlements: job.entitlements.clone(),
+        run_settings: Default::default(),
     };
     let graph = plan::select_graph(
         &df,

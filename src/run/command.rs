@@ -44,6 +44,7 @@ pub fn image_command(
         netns: None,
         seccomp: None,
         insecure: false,
+        settings: Default::default(),
     })
 }
 

@@ -5,6 +5,7 @@
 
 mod auth;
 mod build;
+mod buildx;
 mod cache;
 mod cli;
 mod dockerfile;

@@ -15,6 +15,7 @@ use crate::metadata::PushedByDigest;
 use crate::node::protocol::WireCredentials;
 
 mod flags;
+mod inputs;
 mod ledger;
 mod report;
 mod resolve;
@@ -35,7 +36,12 @@ enum Report {
 /// writes the metadata and digest files, ends the progress (its summary, or the failure), then
 /// prints the digests on stdout.
 pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
-    let progress = Progress::start(args.progress, global.verbose, "Building")?;
+    let mode = if args.buildx.quiet {
+        super::render::ProgressMode::Quiet
+    } else {
+        args.progress
+    };
+    let progress = Progress::start(mode, global.verbose, "Building")?;
     progress.emit(Event::BuildStarted {
         platforms: args.platforms.clone(),
         tags: args.tags.clone(),
@@ -53,6 +59,9 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         Some(Report::Plan(text)) => {
             let _ = write!(out, "{text}");
         }
+        Some(Report::Built(built)) if args.buildx.quiet => {
+            let _ = writeln!(out, "{}", image_id(&built.0));
+        }
         Some(Report::Built(built)) => print_summary(&built.0, built.1.as_ref()),
     }
     Ok(())
@@ -60,7 +69,9 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
 
 /// The build itself, its progress going to `sink`.
 fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<Report, Failure> {
-    let req = resolve_build(args)?;
+    // `-` (context or Dockerfile) is read now; what it became lives until the build is over.
+    let staged = inputs::stage_stdin(args, std::io::stdin().lock())?;
+    let req = resolve::resolve_at(args, &staged.context, staged.file.as_ref())?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
     let store = Store::open(&state)?;
     let destination = req
@@ -196,7 +207,20 @@ fn write_result_files(
         };
         write(path, format!("{line}\n").as_bytes(), "digest file")?;
     }
+    if let Some(path) = &args.buildx.iidfile {
+        write(path, image_id(outcome).as_bytes(), "image id file")?;
+    }
     Ok(())
+}
+
+/// The image id buildx prints with `-q` and writes to `--iidfile` (its
+/// `containerimage.config.digest` when there is one, else `containerimage.digest`): the config
+/// digest for one platform, else the index digest.
+fn image_id(outcome: &BuildOutcome) -> String {
+    match outcome.images.as_slice() {
+        [one] => one.config.to_string(),
+        _ => outcome.index.digest.to_string(),
+    }
 }
 
 /// Prints the index digest, where it was pushed, and each platform's manifest digest.

@@ -1,0 +1,259 @@
+//! `docker buildx build` flags (issue 14, README "buildx flags"): inputs from stdin, step
+//! settings (`--add-host`, `--shm-size`, `--ulimit`), `--secret type=env`, `-q` and
+//! `--iidfile`, named build contexts and `--call check`. Each builds linux/amd64 only, into an
+//! OCI layout read back with skopeo and the layout's own blobs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::harness::{binfmt_shared, image_files, layout_index, Run, TestContext};
+
+/// `polyarch build --platform linux/amd64 -t example/buildx:v1 -o type=oci,dest=OUT ARGS...`
+/// with `stdin` on its standard input; returns the run and the layout directory.
+fn build_amd64(ctx: &TestContext, name: &str, args: &[&str], stdin: &[u8]) -> (Run, String) {
+    let out = ctx.dir.path().join(format!("out-{name}"));
+    let spec = format!("type=oci,dest={}", out.display());
+    let mut c = ctx.command();
+    c.args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "-t",
+        "example/buildx:v1",
+        "-o",
+        &spec,
+    ]);
+    c.args(args);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let _shared = binfmt_shared();
+    let mut child = c.spawn().expect("spawn polyarch");
+    let mut input = child.stdin.take().unwrap();
+    let bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let run = Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    };
+    (run, out.display().to_string())
+}
+
+fn text(files: &BTreeMap<String, Vec<u8>>, path: &str) -> String {
+    String::from_utf8_lossy(
+        files
+            .get(path)
+            .unwrap_or_else(|| panic!("no {path} in {:?}", files.keys().collect::<Vec<_>>())),
+    )
+    .into_owned()
+}
+
+/// `tar -C dir -c .` (GNU tar, an independent writer), optionally gzipped.
+fn tar_of(dir: &Path, gzip: bool) -> Vec<u8> {
+    let mut c = Command::new("tar");
+    c.arg("-C").arg(dir).arg(if gzip { "-czf" } else { "-cf" });
+    c.args(["-", "."]);
+    let o = c.output().expect("tar");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+#[test]
+fn dockerfile_and_context_from_stdin() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!(
+        "FROM {}\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copied\n",
+        ctx.base
+    );
+    // `-f -`: the Dockerfile on stdin, the context a directory (whose own Dockerfile is a
+    // decoy that must not be used).
+    let dir = ctx.context(
+        "stdin-file",
+        &[("data.txt", "from-dir\n"), ("Dockerfile", "FROM scratch\n")],
+    );
+    let (r, out) = build_amd64(
+        &ctx,
+        "file",
+        &["-f", "-", dir.to_str().unwrap()],
+        df.as_bytes(),
+    );
+    r.assert_code(0);
+    let files = image_files(Path::new(&out), "v1", "amd64");
+    assert_eq!(text(&files, "copied"), "from-dir\n");
+
+    // The context `-` as a gzipped tar, with -f naming a file inside it; then a plain tar.
+    let tree = ctx.context(
+        "stdin-tar",
+        &[("data.txt", "from-tar\n"), ("sub/Build.df", &df)],
+    );
+    for (gzip, name) in [(true, "targz"), (false, "tar")] {
+        let (r, out) = build_amd64(
+            &ctx,
+            name,
+            &["-f", "sub/Build.df", "-"],
+            &tar_of(&tree, gzip),
+        );
+        r.assert_code(0);
+        let files = image_files(Path::new(&out), "v1", "amd64");
+        assert_eq!(text(&files, "copied"), "from-tar\n", "{name}");
+    }
+
+    // The context `-` as a Dockerfile: an empty context (docker build - < Dockerfile).
+    let plain = format!("FROM {}\nRUN echo no-context > /made\n", ctx.base);
+    let (r, out) = build_amd64(&ctx, "dfonly", &["-"], plain.as_bytes());
+    r.assert_code(0);
+    assert_eq!(
+        text(&image_files(Path::new(&out), "v1", "amd64"), "made"),
+        "no-context\n"
+    );
+    // With COPY from that empty context: bad input naming the missing file.
+    let (r, _) = build_amd64(&ctx, "dfcopy", &["-"], df.as_bytes());
+    r.assert_code(2);
+    assert!(r.stderr.contains("data.txt"), "{}", r.stderr);
+
+    // Both on stdin: refused before anything is read or built.
+    let (r, _) = build_amd64(&ctx, "both", &["-f", "-", "-"], df.as_bytes());
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("cannot both be read from stdin"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn add_host_shm_size_and_ulimit_reach_every_run_step() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!(
+        "FROM {}\n\
+         RUN grep -w db.internal /etc/hosts > /hosts-line; grep -w localhost /etc/hosts > /hosts-local; \
+             df -k /dev/shm | tail -n 1 | awk '{{print $2}}' > /shm-kb; \
+             ulimit -n > /nofile-soft; ulimit -Hn > /nofile-hard\n",
+        ctx.base
+    );
+    let dir = ctx.context("settings", &[("Dockerfile", &df)]);
+    let args = [
+        "--add-host",
+        "db.internal:10.1.2.3",
+        "--add-host",
+        "v6.internal=[fd00::7]",
+        "--shm-size",
+        "32m",
+        "--ulimit",
+        "nofile=100:200",
+        dir.to_str().unwrap(),
+    ];
+    let (r, out) = build_amd64(&ctx, "settings", &args, b"");
+    r.assert_code(0);
+    let files = image_files(Path::new(&out), "v1", "amd64");
+    assert_eq!(text(&files, "hosts-line"), "10.1.2.3\tdb.internal\n");
+    assert!(text(&files, "hosts-local").starts_with("127.0.0.1\tlocalhost"));
+    assert_eq!(text(&files, "shm-kb"), format!("{}\n", 32 * 1024));
+    assert_eq!(text(&files, "nofile-soft"), "100\n");
+    assert_eq!(text(&files, "nofile-hard"), "200\n");
+    assert!(
+        !files.contains_key("etc/hosts"),
+        "the step's /etc/hosts reached its layer"
+    );
+
+    // Without the flag: Docker's 64 MiB /dev/shm; with another size the step runs again
+    // (the settings are in its cache key).
+    let df2 = format!(
+        "FROM {}\nRUN df -k /dev/shm | tail -n 1 | awk '{{print $2}}' > /shm-kb\n",
+        ctx.base
+    );
+    let dir2 = ctx.context("settings-default", &[("Dockerfile", &df2)]);
+    let (r, out) = build_amd64(&ctx, "shm-default", &[dir2.to_str().unwrap()], b"");
+    r.assert_code(0);
+    let files = image_files(Path::new(&out), "v1", "amd64");
+    assert_eq!(text(&files, "shm-kb"), format!("{}\n", 64 * 1024));
+    let (r, out) = build_amd64(
+        &ctx,
+        "shm-again",
+        &["--shm-size", "16m", dir2.to_str().unwrap()],
+        b"",
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains("(1 steps run, 0 cached)"), "{}", r.stdout);
+    let files = image_files(Path::new(&out), "v1", "amd64");
+    assert_eq!(text(&files, "shm-kb"), format!("{}\n", 16 * 1024));
+
+    // Bad values: exit 2 naming the flag, before anything runs.
+    for (flag, value, says) in [
+        ("--add-host", "db:not-an-ip", "not an IP address"),
+        ("--shm-size", "lots", "--shm-size"),
+        ("--ulimit", "files=1", "unknown limit"),
+    ] {
+        let (r, _) = build_amd64(&ctx, "bad", &[flag, value, dir.to_str().unwrap()], b"");
+        r.assert_code(2);
+        assert!(r.stderr.contains(says), "{flag}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn quiet_prints_the_image_id_iidfile_holds_it_and_env_secrets_are_read() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let secret = "env-secret-4c1e";
+    let df = format!(
+        "FROM {}\nRUN --mount=type=secret,id=tok,required test \"$(cat /run/secrets/tok)\" = {secret} && echo ok > /seen\n",
+        ctx.base
+    );
+    let dir = ctx.context("quiet", &[("Dockerfile", &df)]);
+    let iid = ctx.dir.path().join("iid");
+    let iid_s = iid.display().to_string();
+    let mut c = ctx.command();
+    let out = ctx.dir.path().join("out-quiet");
+    c.args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "-o",
+        &format!("type=oci,dest={}", out.display()),
+        "-q",
+        "--iidfile",
+        &iid_s,
+        "--secret",
+        "type=env,id=tok,env=POLYARCH_TEST_TOKEN",
+        dir.to_str().unwrap(),
+    ]);
+    c.env("POLYARCH_TEST_TOKEN", secret);
+    let r = {
+        let _shared = binfmt_shared();
+        crate::harness::run(c)
+    };
+    r.assert_code(0);
+    assert!(
+        r.stderr.trim().is_empty(),
+        "-q printed progress: {}",
+        r.stderr
+    );
+    let id = r.stdout.trim();
+    assert!(
+        id.starts_with("sha256:") && r.stdout.lines().count() == 1,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), id);
+    // The id is the image's config digest, as the layout's manifest names it.
+    let idx = layout_index(&out, "latest");
+    let hex = idx.manifests[0].digest.to_string()[7..].to_string();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    assert_eq!(m["config"]["digest"], id);
+    let files = image_files(&out, "latest", "amd64");
+    assert_eq!(text(&files, "seen"), "ok\n");
+}
