@@ -51,6 +51,7 @@ mod error;
 mod fan_out;
 mod image;
 mod materialise;
+mod named;
 mod platforms;
 mod remote;
 mod scope;
@@ -67,6 +68,7 @@ mod worker;
 pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
 use materialise::Origin;
+pub use named::NamedContext;
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 pub use sources::SourceError;
 pub use step_cache::CacheOptions;
@@ -132,6 +134,8 @@ pub struct BuildRequest {
     pub entitlements: Vec<Entitlement>,
     /// What every `RUN` gets from the command line: `--add-host`, `--shm-size`, `--ulimit`.
     pub run_settings: crate::executor::RunSettings,
+    /// `--build-context NAME=SOURCE`: what `FROM`/`--from`/`from=` NAME (or stage NAME) means.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// What one platform's build produced.
@@ -231,7 +235,8 @@ async fn prepare<R: Registry, E: Executor>(
             source,
         })?;
     let display = display_path(&req.dockerfile);
-    let df = dockerfile::parse(&text, &display)?;
+    let mut df = dockerfile::parse(&text, &display)?;
+    named::apply(&mut df, &req.named_contexts);
     check_cache_filter(&df, &req.cache.no_cache_filter)?;
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;

@@ -57,6 +57,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         },
         entitlements: job.entitlements.clone(),
         run_settings: Default::default(),
+        named_contexts: BTreeMap::new(),
     };
     let graph = plan::select_graph(
         &df,

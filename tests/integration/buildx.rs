@@ -257,3 +257,87 @@ fn quiet_prints_the_image_id_iidfile_holds_it_and_env_secrets_are_read() {
     let files = image_files(&out, "latest", "amd64");
     assert_eq!(text(&files, "seen"), "ok\n");
 }
+
+#[test]
+fn build_contexts_from_a_directory_an_image_and_an_oci_layout() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    // The layout: the base image copied by skopeo (an independent writer), every platform, so
+    // its index.json entry is an index the platform is chosen from.
+    let layout = ctx.dir.path().join("layout");
+    let o = Command::new("skopeo")
+        .args(["copy", "--all", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{}", ctx.base))
+        .arg(format!("oci:{}:v1", layout.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let src = ctx.context("named-src", &[("lib.txt", "lib-1\n")]);
+    // `tools` is a stage that would fail: the context of that name replaces it. `upstream` is
+    // no image anywhere: the context of that name stands for it.
+    let df = "FROM scratch AS tools\nRUN false\n\
+              FROM src AS files\n\
+              FROM upstream\n\
+              COPY --from=src /lib.txt /from-dir.txt\n\
+              RUN --mount=type=bind,from=src,target=/m cat /m/lib.txt > /mounted.txt\n\
+              COPY --from=tools /bin/busybox /from-layout-busybox\n";
+    let dir = ctx.context("named", &[("Dockerfile", df)]);
+    let contexts = [
+        format!("src={}", src.display()),
+        format!("upstream=docker-image://{}", ctx.base),
+        format!("tools=oci-layout://{}:v1", layout.display()),
+    ];
+    let mut args: Vec<&str> = Vec::new();
+    for c in &contexts {
+        args.extend(["--build-context", c.as_str()]);
+    }
+    args.push(dir.to_str().unwrap());
+    let (r, out) = build_amd64(&ctx, "named", &args, b"");
+    r.assert_code(0);
+    let files = image_files(Path::new(&out), "v1", "amd64");
+    assert_eq!(text(&files, "from-dir.txt"), "lib-1\n");
+    assert_eq!(text(&files, "mounted.txt"), "lib-1\n");
+    assert!(files.contains_key("bin/sh"), "not FROM the image context");
+    assert!(
+        !files.contains_key("m/lib.txt"),
+        "the mount reached the layer"
+    );
+    let layout_busybox = &files["from-layout-busybox"];
+    assert!(
+        layout_busybox.len() > 100_000 && files.get("bin/busybox") == Some(layout_busybox),
+        "the amd64 busybox of the layout"
+    );
+
+    // The directory's content is in the step keys: changed, the steps reading it run again.
+    std::fs::write(src.join("lib.txt"), "lib-2\n").unwrap();
+    let (r, out) = build_amd64(&ctx, "named-again", &args, b"");
+    r.assert_code(0);
+    let files = image_files(Path::new(&out), "v1", "amd64");
+    assert_eq!(text(&files, "from-dir.txt"), "lib-2\n");
+    assert_eq!(text(&files, "mounted.txt"), "lib-2\n");
+
+    // FROM a directory context: the stage is its files.
+    let mut target_args = vec!["--target", "files"];
+    target_args.extend_from_slice(&args);
+    let (r, out) = build_amd64(&ctx, "named-from", &target_args, b"");
+    r.assert_code(0);
+    let files = image_files(Path::new(&out), "v1", "amd64");
+    assert_eq!(files.keys().collect::<Vec<_>>(), ["lib.txt"]);
+
+    // Bad values: exit 2 naming the flag.
+    for (value, says) in [
+        ("src=/nonexistent/dir", "not a directory"),
+        ("src=https://example.com/x.git", "not supported"),
+        ("nothing", "expected NAME=SOURCE"),
+    ] {
+        let (r, _) = build_amd64(
+            &ctx,
+            "named-bad",
+            &["--build-context", value, dir.to_str().unwrap()],
+            b"",
+        );
+        r.assert_code(2);
+        assert!(r.stderr.contains(says), "{value}: {}", r.stderr);
+    }
+}

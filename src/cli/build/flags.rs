@@ -161,6 +161,11 @@ pub struct BuildxArgs {
     /// core, ...; -1 unlimited); repeatable.
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,
+    /// A named build context, NAME=DIR | NAME=docker-image://REF | NAME=oci-layout://DIR[:TAG]:
+    /// what `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME` use (before a stage or
+    /// an image of that name; a stage NAME is replaced by it); repeatable.
+    #[arg(long = "build-context", value_name = "NAME=SOURCE")]
+    pub build_contexts: Vec<String>,
 }
 
 /// `--node-policy` values.

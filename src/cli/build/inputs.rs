@@ -1,15 +1,18 @@
 //! buildx's input and step-setting flags of `polyarch build`: `-` read from stdin (a Dockerfile
 //! for `-f -`; a context tar or a Dockerfile for the context `-`), and `--add-host`,
-//! `--shm-size`, `--ulimit` resolved into the [`RunSettings`] every `RUN` gets.
+//! `--shm-size`, `--ulimit` resolved into the [`RunSettings`] every `RUN` gets, and
+//! `--build-context` values.
 //!
 //! Level 4 (edge). Reads stdin and unpacks a context tar into a temporary directory that lives
 //! as long as the [`Staged`] value; builds nothing. Errors are [`UsageError`]s naming the flag.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::flags::{BuildArgs, BuildxArgs};
 use crate::cli::{usage, UsageError};
+use crate::coordinator::NamedContext;
 use crate::executor::{RunSettings, Ulimit};
 
 /// The context and Dockerfile a build uses once `-` is read: the paths given, or files in a
@@ -124,6 +127,26 @@ pub(super) fn run_settings(args: &BuildxArgs) -> Result<RunSettings, UsageError>
         settings.ulimits.push(parse_ulimit(u)?);
     }
     Ok(settings)
+}
+
+/// `--build-context NAME=SOURCE` values ([`NamedContext::parse`]); a name given twice is an
+/// error.
+pub(super) fn named_contexts(
+    specs: &[String],
+) -> Result<BTreeMap<String, NamedContext>, UsageError> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| usage("--build-context", format!("{spec:?}: expected NAME=SOURCE")))?;
+        let ctx = NamedContext::parse(value)
+            .map_err(|e| usage("--build-context", format!("{name}: {e}")))?;
+        if out.insert(name.to_string(), ctx).is_some() {
+            return Err(usage("--build-context", format!("{name} is given twice")));
+        }
+    }
+    Ok(out)
 }
 
 /// `NAME:IP` or `NAME=IP` (buildx `toBuildkitExtraHosts`); the address must be an IP address

@@ -173,6 +173,7 @@ pub(super) fn resolve_at(
         cache,
         entitlements: args.allow.clone(),
         run_settings: super::inputs::run_settings(&args.buildx)?,
+        named_contexts: super::inputs::named_contexts(&args.buildx.build_contexts)?,
     })
 }
 

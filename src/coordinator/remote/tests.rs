@@ -60,6 +60,7 @@ fn world(platforms: &[&str]) -> World {
         smoke_test: None,
         cache: Default::default(),
         run_settings: Default::default(),
+        named_contexts: BTreeMap::new(),
     };
     let deps = Deps {
         registry: FakeRegistry::new(),
