@@ -50,6 +50,7 @@ mod direct_add;
 mod error;
 mod fan_out;
 mod image;
+mod lint;
 mod materialise;
 mod named;
 mod platforms;
@@ -67,6 +68,7 @@ mod worker;
 
 pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
+pub use lint::lint;
 use materialise::Origin;
 pub use named::NamedContext;
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};

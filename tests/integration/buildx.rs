@@ -341,3 +341,63 @@ fn build_contexts_from_a_directory_an_image_and_an_oci_layout() {
         assert!(r.stderr.contains(says), "{value}: {}", r.stderr);
     }
 }
+
+#[test]
+fn call_check_prints_the_warnings_and_builds_nothing() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!(
+        "FROM {}\nARG API_TOKEN\nRUN echo built > /built\n",
+        ctx.base
+    );
+    let dir = ctx.context("check", &[("Dockerfile", &df)]);
+    let tag = format!("{}:v1", ctx.repo("check"));
+    let check = |extra: &[&str], dir: &Path| {
+        let mut args = vec!["build", "-t", &tag, "--push", "--platform", "linux/amd64"];
+        args.extend_from_slice(extra);
+        args.push(dir.to_str().unwrap());
+        ctx.run(&args, &[])
+    };
+    // Two warnings: a secret-looking ARG and an undeclared build argument. Exit 1, nothing
+    // pushed, no step run.
+    let r = check(&["--call", "check", "--build-arg", "NOT_DECLARED=1"], &dir);
+    r.assert_code(1);
+    assert!(r.stdout.contains("API_TOKEN"), "{}", r.stdout);
+    assert!(r.stdout.contains("NOT_DECLARED"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("Check complete, 2 warnings have been found!"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stderr.contains("RUN echo"), "a step ran: {}", r.stderr);
+    assert!(crate::harness::skopeo_raw(&tag).is_none(), "pushed");
+    // `--check` is the same; a clean Dockerfile passes.
+    let clean = ctx.context(
+        "check-clean",
+        &[("Dockerfile", &format!("FROM {}\nRUN true\n", ctx.base))],
+    );
+    let r = check(&["--check"], &clean);
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("Check complete, no warnings found."),
+        "{}",
+        r.stdout
+    );
+    assert!(crate::harness::skopeo_raw(&tag).is_none(), "pushed");
+    // An error: exit 2 with the location.
+    let bad = ctx.context(
+        "check-bad",
+        &[(
+            "Dockerfile",
+            "FROM scratch\nCOPY --from=${STAGE}x /a /a\n",
+        )],
+    );
+    let r = check(&["--check"], &bad);
+    r.assert_code(2);
+    assert!(r.stderr.contains("Dockerfile:2"), "{}", r.stderr);
+    // Other buildx methods are refused.
+    let r = check(&["--call", "outline"], &clean);
+    r.assert_code(2);
+}

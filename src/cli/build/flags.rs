@@ -166,6 +166,14 @@ pub struct BuildxArgs {
     /// an image of that name; a stage NAME is replaced by it); repeatable.
     #[arg(long = "build-context", value_name = "NAME=SOURCE")]
     pub build_contexts: Vec<String>,
+    /// What to do with the Dockerfile: `build` (default), or `check`: run the checks a build
+    /// makes before it pulls anything, print the warnings on stdout, build nothing; exit 1
+    /// when there are warnings, 2 on errors (buildx `--call`).
+    #[arg(long, value_name = "METHOD", default_value = "build", value_parser = ["build", "check"])]
+    pub call: String,
+    /// Shorthand for `--call check`.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `--node-policy` values.

@@ -28,6 +28,8 @@ pub use resolve::resolve_build;
 enum Report {
     /// `--dry-run`: the plan.
     Plan(String),
+    /// `--call check`: the warnings.
+    Check(Vec<String>),
     /// The result, and the `--push-by-digest` record.
     Built(Box<(BuildOutcome, Option<PushedByDigest>)>),
 }
@@ -59,6 +61,7 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         Some(Report::Plan(text)) => {
             let _ = write!(out, "{text}");
         }
+        Some(Report::Check(warnings)) => return check_result(&mut out, &warnings),
         Some(Report::Built(built)) if args.buildx.quiet => {
             let _ = writeln!(out, "{}", image_id(&built.0));
         }
@@ -116,6 +119,9 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         insecure_registries: options.insecure.clone(),
         retries: options.retries,
     };
+    if args.buildx.check || args.buildx.call == "check" {
+        return Ok(Report::Check(rt.block_on(coordinator::lint(&req, &deps))?));
+    }
     if args.dry_run {
         let plan = rt.block_on(coordinator::plan(&req, &deps, &nodes))?;
         return Ok(Report::Plan(plan_text(&plan)));
@@ -221,6 +227,30 @@ fn image_id(outcome: &BuildOutcome) -> String {
         [one] => one.config.to_string(),
         _ => outcome.index.digest.to_string(),
     }
+}
+
+/// Prints the result of `--call check` as buildx does (each warning, then the count) and fails
+/// with exit 1 when there are warnings (BuildKit's lint result status).
+fn check_result(out: &mut impl Write, warnings: &[String]) -> Result<(), Failure> {
+    if warnings.is_empty() {
+        let _ = writeln!(out, "Check complete, no warnings found.");
+        return Ok(());
+    }
+    for w in warnings {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    let n = warnings.len();
+    let _ = writeln!(
+        out,
+        "Check complete, {n} warning{} found!",
+        if n == 1 { " has been" } else { "s have been" }
+    );
+    Err(Failure {
+        message: format!("check: {n} warning(s) found"),
+        causes: vec![],
+        hint: None,
+        code: ExitCode::StepFailed,
+    })
 }
 
 /// Prints the index digest, where it was pushed, and each platform's manifest digest.
