@@ -389,10 +389,7 @@ fn call_check_prints_the_warnings_and_builds_nothing() {
     // An error: exit 2 with the location.
     let bad = ctx.context(
         "check-bad",
-        &[(
-            "Dockerfile",
-            "FROM scratch\nCOPY --from=${STAGE}x /a /a\n",
-        )],
+        &[("Dockerfile", "FROM scratch\nCOPY --from=${STAGE}x /a /a\n")],
     );
     let r = check(&["--check"], &bad);
     r.assert_code(2);
@@ -400,4 +397,69 @@ fn call_check_prints_the_warnings_and_builds_nothing() {
     // Other buildx methods are refused.
     let r = check(&["--call", "outline"], &clean);
     r.assert_code(2);
+}
+
+/// The registry requests a `--progress json` run reports in its `registry_requests` event.
+fn registry_requests(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "registry_requests")
+        .and_then(|v| v["requests"].as_u64())
+        .unwrap_or_else(|| panic!("no registry_requests event in {stderr}"))
+}
+
+#[test]
+fn pull_reads_the_base_config_again() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!("FROM {}\nRUN echo one > /one\n", ctx.base);
+    let dir = ctx.context("pull", &[("Dockerfile", &df)]);
+    let args = ["--progress", "json", dir.to_str().unwrap()];
+    build_amd64(&ctx, "pull-0", &args, b"").0.assert_code(0);
+    let (r, _) = build_amd64(&ctx, "pull-1", &args, b"");
+    r.assert_code(0);
+    let cached = registry_requests(&r.stderr);
+    let (r, _) = build_amd64(
+        &ctx,
+        "pull-2",
+        &["--pull", "--progress", "json", dir.to_str().unwrap()],
+        b"",
+    );
+    r.assert_code(0);
+    assert!(
+        registry_requests(&r.stderr) > cached,
+        "--pull fetched nothing more than a cached build ({cached} requests)"
+    );
+}
+
+// README "buildx flags": the flags marked refused exit 2 naming the flag, before anything runs.
+#[test]
+fn refused_buildx_flags_exit_2_naming_the_flag() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = ctx.context("refused", &[("Dockerfile", "FROM scratch\n")]);
+    for flags in [
+        &["--builder", "default"][..],
+        &["--cgroup-parent", "x"],
+        &["--debug"],
+        &["--detach"],
+        &["--network", "host"],
+        &["--root", "/tmp/x"],
+        &["--server-config", "/tmp/x"],
+        &["--call", "outline"],
+        &["--call", "targets"],
+        &["--allow", "device"],
+        &["--progress", "rawjson"],
+        &["--ssh", "default"],
+    ] {
+        let mut args = vec!["build"];
+        args.extend_from_slice(flags);
+        args.push(dir.to_str().unwrap());
+        let r = ctx.run(&args, &[]);
+        r.assert_code(2);
+        assert!(r.stderr.contains(flags[0]), "{flags:?}: {}", r.stderr);
+    }
 }
