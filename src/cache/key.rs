@@ -81,6 +81,14 @@ pub enum SourceInput {
         /// Whether the build was given it.
         given: bool,
     },
+    /// An SSH agent a `RUN` mounts (`type=ssh`): whether it was given (`--ssh`), never the
+    /// socket's path or the agent's keys, as for a secret.
+    Ssh {
+        /// The agent's id.
+        id: String,
+        /// Whether the build was given it.
+        given: bool,
+    },
     /// An `ADD <url>` without `--checksum`: the digest of what was downloaded (BuildKit's
     /// HTTP source keys on the content too). With `--checksum` the checksum is part of the
     /// instruction and nothing is downloaded to compute the key.

@@ -77,7 +77,7 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                     netns: None,
                     seccomp: None,
                     insecure: *security == Security::Insecure,
-                    settings: sh.req.run_settings.clone(),
+                    settings: sh.req.buildx.run_settings.clone(),
                 }),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,
@@ -294,6 +294,20 @@ impl RunMounts {
                 });
                 self.leases.push(lease);
             }
+            RunMount::Ssh {
+                id,
+                target,
+                required,
+            } => match sh.req.buildx.ssh.get(id) {
+                Some(socket) => self.mounts.push(Mount::Socket {
+                    source: socket.clone(),
+                    target: target.clone(),
+                }),
+                None if *required => {
+                    return Err(source_err(SourceError::MissingSsh { id: id.clone() }))
+                }
+                None => {}
+            },
             RunMount::Tmpfs { .. } | RunMount::Secret { .. } | RunMount::File { .. } => {
                 self.add_value(&sh.req.secrets, m).map_err(source_err)?
             }
@@ -356,7 +370,7 @@ impl RunMounts {
                 gid: 0,
             }),
             // Read by `add`.
-            RunMount::Bind { .. } | RunMount::Cache { .. } => {}
+            RunMount::Bind { .. } | RunMount::Cache { .. } | RunMount::Ssh { .. } => {}
         }
         Ok(())
     }

@@ -45,6 +45,7 @@ use crate::store::{Store, StoreError};
 
 mod actions;
 mod base;
+mod buildx_inputs;
 mod config;
 mod direct_add;
 mod error;
@@ -66,6 +67,7 @@ mod step_inputs;
 mod upload;
 mod worker;
 
+pub use buildx_inputs::BuildxInputs;
 pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
 pub use lint::lint;
@@ -134,10 +136,8 @@ pub struct BuildRequest {
     /// `--allow`: what steps may ask for beyond the sandbox's defaults (`RUN --network=host`,
     /// `RUN --security=insecure`).
     pub entitlements: Vec<Entitlement>,
-    /// What every `RUN` gets from the command line: `--add-host`, `--shm-size`, `--ulimit`.
-    pub run_settings: crate::executor::RunSettings,
-    /// `--build-context NAME=SOURCE`: what `FROM`/`--from`/`from=` NAME (or stage NAME) means.
-    pub named_contexts: BTreeMap<String, NamedContext>,
+    /// Named contexts, SSH agents and `RUN` settings from buildx's flags.
+    pub buildx: BuildxInputs,
 }
 
 /// What one platform's build produced.
@@ -238,7 +238,7 @@ async fn prepare<R: Registry, E: Executor>(
         })?;
     let display = display_path(&req.dockerfile);
     let mut df = dockerfile::parse(&text, &display)?;
-    named::apply(&mut df, &req.named_contexts);
+    named::apply(&mut df, &req.buildx.named_contexts);
     check_cache_filter(&df, &req.cache.no_cache_filter)?;
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;

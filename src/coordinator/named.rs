@@ -107,6 +107,7 @@ pub(super) async fn load<R: Registry, E: Executor>(
     name: &str,
 ) -> Result<PulledBase, BuildError> {
     let ctx = req
+        .buildx
         .named_contexts
         .get(name)
         .ok_or_else(|| BuildError::Usage(format!("no --build-context named {name:?}")))?;

@@ -32,7 +32,7 @@ pub(super) async fn gather<R: Registry, E: Executor, U: Upstream>(
     let mut out = Vec::new();
     match &step.kind {
         StepKind::Run { mounts, .. } => {
-            let settings = &scope.sh.req.run_settings;
+            let settings = &scope.sh.req.buildx.run_settings;
             if !settings.is_default() {
                 out.push(SourceInput::RunSettings {
                     extra_hosts: settings.extra_hosts.clone(),
@@ -47,6 +47,12 @@ pub(super) async fn gather<R: Registry, E: Executor, U: Upstream>(
                     out.push(SourceInput::Secret {
                         id: id.clone(),
                         given: scope.sh.req.secrets.contains_key(id),
+                    });
+                }
+                if let RunMount::Ssh { id, .. } = m {
+                    out.push(SourceInput::Ssh {
+                        id: id.clone(),
+                        given: scope.sh.req.buildx.ssh.contains_key(id),
                     });
                 }
                 if let RunMount::Bind { from, source, .. } = m {

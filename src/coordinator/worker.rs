@@ -56,8 +56,7 @@ pub async fn build_job<R: Registry, E: Executor>(
             ..CacheOptions::default()
         },
         entitlements: job.entitlements.clone(),
-        run_settings: Default::default(),
-        named_contexts: BTreeMap::new(),
+        buildx: Default::default(),
     };
     let graph = plan::select_graph(
         &df,

@@ -83,6 +83,14 @@ pub enum Mount {
         /// Size limit in bytes; `None` is the kernel default.
         size: Option<u64>,
     },
+    /// A host socket (an SSH agent's, `RUN --mount=type=ssh`), bound onto a file mount point;
+    /// the socket itself is never copied, and the mount point is removed afterwards.
+    Socket {
+        /// The socket on the host.
+        source: PathBuf,
+        /// Absolute path in the root filesystem.
+        target: String,
+    },
     /// A read-only file held in memory (a secret, a heredoc script), placed on a private tmpfs.
     File {
         /// Absolute path in the root filesystem.

@@ -453,7 +453,6 @@ fn refused_buildx_flags_exit_2_naming_the_flag() {
         &["--call", "targets"],
         &["--allow", "device"],
         &["--progress", "rawjson"],
-        &["--ssh", "default"],
     ] {
         let mut args = vec!["build"];
         args.extend_from_slice(flags);
@@ -462,4 +461,155 @@ fn refused_buildx_flags_exit_2_naming_the_flag() {
         r.assert_code(2);
         assert!(r.stderr.contains(flags[0]), "{flags:?}: {}", r.stderr);
     }
+}
+
+/// An `ssh-agent -D` of the test's own on `sock`, killed (by its pid) when dropped.
+struct Agent(std::process::Child);
+
+impl Agent {
+    fn start(sock: &Path) -> Agent {
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(sock)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client, scripts/lib.sh)");
+        let agent = Agent(child);
+        // The agent creates the socket before it serves; wait for it (bounded, not timed).
+        for _ in 0..500 {
+            if sock.exists() {
+                return agent;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("ssh-agent did not create {}", sock.display());
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ssh_agent_is_forwarded_into_run_steps_and_stored_nowhere() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let dir = ctx.context("ssh", &[]);
+    // A static client per platform that lists the agent's identities (busybox has no ssh-add).
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ssh/list-identities.c");
+    for (arch, cc) in [("amd64", "gcc"), ("arm64", "aarch64-linux-gnu-gcc")] {
+        let o = Command::new(cc)
+            .args(["-static", "-O1", "-o"])
+            .arg(dir.join(format!("lister-{arch}")))
+            .arg(&source)
+            .output()
+            .expect("gcc (scripts/lib.sh installs gcc and gcc-aarch64-linux-gnu)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let sock = ctx.dir.path().join("agent.sock");
+    let _agent = Agent::start(&sock);
+    let key = ctx.dir.path().join("id_ed25519");
+    let comment = format!("polyarch-ssh-test-{}", std::process::id());
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let df = format!(
+        "FROM {}\nARG TARGETARCH\n\
+         RUN --mount=type=ssh --mount=type=bind,source=lister-$TARGETARCH,target=/lister \
+             /lister > /identities && echo \"$SSH_AUTH_SOCK\" > /sock\n\
+         RUN --mount=type=ssh,id=other,target=/tmp/agent.sock,required \
+             --mount=type=bind,source=lister-$TARGETARCH,target=/lister \
+             SSH_AUTH_SOCK=/tmp/agent.sock /lister > /other\n\
+         RUN --mount=type=ssh,id=absent test ! -e /run/buildkit/ssh_agent.0 && echo skipped > /absent\n",
+        ctx.base
+    );
+    std::fs::write(dir.join("Dockerfile"), &df).unwrap();
+    let out = ctx.dir.path().join("out-ssh");
+    let spec = format!("type=oci,dest={}", out.display());
+    let other = format!("other={}", sock.display());
+    let build = |ssh: &[&str]| {
+        let mut c = ctx.command();
+        c.args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "example/ssh:v1",
+        ]);
+        c.args(["-o", &spec]);
+        for s in ssh {
+            c.args(["--ssh", s]);
+        }
+        c.arg(&dir);
+        c.env("SSH_AUTH_SOCK", &sock);
+        let _shared = binfmt_shared();
+        crate::harness::run(c)
+    };
+    let r = build(&["default", &other]);
+    r.assert_code(0);
+    for arch in ["amd64", "arm64"] {
+        let files = image_files(&out, "v1", arch);
+        let listed = format!("{comment}\n1 identities\n");
+        assert_eq!(text(&files, "identities"), listed, "{arch}");
+        assert_eq!(text(&files, "other"), listed, "{arch}");
+        assert_eq!(
+            text(&files, "sock"),
+            "/run/buildkit/ssh_agent.0\n",
+            "{arch}"
+        );
+        assert_eq!(text(&files, "absent"), "skipped\n", "{arch}");
+        assert!(
+            !files
+                .keys()
+                .any(|k| k.starts_with("run/buildkit") || k.starts_with("tmp/agent.sock")),
+            "{arch}: an agent mount point reached a layer: {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+    }
+    // The socket's host path is in no blob (layers, configs, manifests).
+    let needle = sock.display().to_string();
+    for e in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        let raw = std::fs::read(e.unwrap().path()).unwrap();
+        let mut plain = Vec::new();
+        if raw.starts_with(&[0x1f, 0x8b]) {
+            use std::io::Read;
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+        } else {
+            plain = raw;
+        }
+        assert!(
+            !plain.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the agent socket's path is in a blob"
+        );
+    }
+
+    // A required agent that was not given: exit 2 naming it; a key file is not an agent.
+    let r = build(&["default"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("ssh agent \"other\" is required"),
+        "{}",
+        r.stderr
+    );
+    let keyspec = format!("default={}", key.display());
+    let r = build(&[&keyspec]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("is not an agent socket"), "{}", r.stderr);
 }

@@ -174,6 +174,11 @@ pub struct BuildxArgs {
     /// Shorthand for `--call check`.
     #[arg(long)]
     pub check: bool,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` or `ID` ($SSH_AUTH_SOCK), or
+    /// `ID=SOCKET`; the socket is bound into the steps that mount it, never stored.
+    /// Repeatable.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
 }
 
 /// `--node-policy` values.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::flags::{BuildArgs, BuildxArgs};
 use crate::cli::{usage, UsageError};
-use crate::coordinator::NamedContext;
+use crate::coordinator::{BuildxInputs, NamedContext};
 use crate::executor::{RunSettings, Ulimit};
 
 /// The context and Dockerfile a build uses once `-` is read: the paths given, or files in a
@@ -109,8 +109,17 @@ fn tar_media_type(bytes: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// Named contexts, SSH agents and `RUN` settings from buildx's flags.
+pub(super) fn buildx_inputs(args: &BuildxArgs) -> Result<BuildxInputs, UsageError> {
+    Ok(BuildxInputs {
+        run_settings: run_settings(args)?,
+        named_contexts: named_contexts(&args.build_contexts)?,
+        ssh: ssh_agents(&args.ssh)?,
+    })
+}
+
 /// `--add-host`, `--shm-size` and `--ulimit` as the [`RunSettings`] of every `RUN`.
-pub(super) fn run_settings(args: &BuildxArgs) -> Result<RunSettings, UsageError> {
+fn run_settings(args: &BuildxArgs) -> Result<RunSettings, UsageError> {
     let mut settings = RunSettings::default();
     for h in &args.add_hosts {
         settings.extra_hosts.push(parse_add_host(h)?);
@@ -131,9 +140,7 @@ pub(super) fn run_settings(args: &BuildxArgs) -> Result<RunSettings, UsageError>
 
 /// `--build-context NAME=SOURCE` values ([`NamedContext::parse`]); a name given twice is an
 /// error.
-pub(super) fn named_contexts(
-    specs: &[String],
-) -> Result<BTreeMap<String, NamedContext>, UsageError> {
+fn named_contexts(specs: &[String]) -> Result<BTreeMap<String, NamedContext>, UsageError> {
     let mut out = BTreeMap::new();
     for spec in specs {
         let (name, value) = spec
@@ -144,6 +151,50 @@ pub(super) fn named_contexts(
             .map_err(|e| usage("--build-context", format!("{name}: {e}")))?;
         if out.insert(name.to_string(), ctx).is_some() {
             return Err(usage("--build-context", format!("{name} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// `--ssh` values (buildx `ParseSSH`): `ID` alone is the agent of `$SSH_AUTH_SOCK`, `ID=PATH`
+/// the agent listening on the socket PATH. buildx also takes private key files (it runs an
+/// agent of its own for them): refused here, naming the fix.
+fn ssh_agents(specs: &[String]) -> Result<BTreeMap<String, PathBuf>, UsageError> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (id, path) = match spec.split_once('=') {
+            Some((id, p)) => (id, PathBuf::from(p)),
+            None => {
+                let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
+                    usage(
+                        "--ssh",
+                        format!("{spec}: SSH_AUTH_SOCK is not set (start ssh-agent, or give {spec}=SOCKET)"),
+                    )
+                })?;
+                (spec.as_str(), PathBuf::from(sock))
+            }
+        };
+        if id.is_empty() || path.as_os_str().is_empty() || path.to_string_lossy().contains(',') {
+            return Err(usage(
+                "--ssh",
+                format!("{spec:?}: expected ID or ID=SOCKET (one agent socket; key files are not loaded)"),
+            ));
+        }
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| usage("--ssh", format!("{id}: {}: {e}", path.display())))?;
+        if !meta.file_type().is_socket() {
+            return Err(usage(
+                "--ssh",
+                format!(
+                    "{id}: {} is not an agent socket (key files are not loaded: add the key to \
+                     ssh-agent with ssh-add and give its socket)",
+                    path.display()
+                ),
+            ));
+        }
+        if out.insert(id.to_string(), path).is_some() {
+            return Err(usage("--ssh", format!("{id} is given twice")));
         }
     }
     Ok(out)

@@ -172,8 +172,7 @@ pub(super) fn resolve_at(
         smoke_test: args.smoke_test.clone(),
         cache,
         entitlements: args.allow.clone(),
-        run_settings: super::inputs::run_settings(&args.buildx)?,
-        named_contexts: super::inputs::named_contexts(&args.buildx.build_contexts)?,
+        buildx: super::inputs::buildx_inputs(&args.buildx)?,
     })
 }
 

@@ -153,9 +153,9 @@ impl<'a> Dispatch<'a> {
     ) -> Result<PlatformImage, BuildError> {
         let pname = platform.to_string();
         // The job carries neither (a node would build something else): refused, not dropped.
-        if !sh.req.named_contexts.is_empty() || !sh.req.run_settings.is_default() {
+        if !sh.req.buildx.is_empty() {
             return Err(BuildError::Usage(format!(
-                "{pname} was placed on node {name}, but --build-context, --add-host, \
+                "{pname} was placed on node {name}, but --build-context, --ssh, --add-host, \
                  --shm-size and --ulimit are not sent to build nodes: build with \
                  --node-policy local-only"
             )));

@@ -59,8 +59,7 @@ fn world(platforms: &[&str]) -> World {
         binfmt_dir: dir.path().join("no-binfmt"),
         smoke_test: None,
         cache: Default::default(),
-        run_settings: Default::default(),
-        named_contexts: BTreeMap::new(),
+        buildx: Default::default(),
     };
     let deps = Deps {
         registry: FakeRegistry::new(),
