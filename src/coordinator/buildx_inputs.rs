@@ -1,5 +1,6 @@
 //! What `docker buildx build` flags give a build beyond the Dockerfile and the context:
-//! named build contexts, SSH agents, and the settings of every `RUN` ([`BuildxInputs`]).
+//! named build contexts, SSH agents, the settings of every `RUN`, and whether the target
+//! platform was implicit ([`BuildxInputs`]).
 //!
 //! Level 3 (coordinator): plain data the command line fills in; read by the stage, step and
 //! step-key code. No I/O.
@@ -20,6 +21,9 @@ pub struct BuildxInputs {
     /// `--ssh ID=SOCKET`: SSH agent sockets by id, for `RUN --mount=type=ssh`. Bound into the
     /// steps that ask, never stored; only whether an id was given is in the step keys.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// No `--platform` was given (buildx then asks for none: BuildKit's implicit target): the
+    /// image claims the platform its target stage ran as ([`crate::plan::StageGraph::claimed_platform`]).
+    pub implicit_platform: bool,
 }
 
 impl BuildxInputs {

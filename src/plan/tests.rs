@@ -673,7 +673,16 @@ fn run_case(dir: &Path) -> Result<serde_json::Value, DockerfileError> {
             "plan": plan,
         }));
     }
-    Ok(serde_json::json!({ "stages": out, "warnings": graph.warnings }))
+    let mut result = serde_json::json!({ "stages": out, "warnings": graph.warnings });
+    // `claims` (implicit or explicit): the platform the image claims, with or without an
+    // explicit --platform (see StageGraph::claimed_platform).
+    if let Some(mode) = read("claims") {
+        let implicit = mode.trim() == "implicit";
+        result["claims"] = serde_json::json!(graph
+            .claimed_platform(&r.target_platform, implicit)
+            .to_string());
+    }
+    Ok(result)
 }
 
 /// Compares with (or, with UPDATE_GOLDEN=1, rewrites) the expected file.

@@ -613,3 +613,120 @@ fn ssh_agent_is_forwarded_into_run_steps_and_stored_nowhere() {
     r.assert_code(2);
     assert!(r.stderr.contains("is not an agent socket"), "{}", r.stderr);
 }
+
+// Issue 14 item 7 (BuildKit `dockerfile2llb/convert.go`, implicit target): without --platform
+// the image claims the platform its target stage ran as; with --platform, the one asked for.
+#[test]
+fn a_target_stage_from_another_platform_claims_it_only_without_platform() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!(
+        "FROM --platform=linux/arm64 {}\nRUN uname -m > /arch\n",
+        ctx.base
+    );
+    let dir = ctx.context("implicit", &[("Dockerfile", &df)]);
+    for (flags, claims) in [
+        (&[][..], "arm64"),
+        (&["--platform", "linux/amd64"][..], "amd64"),
+    ] {
+        let out = ctx.dir.path().join(format!("out-implicit-{claims}"));
+        let spec = format!("type=oci,dest={}", out.display());
+        let mut args = vec!["build", "-t", "example/implicit:v1", "-o", &spec];
+        args.extend_from_slice(flags);
+        args.push(dir.to_str().unwrap());
+        ctx.run(&args, &[]).assert_code(0);
+        let idx = layout_index(&out, "v1");
+        assert_eq!(idx.manifests.len(), 1);
+        let p = idx.manifests[0].platform.as_ref().unwrap();
+        assert_eq!(p.architecture.to_string(), claims, "{flags:?}");
+        // The files are arm64's either way (the stage ran as arm64).
+        let files = image_files(&out, "v1", claims);
+        assert_eq!(text(&files, "arch"), "aarch64\n", "{flags:?}");
+        // The config says the same as the index (skopeo reads it from the layout).
+        let o = Command::new("skopeo")
+            .args(["inspect", "--config", "--override-arch", claims])
+            .arg(format!("oci:{}:v1", out.display()))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(config["architecture"], claims, "{flags:?}");
+    }
+}
+
+/// A RUN line failing (exit 1) when one of `PATH=UID:GID` pairs has other owners.
+fn owners_check(pairs: &str) -> String {
+    format!(
+        "RUN for pe in {pairs}; do p=${{pe%%=*}}; e=${{pe#*=}}; a=$(stat -c %u:%g $p); \
+         [ \"$a\" = \"$e\" ] || {{ echo \"$p: expected $e, got $a\"; exit 1; }}; done\n"
+    )
+}
+
+// Issue 14 item 7, from BuildKit's dockerfile_copy_test.go: `testCopyChownExistingDir` (a copied
+// directory's missing destination is created as root or the --chown user; what is inside keeps
+// its owners; an existing destination keeps its own), `testEmptyDestDir`,
+// `testCopyLinkEmptyDestDir`, `testCopyLinkDotDestDir`, `testPreserveDestDirSlash` and
+// `testEmptyWildcard`. Each check fails the build when polyarch differs.
+#[test]
+fn copy_destinations_and_owners_as_buildkit() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let base = &ctx.base;
+    let mut df = format!(
+        "FROM {base} AS source\n\
+         RUN touch /file && chown 100:200 /file && mkdir -p /dir/subdir && touch /dir/subdir/nestedfile \
+             && chown 100:200 /dir && chown 101:201 /dir/subdir && chown 102:202 /dir/subdir/nestedfile\n\
+         FROM {base} AS test_base\n\
+         RUN mkdir -p /existingdir/existingsubdir && touch /existingdir/existingfile \
+             && chown 500:600 /existingdir && chown 501:601 /existingdir/existingsubdir \
+             && chown 501:601 /existingdir/existingfile\n\
+         FROM test_base AS copy_from\n\
+         COPY --from=source /file .\n\
+         COPY --from=source /dir /dir\n\
+         COPY --from=source /dir/. /existingdir\n"
+    );
+    df.push_str(&owners_check(
+        "/file=100:200 /dir=0:0 /dir/subdir=101:201 /dir/subdir/nestedfile=102:202 \
+         /existingdir=500:600 /existingdir/existingsubdir=501:601 /existingdir/existingfile=501:601 \
+         /existingdir/subdir=101:201 /existingdir/subdir/nestedfile=102:202",
+    ));
+    df.push_str(
+        "FROM test_base AS copy_from_chowned\n\
+         COPY --from=source --chown=300:400 /file .\n\
+         COPY --from=source --chown=300:400 /dir /dir\n\
+         COPY --from=source --chown=300:400 /dir/. /existingdir\n",
+    );
+    df.push_str(&owners_check(
+        "/file=300:400 /dir=300:400 /dir/subdir=300:400 /dir/subdir/nestedfile=300:400 \
+         /existingdir=500:600 /existingdir/existingsubdir=501:601 /existingdir/existingfile=501:601 \
+         /existingdir/subdir=300:400 /existingdir/subdir/nestedfile=300:400",
+    ));
+    df.push_str(&format!(
+        "FROM {base} AS dests\n\
+         ENV empty=\"\"\n\
+         COPY testfile $empty\n\
+         RUN [ \"$(cat /testfile)\" = contents0 ]\n\
+         COPY testfile /sample/\n\
+         RUN [ \"$(cat /sample/testfile)\" = contents0 ]\n\
+         WORKDIR /var/www\n\
+         COPY --link testfile .\n\
+         RUN [ \"$(cat /var/www/testfile)\" = contents0 ]\n\
+         WORKDIR /var/www2\n\
+         COPY --link testfile $empty\n\
+         RUN [ \"$(cat /var/www2/testfile)\" = contents0 ]\n\
+         COPY testfile nomatch* /wild/\n\
+         RUN [ \"$(cat /wild/testfile)\" = contents0 ]\n"
+    ));
+    let dir = ctx.context("copy-bk", &[("Dockerfile", &df), ("testfile", "contents0")]);
+    for target in ["copy_from", "copy_from_chowned", "dests"] {
+        let (r, _) = build_amd64(
+            &ctx,
+            &format!("copy-bk-{target}"),
+            &["--target", target, dir.to_str().unwrap()],
+            b"",
+        );
+        r.assert_code(0);
+    }
+}

@@ -109,12 +109,17 @@ fn tar_media_type(bytes: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Named contexts, SSH agents and `RUN` settings from buildx's flags.
-pub(super) fn buildx_inputs(args: &BuildxArgs) -> Result<BuildxInputs, UsageError> {
+/// Named contexts, SSH agents and `RUN` settings from buildx's flags; `implicit_platform`:
+/// no `--platform` was given.
+pub(super) fn buildx_inputs(
+    args: &BuildxArgs,
+    implicit_platform: bool,
+) -> Result<BuildxInputs, UsageError> {
     Ok(BuildxInputs {
         run_settings: run_settings(args)?,
         named_contexts: named_contexts(&args.build_contexts)?,
         ssh: ssh_agents(&args.ssh)?,
+        implicit_platform,
     })
 }
 

@@ -135,7 +135,8 @@ fn chown_ids(
 
 /// `COPY --from`: the entries of `src.sources`, resolved inside the source stage as it would see
 /// them (its layers mounted read-only), with its owners kept (BuildKit copies from a stage
-/// without resetting them) and mtimes clamped to `src.max_mtime`.
+/// without resetting them; a copied directory's own destination excepted) and mtimes clamped
+/// to `src.max_mtime`.
 fn from_layers(src: &LayerSource, temps: &mut TempMounts) -> Result<Vec<CopyEntry>, ExecError> {
     let view = temps.layers(&src.lowerdirs, false)?;
     let tree =
@@ -151,8 +152,16 @@ fn from_layers(src: &LayerSource, temps: &mut TempMounts) -> Result<Vec<CopyEntr
         .map_err(|source| ExecError::CopySource {
             source: Box::new(source),
         })?;
+    let dest = crate::context::clean_path(&format!("/{}", src.dest));
     for e in &mut found {
-        if let Ok(md) = std::fs::symlink_metadata(&e.src) {
+        // A source directory's contents go into the destination, which BuildKit creates as
+        // root (or the --chown user) when it is missing: only what is inside keeps its owner
+        // (buildkit dockerfile_copy_test.go `testCopyChownExistingDir`).
+        let dest_itself = e.kind == crate::context::EntryKind::Dir && e.dest == dest;
+        if let Some(md) = std::fs::symlink_metadata(&e.src)
+            .ok()
+            .filter(|_| !dest_itself)
+        {
             use std::os::unix::fs::MetadataExt;
             e.owner = Some((md.uid(), md.gid()));
         }
