@@ -666,8 +666,9 @@ fn owners_check(pairs: &str) -> String {
 // Issue 14 item 7, from BuildKit's dockerfile_copy_test.go: `testCopyChownExistingDir` (a copied
 // directory's missing destination is created as root or the --chown user; what is inside keeps
 // its owners; an existing destination keeps its own), `testEmptyDestDir`,
-// `testCopyLinkEmptyDestDir`, `testCopyLinkDotDestDir`, `testPreserveDestDirSlash` and
-// `testEmptyWildcard`. Each check fails the build when polyarch differs.
+// `testCopyLinkEmptyDestDir`, `testCopyLinkDotDestDir`, `testPreserveDestDirSlash`,
+// `testEmptyWildcard`, and the ones named below. Each check fails the build when polyarch
+// differs.
 #[test]
 fn copy_destinations_and_owners_as_buildkit() {
     let Some(ctx) = TestContext::new() else {
@@ -719,8 +720,69 @@ fn copy_destinations_and_owners_as_buildkit() {
          COPY testfile nomatch* /wild/\n\
          RUN [ \"$(cat /wild/testfile)\" = contents0 ]\n"
     ));
-    let dir = ctx.context("copy-bk", &[("Dockerfile", &df), ("testfile", "contents0")]);
-    for target in ["copy_from", "copy_from_chowned", "dests"] {
+    // `testCopyWildcards`, `testCopyOverrideFiles` (the same COPY twice: one layer twice in the
+    // stack), `testCopyRelative`, `testCopyChmod` (missing parents take the --chmod bits).
+    df.push_str(&format!(
+        "FROM {base} AS wild\n\
+         COPY *.go /gofiles/\n\
+         COPY f*.go foo2.go\n\
+         COPY sub/* /subdest/\n\
+         COPY sub/*/dir2/foo /subdest2/\n\
+         COPY sub/*/dir2/foo /subdest3/bar\n\
+         COPY . all/\n\
+         COPY sub/dir1/ subdest4\n\
+         COPY sub/dir1/. subdest5\n\
+         COPY sub/dir1 subdest6\n\
+         COPY sub sub\n\
+         COPY sub sub\n\
+         COPY files/foo.go dest/foo.go\n\
+         COPY files/foo.go dest/foo.go\n\
+         COPY files dest\n\
+         RUN for f in /gofiles/foo.go /gofiles/bar.go /foo2.go /subdest/dir2/foo /subdest2/foo \
+             /subdest3/bar /all/foo.go /subdest4/dir2/foo /subdest5/dir2/foo /subdest6/dir2/foo \
+             /sub/dir1/dir2/foo /dest/foo.go; do [ -f $f ] || {{ echo missing $f; exit 1; }}; done\n\
+         FROM {base} AS rel\n\
+         WORKDIR /test1\n\
+         WORKDIR test2\n\
+         COPY testfile ./\n\
+         ADD testfile ./bar/baz\n\
+         COPY testfile ./bar/baz2\n\
+         WORKDIR ..\n\
+         COPY testfile ./\n\
+         COPY testfile /test3/\n\
+         WORKDIR /test5/test6\n\
+         COPY testfile ../\n\
+         RUN for f in /test1/test2/testfile /test1/test2/bar/baz /test1/test2/bar/baz2 \
+             /test1/testfile /test3/testfile /test5/testfile; do [ -f $f ] || {{ echo missing $f; exit 1; }}; done\n\
+         FROM {base} AS chmod\n\
+         COPY --chmod=0644 testfile /foo\n\
+         COPY --chmod=777 testfile /baz\n\
+         COPY --chmod=0 testfile /foobis\n\
+         COPY --chmod=777 testfile /parent/foo\n\
+         COPY --chmod=770 testfile /parent/sub/foo\n\
+         RUN for pe in /foo=0644 /baz=0777 /foobis=0000 /parent=0777 /parent/sub=0770; do \
+             p=${{pe%%=*}}; e=${{pe#*=}}; a=$(stat -c %04a $p); \
+             [ \"$a\" = \"$e\" ] || {{ echo \"$p: expected $e, got $a\"; exit 1; }}; done\n"
+    ));
+    let dir = ctx.context(
+        "copy-bk",
+        &[
+            ("Dockerfile", &df),
+            ("testfile", "contents0"),
+            ("foo.go", "foo-contents"),
+            ("bar.go", "bar-contents"),
+            ("sub/dir1/dir2/foo", "foo-contents"),
+            ("files/foo.go", "foo.go-contents"),
+        ],
+    );
+    for target in [
+        "copy_from",
+        "copy_from_chowned",
+        "dests",
+        "wild",
+        "rel",
+        "chmod",
+    ] {
         let (r, _) = build_amd64(
             &ctx,
             &format!("copy-bk-{target}"),
