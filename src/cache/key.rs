@@ -81,6 +81,12 @@ pub enum SourceInput {
         /// Whether the build was given it.
         given: bool,
     },
+    /// The build's `--network` for a `RUN` without its own (BuildKit keys on the exec's
+    /// network mode); left out without `--network`.
+    DefaultNetwork {
+        /// `default`, `none` or `host`.
+        network: crate::plan::Network,
+    },
     /// An SSH agent a `RUN` mounts (`type=ssh`): whether it was given (`--ssh`), never the
     /// socket's path or the agent's keys, as for a secret.
     Ssh {

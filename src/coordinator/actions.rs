@@ -57,7 +57,12 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
             network,
             security,
         } => {
-            entitled(scope, step, *network, *security)?;
+            // BuildKit: `--network=default` (and no flag) is the build's network (`--network`).
+            let network = match (network, sh.req.buildx.default_network) {
+                (Network::Default, Some(build_wide)) => build_wide,
+                (own, _) => *own,
+            };
+            entitled(scope, step, network, *security)?;
             let mut run = RunMounts {
                 mounts: Vec::with_capacity(mounts.len()),
                 env: env.clone(),
@@ -73,7 +78,7 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                     cwd: workdir.clone(),
                     user: user.clone(),
                     mounts: run.mounts,
-                    network: network_mode(*network),
+                    network: network_mode(network),
                     netns: None,
                     seccomp: None,
                     insecure: *security == Security::Insecure,

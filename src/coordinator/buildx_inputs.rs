@@ -1,5 +1,6 @@
 //! What `docker buildx build` flags give a build beyond the Dockerfile and the context:
-//! named build contexts, SSH agents, the settings of every `RUN`, and whether the target
+//! named build contexts, SSH agents, the settings and default network of every `RUN`, and
+//! whether the target
 //! platform was implicit ([`BuildxInputs`]).
 //!
 //! Level 3 (coordinator): plain data the command line fills in; read by the stage, step and
@@ -24,11 +25,18 @@ pub struct BuildxInputs {
     /// No `--platform` was given (buildx then asks for none: BuildKit's implicit target): the
     /// image claims the platform its target stage ran as ([`crate::plan::StageGraph::claimed_platform`]).
     pub implicit_platform: bool,
+    /// `--network`: what `RUN` steps without `--network` (or with `--network=default`) get, as
+    /// BuildKit's build-wide network mode; `None` is polyarch's default (a private namespace
+    /// with pasta).
+    pub default_network: Option<crate::plan::Network>,
 }
 
 impl BuildxInputs {
     /// True when nothing here changes the build (build nodes get none of it).
     pub fn is_empty(&self) -> bool {
-        self.run_settings.is_default() && self.named_contexts.is_empty() && self.ssh.is_empty()
+        self.run_settings.is_default()
+            && self.named_contexts.is_empty()
+            && self.ssh.is_empty()
+            && self.default_network.is_none()
     }
 }

@@ -31,7 +31,14 @@ pub(super) async fn gather<R: Registry, E: Executor, U: Upstream>(
 ) -> Result<Vec<SourceInput>, BuildError> {
     let mut out = Vec::new();
     match &step.kind {
-        StepKind::Run { mounts, .. } => {
+        StepKind::Run {
+            mounts, network, ..
+        } => {
+            if let (crate::plan::Network::Default, Some(n)) =
+                (network, scope.sh.req.buildx.default_network)
+            {
+                out.push(SourceInput::DefaultNetwork { network: n });
+            }
             let settings = &scope.sh.req.buildx.run_settings;
             if !settings.is_default() {
                 out.push(SourceInput::RunSettings {

@@ -446,7 +446,6 @@ fn refused_buildx_flags_exit_2_naming_the_flag() {
         &["--cgroup-parent", "x"],
         &["--debug"],
         &["--detach"],
-        &["--network", "host"],
         &["--root", "/tmp/x"],
         &["--server-config", "/tmp/x"],
         &["--call", "outline"],
@@ -791,4 +790,51 @@ fn copy_destinations_and_owners_as_buildkit() {
         );
         r.assert_code(0);
     }
+}
+
+/// The number of network interfaces `/proc/net/dev` lists (after its two header lines).
+fn interfaces(text: &str) -> usize {
+    text.lines().skip(2).count()
+}
+
+#[test]
+fn network_sets_the_default_of_run_steps() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!(
+        "FROM {}\nRUN cat /proc/net/dev > /plain\nRUN --network=default cat /proc/net/dev > /default\n\
+         RUN --network=none cat /proc/net/dev > /none\n",
+        ctx.base
+    );
+    let dir = ctx.context("network", &[("Dockerfile", &df)]);
+    let d = dir.to_str().unwrap();
+    let count = |out: &str, file: &str| {
+        interfaces(&text(&image_files(Path::new(out), "v1", "amd64"), file))
+    };
+    // Without --network: a private namespace with pasta's interface beside loopback.
+    let (r, out) = build_amd64(&ctx, "net-unset", &[d], b"");
+    r.assert_code(0);
+    assert!(count(&out, "plain") >= 2, "no pasta interface");
+    assert_eq!(count(&out, "none"), 1);
+    // --network none: loopback only for the steps without their own mode (the step keys
+    // differ, so they run again).
+    let (r, out) = build_amd64(&ctx, "net-none", &["--network", "none", d], b"");
+    r.assert_code(0);
+    assert_eq!(count(&out, "plain"), 1);
+    assert_eq!(count(&out, "default"), 1);
+    // --network host needs the entitlement; with it the steps see the host's interfaces.
+    let (r, _) = build_amd64(&ctx, "net-host-refused", &["--network", "host", d], b"");
+    r.assert_code(2);
+    assert!(r.stderr.contains("--allow network.host"), "{}", r.stderr);
+    let host = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    let (r, out) = build_amd64(
+        &ctx,
+        "net-host",
+        &["--network", "host", "--allow", "network.host", d],
+        b"",
+    );
+    r.assert_code(0);
+    assert_eq!(count(&out, "plain"), host);
+    assert_eq!(count(&out, "none"), 1);
 }

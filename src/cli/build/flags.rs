@@ -179,6 +179,10 @@ pub struct BuildxArgs {
     /// Repeatable.
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
+    /// The network of RUN steps without `--network` (or with `--network=default`): default
+    /// (a private namespace with outbound access), none, or host (with --allow network.host).
+    #[arg(long, value_name = "MODE", value_parser = ["default", "none", "host"])]
+    pub network: Option<String>,
 }
 
 /// `--node-policy` values.

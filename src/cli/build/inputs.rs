@@ -14,6 +14,7 @@ use super::flags::{BuildArgs, BuildxArgs};
 use crate::cli::{usage, UsageError};
 use crate::coordinator::{BuildxInputs, NamedContext};
 use crate::executor::{RunSettings, Ulimit};
+use crate::plan::{Entitlement, Network};
 
 /// The context and Dockerfile a build uses once `-` is read: the paths given, or files in a
 /// temporary directory that is removed when this is dropped.
@@ -109,17 +110,29 @@ fn tar_media_type(bytes: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Named contexts, SSH agents and `RUN` settings from buildx's flags; `implicit_platform`:
-/// no `--platform` was given.
-pub(super) fn buildx_inputs(
-    args: &BuildxArgs,
-    implicit_platform: bool,
-) -> Result<BuildxInputs, UsageError> {
+/// Named contexts, SSH agents, `RUN` settings and network from buildx's flags, and whether
+/// the target platform is implicit (no `--platform`). `--network host` needs
+/// `--allow network.host`.
+pub(super) fn buildx_inputs(all: &BuildArgs) -> Result<BuildxInputs, UsageError> {
+    let args = &all.buildx;
+    let default_network = match args.network.as_deref() {
+        None => None,
+        Some("none") => Some(Network::None),
+        Some("host") if !all.allow.contains(&Entitlement::NetworkHost) => {
+            return Err(usage(
+                "--network",
+                "host needs --allow network.host (steps would reach the host's network)",
+            ))
+        }
+        Some("host") => Some(Network::Host),
+        Some(_) => Some(Network::Default),
+    };
     Ok(BuildxInputs {
         run_settings: run_settings(args)?,
         named_contexts: named_contexts(&args.build_contexts)?,
         ssh: ssh_agents(&args.ssh)?,
-        implicit_platform,
+        implicit_platform: all.platforms.is_empty(),
+        default_network,
     })
 }
 

@@ -172,7 +172,7 @@ pub(super) fn resolve_at(
         smoke_test: args.smoke_test.clone(),
         cache,
         entitlements: args.allow.clone(),
-        buildx: super::inputs::buildx_inputs(&args.buildx, args.platforms.is_empty())?,
+        buildx: super::inputs::buildx_inputs(args)?,
     })
 }
 

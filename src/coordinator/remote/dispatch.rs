@@ -155,7 +155,7 @@ impl<'a> Dispatch<'a> {
         // The job carries neither (a node would build something else): refused, not dropped.
         if !sh.req.buildx.is_empty() {
             return Err(BuildError::Usage(format!(
-                "{pname} was placed on node {name}, but --build-context, --ssh, --add-host, \
+                "{pname} was placed on node {name}, but --build-context, --ssh, --network, --add-host, \
                  --shm-size and --ulimit are not sent to build nodes: build with \
                  --node-policy local-only"
             )));
