@@ -142,6 +142,24 @@ ensure_build() {
   POLYARCH="$REPO/target/$profile/polyarch"
 }
 
+# A busybox root filesystem at $2 from the busybox binary $1: the usual directories, applet links
+# (relative, so that nothing in a build context points at the host's files; the list is the
+# amd64 build's, run here natively), root and nobody in /etc/passwd and /etc/group.
+busybox_root() {
+  local bin=$1 root=$2 applet up
+  mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,dev,sys,tmp,root,var}
+  chmod 1777 "$root/tmp"; chmod 700 "$root/root"
+  cp "$bin" "$root/bin/busybox"
+  while read -r applet; do
+    [ "$applet" = bin/busybox ] && continue
+    up=$(dirname "$applet" | sed 's|[^/]*|..|g')
+    mkdir -p "$root/$(dirname "$applet")"
+    ln -sfn "$up/bin/busybox" "$root/$applet"
+  done < <("$STATE/debs/amd64/bin/busybox" --list-full)
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+}
+
 # The multi-platform busybox base image, built with polyarch itself (FROM scratch + COPY). An
 # existing tag is reused only if it offers every platform of $BASE_ARCHES.
 ensure_base_image() {
@@ -153,29 +171,113 @@ ensure_base_image() {
     [ ${#missing[@]} -eq 0 ] && return 0
     log "$BASE_IMAGE lacks ${missing[*]}: rebuilding it"
   fi
-  local ctx="$STATE/base-busybox" platforms=() applet
+  local ctx="$STATE/base-busybox" platforms=()
   rm -rf "$ctx" && mkdir -p "$ctx/rootfs"
   for arch in $BASE_ARCHES; do
     # The Dockerfile copies rootfs/${TARGETARCH}/: one directory per OCI architecture.
-    local root; root="$ctx/rootfs/$(debian_goarch "$arch")"
-    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,dev,sys,tmp,root,var}
-    chmod 1777 "$root/tmp"; chmod 700 "$root/root"
-    cp "$STATE/debs/$arch/bin/busybox" "$root/bin/busybox"
-    # Applet links are relative so that nothing in the context points at the host's files.
-    while read -r applet; do
-      [ "$applet" = bin/busybox ] && continue
-      local up; up=$(dirname "$applet" | sed 's|[^/]*|..|g')
-      mkdir -p "$root/$(dirname "$applet")"
-      ln -sfn "$up/bin/busybox" "$root/$applet"
-    done < <("$STATE/debs/amd64/bin/busybox" --list-full)
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+    busybox_root "$STATE/debs/$arch/bin/busybox" "$ctx/rootfs/$(debian_goarch "$arch")"
     platforms+=("$(debian_platform "$arch")")
   done
   log "building $BASE_IMAGE for ${platforms[*]}"
   local IFS=,
   SOURCE_DATE_EPOCH=0 "$POLYARCH" build --progress plain -f "$REPO/manifests/base/busybox/Dockerfile" \
     --platform "${platforms[*]}" -t "$BASE_IMAGE" --push "$ctx"
+}
+
+# --- The ten-platform base (issue 16) ------------------------------------------------------
+# Docker's official busybox image publishes ten platforms; this base offers the same ten, each
+# from Debian's busybox-static: bookworm's for nine and trixie's for riscv64 (bookworm has no
+# riscv64 port). `Debian architecture:platform`. linux/arm/v5 and linux/arm/v6 both get armel
+# (ARMv5TE code, which an ARMv6 board runs): Debian has no ARMv6 build, and its armhf needs ARMv7
+# (Thumb-2, VFPv3-D16), so armel is the one Debian binary that runs on an ARMv6 board.
+TEN_BASE_IMAGE=${POLYARCH_DEV_TEN_BASE:-$REGISTRY/library/busybox-ten:1}
+TEN_PLATFORMS=(amd64:linux/amd64 armel:linux/arm/v5 armel:linux/arm/v6 armhf:linux/arm/v7
+  arm64:linux/arm64/v8 i386:linux/386 mips64el:linux/mips64le ppc64el:linux/ppc64le
+  riscv64:linux/riscv64 s390x:linux/s390x)
+
+# apt-get with a state of its own under $STATE/apt/<suite>-<arch> and a one-line sources list
+# for that suite and architecture only: the machine's apt sources, dpkg architectures and
+# indexes stay as they were, and only that architecture's index is fetched (a few seconds).
+# $1 suite, $2 Debian architecture, then apt-get's arguments.
+private_apt() {
+  local suite=$1 arch=$2; shift 2
+  local d="$STATE/apt/$suite-$arch"
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+  [ -e "$d/status" ] || : > "$d/status"
+  echo "deb [arch=$arch signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) $suite main" > "$d/sources.list"
+  apt-get -q -o Dir::Etc::SourceList="$d/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+    -o Dir::State::Lists="$d/lists" -o Dir::State::status="$d/status" -o Dir::Cache="$d/cache" \
+    -o APT::Architecture="$arch" -o APT::Architectures::="$arch" -o Acquire::Languages=none \
+    -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false \
+    -o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false \
+    -o Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false "$@"
+}
+
+# busybox-static for Debian architecture $1 from suite $2 through private_apt, unpacked under
+# $STATE/debs/<arch> (skipped when there).
+ensure_private_busybox_deb() {
+  local arch=$1 suite=$2 i dl
+  [ -x "$STATE/debs/$arch/bin/busybox" ] && return 0
+  log "fetching busybox-static:$arch from $suite (private apt state)"
+  for i in 1 2 3; do
+    private_apt "$suite" "$arch" update >/dev/null 2>&1 && break
+    [ "$i" = 3 ] && die "apt-get update for $suite/$arch kept failing (is $(debian_mirror) reachable?)" 4
+    # A Debian 12 installed before 12.5 has a keyring without trixie's keys (added in
+    # debian-archive-keyring 2023.3+deb12u1): bring it up to date once.
+    if [ "$i" = 1 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --only-upgrade debian-archive-keyring >/dev/null 2>&1 || true
+    fi
+    sleep $((i * 3))
+  done
+  dl=$(mktemp -d)
+  (cd "$dl" && private_apt "$suite" "$arch" download "busybox-static:$arch" >/dev/null 2>&1) \
+    || die "busybox-static:$arch not found in $suite" 4
+  rm -rf "$STATE/debs/$arch.tmp" && mkdir -p "$STATE/debs/$arch.tmp"
+  dpkg -x "$dl"/busybox-static_*.deb "$STATE/debs/$arch.tmp"
+  # trixie ships it as /usr/bin/busybox (merged /usr); keep the bin/busybox layout of bookworm.
+  if [ ! -e "$STATE/debs/$arch.tmp/bin/busybox" ] && [ -x "$STATE/debs/$arch.tmp/usr/bin/busybox" ]; then
+    mkdir -p "$STATE/debs/$arch.tmp/bin"
+    mv "$STATE/debs/$arch.tmp/usr/bin/busybox" "$STATE/debs/$arch.tmp/bin/busybox"
+  fi
+  rm -rf "$dl" "$STATE/debs/$arch" && mv "$STATE/debs/$arch.tmp" "$STATE/debs/$arch"
+}
+
+# The ten-platform base image $TEN_BASE_IMAGE, built with polyarch itself
+# (manifests/base/busybox-ten/Dockerfile), and the qemu handlers its platforms need. An existing
+# tag is reused when it offers all ten (with their variants). Run after setup_all.
+ensure_ten_base_image() {
+  local entry arch platform a v raw dir missing=() ctx="$STATE/base-busybox-ten" platforms=()
+  log "polyarch qemu install for the ten platforms"
+  "$POLYARCH" qemu install linux/arm/v7 linux/arm64/v8 linux/ppc64le linux/s390x \
+    linux/mips64le linux/riscv64 >&2 || die "polyarch qemu install failed" 4
+  raw=$(skopeo inspect --raw --tls-verify=false "docker://$TEN_BASE_IMAGE" 2>/dev/null) || raw=
+  for entry in "${TEN_PLATFORMS[@]}"; do
+    platform=${entry#*:}; a=${platform#linux/}; v=
+    case "$a" in */*) v=${a#*/}; a=${a%%/*} ;; esac
+    if [ -n "$v" ]; then
+      grep -q "\"architecture\":\"$a\",\"os\":\"linux\",\"variant\":\"$v\"" <<<"$raw" || missing+=("$platform")
+    else
+      grep -q "\"architecture\":\"$a\",\"os\":\"linux\"}" <<<"$raw" || missing+=("$platform")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  ensure_private_busybox_deb armel bookworm
+  ensure_private_busybox_deb i386 bookworm
+  ensure_private_busybox_deb mips64el bookworm
+  ensure_private_busybox_deb riscv64 trixie
+  rm -rf "$ctx" && mkdir -p "$ctx/rootfs"
+  for entry in "${TEN_PLATFORMS[@]}"; do
+    arch=${entry%%:*}; platform=${entry#*:}
+    # rootfs/${TARGETARCH}${TARGETVARIANT}: TARGETVARIANT is the normalised variant, empty for
+    # arm64/v8.
+    dir=${platform#linux/}; dir=${dir%/v8}; dir=${dir//\//}
+    busybox_root "$STATE/debs/$arch/bin/busybox" "$ctx/rootfs/$dir"
+    platforms+=("$platform")
+  done
+  log "building $TEN_BASE_IMAGE for ${platforms[*]}"
+  local IFS=,
+  SOURCE_DATE_EPOCH=0 "$POLYARCH" build --progress plain -f "$REPO/manifests/base/busybox-ten/Dockerfile" \
+    --platform "${platforms[*]}" -t "$TEN_BASE_IMAGE" --push "$ctx"
 }
 
 # The machine's configured Debian mirror (the first `deb` URI of its apt sources).

@@ -56,7 +56,7 @@ pub enum QemuAction {
 
 /// Resolves command-line names to handler table rows, in order, without duplicates. `all` is
 /// every row (or every non-native row when `skip_native`). A name is tried as a qemu name
-/// (`aarch64`, `mips64el`), then as a platform or architecture (`arm64`, `linux/arm/v7`,
+/// (`aarch64`, `mips64el`) or a Debian architecture name (`ppc64el`, `armel`), then as a platform or architecture (`arm64`, `linux/arm/v7`,
 /// `armhf`, `loong64`). Errors (exit 2) name the unknown value and list the known names.
 pub fn resolve_handlers(
     targets: &[String],
@@ -83,7 +83,10 @@ pub fn resolve_handlers(
             }
             continue;
         }
-        if let Some(h) = table.iter().find(|h| h.name == t) {
+        if let Some(h) = table
+            .iter()
+            .find(|h| h.name == t || h.debian.iter().any(|d| d == t))
+        {
             push(h);
             continue;
         }
@@ -139,11 +142,11 @@ pub(super) fn run_qemu(global: &GlobalArgs, args: &QemuArgs) -> Result<(), Failu
                 &handlers,
                 &InstallOptions {
                     binfmt_dir,
-                    work_dir: work,
+                    work_dir: work.clone(),
                     force: *force,
                 },
             )?;
-            report_install(&handlers, &outcomes)
+            report_install(&handlers, &outcomes, &work)
         }
         QemuAction::Uninstall { targets } => {
             let handlers = resolve_handlers(targets, false)?;
@@ -170,29 +173,53 @@ pub(super) fn run_qemu(global: &GlobalArgs, args: &QemuArgs) -> Result<(), Failu
     }
 }
 
-/// Prints a line per handler installed (or kept, or failed); fails ([`ExitCode::Host`])
-/// naming each platform that does not run here, with the hints gathered, `--force` first.
-fn report_install(handlers: &[&Handler], outcomes: &[InstallOutcome]) -> Result<(), Failure> {
+/// Prints a line per platform of each handler installed (or kept, or failed), with its CPU
+/// model proven by running its checks under the new registration (see [`emulation::prove_cpu`]);
+/// fails ([`ExitCode::Host`]) naming each platform that does not run here, with the hints
+/// gathered, `--force` first.
+fn report_install(
+    handlers: &[&Handler],
+    outcomes: &[InstallOutcome],
+    work: &Path,
+) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     let mut failed = Vec::new();
     let mut hints: Vec<String> = Vec::new();
     let mut to_force = Vec::new();
+    let mut rows = 0;
     for (h, o) in handlers.iter().zip(outcomes) {
-        let platform = row_platform(h);
-        let _ = writeln!(out, "{}", install_line(&platform, o));
-        if let InstallOutcome::Failed {
-            reason,
-            needs_force,
-            hint,
-        } = o
-        {
-            failed.push(format!("{platform}: {reason}"));
-            if *needs_force {
-                to_force.push(platform.architecture.clone());
+        for platform in h.platforms() {
+            rows += 1;
+            let mut line = install_line(&platform, o);
+            if matches!(
+                o,
+                InstallOutcome::Installed { .. } | InstallOutcome::AlreadyInstalled { .. }
+            ) {
+                if let Some(proof) = emulation::prove_cpu(&platform, h, work, Isolation::Chroot)? {
+                    match proof.problem() {
+                        None => line.push_str(&format!(", cpu {} (proven)", proof.model)),
+                        Some(p) => {
+                            line.push_str(&format!(", cpu {} NOT applied", proof.model));
+                            failed.push(format!("{platform}: {p}"));
+                        }
+                    }
+                }
             }
-            if let Some(h) = hint {
-                if !hints.contains(h) {
-                    hints.push(h.clone());
+            let _ = writeln!(out, "{line}");
+            if let InstallOutcome::Failed {
+                reason,
+                needs_force,
+                hint,
+            } = o
+            {
+                failed.push(format!("{platform}: {reason}"));
+                if *needs_force && !to_force.contains(&platform.architecture) {
+                    to_force.push(platform.architecture.clone());
+                }
+                if let Some(h) = hint {
+                    if !hints.contains(h) {
+                        hints.push(h.clone());
+                    }
                 }
             }
         }
@@ -213,7 +240,7 @@ fn report_install(handlers: &[&Handler], outcomes: &[InstallOutcome]) -> Result<
         message: format!(
             "{} of {} requested platforms do not run here",
             failed.len(),
-            handlers.len()
+            rows
         ),
         causes: failed,
         hint: (!hints.is_empty()).then(|| hints.join("; ")),
@@ -264,6 +291,17 @@ fn runs_word(r: Runs) -> &'static str {
     }
 }
 
+/// The CPU column: the model and whether its checks proved it, `-` for qemu's default model.
+fn cpu_word(a: &ArchStatus) -> String {
+    match (&a.cpu, a.platform.qemu_cpu()) {
+        (Some(c), _) if c.proven() => format!("{} (proven)", c.model),
+        (Some(c), _) => format!("{} (NOT applied)", c.model),
+        (None, Some(m)) if a.runs == Runs::Emulated => format!("{m} (no check)"),
+        (None, Some(m)) if a.runs == Runs::No => format!("{m} (not checked)"),
+        _ => "-".into(),
+    }
+}
+
 /// The human-readable report: one line per platform, then the problems.
 fn status_text(r: &StatusReport) -> String {
     let mut s = format!(
@@ -281,8 +319,8 @@ fn status_text(r: &StatusReport) -> String {
         }
     );
     s.push_str(&format!(
-        "{:<16} {:<9} {:<24} {:<44} {}\n",
-        "PLATFORM", "RUNS", "HANDLER", "INTERPRETER", "FLAGS"
+        "{:<16} {:<9} {:<24} {:<44} {:<5} {}\n",
+        "PLATFORM", "RUNS", "HANDLER", "INTERPRETER", "FLAGS", "CPU"
     ));
     for a in &r.archs {
         let (name, interp, flags) = match &a.entry {
@@ -294,12 +332,13 @@ fn status_text(r: &StatusReport) -> String {
             None => ("-".into(), "-".into(), "-".into()),
         };
         s.push_str(&format!(
-            "{:<16} {:<9} {:<24} {:<44} {}\n",
+            "{:<16} {:<9} {:<24} {:<44} {:<5} {}\n",
             a.platform.to_string(),
             runs_word(a.runs),
             name,
             interp,
-            flags
+            flags,
+            cpu_word(a)
         ));
     }
     let problems: Vec<&ArchStatus> = r.archs.iter().filter(|a| a.problem.is_some()).collect();
@@ -345,6 +384,17 @@ pub(super) fn status_json(r: &StatusReport) -> serde_json::Value {
                     "errno": errno,
                 },
                 "problem": a.problem,
+                "cpu": a.platform.qemu_cpu().filter(|_| a.runs != Runs::Native).map(|m| serde_json::json!({
+                    "model": m,
+                    "proven": a.cpu.as_ref().is_some_and(emulation::CpuProof::proven),
+                    "checks": a.cpu.as_ref().map(|c| c.checks.iter().map(|k| serde_json::json!({
+                        "instruction": k.asm,
+                        "must_run": k.must_run,
+                        "result": k.result.kind(),
+                        "detail": k.result.describe(),
+                        "as_expected": k.as_expected(),
+                    })).collect::<Vec<_>>()),
+                })),
             })
         })
         .collect();
@@ -392,6 +442,12 @@ mod tests {
             names(&["mips64el", "mips64le", "loong64", "loongarch64"], true).unwrap(),
             ["mips64el", "loongarch64"]
         );
+        // Debian's architecture names are names too (issue 16: `ppc64el` was refused while
+        // `mips64el` and `armhf` were accepted).
+        assert_eq!(
+            names(&["ppc64el", "armel", "armhf", "arm64", "s390x"], true).unwrap(),
+            ["ppc64le", "arm", "aarch64", "s390x"]
+        );
         let all = names(&["all"], true).unwrap();
         if Platform::host().architecture == "amd64" {
             assert!(!all.contains(&"x86_64".to_string()) && !all.contains(&"i386".to_string()));
@@ -422,6 +478,7 @@ mod tests {
             archs: vec![ArchStatus {
                 handler: h,
                 platform: row_platform(h),
+                cpu: None,
                 runs: Runs::No,
                 entry: None,
                 probe: ProbeResult::ExecFailed {

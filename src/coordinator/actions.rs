@@ -71,19 +71,23 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
             for m in mounts {
                 run.add(scope, step, m, inputs).await?;
             }
+            let mut spec = RunSpec {
+                argv: argv.clone(),
+                env: run.env,
+                cwd: workdir.clone(),
+                user: user.clone(),
+                mounts: run.mounts,
+                network: network_mode(network),
+                netns: None,
+                seccomp: None,
+                insecure: *security == Security::Insecure,
+                settings: sh.req.buildx.run_settings.clone(),
+                ..RunSpec::default()
+            };
+            // PER_LINUX32 and the qemu CPU model of the stage's platform (issue 16).
+            crate::run::set_platform(&mut spec, scope.platform);
             Ok(Some(Prepared {
-                action: Action::Run(RunSpec {
-                    argv: argv.clone(),
-                    env: run.env,
-                    cwd: workdir.clone(),
-                    user: user.clone(),
-                    mounts: run.mounts,
-                    network: network_mode(network),
-                    netns: None,
-                    seccomp: None,
-                    insecure: *security == Security::Insecure,
-                    settings: sh.req.buildx.run_settings.clone(),
-                }),
+                action: Action::Run(spec),
                 lowerdirs: dirs(scope, layers).await?,
                 leases: run.leases,
                 made: None,

@@ -7,7 +7,7 @@
 //! (the `RUN` path) with its output as progress. Must not push or change the image.
 
 use super::*;
-use crate::run::{image_command, shell_or_exec};
+use crate::run::{image_command, set_platform, shell_or_exec};
 
 /// Runs the build's smoke test, if it has one, in the image made of `config` and `layers`
 /// (base first) for `pname`.
@@ -40,7 +40,8 @@ pub(super) async fn smoke_test<R: Registry, E: Executor>(
         })?;
     }
     let argv = shell_or_exec(command);
-    let run = image_command(config, &argv, true).unwrap_or_default();
+    let mut run = image_command(config, &argv, true).unwrap_or_default();
+    set_platform(&mut run, &config.platform());
     // Layers reused from a cache or a base image are unpacked now if the store lacks them.
     let lowerdirs = super::materialise::dirs(deps, pname, layers).await?;
     let spec = SandboxSpec {

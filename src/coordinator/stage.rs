@@ -260,7 +260,10 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         let runs = if has_run {
             match emulation::classify(&sel.platform, &self.sh.req.binfmt_dir)? {
                 Support::Native => "natively".to_string(),
-                Support::Emulated { handler, .. } => format!("emulated through {handler}"),
+                Support::Emulated { handler, .. } => match sel.platform.qemu_cpu() {
+                    Some(cpu) => format!("emulated through {handler} (cpu {cpu})"),
+                    None => format!("emulated through {handler}"),
+                },
             }
         } else {
             String::new()

@@ -10,6 +10,7 @@
 //!   by [`BinfmtEntry::parse`] and read by [`read_entries`];
 //! - `probe_program.rs`: probe programs built from the machine code in `qemu/probes.toml`
 //!   ([`probe_elf`]), and `probe.rs`: running one through the kernel ([`run_probe`]);
+//! - `cpu.rs`: [`prove_cpu`], the CPU checks that prove a platform's qemu CPU model applies;
 //! - `support.rs`: [`classify`], which decides [`Support`] for one platform by comparing every
 //!   registered entry's magic/mask against that architecture's ELF header, never trusting entry
 //!   names, and [`verify`], which then proves it by running the platform's probe program;
@@ -25,6 +26,7 @@
 //! root filesystem. It must also keep `argv[0]` (`P`), or multi-call programs such as busybox
 //! break.
 
+mod cpu;
 mod entry;
 mod error;
 mod install;
@@ -35,12 +37,13 @@ mod status;
 mod support;
 mod table;
 
+pub use cpu::{prove_cpu, CheckOutcome, CpuProof};
 pub use entry::{read_entries, BinfmtEntry, EntryMatch};
 pub use error::{EmulationError, NoHandlerReason};
 pub use install::{install, uninstall, InstallOptions, InstallOutcome, UninstallOutcome};
 pub use interpreter::{find_interpreter, Interpreter};
-pub use probe::{run_probe, Isolation, ProbeResult, PROBE_TIMEOUT};
-pub use probe_program::{probe_elf, probe_marker};
+pub use probe::{run_probe, run_probe_as, Isolation, ProbeCpu, ProbeResult, PROBE_TIMEOUT};
+pub use probe_program::{cpu_checks, probe_elf, probe_elf_after, probe_marker, CpuCheck};
 pub use status::{status, ArchStatus, Runs, StatusReport};
 pub use support::{classify, native_architectures, verify, Support};
 pub use table::{handler_for, handlers, unescape, Handler};

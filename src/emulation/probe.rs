@@ -19,7 +19,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::error::EmulationError;
-use super::probe_program::{probe_elf, probe_marker};
+use super::probe_program::{probe_elf_after, probe_marker, CpuCheck};
 use super::table::Handler;
 
 /// How a probe is run.
@@ -131,7 +131,28 @@ pub fn run_probe(
     work_dir: &Path,
     isolation: Isolation,
 ) -> Result<ProbeResult, EmulationError> {
-    let Some(elf) = probe_elf(handler) else {
+    run_probe_as(handler, work_dir, isolation, &ProbeCpu::default())
+}
+
+/// The CPU side of a probe run: the qemu CPU model its interpreter gets (`QEMU_CPU` in the
+/// probe's environment, qemu-user's documented variable) and the CPU check whose instruction
+/// runs first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbeCpu<'a> {
+    /// `QEMU_CPU` for the interpreter; `None`: qemu's default model.
+    pub model: Option<&'a str>,
+    /// The check to run in front of the probe.
+    pub check: Option<&'a CpuCheck>,
+}
+
+/// [`run_probe`] with a CPU model and check (see [`ProbeCpu`]).
+pub fn run_probe_as(
+    handler: &Handler,
+    work_dir: &Path,
+    isolation: Isolation,
+    cpu: &ProbeCpu<'_>,
+) -> Result<ProbeResult, EmulationError> {
+    let Some(elf) = probe_elf_after(handler, cpu.check) else {
         return Ok(ProbeResult::NoProbe);
     };
     let (dir, file) = write_probe(handler, &elf, work_dir)?;
@@ -139,7 +160,7 @@ pub fn run_probe(
         Isolation::Host => None,
         Isolation::Chroot => Some(dir.path()),
     };
-    let exec = ExecArgs::new(&file, root).map_err(|e| setup_error(&file, e))?;
+    let exec = ExecArgs::new(&file, root, cpu.model).map_err(|e| setup_error(&file, e))?;
     let mut child = match spawn_probe(&file, exec) {
         Ok(c) => c,
         Err(e) => {
@@ -291,19 +312,24 @@ unsafe impl Send for ExecArgs {}
 unsafe impl Sync for ExecArgs {}
 
 impl ExecArgs {
-    fn new(file: &Path, root: Option<&Path>) -> std::io::Result<ExecArgs> {
+    fn new(file: &Path, root: Option<&Path>, cpu: Option<&str>) -> std::io::Result<ExecArgs> {
         let cstr = |b: &[u8]| CString::new(b).map_err(std::io::Error::other);
         let path = match root {
             Some(_) => cstr(b"/probe")?,
             None => cstr(file.as_os_str().as_bytes())?,
         };
         let root = root.map(|r| cstr(r.as_os_str().as_bytes())).transpose()?;
-        let strings = vec![
+        let mut strings = vec![
             cstr(probe_marker().as_bytes())?,
             cstr(format!("POLYARCH_PROBE_PAD={}", "x".repeat(64)).as_bytes())?,
         ];
+        if let Some(cpu) = cpu {
+            strings.push(cstr(format!("QEMU_CPU={cpu}").as_bytes())?);
+        }
         let argv_ptrs = vec![strings[0].as_ptr(), std::ptr::null()];
-        let envp_ptrs = vec![strings[1].as_ptr(), std::ptr::null()];
+        let mut envp_ptrs: Vec<*const std::ffi::c_char> =
+            strings[1..].iter().map(|s| s.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
         Ok(ExecArgs {
             path,
             root,

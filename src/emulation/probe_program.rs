@@ -24,6 +24,23 @@ const SEGMENT_ALIGN: u64 = 0x1_0000;
 struct ProbeFile {
     marker: String,
     probe: Vec<ProbeDef>,
+    #[serde(default)]
+    cpu_check: Vec<CpuCheck>,
+}
+
+/// One CPU-model check (`[[cpu_check]]` in `qemu/probes.toml`): the handler's probe with one
+/// instruction in front that only some CPU models have. Under a model in `runs_on` the probe
+/// must run as usual; under any other it must die of `SIGILL`, as on a board without it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CpuCheck {
+    /// The handler (binfmt.toml name) whose probe it extends.
+    pub handler: String,
+    /// The instruction, in assembly (documentation; shown in reports).
+    pub asm: String,
+    /// The instruction word, in the ELF's byte order when written.
+    pub word: u32,
+    /// The qemu CPU models (`-cpu`, `QEMU_CPU`) that have it.
+    pub runs_on: Vec<String>,
 }
 
 /// One probe program: its handler, the ELF `e_flags` and the instructions.
@@ -52,6 +69,7 @@ fn probe_file() -> &'static ProbeFile {
         toml::from_str(PROBES_TOML).unwrap_or(ProbeFile {
             marker: String::new(),
             probe: Vec::new(),
+            cpu_check: Vec::new(),
         })
     })
 }
@@ -66,6 +84,48 @@ pub fn probe_marker() -> &'static str {
 /// 0x400000, then the code (ELF gABI "ELF Header", "Program Header"). `None` when
 /// `qemu/probes.toml` has no program for this handler or its data is malformed.
 pub fn probe_elf(handler: &Handler) -> Option<Vec<u8>> {
+    probe_elf_after(handler, None)
+}
+
+/// The probe's code: `check`'s instruction (if any), then the probe's own, in the target's byte
+/// order. `None` when an instruction is malformed.
+fn machine_code(def: &ProbeDef, check: Option<&CpuCheck>, big: bool) -> Option<Vec<u8>> {
+    let word = |w: u32| {
+        if big {
+            w.to_be_bytes()
+        } else {
+            w.to_le_bytes()
+        }
+    };
+    let mut code = Vec::new();
+    if let Some(c) = check {
+        code.extend(word(c.word));
+    }
+    for i in &def.insn {
+        match (i.word, &i.bytes) {
+            (Some(w), None) => code.extend(word(w)),
+            (None, Some(b)) => {
+                for h in b.split_whitespace() {
+                    code.push(u8::from_str_radix(h, 16).ok()?);
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(code)
+}
+
+/// The CPU-model checks of `handler` (`[[cpu_check]]` rows), in file order.
+pub fn cpu_checks(handler: &Handler) -> Vec<&'static CpuCheck> {
+    probe_file()
+        .cpu_check
+        .iter()
+        .filter(|c| c.handler == handler.name)
+        .collect()
+}
+
+/// [`probe_elf`] with `check`'s instruction executed first (`None`: the plain probe).
+pub fn probe_elf_after(handler: &Handler, check: Option<&CpuCheck>) -> Option<Vec<u8>> {
     let def = probe_file()
         .probe
         .iter()
@@ -81,22 +141,7 @@ pub fn probe_elf(handler: &Handler) -> Option<Vec<u8>> {
     } else {
         u16::from_le_bytes([magic[18], magic[19]])
     };
-    let mut code = Vec::new();
-    for i in &def.insn {
-        match (i.word, &i.bytes) {
-            (Some(w), None) => code.extend(if big {
-                w.to_be_bytes()
-            } else {
-                w.to_le_bytes()
-            }),
-            (None, Some(b)) => {
-                for h in b.split_whitespace() {
-                    code.push(u8::from_str_radix(h, 16).ok()?);
-                }
-            }
-            _ => return None,
-        }
-    }
+    let code = machine_code(def, check, big)?;
     let mut w = ElfWriter {
         out: Vec::new(),
         big,
@@ -282,6 +327,41 @@ mod tests {
         }
         if std::env::var_os("CI").is_some() {
             assert_eq!(ran, handlers().len());
+        }
+    }
+
+    /// Every CPU check under Debian's qemu directly with each CPU model of its platforms: it runs
+    /// on the models in `runs_on` and dies of SIGILL (signal 4) on the others; so the arm/v5 and
+    /// arm/v6 models really refuse an ARMv7 instruction, and the checks prove a CPU model.
+    #[test]
+    fn cpu_checks_trap_on_older_models() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let arm = handlers().iter().find(|h| h.name == "arm").unwrap();
+        let checks = cpu_checks(arm);
+        assert!(checks.len() >= 2, "arm has CPU checks");
+        let Ok(qemu) = which::which(&arm.qemu) else {
+            assert!(std::env::var_os("CI").is_none(), "{} missing", arm.qemu);
+            return;
+        };
+        for (i, c) in checks.iter().enumerate() {
+            let file = dir.path().join(format!("check-{i}"));
+            std::fs::write(&file, probe_elf_after(arm, Some(c)).unwrap()).unwrap();
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+            for cpu in ["arm926", "arm1176", "cortex-a8"] {
+                let out = Command::new(&qemu)
+                    .args(["-cpu", cpu, "-0", probe_marker()])
+                    .arg(&file)
+                    .env_clear()
+                    .env("POLYARCH_PROBE_PAD", "x".repeat(64))
+                    .output()
+                    .unwrap();
+                if c.runs_on.iter().any(|r| r == cpu) {
+                    assert_eq!(out.status.code(), Some(0), "{} on {cpu}", c.asm);
+                } else {
+                    assert_eq!(out.status.signal(), Some(4), "{} on {cpu}", c.asm);
+                }
+            }
         }
     }
 }

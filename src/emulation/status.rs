@@ -1,5 +1,6 @@
-//! What runs here, decided by running: for every architecture of the handler table, its probe
-//! program is executed through the kernel and the outcome is explained with the binfmt_misc
+//! What runs here, decided by running: for every platform of the handler table (a row each for
+//! `linux/arm/v5`, `v6` and `v7`), its probe program is executed through the kernel (with the
+//! platform's qemu CPU model, whose checks then prove it applies: `cpu.rs`) and the outcome is explained with the binfmt_misc
 //! entries that match the architecture's ELF header (found by magic and mask, never by name).
 //!
 //! Level 1: reads the binfmt_misc directory and runs probes; the explaining ([`judge`]) is pure.
@@ -7,9 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::cpu::{prove_cpu, CpuProof};
 use super::entry::{read_entries, BinfmtEntry};
 use super::error::EmulationError;
-use super::probe::{run_probe, Isolation, ProbeResult};
+use super::probe::{run_probe_as, Isolation, ProbeCpu, ProbeResult};
 use super::support::native_architectures;
 use super::table::{handlers, Handler};
 use crate::platform::Platform;
@@ -42,6 +44,10 @@ pub struct ArchStatus {
     pub probe: ProbeResult,
     /// Why it does not run (or what is wrong), for humans; `None` when it runs.
     pub problem: Option<String>,
+    /// The platform's qemu CPU model and the checks run with it (emulated platforms with a CPU
+    /// model of their own: `linux/arm/v5`, `v6`, `v7`); a model the interpreter does not apply
+    /// makes the row [`Runs::No`].
+    pub cpu: Option<CpuProof>,
 }
 
 /// The whole report of `polyarch qemu status`.
@@ -55,7 +61,7 @@ pub struct StatusReport {
     pub enabled: bool,
     /// How the probes ran.
     pub isolation: Isolation,
-    /// One row per handler table row, in table order.
+    /// One row per platform of each handler table row ([`Handler::platforms`]), in table order.
     pub archs: Vec<ArchStatus>,
 }
 
@@ -100,15 +106,30 @@ pub fn status(
     let native = native_architectures();
     let mut archs = Vec::new();
     for h in handlers() {
-        let probe = run_probe(h, work_dir, isolation)?;
         let is_native = h.architectures.iter().any(|a| native.contains(&a.as_str()));
-        archs.push(judge(
-            h,
-            is_native,
-            &entries,
-            probe,
-            (binfmt_dir, mounted, enabled),
-        ));
+        for platform in h.platforms() {
+            let cpu = ProbeCpu {
+                model: platform.qemu_cpu().filter(|_| !is_native),
+                check: None,
+            };
+            let probe = run_probe_as(h, work_dir, isolation, &cpu)?;
+            let mut row = judge(
+                h,
+                is_native,
+                &entries,
+                probe,
+                (binfmt_dir, mounted, enabled),
+            );
+            row.platform = platform;
+            if row.runs == Runs::Emulated {
+                row.cpu = prove_cpu(&row.platform, h, work_dir, isolation)?;
+                if let Some(problem) = row.cpu.as_ref().and_then(CpuProof::problem) {
+                    row.runs = Runs::No;
+                    row.problem = Some(problem);
+                }
+            }
+            archs.push(row);
+        }
     }
     Ok(StatusReport {
         binfmt_dir: binfmt_dir.to_path_buf(),
@@ -151,6 +172,7 @@ pub(super) fn judge(
         entry,
         probe,
         problem,
+        cpu: None,
     }
 }
 

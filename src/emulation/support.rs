@@ -9,9 +9,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::cpu::prove_cpu;
 use super::entry::{read_entries, BinfmtEntry};
 use super::error::{EmulationError, NoHandlerReason};
-use super::probe::{run_probe, Isolation, ProbeResult};
+use super::probe::{run_probe_as, Isolation, ProbeCpu, ProbeResult};
 use super::table::{handler_for, Handler};
 use crate::platform::Platform;
 
@@ -106,8 +107,9 @@ pub fn classify(platform: &Platform, binfmt_dir: &Path) -> Result<Support, Emula
     }))
 }
 
-/// [`classify`], then proof by running: the platform's probe program (see [`run_probe`]) is
-/// executed through the kernel, in an empty chroot when this process is root, so a handler whose
+/// [`classify`], then proof by running: the platform's probe program (see
+/// [`super::run_probe`]), with the platform's qemu CPU model when emulated, is executed through
+/// the kernel, and the CPU model is proven by its checks (`cpu.rs`), in an empty chroot when this process is root, so a handler whose
 /// interpreter is broken or loses `argv[0]` is caught before a build starts. `work_dir` receives
 /// the probe's temporary directory.
 pub fn verify(
@@ -124,8 +126,32 @@ pub fn verify(
         reason,
         register_line: Some(handler.register_line()),
     };
-    let result = run_probe(handler, work_dir, Isolation::for_this_process())?;
+    let isolation = Isolation::for_this_process();
+    let emulated = matches!(support, Support::Emulated { .. });
+    let cpu = ProbeCpu {
+        model: platform.qemu_cpu().filter(|_| emulated),
+        check: None,
+    };
+    let result = run_probe_as(handler, work_dir, isolation, &cpu)?;
     match (result, &support) {
+        (
+            ProbeResult::Ran,
+            Support::Emulated {
+                handler: name,
+                interpreter,
+                ..
+            },
+        ) => {
+            // The platform's CPU model must be the one its steps run with (issue 16).
+            match prove_cpu(platform, handler, work_dir, isolation)?.and_then(|p| p.problem()) {
+                None => Ok(support),
+                Some(detail) => Err(no(NoHandlerReason::Broken {
+                    name: name.clone(),
+                    interpreter: interpreter.clone(),
+                    detail,
+                })),
+            }
+        }
         (ProbeResult::Ran | ProbeResult::NoProbe, _) => Ok(support),
         (r, Support::Native) => Err(no(NoHandlerReason::NativeFails {
             detail: r.describe(),

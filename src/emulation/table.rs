@@ -21,6 +21,14 @@ pub struct Handler {
     pub name: String,
     /// OCI/GOARCH architectures this handler runs (`arm64`, `arm`, `mips64le`, ...).
     pub architectures: Vec<String>,
+    /// Debian's architecture names for it (`ppc64el`, `armel`, `armhf`, ...), accepted as
+    /// names by `polyarch qemu` (dpkg-architecture(1)).
+    #[serde(default)]
+    pub debian: Vec<String>,
+    /// The platforms reported for it, one status row each (`linux/arm/v5`, `v6`, `v7` for
+    /// `arm`); empty: its first architecture, normalised. Read through [`Handler::platforms`].
+    #[serde(default)]
+    pub platforms: Vec<String>,
     /// Magic bytes at offset 0, `\xHH`-escaped as in the registration line.
     pub magic: String,
     /// Mask, same length and spelling as `magic`.
@@ -49,6 +57,22 @@ impl Handler {
     /// The decoded mask bytes (see [`Handler::magic_bytes`]).
     pub fn mask_bytes(&self) -> Vec<u8> {
         unescape(&self.mask).unwrap_or_default()
+    }
+
+    /// The platforms this handler's status rows stand for, normalised: the `platforms` column,
+    /// or else the first architecture (`linux/arm64`, `linux/ppc64le`, ...).
+    pub fn platforms(&self) -> Vec<Platform> {
+        let parsed: Vec<Platform> = self
+            .platforms
+            .iter()
+            .filter_map(|p| Platform::parse(p).ok())
+            .map(|p| p.normalized())
+            .collect();
+        if !parsed.is_empty() {
+            return parsed;
+        }
+        let arch = self.architectures.first().map(String::as_str).unwrap_or("");
+        vec![Platform::new("linux", arch, None).normalized()]
     }
 
     /// The line to write into `/proc/sys/fs/binfmt_misc/register` for this handler
@@ -178,6 +202,32 @@ mod tests {
             }
         }
         assert_eq!(handlers().len(), t.handler.len());
+        // Every status row's platform parses and is run by its own row (issue 16: a row each
+        // for arm/v5, v6 and v7, and the ten platforms of Docker's official images are there).
+        let mut rows = Vec::new();
+        for h in handlers() {
+            assert_eq!(h.platforms.len().max(1), h.platforms().len(), "{}", h.name);
+            for p in h.platforms() {
+                assert_eq!(handler_for(&p).map(|x| &x.name), Some(&h.name), "{p}");
+                rows.push(p.to_string());
+            }
+        }
+        for want in [
+            "linux/amd64",
+            "linux/arm/v5",
+            "linux/arm/v6",
+            "linux/arm/v7",
+            "linux/arm64",
+            "linux/386",
+            "linux/mips64le",
+            "linux/ppc64le",
+            "linux/riscv64",
+            "linux/s390x",
+            "linux/loong64",
+            "linux/mips64",
+        ] {
+            assert!(rows.contains(&want.to_string()), "{want} in {rows:?}");
+        }
     }
 
     #[test]

@@ -173,6 +173,22 @@ pub struct RunSpec {
     /// seccomp filter, no masked or read-only kernel paths, `/sys` writable.
     #[serde(default)]
     pub insecure: bool,
+    /// Run with the `PER_LINUX32` personality (personality(2)), so `uname -m` names the 32-bit
+    /// machine (`i686`, `armv7l`) as a board of the platform would: `linux/386` and
+    /// `linux/arm/*` steps (issue 16).
+    #[serde(default)]
+    pub linux32: bool,
+    /// The qemu-user CPU model of an emulated platform (`arm926` for `linux/arm/v5`), given to
+    /// the interpreter as `QEMU_CPU` (qemu-user's documented variable) in the environment the
+    /// command is executed with; see the README's platform table for what this differs in.
+    #[serde(default)]
+    pub qemu_cpu: Option<String>,
+    /// The command runs through a qemu-user binfmt_misc handler: PID 1 of the step then stays
+    /// the helper's, an init that runs the command as its child and exits with its status.
+    /// qemu-user dies of a guest's fatal signal by raising it on itself, which PID 1 of a PID
+    /// namespace ignores (pid_namespaces(7)): as PID 1 it would hang instead of failing.
+    #[serde(default)]
+    pub emulated: bool,
     /// What every RUN of the build gets from the command line (`--add-host`, `--shm-size`,
     /// `--ulimit`).
     #[serde(default)]

@@ -18,7 +18,6 @@ impl Platform {
             "arm" => match n.variant_str() {
                 "v5" => "armv5tel",
                 "v6" => "armv6l",
-                "v8" => "armv8l",
                 _ => "armv7l",
             },
             "386" => "i686",
@@ -30,6 +29,31 @@ impl Platform {
             "loong64" => "loongarch64",
             _ => return None,
         })
+    }
+
+    /// The qemu-user CPU model a step of this platform runs with (`QEMU_CPU`, `qemu-arm -cpu`):
+    /// the oldest CPU that has what the platform promises, so an instruction its boards lack
+    /// traps under emulation as it would on the board. `arm/v5` → `arm926` (ARMv5TEJ, Debian's
+    /// `armel` baseline), `arm/v6` → `arm1176` (ARMv6KZ, the Raspberry Pi 1), `arm/v7` →
+    /// `cortex-a8` (ARMv7-A with VFPv3 and NEON, no integer divide: Debian's `armhf` baseline).
+    /// `None`: qemu's default model (the other architectures have one ISA level per platform
+    /// here). qemu reports these as `uname -m` `armv5tel`, `armv6l`, `armv7l` (linux-user
+    /// `cpu_to_uname_machine`).
+    pub fn qemu_cpu(&self) -> Option<&'static str> {
+        let n = self.normalized();
+        match (n.architecture.as_str(), n.variant_str()) {
+            ("arm", "v5") => Some("arm926"),
+            ("arm", "v6") => Some("arm1176"),
+            ("arm", "v7") => Some("cortex-a8"),
+            _ => None,
+        }
+    }
+
+    /// True for the 32-bit platforms a 64-bit kernel runs with the `PER_LINUX32` personality,
+    /// so `uname -m` names the 32-bit machine (`i686`, `armv7l`) as the board would
+    /// (personality(2)): `386` and `arm`.
+    pub fn linux32(&self) -> bool {
+        matches!(self.normalized().architecture.as_str(), "386" | "arm")
     }
 
     /// The qemu-user name of this architecture (`qemu-<name>`, binfmt handler `qemu-<name>`):
@@ -78,5 +102,19 @@ mod tests {
             assert_eq!(p(input).qemu_arch(), Some(qemu), "{input}");
         }
         assert_eq!(p("linux/wasm").qemu_arch(), None);
+        for (input, cpu, machine) in [
+            ("linux/arm/v5", Some("arm926"), "armv5tel"),
+            ("linux/arm/v6", Some("arm1176"), "armv6l"),
+            ("linux/armel", Some("arm1176"), "armv6l"),
+            ("linux/arm/v7", Some("cortex-a8"), "armv7l"),
+            ("linux/armhf", Some("cortex-a8"), "armv7l"),
+            ("linux/arm64/v8", None, "aarch64"),
+            ("linux/riscv64", None, "riscv64"),
+        ] {
+            assert_eq!(p(input).qemu_cpu(), cpu, "{input}");
+            assert_eq!(p(input).machine(), Some(machine), "{input}");
+        }
+        assert!(p("linux/386").linux32() && p("linux/arm/v5").linux32());
+        assert!(!p("linux/amd64").linux32() && !p("linux/arm64").linux32());
     }
 }

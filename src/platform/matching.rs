@@ -267,7 +267,7 @@ mod tests {
         let idx = [p("linux/arm/v5"), p("linux/arm/v6"), p("linux/arm/v7")];
         assert_eq!(best_match(&p("linux/arm/v7"), &idx), Some(2));
         assert_eq!(best_match(&p("linux/arm/v6"), &idx), Some(1));
-        assert_eq!(best_match(&p("linux/arm/v8"), &idx), Some(2));
+        assert_eq!(best_match(&plat("linux", "arm", "v8"), &idx), Some(2));
         let older = [p("linux/arm/v5"), p("linux/arm/v6")];
         assert_eq!(best_match(&p("linux/arm/v7"), &older), Some(1));
         assert_eq!(best_match(&p("linux/arm/v5"), &[p("linux/arm/v6")]), None);

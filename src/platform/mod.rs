@@ -7,7 +7,8 @@
 //! - the *recorded* form, what [`Platform::parse`] returns (containerd's `Parse`): aliases
 //!   resolved (`aarch64` → `arm64`, `armel` → `arm/v6`), numeric variants spelled `vN`, but a
 //!   variant the user wrote is kept (`linux/arm64/v8` → variant `v8`) and one that is merely
-//!   implied is not (`linux/armhf` → `linux/arm`). This is what the image config and the index
+//!   implied is not, except for 32-bit ARM: `linux/arm` and `linux/armhf` record `arm/v7`, as
+//!   BuildKit and Docker's official images do. This is what the image config and the index
 //!   descriptor carry.
 //! - the *normalised* form, [`Platform::normalized`] (containerd's `Normalize`): the identity used
 //!   for matching, de-duplication and the automatic `TARGET*` build args, where `linux/arm64/v8`,
@@ -17,6 +18,8 @@
 //! Deliberate differences from containerd, each for a builder's sake:
 //! - containerd accepts any `os/arch` pair of valid characters; polyarch also requires the OS and
 //!   the architecture to be in containerd's own lists of known values, so a typo fails at once.
+//! - `linux/arm/v8` (and `arm/8`) is refused with a suggestion (`linux/arm64/v8`, or
+//!   `linux/arm/v7` for 32-bit code): no image publishes it and nothing emulates it as such.
 //! - `os.features` (`linux(+gpu)/amd64`) parse in containerd; polyarch rejects them because it
 //!   records no features.
 //! - [`best_match`] (base image resolution) never crosses architectures: containerd's `Only` lets
@@ -116,16 +119,22 @@ mod tests {
         ("linux/arm64/v8.2", "linux/arm64/v8.2", "linux/arm64/v8.2"),
         ("linux/arm64/9", "linux/arm64/v9", "linux/arm64/v9"),
         ("linux/arm64/v9.0", "linux/arm64/v9", "linux/arm64/v9"),
-        ("linux/arm", "linux/arm", "linux/arm/v7"),
-        ("linux/armhf", "linux/arm", "linux/arm/v7"),
+        ("linux/arm", "linux/arm/v7", "linux/arm/v7"),
+        ("linux/armhf", "linux/arm/v7", "linux/arm/v7"),
         ("linux/armel", "linux/arm/v6", "linux/arm/v6"),
         ("linux/arm/7", "linux/arm/v7", "linux/arm/v7"),
         ("linux/arm/v7", "linux/arm/v7", "linux/arm/v7"),
         ("linux/arm/v6", "linux/arm/v6", "linux/arm/v6"),
         ("linux/arm/6", "linux/arm/v6", "linux/arm/v6"),
         ("linux/arm/5", "linux/arm/v5", "linux/arm/v5"),
-        ("linux/arm/v8", "linux/arm/v8", "linux/arm/v8"),
         ("linux/armhf/v7", "linux/arm/v7", "linux/arm/v7"),
+        ("linux/armhf/v6", "linux/arm/v7", "linux/arm/v7"),
+        ("linux/armel/v7", "linux/arm/v6", "linux/arm/v6"),
+        ("linux/arm/v5", "linux/arm/v5", "linux/arm/v5"),
+        ("linux/i386/v2", "linux/386", "linux/386"),
+        ("linux/x86_64/v3", "linux/amd64/v3", "linux/amd64/v3"),
+        ("linux/arm64/v9", "linux/arm64/v9", "linux/arm64/v9"),
+        ("linux/mips64", "linux/mips64", "linux/mips64"),
         ("linux/i386", "linux/386", "linux/386"),
         ("linux/386", "linux/386", "linux/386"),
         ("linux/ppc64le", "linux/ppc64le", "linux/ppc64le"),
@@ -138,8 +147,8 @@ mod tests {
         ("Aarch64", "linux/arm64", "linux/arm64"),
         ("x86_64", "linux/amd64", "linux/amd64"),
         ("i386", "linux/386", "linux/386"),
-        ("arm", "linux/arm", "linux/arm/v7"),
-        ("armhf", "linux/arm", "linux/arm/v7"),
+        ("arm", "linux/arm/v7", "linux/arm/v7"),
+        ("armhf", "linux/arm/v7", "linux/arm/v7"),
         ("armel", "linux/arm/v6", "linux/arm/v6"),
         ("s390x", "linux/s390x", "linux/s390x"),
         (

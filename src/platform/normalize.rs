@@ -114,10 +114,24 @@ const SUGGESTIONS: &[(&str, &str)] = &[
     ("i686", "linux/386"),
     ("x86", "linux/386"),
     ("armv7l", "linux/arm/v7"),
+    ("armv8l", "linux/arm/v7"),
     ("armv6l", "linux/arm/v6"),
     ("armv5tel", "linux/arm/v5"),
     ("arm64v8", "linux/arm64/v8"),
 ];
+
+/// Why a platform that parses is still refused, with the platforms meant instead: 32-bit ARM has
+/// no `v8` in Docker's images (containerd normalises `arm/8` to `arm/v8`, but no official image
+/// publishes it and no qemu CPU model or Debian port stands for it: an ARMv8 board runs
+/// `linux/arm64/v8`, and its 32-bit mode runs `linux/arm/v7` code).
+pub(super) fn refusal(p: &Platform) -> Option<String> {
+    let n = p.normalized();
+    (n.architecture == "arm" && n.variant_str() == "v8").then(|| {
+        "32-bit ARM has no v8 variant (did you mean linux/arm64/v8 for an ARMv8 board, or \
+         linux/arm/v7 for 32-bit code that runs on one?)"
+            .to_string()
+    })
+}
 
 /// `reason`, with the platform `word` most likely meant when it is a known misspelling
 /// ([`SUGGESTIONS`]).
@@ -131,7 +145,8 @@ pub(super) fn with_suggestion(reason: &str, word: &str) -> String {
 
 impl Platform {
     /// A platform from its parts, exactly as [`Platform::parse`] would return
-    /// `os/architecture[/variant]` (containerd `Parse`, two- and three-part cases; no validation).
+    /// `os/architecture[/variant]` (containerd `Parse`, two- and three-part cases, except that
+    /// `arm` and `armhf` keep their implied `v7`; no validation).
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
         let (architecture, variant) = match variant {
             Some(v) => {
@@ -141,13 +156,10 @@ impl Platform {
                 }
                 (a, v)
             }
-            None => {
-                let (a, mut v) = normalize_arch(architecture, "");
-                if a == "arm" && v == "v7" {
-                    v.clear();
-                }
-                (a, v)
-            }
+            // containerd's `Parse` drops the implied `v7` of `arm`/`armhf` here; BuildKit records
+            // the normalised form, so Docker's `arm32v7` images say `"variant": "v7"` and so does
+            // polyarch (issue 16).
+            None => normalize_arch(architecture, ""),
         };
         Platform {
             os: normalize_os(os),

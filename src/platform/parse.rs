@@ -7,7 +7,7 @@
 
 use std::str::FromStr;
 
-use super::normalize::{normalize_os, with_suggestion, KNOWN_ARCH, KNOWN_OS};
+use super::normalize::{normalize_os, refusal, with_suggestion, KNOWN_ARCH, KNOWN_OS};
 use super::{Platform, PlatformError};
 
 /// containerd's `specifierRe`: `^[A-Za-z0-9_.-]+$`.
@@ -160,6 +160,9 @@ impl Platform {
                 &p.architecture,
             )));
         }
+        if let Some(reason) = refusal(&p) {
+            return Err(err(reason));
+        }
         p.os_version = (!os_version.is_empty()).then_some(os_version);
         Ok(p)
     }
@@ -260,6 +263,13 @@ mod tests {
         }
         let e = Platform::parse("linux/ppc64el").unwrap_err();
         assert!(e.reason.contains("did you mean linux/ppc64le"), "{e}");
+        for v8 in ["linux/arm/v8", "linux/arm/8", "linux/ARM/V8"] {
+            let e = Platform::parse(v8).unwrap_err();
+            assert!(e.reason.contains("linux/arm64/v8"), "{e}");
+            assert!(e.reason.contains("linux/arm/v7"), "{e}");
+        }
+        let e = Platform::parse("linux/armv8l").unwrap_err();
+        assert!(e.reason.contains("did you mean linux/arm/v7"), "{e}");
         let e = Platform::parse("loongarch64").unwrap_err();
         assert!(e.reason.contains("linux/loong64"), "{e}");
     }
@@ -275,7 +285,7 @@ mod tests {
         ])
         .unwrap();
         let s: Vec<String> = l.iter().map(|x| x.to_string()).collect();
-        assert_eq!(s, ["linux/arm64/v8", "linux/amd64", "linux/arm"]);
+        assert_eq!(s, ["linux/arm64/v8", "linux/amd64", "linux/arm/v7"]);
 
         let t = Platform::parse_targets(["local,all", "linux/s390x", "local"]).unwrap();
         assert!(t.all);

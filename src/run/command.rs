@@ -2,7 +2,8 @@
 //! and user turned into a [`RunSpec`], as `docker run` does (the entrypoint, then the
 //! arguments given or else the image's `CMD`).
 //!
-//! Level 3 (under `run/`), pure: no I/O. Shared with the build's `--smoke-test`.
+//! Level 3 (under `run/`), pure: no I/O (the host's native architectures are a constant).
+//! Shared with the build's `--smoke-test` and `RUN` steps ([`set_platform`]).
 
 use crate::executor::{NetworkMode, RunSpec};
 use crate::oci::ImageConfig;
@@ -45,7 +46,22 @@ pub fn image_command(
         seccomp: None,
         insecure: false,
         settings: Default::default(),
+        linux32: false,
+        qemu_cpu: None,
+        emulated: false,
     })
+}
+
+/// Sets what a command of `platform` runs with on this host (issue 16): the `PER_LINUX32`
+/// personality for 32-bit platforms (`linux/386`, `linux/arm/*`), and the qemu CPU model of an
+/// emulated platform (`arm926` for `linux/arm/v5`; `None` natively, where nothing reads it), and
+/// whether it is emulated at all ([`RunSpec::emulated`]).
+pub fn set_platform(run: &mut RunSpec, platform: &crate::platform::Platform) {
+    run.linux32 = platform.linux32();
+    let native = crate::emulation::native_architectures();
+    let emulated = !(platform.os == "linux" && native.contains(&platform.architecture.as_str()));
+    run.qemu_cpu = platform.qemu_cpu().filter(|_| emulated).map(str::to_string);
+    run.emulated = emulated;
 }
 
 /// A `--smoke-test` command: a JSON array of strings is run as is (exec form), anything else
@@ -60,6 +76,31 @@ pub fn shell_or_exec(command: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_settings_of_32_bit_and_emulated_platforms() {
+        use crate::platform::Platform;
+        let set = |p: &str| {
+            let mut r = RunSpec::default();
+            set_platform(&mut r, &Platform::parse(p).unwrap());
+            (r.linux32, r.qemu_cpu)
+        };
+        assert!(set("linux/386").0);
+        assert!(!set("linux/arm64").0);
+        if crate::emulation::native_architectures() == ["amd64", "386"] {
+            assert_eq!(set("linux/arm/v5"), (true, Some("arm926".into())));
+            assert_eq!(set("linux/armhf"), (true, Some("cortex-a8".into())));
+            assert_eq!(set("linux/amd64"), (false, None));
+            assert_eq!(set("linux/386"), (true, None));
+            let emulated = |p: &str| {
+                let mut r = RunSpec::default();
+                set_platform(&mut r, &Platform::parse(p).unwrap());
+                r.emulated
+            };
+            assert!(emulated("linux/arm64") && emulated("linux/arm/v7"));
+            assert!(!emulated("linux/amd64") && !emulated("linux/386"));
+        }
+    }
 
     #[test]
     fn entrypoint_then_arguments_or_cmd() {

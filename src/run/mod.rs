@@ -20,7 +20,7 @@ use crate::platform::Platform;
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 
-pub use command::{image_command, shell_or_exec};
+pub use command::{image_command, set_platform, shell_or_exec};
 
 /// Why an image could not be run (its command's own exit status is not an error).
 #[derive(Debug, thiserror::Error)]
@@ -141,8 +141,9 @@ pub async fn run<R: Registry>(
         lowerdirs.push(dir);
     }
     lowerdirs.reverse();
-    let run = image_command(&config, &req.args, req.replace_entrypoint)
+    let mut run = image_command(&config, &req.args, req.replace_entrypoint)
         .ok_or(RunError::NothingToRun { name })?;
+    set_platform(&mut run, &config.platform());
     let (upper, scratch) = (work.path().join("upper"), work.path().join("work"));
     for d in [&upper, &scratch] {
         std::fs::create_dir_all(d).map_err(|source| ExecError::HelperIo {

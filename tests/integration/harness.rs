@@ -358,12 +358,28 @@ pub fn layout_index(layout: &Path, ref_name: &str) -> ImageIndex {
 /// The files of the image for `arch` in a layout, flattened over its layers (later layers win,
 /// OCI whiteouts remove): path (without leading `./` or `/`) → contents (empty for non-files).
 pub fn image_files(layout: &Path, ref_name: &str, arch: &str) -> BTreeMap<String, Vec<u8>> {
+    platform_files(layout, ref_name, arch, None)
+}
+
+/// [`image_files`] of the image whose platform has `arch` and, when given, `variant` (the arm
+/// variants of one index).
+pub fn platform_files(
+    layout: &Path,
+    ref_name: &str,
+    arch: &str,
+    variant: Option<&str>,
+) -> BTreeMap<String, Vec<u8>> {
     let idx = layout_index(layout, ref_name);
     let child = idx
         .manifests
         .iter()
-        .find(|d| d.platform.as_ref().map(|p| p.architecture.as_str()) == Some(arch))
-        .unwrap_or_else(|| panic!("no {arch} manifest"));
+        .find(|d| {
+            d.platform.as_ref().is_some_and(|p| {
+                p.architecture.as_str() == arch
+                    && variant.is_none_or(|v| p.variant.as_deref() == Some(v))
+            })
+        })
+        .unwrap_or_else(|| panic!("no {arch} {variant:?} manifest"));
     let m: ImageManifest =
         serde_json::from_slice(&blob(layout, &child.digest.to_string())).unwrap();
     let mut files = BTreeMap::new();

@@ -15,6 +15,7 @@ mod harness;
 mod interrupt;
 mod layouts;
 mod nodes;
+mod platforms;
 mod preflight;
 mod publish;
 mod qemu;

@@ -78,7 +78,10 @@ fn install_status_idempotence_and_uninstall_in_a_private_binfmt_misc() {
     args.extend(FIVE_ARCHES);
     let r = ns.polyarch(&ctx, &args);
     r.assert_code(0);
-    assert_eq!(r.stdout.matches(" installed ").count(), 5, "{}", r.stdout);
+    // A line per platform: the arm handler serves arm/v5, v6 and v7, each with its CPU model
+    // proven under the new registration (issue 16).
+    assert_eq!(r.stdout.matches(" installed ").count(), 7, "{}", r.stdout);
+    assert_eq!(r.stdout.matches(" (proven)").count(), 3, "{}", r.stdout);
     let first = status_of(&ns.polyarch(&ctx, &["qemu", "status", "--json"]));
     assert_runnable(&first, FIVE_ROWS);
     // Debian's argv[0]-keeping wrappers were found and registered with P.
@@ -90,7 +93,7 @@ fn install_status_idempotence_and_uninstall_in_a_private_binfmt_misc() {
     // Idempotent: a second install keeps every registration as it is.
     let r = ns.polyarch(&ctx, &args);
     r.assert_code(0);
-    assert_eq!(r.stdout.matches(" kept ").count(), 5, "{}", r.stdout);
+    assert_eq!(r.stdout.matches(" kept ").count(), 7, "{}", r.stdout);
     let second = status_of(&ns.polyarch(&ctx, &["qemu", "status", "--json"]));
     for row in FIVE_ROWS {
         assert_eq!(first[*row]["handler"], second[*row]["handler"], "{row}");
@@ -146,7 +149,7 @@ fn install_and_status_on_the_machines_binfmt_misc() {
             .unwrap();
     let r = ctx.run_unlocked(&args, &[]);
     r.assert_code(0);
-    assert_eq!(r.stdout.matches(" kept ").count(), 5, "{}", r.stdout);
+    assert_eq!(r.stdout.matches(" kept ").count(), 7, "{}", r.stdout);
     let after = polyarch::emulation::read_entries(std::path::Path::new(crate::harness::BINFMT_DIR))
         .unwrap();
     assert_eq!(before, after);

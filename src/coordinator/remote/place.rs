@@ -84,6 +84,11 @@ fn probe_here<R, E>(
                     local_errors.push(None);
                 }
                 Ok(Support::Emulated { handler, .. }) => {
+                    // The CPU model the steps get (verify proved it), shown by --dry-run.
+                    let handler = match p.qemu_cpu() {
+                        Some(cpu) => format!("{handler}, cpu {cpu}"),
+                        None => handler,
+                    };
                     local.push(LocalRuns::Runs(Runs::Emulated { handler }));
                     local_errors.push(None);
                 }

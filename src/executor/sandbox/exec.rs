@@ -2,7 +2,8 @@
 //! signal tied to the helper, default signal dispositions, the root (rootfs.rs), the working
 //! directory, the capabilities, the user and groups, Docker's umask, `no_new_privs`, no
 //! inherited descriptors, the seccomp filter, then the program looked up in the step's `PATH`
-//! and executed with exactly the step's environment.
+//! and executed with exactly the step's environment (plus `QEMU_CPU` for an emulated 32-bit ARM
+//! platform, under `PER_LINUX32` for 386 and arm, and as PID 1's child when emulated).
 //!
 //! Top layer of containment in `sandbox/`: everything else is in place before [`pid1`] runs.
 //! Here the root is entered (rootfs.rs), the capabilities limited (capabilities.rs) around the
@@ -103,8 +104,12 @@ fn child(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     capabilities::no_new_privs(run.insecure)?;
     close_inherited_fds()?;
+    set_personality(run.linux32)?;
     // Last: the filter blocks what the steps above needed (mount, unshare, ...).
     seccomp::load(run.insecure, run.seccomp.as_ref().map(|b| b.0.as_slice()))?;
+    if run.emulated {
+        stay_init()?;
+    }
     exec(run)
 }
 
@@ -147,6 +152,49 @@ fn set_ulimits(limits: &[crate::executor::Ulimit]) -> Result<(), ExecError> {
         .map_err(|e| ExecError::sys("setrlimit", &l.name, io::Error::from(e)))?;
     }
     Ok(())
+}
+
+/// `PER_LINUX32` for a 32-bit platform's step (linux/386, linux/arm/*): the kernel then reports
+/// the 32-bit machine in uname(2) (`i686` on x86_64, `armv7l`/`armv8l` on arm64), natively and
+/// for qemu, and the personality survives every execve(2) of the step (personality(2)). Docker's
+/// seccomp profile allows this value too, so a step may set it itself.
+fn set_personality(linux32: bool) -> Result<(), ExecError> {
+    if linux32 {
+        const PER_LINUX32: nix::libc::c_ulong = 0x0008;
+        // SAFETY: a plain system call with a constant argument.
+        if unsafe { nix::libc::personality(PER_LINUX32) } == -1 {
+            return Err(ExecError::sys(
+                "personality",
+                "PER_LINUX32",
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For an emulated command: this process (PID 1 of the step) forks, the child goes on to exec
+/// the command, and this one stays as the step's init, reaping orphans until the command ends,
+/// then exits with its status (128 + n for signal n, as the helper reports PID 1's). qemu-user
+/// ends a guest killed by a signal by raising that signal on itself; PID 1 of a PID namespace
+/// ignores it (pid_namespaces(7): only signals it has a handler for reach it), so qemu as PID 1
+/// would wait forever instead of dying. Returns in the child only.
+fn stay_init() -> Result<(), ExecError> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    // SAFETY: PID 1 of the step is single-threaded (forked from the single-threaded helper).
+    match unsafe { nix::unistd::fork() }.map_err(sys("fork", "-"))? {
+        nix::unistd::ForkResult::Child => Ok(()),
+        nix::unistd::ForkResult::Parent { child } => loop {
+            let code = match waitpid(None::<nix::unistd::Pid>, None) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => code,
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => 128 + sig as i32,
+                Ok(_) | Err(nix::Error::EINTR) => continue,
+                Err(_) => SANDBOX_ERROR_STATUS,
+            };
+            // SAFETY: ends this process without running the parent's exit handlers.
+            unsafe { nix::libc::_exit(code) }
+        },
+    }
 }
 
 /// Changes to the step's working directory (`/` when empty), creating it (mode 0755) if missing.
@@ -225,9 +273,17 @@ fn exec(run: &RunSpec) -> Result<std::convert::Infallible, ChildError> {
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     // Variables may hold secrets (`--mount=type=secret,env=`): an error names only the key.
+    // The platform's CPU model goes to the interpreter as qemu-user reads it; a QEMU_CPU the
+    // step's own environment sets wins.
+    let cpu_env = run
+        .qemu_cpu
+        .as_ref()
+        .filter(|_| !run.env.iter().any(|kv| kv.starts_with("QEMU_CPU=")))
+        .map(|cpu| format!("QEMU_CPU={cpu}"));
     let env = run
         .env
         .iter()
+        .chain(cpu_env.iter())
         .map(|kv| {
             CString::new(kv.as_str()).map_err(|_| ChildError::Exec {
                 status: 127,
