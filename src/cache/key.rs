@@ -81,6 +81,20 @@ pub enum SourceInput {
         /// Whether the build was given it.
         given: bool,
     },
+    /// The build's `--network` for a `RUN` without its own (BuildKit keys on the exec's
+    /// network mode); left out without `--network`.
+    DefaultNetwork {
+        /// `default`, `none` or `host`.
+        network: crate::plan::Network,
+    },
+    /// An SSH agent a `RUN` mounts (`type=ssh`): whether it was given (`--ssh`), never the
+    /// socket's path or the agent's keys, as for a secret.
+    Ssh {
+        /// The agent's id.
+        id: String,
+        /// Whether the build was given it.
+        given: bool,
+    },
     /// An `ADD <url>` without `--checksum`: the digest of what was downloaded (BuildKit's
     /// HTTP source keys on the content too). With `--checksum` the checksum is part of the
     /// instruction and nothing is downloaded to compute the key.
@@ -89,6 +103,17 @@ pub enum SourceInput {
         url: String,
         /// sha256 of the content.
         content: Digest,
+    },
+    /// A `RUN`'s settings from the command line when any is given (`--add-host`,
+    /// `--shm-size`, `--ulimit`; BuildKit's `ExecOp` meta holds them, so its key covers them):
+    /// left out otherwise, so keys without them stay as they were.
+    RunSettings {
+        /// `(name, address)` pairs.
+        extra_hosts: Vec<(String, String)>,
+        /// `/dev/shm` bytes.
+        shm_size: Option<u64>,
+        /// `(name, soft, hard)` limits.
+        ulimits: Vec<(String, u64, u64)>,
     },
 }
 

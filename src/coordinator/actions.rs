@@ -57,7 +57,12 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
             network,
             security,
         } => {
-            entitled(scope, step, *network, *security)?;
+            // BuildKit: `--network=default` (and no flag) is the build's network (`--network`).
+            let network = match (network, sh.req.buildx.default_network) {
+                (Network::Default, Some(build_wide)) => build_wide,
+                (own, _) => *own,
+            };
+            entitled(scope, step, network, *security)?;
             let mut run = RunMounts {
                 mounts: Vec::with_capacity(mounts.len()),
                 env: env.clone(),
@@ -72,10 +77,11 @@ pub(super) async fn prepare<R: Registry, E: Executor, U: Upstream>(
                 cwd: workdir.clone(),
                 user: user.clone(),
                 mounts: run.mounts,
-                network: network_mode(*network),
+                network: network_mode(network),
                 netns: None,
                 seccomp: None,
                 insecure: *security == Security::Insecure,
+                settings: sh.req.buildx.run_settings.clone(),
                 ..RunSpec::default()
             };
             // PER_LINUX32 and the qemu CPU model of the stage's platform (issue 16).
@@ -297,6 +303,20 @@ impl RunMounts {
                 });
                 self.leases.push(lease);
             }
+            RunMount::Ssh {
+                id,
+                target,
+                required,
+            } => match sh.req.buildx.ssh.get(id) {
+                Some(socket) => self.mounts.push(Mount::Socket {
+                    source: socket.clone(),
+                    target: target.clone(),
+                }),
+                None if *required => {
+                    return Err(source_err(SourceError::MissingSsh { id: id.clone() }))
+                }
+                None => {}
+            },
             RunMount::Tmpfs { .. } | RunMount::Secret { .. } | RunMount::File { .. } => {
                 self.add_value(&sh.req.secrets, m).map_err(source_err)?
             }
@@ -359,7 +379,7 @@ impl RunMounts {
                 gid: 0,
             }),
             // Read by `add`.
-            RunMount::Bind { .. } | RunMount::Cache { .. } => {}
+            RunMount::Bind { .. } | RunMount::Cache { .. } | RunMount::Ssh { .. } => {}
         }
         Ok(())
     }

@@ -19,6 +19,8 @@ pub(super) async fn build_platform<'a, R: Registry, E: Executor>(
     platform: &Platform,
     graph: StageGraph,
 ) -> Result<PlatformImage, BuildError> {
+    let claimed = graph.claimed_platform(platform, sh.req.buildx.implicit_platform);
+    let platform = &claimed;
     let pname = platform.to_string();
     let graph = Arc::new(graph);
     let built = stages.stage(graph.target(), &graph).await?;

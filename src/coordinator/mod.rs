@@ -46,13 +46,16 @@ use crate::store::{Store, StoreError};
 mod actions;
 mod attest;
 mod base;
+mod buildx_inputs;
 mod config;
 mod direct_add;
 mod error;
 mod fan_out;
 mod image;
 mod image_meta;
+mod lint;
 mod materialise;
+mod named;
 mod outputs;
 mod platforms;
 mod publish;
@@ -69,10 +72,13 @@ mod step_inputs;
 mod upload;
 mod worker;
 
+pub use buildx_inputs::BuildxInputs;
 pub use error::{BuildError, TagsPartlyMoved};
 use image::build_platform;
 pub use image_meta::ImageMeta;
+pub use lint::lint;
 use materialise::Origin;
+pub use named::NamedContext;
 pub use outputs::{Dest, Output, OutputError};
 pub use remote::{probe_node, BuildPlan, NodeState, NodeStatus, Nodes};
 pub use sources::SourceError;
@@ -126,6 +132,8 @@ pub struct BuildRequest {
     pub entitlements: Vec<Entitlement>,
     /// `--label` and `--annotation` (applied to images built here, not on build nodes).
     pub meta: ImageMeta,
+    /// Named contexts, SSH agents and `RUN` settings from buildx's flags.
+    pub buildx: BuildxInputs,
 }
 
 /// What one platform's build produced.
@@ -228,7 +236,8 @@ async fn prepare<R: Registry, E: Executor>(
             source,
         })?;
     let display = display_path(&req.dockerfile);
-    let df = dockerfile::parse(&text, &display)?;
+    let mut df = dockerfile::parse(&text, &display)?;
+    named::apply(&mut df, &req.buildx.named_contexts);
     check_cache_filter(&df, &req.cache.no_cache_filter)?;
     let context = BuildContext::open(&req.context_dir, &req.dockerfile)
         .map_err(|e| BuildError::OpenContext(Box::new(e)))?;

@@ -77,6 +77,13 @@ pub(super) async fn expand_all<R: Registry, E: Executor>(
                     .into(),
             ))
         }
+        BaseImage::Image(r) if super::named::context_name(r).is_some() => {
+            return Err(BuildError::Usage(
+                "--platform all means the platforms of the base image, but the target stage \
+                 starts from a --build-context: name the platforms"
+                    .into(),
+            ))
+        }
         BaseImage::Image(r) => r.clone(),
     };
     let offer = offer(deps, &reference).await?;
@@ -138,6 +145,10 @@ pub(super) async fn check_offers<R: Registry, E: Executor>(
         let BaseImage::Image(reference) = base else {
             continue;
         };
+        // A directory or layout context is checked when it is loaded.
+        if super::named::context_name(reference).is_some() {
+            continue;
+        }
         if !offers.iter().any(|o| &o.reference == reference) {
             offers.push(offer(deps, reference).await?);
         }

@@ -69,6 +69,12 @@ pub enum SourceError {
         /// The secret's id.
         id: String,
     },
+    /// A required `RUN --mount=type=ssh` whose agent id was not given with `--ssh`.
+    #[error("ssh agent {id:?} is required but was not given (pass --ssh {id}=SOCKET, or --ssh default for $SSH_AUTH_SOCK)")]
+    MissingSsh {
+        /// The agent's id.
+        id: String,
+    },
 }
 
 impl From<ContextError> for SourceError {
@@ -85,7 +91,8 @@ impl Classify for SourceError {
             SourceError::Context(e) => e.exit_code(),
             SourceError::Checksum { .. }
             | SourceError::Unpack { .. }
-            | SourceError::MissingSecret { .. } => ExitCode::BadInput,
+            | SourceError::MissingSecret { .. }
+            | SourceError::MissingSsh { .. } => ExitCode::BadInput,
         }
     }
 

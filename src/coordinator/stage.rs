@@ -135,8 +135,11 @@ impl<'a, R: Registry, E: Executor> Stages<'a, R, E> {
         async move {
             cell.get_or_init(|| async move {
                 let pull = self.sh.cache.options().pull;
-                pull_base(self.deps, &platform, &reference, pull)
-                    .await
+                let pulled = match super::named::context_name(&reference) {
+                    Some(name) => super::named::load(self.deps, self.sh.req, &platform, name).await,
+                    None => pull_base(self.deps, &platform, &reference, pull).await,
+                };
+                pulled
                     .map(|b| {
                         let result = base_key(
                             &BaseInput::Image {

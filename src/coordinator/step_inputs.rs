@@ -31,12 +31,35 @@ pub(super) async fn gather<R: Registry, E: Executor, U: Upstream>(
 ) -> Result<Vec<SourceInput>, BuildError> {
     let mut out = Vec::new();
     match &step.kind {
-        StepKind::Run { mounts, .. } => {
+        StepKind::Run {
+            mounts, network, ..
+        } => {
+            if let (crate::plan::Network::Default, Some(n)) =
+                (network, scope.sh.req.buildx.default_network)
+            {
+                out.push(SourceInput::DefaultNetwork { network: n });
+            }
+            let settings = &scope.sh.req.buildx.run_settings;
+            if !settings.is_default() {
+                out.push(SourceInput::RunSettings {
+                    extra_hosts: settings.extra_hosts.clone(),
+                    shm_size: settings.shm_size,
+                    ulimits: (settings.ulimits.iter())
+                        .map(|u| (u.name.clone(), u.soft, u.hard))
+                        .collect(),
+                });
+            }
             for m in mounts {
                 if let RunMount::Secret { id, .. } = m {
                     out.push(SourceInput::Secret {
                         id: id.clone(),
                         given: scope.sh.req.secrets.contains_key(id),
+                    });
+                }
+                if let RunMount::Ssh { id, .. } = m {
+                    out.push(SourceInput::Ssh {
+                        id: id.clone(),
+                        given: scope.sh.req.buildx.ssh.contains_key(id),
                     });
                 }
                 if let RunMount::Bind { from, source, .. } = m {

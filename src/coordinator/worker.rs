@@ -57,6 +57,7 @@ pub async fn build_job<R: Registry, E: Executor>(
         },
         entitlements: job.entitlements.clone(),
         meta: Default::default(),
+        buildx: Default::default(),
     };
     let graph = plan::select_graph(
         &df,

@@ -83,6 +83,14 @@ pub enum Mount {
         /// Size limit in bytes; `None` is the kernel default.
         size: Option<u64>,
     },
+    /// A host socket (an SSH agent's, `RUN --mount=type=ssh`), bound onto a file mount point;
+    /// the socket itself is never copied, and the mount point is removed afterwards.
+    Socket {
+        /// The socket on the host.
+        source: PathBuf,
+        /// Absolute path in the root filesystem.
+        target: String,
+    },
     /// A read-only file held in memory (a secret, a heredoc script), placed on a private tmpfs.
     File {
         /// Absolute path in the root filesystem.
@@ -181,6 +189,66 @@ pub struct RunSpec {
     /// namespace ignores (pid_namespaces(7)): as PID 1 it would hang instead of failing.
     #[serde(default)]
     pub emulated: bool,
+    /// What every RUN of the build gets from the command line (`--add-host`, `--shm-size`,
+    /// `--ulimit`).
+    #[serde(default)]
+    pub settings: RunSettings,
+}
+
+/// Settings of every `RUN` step of a build, from the command line (buildx `--add-host`,
+/// `--shm-size`, `--ulimit`). The default is what a step gets without those flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// `--add-host NAME:IP`: `(name, address)` lines added to the step's `/etc/hosts` (then
+    /// one made for the step: `localhost` and these, as BuildKit's `hosts` file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--shm-size`: size of the step's `/dev/shm` tmpfs in bytes (`None`: 64 MiB, Docker's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits set (setrlimit(2)) before the command is executed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+}
+
+impl RunSettings {
+    /// True when no flag changed anything.
+    pub fn is_default(&self) -> bool {
+        self == &RunSettings::default()
+    }
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]` (Docker's `units.Ulimit`; `-1` is unlimited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Docker's name of the resource: one of [`Ulimit::NAMES`].
+    pub name: String,
+    /// The soft limit; `u64::MAX` is unlimited (`RLIM_INFINITY`).
+    pub soft: u64,
+    /// The hard limit; `u64::MAX` is unlimited.
+    pub hard: u64,
+}
+
+impl Ulimit {
+    /// The resource names Docker accepts (`docker/go-units` `ulimitNameMapping`), each
+    /// `RLIMIT_<NAME>` of setrlimit(2).
+    pub const NAMES: [&'static str; 15] = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
 }
 
 /// Files to create inside the root filesystem.

@@ -145,11 +145,13 @@ fn resolve_copy(
 ) -> Result<(String, StepKind), DockerfileError> {
     let (srcs, inline) = copy_sources(df, before, &a)?;
     let raw_dest = expand(df, a.dest, before)?;
-    let dest_abs = if raw_dest.is_empty() {
-        st.workdir.clone()
-    } else {
-        normalize_path(&st.workdir, &raw_dest, true)
-    };
+    // BuildKit `dispatchCopy`: an empty destination is the working directory as a directory
+    // (`.`), so a `COPY --link` onto an empty tree puts the file in it, not at its path.
+    let dest_abs = normalize_path(
+        &st.workdir,
+        if raw_dest.is_empty() { "." } else { &raw_dest },
+        true,
+    );
     let chown = match a.chown {
         Some(w) => Some(expand(df, w, before)?).filter(|s| !s.is_empty()),
         None => None,

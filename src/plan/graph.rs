@@ -67,6 +67,19 @@ impl StageGraph {
             .unwrap_or_else(|| unreachable!("a graph always has its target"))
     }
 
+    /// The platform the image claims (its config and index entry). With `--platform` given
+    /// (`implicit` false) the requested target, whatever platform the target stage ran as;
+    /// without it (BuildKit's `implicitTarget`) the target stage's own platform, so a target
+    /// stage `FROM --platform=linux/arm64 ...` built with no `--platform` is an arm64 image
+    /// (buildkit `dockerfile2llb/convert.go`, `if !platformOpt.implicitTarget`).
+    pub fn claimed_platform(&self, requested: &Platform, implicit: bool) -> Platform {
+        if implicit {
+            self.target().platform.clone()
+        } else {
+            requested.clone()
+        }
+    }
+
     /// The selection of stage `index`, when the target needs it.
     pub fn get(&self, index: usize) -> Option<&Selection> {
         self.stages.iter().find(|s| s.stage_index == index)

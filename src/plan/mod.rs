@@ -32,7 +32,8 @@
 //!   `display` (the instruction text progress and errors show),
 //!   `heredoc`, `chmod` (symbolic modes), `expand` (one word), `scope` (the variables and state
 //!   an instruction sees, ARG), `from` (what `--from` names), `mounts` (`RUN --mount` flags),
-//!   `entitlements` (`RUN --security`, and what `--allow` must grant);
+//!   `entitlements` (`RUN --security`, and what `--allow` must grant), `named` (named build
+//!   contexts put into the Dockerfile before planning);
 //! - phase 1: `select` (stages the target needs, with `secret_names`' warnings), `stage_key`
 //!   (when platforms share a stage);
 //! - phase 2: `resolve` (the walk), calling `config` (image-config instructions), `copy`
@@ -50,6 +51,7 @@ mod gofmt;
 mod graph;
 mod heredoc;
 mod mounts;
+mod named;
 mod paths;
 mod request;
 mod resolve;
@@ -67,6 +69,7 @@ pub use chmod::SymbolicMode;
 pub use copy::is_url;
 pub use entitlements::{check_entitlements, Entitlement};
 pub use graph::{Selection, StageGraph, StageKey};
+pub use named::{apply_named_contexts, NAMED_CONTEXT_SCHEME};
 pub use request::{
     BaseConfig, BaseImage, PlanRequest, DEFAULT_PATH, DEFAULT_SHELL, PREDEFINED_ARGS,
 };

@@ -144,6 +144,7 @@ enum Type {
     Cache,
     Tmpfs,
     Secret,
+    Ssh,
 }
 
 impl Type {
@@ -154,23 +155,18 @@ impl Type {
             Type::Cache => "cache",
             Type::Tmpfs => "tmpfs",
             Type::Secret => "secret",
+            Type::Ssh => "ssh",
         }
     }
 
-    /// Reads a `type=` value (case-insensitive). Errors: `ssh` (unsupported) and unknown
-    /// types.
+    /// Reads a `type=` value (case-insensitive). Errors: unknown types.
     fn parse(at: &MountWord<'_>, value: &str) -> Result<Type, DockerfileError> {
         Ok(match value.to_ascii_lowercase().as_str() {
             "bind" => Type::Bind,
             "cache" => Type::Cache,
             "tmpfs" => Type::Tmpfs,
             "secret" => Type::Secret,
-            "ssh" => {
-                return Err(at.unsupported(
-                    "RUN --mount=type=ssh",
-                    "polyarch does not forward an SSH agent",
-                ))
-            }
+            "ssh" => Type::Ssh,
             other => {
                 let hint = nearest(other, &["bind", "cache", "tmpfs", "secret", "ssh"])
                     .map(|s| format!(" (did you mean {s}?)"))
@@ -269,7 +265,7 @@ impl Fields {
         match key {
             "readonly" | "ro" => self.readonly = Some(true),
             "readwrite" | "rw" => self.readonly = Some(false),
-            "required" if self.typ == Type::Secret => self.required = true,
+            "required" if matches!(self.typ, Type::Secret | Type::Ssh) => self.required = true,
             "required" => return Err(unexpected_key(at, key, self.typ)),
             _ => {
                 return Err(at.invalid(format!("invalid field '{field}' must be a key=value pair")))
@@ -296,7 +292,9 @@ impl Fields {
             "target" | "dst" | "destination" => self.target = value,
             "readonly" | "ro" => self.readonly = Some(parse_bool(at, key, &value)?),
             "readwrite" | "rw" => self.readonly = Some(!parse_bool(at, key, &value)?),
-            "required" if self.typ == Type::Secret => self.required = parse_bool(at, key, &value)?,
+            "required" if matches!(self.typ, Type::Secret | Type::Ssh) => {
+                self.required = parse_bool(at, key, &value)?
+            }
             "size" if self.typ == Type::Tmpfs => {
                 self.size = Some(
                     ram_in_bytes(&value)
@@ -360,11 +358,11 @@ pub(super) fn parse_mount(
     let fields = csv_fields(&word.text)
         .ok_or_else(|| at.invalid("malformed comma-separated list".into()))?;
     let f = Fields::read(&at, fields, lookup)?;
-    let file_info = matches!(f.typ, Type::Secret | Type::Cache);
+    let file_info = matches!(f.typ, Type::Secret | Type::Cache | Type::Ssh);
     if !file_info && (f.mode.is_some() || f.uid.is_some() || f.gid.is_some()) {
-        return Err(
-            at.invalid("mode, uid and gid are only allowed for cache and secret mounts".into())
-        );
+        return Err(at.invalid(
+            "mode, uid and gid are only allowed for cache, secret and ssh mounts".into(),
+        ));
     }
     if f.sharing.is_some() && f.typ != Type::Cache {
         return Err(at.invalid("sharing is only allowed for cache mounts".into()));
@@ -374,6 +372,7 @@ pub(super) fn parse_mount(
         .unwrap_or(!matches!(f.typ, Type::Cache | Type::Tmpfs));
     match f.typ {
         Type::Secret => secret_mount(&at, workdir, f),
+        Type::Ssh => ssh_mount(&at, workdir, f),
         Type::Tmpfs => {
             if f.from.is_some() {
                 return Err(at.invalid("a tmpfs mount has no from".into()));
@@ -426,6 +425,29 @@ fn secret_mount(at: &MountWord<'_>, workdir: &str, f: Fields) -> Result<RunMount
         mode: f.mode.unwrap_or(0o400),
         uid: f.uid.unwrap_or(0),
         gid: f.gid.unwrap_or(0),
+    })
+}
+
+/// `type=ssh` (BuildKit `dispatchSSH`): no `from` or `source`; the id defaults to `default`;
+/// an empty target is filled in by the caller (`/run/buildkit/ssh_agent.N`). `mode`, `uid` and
+/// `gid` are read but the agent's socket is bound as it is.
+fn ssh_mount(at: &MountWord<'_>, workdir: &str, f: Fields) -> Result<RunMount, DockerfileError> {
+    if f.from.is_some() || !f.source.is_empty() {
+        return Err(at.invalid("ssh does not support source or from".into()));
+    }
+    let target = if f.target.is_empty() {
+        String::new()
+    } else {
+        abs_target(at, workdir, &f.target)?
+    };
+    Ok(RunMount::Ssh {
+        id: if f.id.is_empty() {
+            "default".into()
+        } else {
+            f.id
+        },
+        target,
+        required: f.required,
     })
 }
 

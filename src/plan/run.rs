@@ -56,6 +56,7 @@ pub(super) fn run_step(
         run_mounts.push(parse_mount(df, m, stage_index, &st.workdir, before)?);
     }
     run_mounts.extend(extra);
+    let ssh_sock = ssh_targets(&mut run_mounts);
     let network = match network {
         Some(w) => parse_network(df, w)?,
         None => Network::Default,
@@ -64,7 +65,12 @@ pub(super) fn run_step(
         Some(w) => parse_security(df, w)?,
         None => Security::Sandbox,
     };
-    let env = st.run_env(build_args);
+    let mut env = st.run_env(build_args);
+    if let Some(sock) = ssh_sock {
+        // BuildKit `llb.AddSSHSocket`: the first agent socket is the step's SSH_AUTH_SOCK.
+        env.retain(|e| !e.starts_with("SSH_AUTH_SOCK="));
+        env.push(format!("SSH_AUTH_SOCK={sock}"));
+    }
     Ok((
         run_history(st, &argv),
         StepKind::Run {
@@ -134,4 +140,21 @@ fn run_argv(
         full.push_str(&d.name);
     }
     (st.argv(&ShellOrExec::Shell(full)), Vec::new())
+}
+
+/// Fills in the default target of each `type=ssh` mount, `/run/buildkit/ssh_agent.N` (N
+/// counting the step's ssh mounts from 0, as BuildKit's `llb` does); returns the first one's.
+fn ssh_targets(mounts: &mut [RunMount]) -> Option<String> {
+    let mut first = None;
+    let mut n = 0;
+    for m in mounts.iter_mut() {
+        if let RunMount::Ssh { target, .. } = m {
+            if target.is_empty() {
+                *target = format!("/run/buildkit/ssh_agent.{n}");
+            }
+            n += 1;
+            first.get_or_insert_with(|| target.clone());
+        }
+    }
+    first
 }

@@ -281,6 +281,17 @@ pub enum RunMount {
         /// File group.
         gid: u32,
     },
+    /// `type=ssh`: the SSH agent socket given with `--ssh ID=...`, bound onto `target`
+    /// (BuildKit `dispatchSSH`); the first one's target is also `SSH_AUTH_SOCK`.
+    Ssh {
+        /// The agent's id (`id=`, default `default`).
+        id: String,
+        /// Where the socket appears (default `/run/buildkit/ssh_agent.N`, N counting the
+        /// step's ssh mounts from 0).
+        target: String,
+        /// Fail when the agent was not given (default: skip the mount).
+        required: bool,
+    },
     /// A file written for the step (the script of `RUN <<EOF` starting with `#!`), read-only.
     File {
         /// Absolute path in the container (`/dev/pipes/EOF`).
@@ -300,6 +311,7 @@ impl RunMount {
             RunMount::Bind { target, .. }
             | RunMount::Cache { target, .. }
             | RunMount::Tmpfs { target, .. }
+            | RunMount::Ssh { target, .. }
             | RunMount::File { target, .. } => Some(target),
             RunMount::Secret { target, .. } => target.as_deref(),
         }

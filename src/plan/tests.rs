@@ -479,7 +479,7 @@ fn mounts_are_parsed_and_expanded() {
         ("type=bind,target=/x,size=1", "unexpected key 'size'"),
         (
             "type=tmpfs,target=/x,mode=0700",
-            "only allowed for cache and secret",
+            "only allowed for cache, secret and ssh",
         ),
         (
             "type=bind,target=/x,sharing=locked",
@@ -489,7 +489,7 @@ fn mounts_are_parsed_and_expanded() {
         ("type=secret,id=a,source=b", "both source and id"),
         ("type=cache,target=/", "invalid mount target \"/\""),
         ("target=/x,trget=/y", "did you mean target?"),
-        ("type=ssh", "does not forward an SSH agent"),
+        ("type=ssh,source=/x", "ssh does not support source or from"),
         ("type=cache,target=/x,mode=9", "invalid value 9 for mode"),
         ("type=bind,target=/x,ro=maybe", "invalid value for ro"),
         ("type=bind,target=a\\\"b", "malformed"),
@@ -673,7 +673,16 @@ fn run_case(dir: &Path) -> Result<serde_json::Value, DockerfileError> {
             "plan": plan,
         }));
     }
-    Ok(serde_json::json!({ "stages": out, "warnings": graph.warnings }))
+    let mut result = serde_json::json!({ "stages": out, "warnings": graph.warnings });
+    // `claims` (implicit or explicit): the platform the image claims, with or without an
+    // explicit --platform (see StageGraph::claimed_platform).
+    if let Some(mode) = read("claims") {
+        let implicit = mode.trim() == "implicit";
+        result["claims"] = serde_json::json!(graph
+            .claimed_platform(&r.target_platform, implicit)
+            .to_string());
+    }
+    Ok(result)
 }
 
 /// Compares with (or, with UPDATE_GOLDEN=1, rewrites) the expected file.

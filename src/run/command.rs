@@ -45,6 +45,7 @@ pub fn image_command(
         netns: None,
         seccomp: None,
         insecure: false,
+        settings: Default::default(),
         linux32: false,
         qemu_cpu: None,
         emulated: false,

@@ -7,6 +7,7 @@ mod annotations;
 mod attestations;
 mod auth;
 mod build;
+mod buildx;
 mod cache;
 mod cli;
 mod dockerfile;

@@ -17,7 +17,8 @@ use crate::schedule::Policy;
 /// Flags of `polyarch build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build context directory.
+    /// The build context directory, or `-`: a tar (plain or gzip) read from stdin, or a
+    /// Dockerfile read from stdin with an empty context (as `docker build -`).
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
     /// Target platforms, os/arch[/variant], repeatable and comma-separated (default: this
@@ -25,7 +26,7 @@ pub struct BuildArgs {
     /// that this host can run).
     #[arg(long = "platform", value_name = "PLATFORMS", env = "POLYARCH_PLATFORM")]
     pub platforms: Vec<String>,
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     pub file: Option<PathBuf>,
     /// Name and tag of the image index, REGISTRY/REPO[:TAG]; repeatable.
@@ -163,6 +164,55 @@ pub struct BuildArgs {
     /// Jobs exporting to one cache merge their entries. Repeatable.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// Further inputs and step settings with buildx's spelling.
+    #[command(flatten)]
+    pub buildx: BuildxArgs,
+}
+
+/// `docker buildx build` flags for inputs, step settings and what is printed (README "buildx
+/// flags"), resolved in [`super::inputs`].
+#[derive(Debug, Args)]
+pub struct BuildxArgs {
+    /// Print nothing but the image id on stdout (the config digest for one platform, else the
+    /// index digest), and no progress.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write the image id (as -q prints it) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub iidfile: Option<PathBuf>,
+    /// Add a line to every RUN step's /etc/hosts: NAME:IP (or NAME=IP); repeatable.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// Size of every RUN step's /dev/shm: bytes, or a number with b, k, m or g (binary units,
+    /// as Docker's), e.g. 128m. Default 64m.
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// A resource limit for every RUN step: NAME=SOFT[:HARD] (Docker's names: nofile, nproc,
+    /// core, ...; -1 unlimited); repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// A named build context, NAME=DIR | NAME=docker-image://REF | NAME=oci-layout://DIR[:TAG]:
+    /// what `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME` use (before a stage or
+    /// an image of that name; a stage NAME is replaced by it); repeatable.
+    #[arg(long = "build-context", value_name = "NAME=SOURCE")]
+    pub build_contexts: Vec<String>,
+    /// What to do with the Dockerfile: `build` (default), or `check`: run the checks a build
+    /// makes before it pulls anything, print the warnings on stdout, build nothing; exit 1
+    /// when there are warnings, 2 on errors (buildx `--call`).
+    #[arg(long, value_name = "METHOD", default_value = "build", value_parser = ["build", "check"])]
+    pub call: String,
+    /// Shorthand for `--call check`.
+    #[arg(long)]
+    pub check: bool,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` or `ID` ($SSH_AUTH_SOCK), or
+    /// `ID=SOCKET`; the socket is bound into the steps that mount it, never stored.
+    /// Repeatable.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+    /// The network of RUN steps without `--network` (or with `--network=default`): default
+    /// (a private namespace with outbound access), none, or host (with --allow network.host).
+    #[arg(long, value_name = "MODE", value_parser = ["default", "none", "host"])]
+    pub network: Option<String>,
 }
 
 /// `--node-policy` values.

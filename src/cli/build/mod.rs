@@ -15,6 +15,7 @@ use crate::metadata::PushedByDigest;
 use crate::node::protocol::WireCredentials;
 
 mod flags;
+mod inputs;
 mod ledger;
 mod meta;
 mod outputs;
@@ -30,6 +31,8 @@ pub use resolve::resolve_build;
 enum Report {
     /// `--dry-run`: the plan.
     Plan(String),
+    /// `--call check`: the warnings.
+    Check(Vec<String>),
     /// The result, the `--push-by-digest` record, and whether an output took stdout (`dest=-`:
     /// then nothing else is printed there).
     Built(Box<(BuildOutcome, Option<PushedByDigest>, bool)>),
@@ -39,7 +42,12 @@ enum Report {
 /// writes the metadata and digest files, ends the progress (its summary, or the failure), then
 /// prints the digests on stdout.
 pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Failure> {
-    let progress = Progress::start(args.progress, global.verbose, "Building")?;
+    let mode = if args.buildx.quiet {
+        super::render::ProgressMode::Quiet
+    } else {
+        args.progress
+    };
+    let progress = Progress::start(mode, global.verbose, "Building")?;
     progress.emit(Event::BuildStarted {
         platforms: args.platforms.clone(),
         tags: args.tags.clone(),
@@ -57,15 +65,21 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
         Some(Report::Plan(text)) => {
             let _ = write!(out, "{text}");
         }
-        Some(Report::Built(built)) if !built.2 => print_summary(&built.0, built.1.as_ref()),
-        Some(Report::Built(_)) => {}
+        Some(Report::Check(warnings)) => return check_result(&mut out, &warnings),
+        Some(Report::Built(built)) if built.2 => {}
+        Some(Report::Built(built)) if args.buildx.quiet => {
+            let _ = writeln!(out, "{}", image_id(&built.0));
+        }
+        Some(Report::Built(built)) => print_summary(&built.0, built.1.as_ref()),
     }
     Ok(())
 }
 
 /// The build itself, its progress going to `sink`.
 fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<Report, Failure> {
-    let req = resolve_build(args)?;
+    // `-` (context or Dockerfile) is read now; what it became lives until the build is over.
+    let staged = inputs::stage_stdin(args, std::io::stdin().lock())?;
+    let req = resolve::resolve_at(args, &staged.context, staged.file.as_ref())?;
     let state = global.state_dir.clone().unwrap_or_else(default_state_dir);
     let store = Store::open(&state)?;
     let destination = req
@@ -110,6 +124,9 @@ fn build(global: &GlobalArgs, args: &BuildArgs, sink: Arc<dyn Sink>) -> Result<R
         insecure_registries: options.insecure.clone(),
         retries: options.retries,
     };
+    if args.buildx.check || args.buildx.call == "check" {
+        return Ok(Report::Check(rt.block_on(coordinator::lint(&req, &deps))?));
+    }
     if args.dry_run {
         let plan = rt.block_on(coordinator::plan(&req, &deps, &nodes))?;
         return Ok(Report::Plan(plan_text(&plan)));
@@ -202,7 +219,44 @@ fn write_result_files(
         };
         write(path, format!("{line}\n").as_bytes(), "digest file")?;
     }
+    if let Some(path) = &args.buildx.iidfile {
+        write(path, image_id(outcome).as_bytes(), "image id file")?;
+    }
     Ok(())
+}
+
+/// The image id buildx prints with `-q` and writes to `--iidfile` (its
+/// `containerimage.config.digest` when there is one, else `containerimage.digest`): the config
+/// digest for one platform, else the index digest.
+fn image_id(outcome: &BuildOutcome) -> String {
+    match outcome.images.as_slice() {
+        [one] => one.config.to_string(),
+        _ => outcome.index.digest.to_string(),
+    }
+}
+
+/// Prints the result of `--call check` as buildx does (each warning, then the count) and fails
+/// with exit 1 when there are warnings (BuildKit's lint result status).
+fn check_result(out: &mut impl Write, warnings: &[String]) -> Result<(), Failure> {
+    if warnings.is_empty() {
+        let _ = writeln!(out, "Check complete, no warnings found.");
+        return Ok(());
+    }
+    for w in warnings {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    let n = warnings.len();
+    let _ = writeln!(
+        out,
+        "Check complete, {n} warning{} found!",
+        if n == 1 { " has been" } else { "s have been" }
+    );
+    Err(Failure {
+        message: format!("check: {n} warning(s) found"),
+        causes: vec![],
+        hint: None,
+        code: ExitCode::StepFailed,
+    })
 }
 
 /// Prints the index digest, where it was pushed, and each platform's manifest digest.

@@ -83,8 +83,18 @@ pub(super) fn parse_secret(spec: &str) -> Result<(String, Sensitive), UsageError
 /// Resolves `polyarch build` flags into a [`BuildRequest`] (flags, then settings: uv's habit).
 /// Errors name the flag and the value.
 pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
+    resolve_at(args, &args.context, args.file.as_ref())
+}
+
+/// [`resolve_build`] with the context and Dockerfile given apart from the flags (what `-`
+/// stood for, read from stdin: [`super::inputs::stage_stdin`]).
+pub(super) fn resolve_at(
+    args: &BuildArgs,
+    context: &Path,
+    file: Option<&PathBuf>,
+) -> Result<BuildRequest, UsageError> {
     let targets = resolve_targets(&args.platforms)?;
-    let (context_dir, dockerfile) = resolve_files(&args.context, args.file.as_ref())?;
+    let (context_dir, dockerfile) = resolve_files(context, file)?;
     let build_args = resolve_build_args(&args.build_args)?;
     let specs = super::outputs::parse_outputs(&args.outputs, args.load, &args.tags, "latest")?;
     let (tags, push_by_digest) = resolve_destinations(args, &specs)?;
@@ -111,6 +121,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
     for (flag, file) in [
         ("--metadata-file", &args.metadata_file),
         ("--digest-file", &args.digest_file),
+        ("--iidfile", &args.buildx.iidfile),
     ] {
         if let Some(path) = file {
             check_parent_dir(flag, path)?;
@@ -154,6 +165,7 @@ pub fn resolve_build(args: &BuildArgs) -> Result<BuildRequest, UsageError> {
         cache,
         entitlements: args.allow.clone(),
         meta,
+        buildx: super::inputs::buildx_inputs(args)?,
     })
 }
 
@@ -454,6 +466,8 @@ mod tests {
         std::env::set_var("POLYARCH_TEST_SECRET_VAR", "from-env");
         let (id, v) = parse_secret("id=x,env=POLYARCH_TEST_SECRET_VAR").unwrap();
         assert_eq!((id.as_str(), v.0.as_slice()), ("x", b"from-env".as_slice()));
+        let (id, v) = parse_secret("type=env,id=y,env=POLYARCH_TEST_SECRET_VAR").unwrap();
+        assert_eq!((id.as_str(), v.0.as_slice()), ("y", b"from-env".as_slice()));
         let (_, v) = parse_secret("id=POLYARCH_TEST_SECRET_VAR").unwrap();
         assert_eq!(v.0, b"from-env");
         assert!(parse_secret("id=x,src=/nonexistent/file").is_err());

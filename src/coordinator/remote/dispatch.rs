@@ -152,6 +152,14 @@ impl<'a> Dispatch<'a> {
         name: &str,
     ) -> Result<PlatformImage, BuildError> {
         let pname = platform.to_string();
+        // The job carries neither (a node would build something else): refused, not dropped.
+        if !sh.req.buildx.is_empty() {
+            return Err(BuildError::Usage(format!(
+                "{pname} was placed on node {name}, but --build-context, --ssh, --network, --add-host, \
+                 --shm-size and --ulimit are not sent to build nodes: build with \
+                 --node-policy local-only"
+            )));
+        }
         let spec = self.nodes.set.get(name)?;
         let transport =
             self.nodes.transport.as_ref().ok_or_else(|| {

@@ -60,6 +60,7 @@ fn world(platforms: &[&str]) -> World {
         binfmt_dir: dir.path().join("no-binfmt"),
         smoke_test: None,
         cache: Default::default(),
+        buildx: Default::default(),
     };
     let deps = Deps {
         registry: FakeRegistry::new(),

@@ -20,11 +20,12 @@ use crate::context::{CopyEntry, EntryKind};
 use crate::executor::error::{sys_rx, ExecError};
 use crate::executor::spec::{CopySpec, LayerSource};
 
-/// `mkdir -p` of `rel` inside the root: missing directories are created 0755 root:root. Symlinks
+/// `mkdir -p` of `rel` inside the root: missing directories are created with `mode` (0755, or
+/// an octal `--chmod`'s bits as BuildKit does: buildkit `testCopyChmod`), root:root. Symlinks
 /// on the way are followed inside the root, and a dangling one gets its target created (as
 /// Docker does for `COPY x /link/` when `/link` points nowhere yet). Returns an `O_PATH`
 /// descriptor of the (resolved) directory.
-fn mkdir_p(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, ExecError> {
+fn mkdir_p(root: BorrowedFd<'_>, rel: &str, mode: u32) -> Result<OwnedFd, ExecError> {
     let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
     match in_root(root, rel, dir_flags) {
         Ok(fd) => return Ok(fd),
@@ -41,7 +42,7 @@ fn mkdir_p(root: BorrowedFd<'_>, rel: &str) -> Result<OwnedFd, ExecError> {
         match in_root(root, &prefix, dir_flags) {
             Ok(fd) => cur = fd,
             Err(rustix::io::Errno::NOENT) => {
-                match rustix::fs::mkdirat(&cur, comps[i], Mode::from_raw_mode(0o755)) {
+                match rustix::fs::mkdirat(&cur, comps[i], Mode::from_raw_mode(mode)) {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(sys_rx("create directory", format!("/{prefix}"))(e)),
                 }
@@ -135,7 +136,8 @@ fn chown_ids(
 
 /// `COPY --from`: the entries of `src.sources`, resolved inside the source stage as it would see
 /// them (its layers mounted read-only), with its owners kept (BuildKit copies from a stage
-/// without resetting them) and mtimes clamped to `src.max_mtime`.
+/// without resetting them; a copied directory's own destination excepted) and mtimes clamped
+/// to `src.max_mtime`.
 fn from_layers(src: &LayerSource, temps: &mut TempMounts) -> Result<Vec<CopyEntry>, ExecError> {
     let view = temps.layers(&src.lowerdirs, false)?;
     let tree =
@@ -151,8 +153,16 @@ fn from_layers(src: &LayerSource, temps: &mut TempMounts) -> Result<Vec<CopyEntr
         .map_err(|source| ExecError::CopySource {
             source: Box::new(source),
         })?;
+    let dest = crate::context::clean_path(&format!("/{}", src.dest));
     for e in &mut found {
-        if let Ok(md) = std::fs::symlink_metadata(&e.src) {
+        // A source directory's contents go into the destination, which BuildKit creates as
+        // root (or the --chown user) when it is missing: only what is inside keeps its owner
+        // (buildkit dockerfile_copy_test.go `testCopyChownExistingDir`).
+        let dest_itself = e.kind == crate::context::EntryKind::Dir && e.dest == dest;
+        if let Some(md) = std::fs::symlink_metadata(&e.src)
+            .ok()
+            .filter(|_| !dest_itself)
+        {
             use std::os::unix::fs::MetadataExt;
             e.owner = Some((md.uid(), md.gid()));
         }
@@ -202,7 +212,7 @@ fn copy_entry(
         Some((p, n)) => (p, n),
         None => ("", rel),
     };
-    let parent = mkdir_p(root, parent_rel)?;
+    let parent = mkdir_p(root, parent_rel, copy.chmod.unwrap_or(0o755))?;
     let mode = match (&copy.chmod, &copy.chmod_symbolic) {
         (Some(bits), _) => *bits,
         (None, Some(sym)) => sym.apply(entry.mode, entry.kind == EntryKind::Dir),

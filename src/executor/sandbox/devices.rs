@@ -40,7 +40,11 @@ const DEV_LINKS: &[(&str, &str)] = &[
 /// devices, `/dev/pts` (a new devpts instance), `/dev/shm` and the links.
 ///
 /// Errors: a mount, `mknod` or `symlink` that fails ([`ExecError::Sys`] naming the path).
-pub(super) fn setup_dev(root: BorrowedFd<'_>, dev: OwnedFd) -> Result<(), ExecError> {
+pub(super) fn setup_dev(
+    root: BorrowedFd<'_>,
+    dev: OwnedFd,
+    shm_size: Option<u64>,
+) -> Result<(), ExecError> {
     // Not `nodev`: the nodes below must work. `noexec` and `nosuid` as runc mounts it.
     mount(
         Some("tmpfs"),
@@ -95,12 +99,14 @@ pub(super) fn setup_dev(root: BorrowedFd<'_>, dev: OwnedFd) -> Result<(), ExecEr
     )
     .map_err(sys("mount devpts", "/dev/pts"))?;
     let shm = open_path_dir(dev.as_fd(), "shm").map_err(sys_rx("open", "/dev/shm"))?;
+    // Docker's default /dev/shm is 64 MiB; `--shm-size` sets it (tmpfs(5) `size=` in bytes).
+    let shm_options = format!("mode=1777,size={}", shm_size.unwrap_or(64 << 20));
     mount(
         Some("shm"),
         &fd_path(shm.as_fd()),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(shm_options.as_str()),
     )
     .map_err(sys("mount tmpfs", "/dev/shm"))?;
     for (name, target) in DEV_LINKS {

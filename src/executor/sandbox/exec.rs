@@ -95,6 +95,8 @@ fn child(
     reset_signals()?;
     rootfs::enter(merged, found, run.insecure)?;
     enter_workdir(&run.cwd)?;
+    // Before the capabilities go: raising a hard limit needs CAP_SYS_RESOURCE.
+    set_ulimits(&run.settings.ulimits)?;
     // Capabilities before the user switch: a non-root user then loses the permitted and
     // effective ones as setuid(2) clears them; the bounding set stays restricted for all.
     capabilities::restrict(run.insecure)?;
@@ -109,6 +111,47 @@ fn child(
         stay_init()?;
     }
     exec(run)
+}
+
+/// `--ulimit`: setrlimit(2) for each limit (Docker's names, `RLIMIT_<NAME>`).
+fn set_ulimits(limits: &[crate::executor::Ulimit]) -> Result<(), ExecError> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    for l in limits {
+        let resource = match l.name.as_str() {
+            "core" => Resource::Core,
+            "cpu" => Resource::Cpu,
+            "data" => Resource::Data,
+            "fsize" => Resource::Fsize,
+            "locks" => Resource::Locks,
+            "memlock" => Resource::Memlock,
+            "msgqueue" => Resource::Msgqueue,
+            "nice" => Resource::Nice,
+            "nofile" => Resource::Nofile,
+            "nproc" => Resource::Nproc,
+            "rss" => Resource::Rss,
+            "rtprio" => Resource::Rtprio,
+            "rttime" => Resource::Rttime,
+            "sigpending" => Resource::Sigpending,
+            "stack" => Resource::Stack,
+            other => {
+                return Err(ExecError::sys(
+                    "setrlimit",
+                    other,
+                    io::Error::from(io::ErrorKind::InvalidInput),
+                ))
+            }
+        };
+        let limit = |v: u64| (v != u64::MAX).then_some(v);
+        setrlimit(
+            resource,
+            Rlimit {
+                current: limit(l.soft),
+                maximum: limit(l.hard),
+            },
+        )
+        .map_err(|e| ExecError::sys("setrlimit", &l.name, io::Error::from(e)))?;
+    }
+    Ok(())
 }
 
 /// `PER_LINUX32` for a 32-bit platform's step (linux/386, linux/arm/*): the kernel then reports

@@ -1,5 +1,5 @@
 //! A `RUN` step's own mounts (`RUN --mount`: cache and bind directories, views of other stages'
-//! layers, tmpfs, in-memory files such as secrets), bound onto targets inside the image root
+//! layers, tmpfs, in-memory files such as secrets, an SSH agent's socket), bound onto targets inside the image root
 //! through descriptors after resolving the target's symlinks inside the image; and
 //! [`TempMounts`], the private temporary directories with layer views or a tmpfs mounted on them
 //! that those mounts and `COPY --from` read.
@@ -217,6 +217,10 @@ pub(super) fn apply(
                 readonly,
             } => mounter.layers(lowerdirs, subpath, target, *readonly)?,
             Mount::Tmpfs { target, size } => mounter.tmpfs(target, *size)?,
+            Mount::Socket { source, target } => {
+                let t = mounter.target(target, Want::File)?;
+                bind_onto(source, root, t, false, target)?;
+            }
             Mount::File {
                 target,
                 content,
@@ -239,6 +243,7 @@ fn target_depth(m: &Mount) -> usize {
         Mount::Bind { target, .. }
         | Mount::Layers { target, .. }
         | Mount::Tmpfs { target, .. }
+        | Mount::Socket { target, .. }
         | Mount::File { target, .. } => target,
     };
     t.split('/').filter(|c| !c.is_empty()).count()

@@ -33,8 +33,14 @@ pub(super) fn mount_overlay(
             });
         }
     }
+    // The same layer twice in one stack (two steps that made identical changes, e.g. the same
+    // COPY repeated: buildkit `testCopyOverrideFiles`) makes overlayfs refuse the mount with
+    // ELOOP. The lower copy changes nothing the upper one does not (same files, same
+    // whiteouts, applied higher up), so only the top-most occurrence is kept.
+    let mut seen = std::collections::HashSet::new();
     let lower = lowers
         .iter()
+        .filter(|p| seen.insert(**p))
         .map(|p| p.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(":");

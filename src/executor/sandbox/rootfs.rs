@@ -1,5 +1,5 @@
 //! The step's root filesystem as its command sees it: the mount points every `RUN` gets (`/proc`
-//! and `/sys`, a small `/dev` of its own, `/etc/resolv.conf` read-only), and entering it:
+//! and `/sys`, a small `/dev` of its own, `/etc/resolv.conf` and `/etc/hosts` read-only), and entering it:
 //! `pivot_root` in a mount namespace of the step's own, the old root detached.
 //!
 //! Layer of `sandbox/`: above namespaces (its mounts live in the helper's private mount
@@ -19,55 +19,69 @@ use super::paths::fd_path;
 use super::scaffold::{Scaffolding, Want};
 use crate::executor::error::{sys, sys_rx, ExecError};
 
+/// Files the helper made or chose for a step's root: bound read-only onto `/etc`.
+pub(super) struct StepFiles<'a> {
+    /// The file bound onto `/etc/resolv.conf` (when it exists).
+    pub(super) resolv: &'a Path,
+    /// The file bound onto `/etc/hosts` (`--add-host`); `None` leaves the image's.
+    pub(super) hosts: Option<&'a Path>,
+    /// The size of `/dev/shm` in bytes (`--shm-size`); `None` is Docker's 64 MiB.
+    pub(super) shm_size: Option<u64>,
+}
+
 /// Prepares the merged root (`root`, whose writes land in `upper`) for a `RUN`: the `/proc` and
-/// `/sys` mount points, `/dev` (devices.rs), and `/etc/resolv.conf`. Returns which of `/proc`
-/// and `/sys` can be mounted (the image may have something other than a directory there; then
-/// the step runs without it). `resolv` is the file bound onto `/etc/resolv.conf`.
+/// `/sys` mount points, `/dev` (devices.rs), `/etc/resolv.conf` and, when given, `/etc/hosts`.
+/// Returns which of `/proc` and `/sys` can be mounted (the image may have something other than
+/// a directory there; then the step runs without it).
 pub(super) fn prepare(
     root: BorrowedFd<'_>,
     upper: BorrowedFd<'_>,
     scaffold: &mut Scaffolding,
-    resolv: &Path,
+    files: &StepFiles<'_>,
 ) -> Result<Prepared, ExecError> {
     let proc = scaffold.ensure(root, upper, "proc", Want::Dir)?.is_some();
     let sys = scaffold.ensure(root, upper, "sys", Want::Dir)?.is_some();
     if let Some(dev) = scaffold.ensure(root, upper, "dev", Want::Dir)? {
-        setup_dev(root, dev)?;
+        setup_dev(root, dev, files.shm_size)?;
     }
-    bind_resolv_conf(root, upper, scaffold, resolv)?;
+    if files.resolv.exists() {
+        bind_etc_file(root, upper, scaffold, files.resolv, "etc/resolv.conf")?;
+    }
+    if let Some(hosts) = files.hosts {
+        bind_etc_file(root, upper, scaffold, hosts, "etc/hosts")?;
+    }
     Ok(Prepared { proc, sys })
 }
 
-/// Binds `host_resolv` (the host's `/etc/resolv.conf`, or one made for the step's network)
-/// read-only onto the image's, when it exists.
-fn bind_resolv_conf(
+/// Binds `host_file` (the host's `/etc/resolv.conf`, or a file made for the step) read-only
+/// onto `rel` in the root.
+fn bind_etc_file(
     root: BorrowedFd<'_>,
     upper: BorrowedFd<'_>,
     scaffold: &mut Scaffolding,
-    host_resolv: &Path,
+    host_file: &Path,
+    rel: &'static str,
 ) -> Result<(), ExecError> {
-    if host_resolv.exists() {
-        if let Some(target) = scaffold.ensure(root, upper, "etc/resolv.conf", Want::File)? {
-            bind(host_resolv, target.as_fd(), "bind-mount resolv.conf")?;
-            drop(target);
-            // A bind mount's read-only flag needs a remount (mount(2), "MS_REMOUNT"), on the
-            // new mount: re-open the path (checked free of symlinks by `ensure`).
-            let mounted = rustix::fs::openat(
-                root,
-                "etc/resolv.conf",
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(sys_rx("open", "/etc/resolv.conf"))?;
-            mount(
-                None::<&str>,
-                &fd_path(mounted.as_fd()),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .map_err(sys("remount read-only", "/etc/resolv.conf"))?;
-        }
+    if let Some(target) = scaffold.ensure(root, upper, rel, Want::File)? {
+        bind(host_file, target.as_fd(), "bind-mount")?;
+        drop(target);
+        // A bind mount's read-only flag needs a remount (mount(2), "MS_REMOUNT"), on the
+        // new mount: re-open the path (checked free of symlinks by `ensure`).
+        let mounted = rustix::fs::openat(
+            root,
+            rel,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys_rx("open", format!("/{rel}")))?;
+        mount(
+            None::<&str>,
+            &fd_path(mounted.as_fd()),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(sys("remount read-only", format!("/{rel}")))?;
     }
     Ok(())
 }

@@ -33,6 +33,12 @@ pub(super) fn run_step(
         return Err(ExecError::EmptyCommand);
     }
     let resolv = resolv_conf(run, temps)?;
+    let hosts = hosts_file(run, temps)?;
+    let files = rootfs::StepFiles {
+        resolv: &resolv,
+        hosts: hosts.as_deref(),
+        shm_size: run.settings.shm_size,
+    };
     let root = rustix::fs::open(
         merged,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -47,7 +53,7 @@ pub(super) fn run_step(
     .map_err(sys_rx("open upper directory", writes))?;
     let mut scaffold = Scaffolding::default();
     let result = (|| {
-        let found = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold, &resolv)?;
+        let found = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold, &files)?;
         mounts::apply(
             &run.mounts,
             root.as_fd(),
@@ -83,4 +89,21 @@ fn resolv_conf(run: &RunSpec, temps: &mut TempMounts) -> Result<PathBuf, ExecErr
     let path = temps.dir(".resolv-")?.join("resolv.conf");
     std::fs::write(&path, text).map_err(|e| ExecError::sys("write", &path, e))?;
     Ok(path)
+}
+
+/// The file bound onto the step's `/etc/hosts` when the build has `--add-host` entries:
+/// `localhost` as BuildKit's hosts file has it, then one `ADDRESS\tNAME` line per entry.
+/// `None` without entries (the image's own `/etc/hosts` stays).
+fn hosts_file(run: &RunSpec, temps: &mut TempMounts) -> Result<Option<PathBuf>, ExecError> {
+    if run.settings.extra_hosts.is_empty() {
+        return Ok(None);
+    }
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (name, address) in &run.settings.extra_hosts {
+        text.push_str(&format!("{address}\t{name}\n"));
+    }
+    let path = temps.dir(".hosts-")?.join("hosts");
+    std::fs::write(&path, text).map_err(|e| ExecError::sys("write", &path, e))?;
+    Ok(Some(path))
 }
