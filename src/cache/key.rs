@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::oci::Digest;
 use crate::plan::StepKind;
 
-/// The version of the key format. Bumped whenever what a key covers changes, so that entries
-/// made by another version are never taken for this one's.
-pub const KEY_VERSION: u32 = 1;
+/// The version of the key format. Bumped whenever what a key covers changes, or what a step
+/// makes from the same inputs (2: 32-bit personality and CPU model per platform, COPY owners
+/// and modes as BuildKit's), so that entries made by another version are never taken for this
+/// one's.
+pub const KEY_VERSION: u32 = 2;
 
 /// A step cache key, or the key of a state (a stage's start or result): `sha256:<hex>` of the
 /// canonical inputs.
@@ -315,7 +317,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "{{\"v\":1,\"kind\":\"step\",\"inputs\":{{\"parent\":\"{}\",\"platform\":\
+                "{{\"v\":2,\"kind\":\"step\",\"inputs\":{{\"parent\":\"{}\",\"platform\":\
                  \"linux/amd64\",\"created_by\":\"ENV A=1\",\"step\":{{\"env\":[[\"A\",\"1\"]]}},\
                  \"sources\":[{{\"from\":\"filesystem\",\"result\":\"{}\"}}],\"source_date_epoch\":\
                  null}}}}",
