@@ -186,7 +186,7 @@ ensure_base_image() {
   log "building $BASE_IMAGE for ${platforms[*]}"
   local IFS=,
   SOURCE_DATE_EPOCH=0 "$POLYARCH" build --progress plain -f "$REPO/manifests/base/busybox/Dockerfile" \
-    --platform "${platforms[*]}" -t "$BASE_IMAGE" --push "$ctx"
+    --platform "${platforms[*]}" --provenance=false -t "$BASE_IMAGE" --push "$ctx"
 }
 
 # --- The ten-platform base (issue 16) ------------------------------------------------------
@@ -282,7 +282,7 @@ ensure_ten_base_image() {
   log "building $TEN_BASE_IMAGE for ${platforms[*]}"
   local IFS=,
   SOURCE_DATE_EPOCH=0 "$POLYARCH" build --progress plain -f "$REPO/manifests/base/busybox-ten/Dockerfile" \
-    --platform "${platforms[*]}" -t "$TEN_BASE_IMAGE" --push "$ctx"
+    --platform "${platforms[*]}" --provenance=false -t "$TEN_BASE_IMAGE" --push "$ctx"
 }
 
 # The machine's configured Debian mirror (the first `deb` URI of its apt sources).

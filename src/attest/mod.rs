@@ -64,14 +64,16 @@ pub struct ProvenanceInput {
     pub platforms: (Platform, Platform),
     /// Base images: (purl, manifest digest), in order of first use.
     pub bases: Vec<(String, Digest)>,
-    /// The build context's digest (the sha256 of its deterministic tar).
+    /// The build context's digest (its whole selection as the step cache hashes it).
     pub context: Option<Digest>,
     /// The instructions of the target stage's steps as written (max mode only).
     pub steps: Vec<String>,
     /// `builder.id`: `pkg:cargo/polyarch@VERSION`.
     pub builder_id: String,
-    /// `startedOn`, `finishedOn` (RFC 3339).
-    pub times: (String, String),
+    /// `startedOn`, `finishedOn` (RFC 3339); `None` leaves `runDetails.metadata` out (the
+    /// default provenance of a push without `SOURCE_DATE_EPOCH`, so that an unchanged rebuild
+    /// gives the same statement).
+    pub times: Option<(String, String)>,
 }
 
 /// `sha256:<hex>` as an in-toto DigestSet.
@@ -111,6 +113,10 @@ pub fn provenance(input: &ProvenanceInput) -> Vec<u8> {
         internal["dockerfile"] = json!(input.dockerfile_text);
         internal["steps"] = json!(input.steps);
     }
+    let mut run_details = json!({ "builder": { "id": input.builder_id } });
+    if let Some((started, finished)) = &input.times {
+        run_details["metadata"] = json!({ "startedOn": started, "finishedOn": finished });
+    }
     let statement = json!({
         "_type": STATEMENT_TYPE,
         "subject": [{ "name": input.subject_name, "digest": digest_set(&input.subject) }],
@@ -129,10 +135,7 @@ pub fn provenance(input: &ProvenanceInput) -> Vec<u8> {
                 "internalParameters": internal,
                 "resolvedDependencies": deps,
             },
-            "runDetails": {
-                "builder": { "id": input.builder_id },
-                "metadata": { "startedOn": input.times.0, "finishedOn": input.times.1 },
-            },
+            "runDetails": run_details,
         },
     });
     oci::to_bytes(&statement)
@@ -246,7 +249,7 @@ mod tests {
             context: Some(Digest::of(b"ctx")),
             steps: vec!["COPY a /a".into()],
             builder_id: "pkg:cargo/polyarch@0.1.0".into(),
-            times: ("1970-01-01T00:00:00Z".into(), "1970-01-01T00:00:00Z".into()),
+            times: Some(("1970-01-01T00:00:00Z".into(), "1970-01-01T00:00:00Z".into())),
         }
     }
 
@@ -258,6 +261,16 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("\"build-arg:VERSION\":\"1.2\""));
         assert!(!text.contains("FROM x"), "min mode has no Dockerfile");
+        assert!(text.contains("\"startedOn\""), "{text}");
+        let untimed = ProvenanceInput {
+            times: None,
+            ..input(ProvenanceMode::Min)
+        };
+        let text = String::from_utf8(provenance(&untimed)).unwrap();
+        assert!(
+            !text.contains("metadata") && text.contains("\"builder\""),
+            "{text}"
+        );
         let v: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(
             v["predicate"]["buildDefinition"]["resolvedDependencies"][1]["uri"],

@@ -17,6 +17,9 @@ pub(super) struct Inputs<'a> {
     pub df: &'a Dockerfile,
     /// The build context (digested for the resolved dependencies).
     pub context: &'a BuildContext,
+    /// The step cache's content hasher (its memo of file digests makes the context's digest
+    /// cheap when COPY steps hashed the files already).
+    pub hasher: std::sync::Arc<crate::cache::ContentHasher>,
     /// Each platform's stage graph, in `--platform` order.
     pub graphs: Vec<StageGraph>,
     /// When the build started (RFC 3339; `SOURCE_DATE_EPOCH` when set).
@@ -26,8 +29,8 @@ pub(super) struct Inputs<'a> {
 /// The index's children: each image, followed by its attestation manifest when `--provenance`
 /// asks for one (made, stored and, when the build pushes, pushed here).
 ///
-/// Errors: [`BuildError::Registry`], [`BuildError::Store`], [`BuildError::Node`] (packing the
-/// context).
+/// Errors: [`BuildError::Registry`], [`BuildError::Store`], [`BuildError::Context`] and
+/// [`BuildError::Cache`] (digesting the build context).
 pub(super) async fn children<R: Registry, E: Executor>(
     req: &BuildRequest,
     deps: &Deps<R, E>,
@@ -42,7 +45,7 @@ pub(super) async fn children<R: Registry, E: Executor>(
         None => created_now(req),
     };
     let context = match req.meta.provenance {
-        Some(_) => Some(context_digest(deps, inputs.context)?),
+        Some(_) => Some(context_digest(inputs).await?),
         None => None,
     };
     let mut out = Vec::new();
@@ -67,7 +70,8 @@ pub(super) async fn children<R: Registry, E: Executor>(
                     .map(|i| i.source.clone())
                     .collect(),
                 builder_id: format!("pkg:cargo/polyarch@{}", env!("CARGO_PKG_VERSION")),
-                times: (inputs.started.clone(), finished.clone()),
+                times: (req.meta.provenance_times || req.source_date_epoch.is_some())
+                    .then(|| (inputs.started.clone(), finished.clone())),
             };
             statements.push((
                 attest::provenance(&input),
@@ -124,18 +128,25 @@ async fn bases<R: Registry, E: Executor>(
     Ok(out)
 }
 
-/// The sha256 of the context's deterministic bundle (what build nodes are sent).
-fn context_digest<R, E>(deps: &Deps<R, E>, context: &BuildContext) -> Result<Digest, BuildError> {
-    let tmp = deps
-        .store
-        .temp_dir("context-")
-        .map_err(|source| BuildError::Store {
-            platform: "provenance".into(),
-            source,
-        })?;
-    let bundle = crate::node::bundle::pack(context, &tmp.path().join("context.tar.zst"))
-        .map_err(|e| BuildError::Node(Box::new(e)))?;
-    Ok(bundle.digest)
+/// The build context's digest for the provenance: the digest of the whole context as a COPY
+/// of `.` selects it (after `.dockerignore`: names, kinds, modes, owners, link targets and
+/// file contents), as the step cache hashes a selection ([`crate::cache::ContentHasher`]).
+async fn context_digest(inputs: &Inputs<'_>) -> Result<Digest, BuildError> {
+    let context = inputs.context.clone();
+    let hasher = inputs.hasher.clone();
+    tokio::task::spawn_blocking(move || {
+        let entries =
+            context
+                .resolve_copy(&[".".to_string()], "/")
+                .map_err(|e| BuildError::Context {
+                    platform: "provenance".into(),
+                    location: "the build context".into(),
+                    source: Box::new(e),
+                })?;
+        hasher.selection_digest(&entries).map_err(BuildError::Cache)
+    })
+    .await
+    .map_err(|e| BuildError::Internal(e.to_string()))?
 }
 
 /// Puts the statement, the attestation config and manifest in the store and, when the build

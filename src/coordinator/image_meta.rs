@@ -20,6 +20,10 @@ pub struct ImageMeta {
     pub annotations: Vec<Annotation>,
     /// `--provenance`: attach SLSA provenance to each image (`None`: no attestation).
     pub provenance: Option<crate::attest::ProvenanceMode>,
+    /// Whether the provenance was asked for (`--provenance`, `--attest`): then it gives the
+    /// build's start and end times; the default provenance of a push gives them only when
+    /// `SOURCE_DATE_EPOCH` fixes them.
+    pub provenance_times: bool,
     /// `--sbom`: attach an SPDX SBOM of each image's packages.
     pub sbom: bool,
 }

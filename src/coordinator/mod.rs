@@ -453,6 +453,7 @@ pub async fn build_with<R: Registry, E: Executor>(
         dockerfile: (&text, &display),
         df: &df,
         context: &context,
+        hasher: shared.cache.hasher.clone(),
         graphs: selections.clone(),
         started: shared.created.clone(),
     };

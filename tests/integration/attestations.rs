@@ -268,3 +268,91 @@ fn sbom_lists_dpkg_apk_and_python_packages_and_validates() {
         .unwrap()
         .contains("not detected"));
 }
+
+#[test]
+fn a_push_attaches_min_provenance_by_default_and_an_unchanged_rebuild_keeps_the_tag() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!("FROM {}\nCOPY a.txt /a.txt\n", ctx.base);
+    let dir = ctx.context("ctx", &[("Dockerfile", &df), ("a.txt", "a\n")]);
+    let build = |tag: &str, no_default: &str| {
+        let r = ctx.run(
+            &[
+                "build",
+                "--platform",
+                "linux/amd64,linux/arm64",
+                "-t",
+                tag,
+                "--push",
+                dir.to_str().unwrap(),
+            ],
+            &[("BUILDX_NO_DEFAULT_ATTESTATIONS", no_default)],
+        );
+        r.assert_code(0);
+        skopeo_raw(tag).expect("pushed")
+    };
+    // The default as buildx's: mode=min provenance after each image.
+    let tag = format!("{}:v1", ctx.repo("default-provenance"));
+    let first = build(&tag, "");
+    let index: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{index}");
+    let layout = pull_layout(&ctx, &tag);
+    for pair in entries.chunks(2) {
+        let att = &pair[1];
+        assert_eq!(
+            att["annotations"]["vnd.docker.reference.digest"],
+            pair[0]["digest"]
+        );
+        let m: serde_json::Value =
+            serde_json::from_slice(&blob(&layout, att["digest"].as_str().unwrap())).unwrap();
+        let st: serde_json::Value =
+            serde_json::from_slice(&blob(&layout, m["layers"][0]["digest"].as_str().unwrap()))
+                .unwrap();
+        validate(
+            include_str!("../fixtures/attestations/slsa-provenance-v1.schema.json"),
+            &st["predicate"],
+        );
+        let predicate = &st["predicate"];
+        assert_eq!(
+            predicate["buildDefinition"]["internalParameters"]["mode"],
+            "min"
+        );
+        assert!(
+            predicate["runDetails"].get("metadata").is_none(),
+            "no build times without SOURCE_DATE_EPOCH: {st}"
+        );
+    }
+    // An index with attestations is a base like any other: each platform takes its image.
+    let child = ctx.context(
+        "child",
+        &[("Dockerfile", &format!("FROM {tag}\nRUN cat /a.txt\n"))],
+    );
+    let out = format!(
+        "type=oci,dest={}",
+        ctx.dir.path().join("child-out").display()
+    );
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &out,
+            child.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert_code(0);
+    // Nothing changed: the same index, so the tag does not move.
+    assert_eq!(
+        build(&tag, "0"),
+        first,
+        "an unchanged rebuild moved the tag"
+    );
+    // buildx's switch turns the default off.
+    let plain = build(&format!("{}:v2", ctx.repo("default-provenance")), "1");
+    let index: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+}

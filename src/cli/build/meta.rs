@@ -29,6 +29,7 @@ pub(super) fn resolve_meta(
     args: &BuildArgs,
     (context_dir, dockerfile): (&Path, &Path),
     output_annotations: &[String],
+    pushes: bool,
 ) -> Result<ImageMeta, UsageError> {
     let mut labels = git_labels(context_dir, dockerfile);
     for l in &args.labels {
@@ -49,18 +50,35 @@ pub(super) fn resolve_meta(
     Ok(ImageMeta {
         labels,
         annotations,
-        provenance,
+        provenance: provenance.unwrap_or_else(|| default_provenance(pushes)),
+        provenance_times: provenance.is_some(),
         sbom,
     })
+}
+
+/// buildx's default attestation: `mode=min` provenance on every image a build pushes to a
+/// registry (`--push`, `-o type=registry`, `--push-by-digest`), none otherwise or when
+/// `BUILDX_NO_DEFAULT_ATTESTATIONS` is true (buildx docs: "Provenance attestations", and
+/// its environment variables). Its statement leaves the build times out unless
+/// `SOURCE_DATE_EPOCH` gives them, so an unchanged rebuild pushes the same digests.
+fn default_provenance(pushes: bool) -> Option<ProvenanceMode> {
+    let off = std::env::var("BUILDX_NO_DEFAULT_ATTESTATIONS").is_ok_and(|v| {
+        !matches!(
+            v.as_str(),
+            "" | "0" | "f" | "F" | "false" | "FALSE" | "False"
+        )
+    });
+    (pushes && !off).then_some(ProvenanceMode::Min)
 }
 
 /// `--provenance`, `--sbom` and `--attest` (buildx's spellings): provenance `true`/`mode=min`,
 /// `mode=max`, `false`/`disabled=true`; `--sbom true|false`; `--attest type=provenance,...`,
 /// `--attest type=sbom[,disabled=true]` (a `generator=` image is refused: the packages are
-/// read by polyarch itself). Default: no attestation. buildx attaches `mode=min` provenance to
-/// every push; polyarch does not, because its timestamps would give every rebuild a new index
-/// digest (without `SOURCE_DATE_EPOCH`), where an unchanged rebuild is byte-identical now.
-fn resolve_attestations(args: &BuildArgs) -> Result<(Option<ProvenanceMode>, bool), UsageError> {
+/// read by polyarch itself). The provenance is `None` when no flag names it (the default is
+/// [`default_provenance`]'s), `Some(None)` when turned off.
+fn resolve_attestations(
+    args: &BuildArgs,
+) -> Result<(Option<Option<ProvenanceMode>>, bool), UsageError> {
     let mut sbom = match args.sbom.as_deref() {
         None | Some("false" | "0") => false,
         Some("true" | "1") => true,
@@ -73,14 +91,14 @@ fn resolve_attestations(args: &BuildArgs) -> Result<(Option<ProvenanceMode>, boo
     };
     let mut mode = None;
     if let Some(p) = &args.provenance {
-        mode = parse_provenance("--provenance", p)?;
+        mode = Some(parse_provenance("--provenance", p)?);
     }
     for a in &args.attest {
         let rest = a
             .strip_prefix("type=provenance")
             .map(|r| r.trim_start_matches(','));
         match rest {
-            Some(r) => mode = parse_provenance("--attest", r)?,
+            Some(r) => mode = Some(parse_provenance("--attest", r)?),
             None if a.starts_with("type=sbom") => {
                 let rest = a["type=sbom".len()..].trim_start_matches(',');
                 sbom = match rest {

@@ -143,7 +143,13 @@ pub(super) fn resolve_at(
         secrets.insert(id, value);
     }
     let cache = resolve_cache(args)?;
-    let meta = super::meta::resolve_meta(args, (&context_dir, &dockerfile), &specs.annotations)?;
+    let pushes = push || push_by_digest.is_some();
+    let meta = super::meta::resolve_meta(
+        args,
+        (&context_dir, &dockerfile),
+        &specs.annotations,
+        pushes,
+    )?;
     Ok(BuildRequest {
         context_dir,
         dockerfile,
