@@ -2,6 +2,11 @@
 //! selection covers each entry's destination name, type, mode, owner, link target and content,
 //! never its mtime (touching a file busts nothing).
 //!
+//! File contents are hashed with BLAKE3 ([`ContentHash`]), on every core for a large file: a
+//! cold build of a big context spends its first moments here, before any step can start, and
+//! sha256 would run on one core only. The digest of a selection itself stays sha256 (an OCI
+//! [`Digest`], small input).
+//!
 //! Hashing a large context on every build costs time, so file digests are memoised in the
 //! state directory by `(device, inode)` together with the size, mtime and ctime they were taken
 //! at. Any write to a file changes its ctime, so a changed file is always hashed again. A file
@@ -14,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,7 +28,7 @@ use serde::Serialize;
 
 use super::error::{io_err, CacheError};
 use crate::context::{CopyEntry, EntryKind};
-use crate::oci::{Digest, DigestWriter};
+use crate::oci::Digest;
 
 /// Files changed less than this many seconds before they are hashed are not memoised.
 pub const RACY_SECS: i64 = 2;
@@ -54,11 +59,41 @@ impl Stamp {
 struct Memo {
     loaded: bool,
     dirty: bool,
-    files: HashMap<(u64, u64), (Stamp, Digest, u64)>,
+    files: HashMap<(u64, u64), (Stamp, ContentHash, u64)>,
     clock: u64,
 }
 
-/// Hashes selections of context files, with the digest memo at `<state>/cache/file-digests`.
+/// A file's content hash as step cache keys cover it: BLAKE3 (256 bits), written
+/// `blake3:<64 lowercase hex>`. Internal to cache keys: never a blob's OCI digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    fn of(hash: &blake3::Hash) -> ContentHash {
+        ContentHash(format!("blake3:{}", hash.to_hex()))
+    }
+
+    /// From the 64 hex digits; `None` when they are not that.
+    fn from_hex(hex: &str) -> Option<ContentHash> {
+        blake3::Hash::from_hex(hex)
+            .ok()
+            .map(|h| ContentHash::of(&h))
+    }
+
+    /// The 64 lowercase hex digits, without the algorithm prefix.
+    pub fn hex(&self) -> &str {
+        self.0.strip_prefix("blake3:").unwrap_or(&self.0)
+    }
+}
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Hashes selections of context files, with the memo at `<state>/cache/file-hashes-blake3`.
 pub struct ContentHasher {
     path: PathBuf,
     memo: Mutex<Memo>,
@@ -74,7 +109,7 @@ struct Selected<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     link: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<Digest>,
+    content: Option<ContentHash>,
     /// A device node's (block, major, minor).
     #[serde(skip_serializing_if = "Option::is_none")]
     device: Option<(bool, u32, u32)>,
@@ -138,11 +173,11 @@ impl ContentHasher {
         ))
     }
 
-    /// The sha256 of the file at `path`, from the memo when its device, inode, size, mtime
-    /// and ctime are those it was hashed at.
+    /// The BLAKE3 hash of the file at `path`, from the memo when its device, inode, size,
+    /// mtime and ctime are those it was hashed at.
     ///
     /// Errors: [`CacheError::Io`].
-    pub fn file_digest(&self, path: &Path) -> Result<Digest, CacheError> {
+    pub fn file_digest(&self, path: &Path) -> Result<ContentHash, CacheError> {
         let md = std::fs::metadata(path).map_err(io_err("stat", path))?;
         let id = (md.dev(), md.ino());
         let stamp = Stamp::of(&md);
@@ -214,7 +249,7 @@ impl ContentHasher {
 }
 
 /// Reads memo lines `dev ino size mtime_ns ctime_ns hex`; bad lines are skipped.
-fn parse_memo(text: &str) -> HashMap<(u64, u64), (Stamp, Digest, u64)> {
+fn parse_memo(text: &str) -> HashMap<(u64, u64), (Stamp, ContentHash, u64)> {
     let mut files = HashMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split(' ').collect();
@@ -229,7 +264,7 @@ fn parse_memo(text: &str) -> HashMap<(u64, u64), (Stamp, Digest, u64)> {
                     mtime_ns: f[3].parse().ok()?,
                     ctime_ns: f[4].parse().ok()?,
                 },
-                format!("sha256:{}", f[5]).parse::<Digest>().ok()?,
+                ContentHash::from_hex(f[5])?,
             ))
         })();
         if let Some((id, stamp, digest)) = parsed {
@@ -240,12 +275,41 @@ fn parse_memo(text: &str) -> HashMap<(u64, u64), (Stamp, Digest, u64)> {
 }
 
 /// sha256 of a file's bytes, streamed.
-fn hash_file(path: &Path) -> Result<Digest, CacheError> {
+fn hash_file(path: &Path) -> Result<ContentHash, CacheError> {
     let mut f = File::open(path).map_err(io_err("open", path))?;
-    let mut w = DigestWriter::new(io::sink());
-    io::copy(&mut f, &mut w).map_err(io_err("read", path))?;
-    w.flush().map_err(io_err("read", path))?;
-    Ok(w.finish().1)
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; HASH_READ];
+    loop {
+        let n = read_full(&mut f, &mut buf).map_err(io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        // Large reads are hashed on every core (BLAKE3's tree allows it); small ones need not.
+        if n >= 1 << 17 {
+            hasher.update_rayon(&buf[..n]);
+        } else {
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(ContentHash::of(&hasher.finalize()))
+}
+
+/// Bytes read from a file at a time for hashing.
+const HASH_READ: usize = 8 << 20;
+
+/// Fills `buf` from `r` as far as it goes; the count read (less than `buf.len()` only at the
+/// end).
+fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -313,17 +377,39 @@ mod tests {
         ));
         let h = ContentHasher::new(&memo_file);
         let d1 = h.file_digest(&f).unwrap();
-        assert_eq!(d1, Digest::of(b"one"));
+        assert_eq!(d1, ContentHash::of(&blake3::hash(b"one")));
+        assert_eq!(
+            d1.to_string(),
+            format!("blake3:{}", blake3::hash(b"one").to_hex())
+        );
         h.save().unwrap();
         let text = std::fs::read_to_string(&memo_file).unwrap();
         assert!(text.contains(d1.hex()), "{text}");
         // A fresh hasher answers from the memo: prove it by planting a wrong digest.
-        let wrong = Digest::of(b"planted");
+        let wrong = ContentHash::of(&blake3::hash(b"planted"));
         std::fs::write(&memo_file, text.replace(d1.hex(), wrong.hex())).unwrap();
         let h2 = ContentHasher::new(&memo_file);
         assert_eq!(h2.file_digest(&f).unwrap(), wrong, "memo used");
         // A write (same size) changes the ctime: hashed again.
         std::fs::write(&f, "two").unwrap();
-        assert_eq!(h2.file_digest(&f).unwrap(), Digest::of(b"two"));
+        assert_eq!(
+            h2.file_digest(&f).unwrap(),
+            ContentHash::of(&blake3::hash(b"two"))
+        );
+    }
+
+    #[test]
+    fn a_large_file_hashes_as_one_stream_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("big");
+        // Three reads: two whole ones hashed on every core, then a short tail.
+        let data: Vec<u8> = (0..(2 * HASH_READ + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&f, &data).unwrap();
+        assert_eq!(
+            hash_file(&f).unwrap(),
+            ContentHash::of(&blake3::hash(&data))
+        );
     }
 }

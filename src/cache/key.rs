@@ -103,8 +103,8 @@ pub enum SourceInput {
     Url {
         /// The URL.
         url: String,
-        /// sha256 of the content.
-        content: Digest,
+        /// The content's hash ([`super::ContentHash`]).
+        content: super::ContentHash,
     },
     /// A `RUN`'s settings from the command line when any is given (`--add-host`,
     /// `--shm-size`, `--ulimit`; BuildKit's `ExecOp` meta holds them, so its key covers them):

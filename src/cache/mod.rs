@@ -31,14 +31,14 @@ use std::path::Path;
 pub use entries::{Entries, Lookup};
 pub use entry::{Entry, EntryLayer};
 pub use error::CacheError;
-pub use hash::ContentHasher;
+pub use hash::{ContentHash, ContentHasher};
 pub use key::{base_key, state_after, step_key, BaseInput, CacheKey, SourceInput, StepInputs};
 
 use error::io_err;
 
 /// Where the file digest memo of the state directory `root` is.
 pub fn memo_path(root: &Path) -> std::path::PathBuf {
-    root.join("cache").join("file-digests")
+    root.join("cache").join("file-hashes-blake3")
 }
 
 /// Writes `bytes` to `path` through a synced temp file in the same directory and a rename,

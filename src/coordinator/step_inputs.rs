@@ -172,7 +172,7 @@ async fn prefetch_url<R: Registry, E: Executor, U>(
     c: &CopyStep,
     url: &str,
     dir: &Path,
-) -> Result<crate::oci::Digest, BuildError> {
+) -> Result<crate::cache::ContentHash, BuildError> {
     let source_err = |source: SourceError| BuildError::Source {
         platform: scope.label.to_string(),
         location: location(scope.sh.dockerfile, step),
