@@ -25,6 +25,8 @@ pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// The retry budget of one request (or one stalled upload chunk): the delays still allowed.
 pub(super) struct Attempts {
     delays: ExponentialBackoff,
+    /// The longest backoff (backon's jitter may add up to one more delay on top of its cap).
+    max: Duration,
     deadline: Option<Instant>,
     /// Retries granted so far.
     pub(super) granted: u32,
@@ -41,6 +43,7 @@ impl Attempts {
             .build();
         Attempts {
             delays,
+            max: options.max_backoff.max(options.min_backoff),
             deadline: options.deadline,
             granted: 0,
         }
@@ -58,7 +61,7 @@ impl Attempts {
     /// Like [`Attempts::next_delay`] for a failure already judged retryable, with the
     /// `Retry-After` it carried, if any.
     pub(super) fn next_delay_for(&mut self, asked: Option<Duration>) -> Option<Duration> {
-        let backoff = self.delays.next()?;
+        let backoff = self.delays.next()?.min(self.max);
         let wait = backoff.max(asked.unwrap_or_default().min(MAX_RETRY_AFTER));
         if self.deadline.is_some_and(|d| Instant::now() + wait > d) {
             return None;
@@ -168,7 +171,10 @@ mod tests {
         let second = a.next_delay(&status(503, Some(2))).unwrap();
         assert_eq!(second, Duration::from_secs(2), "Retry-After wins");
         let third = a.next_delay(&status(502, None)).unwrap();
-        assert!(third <= Duration::from_millis(80), "{third:?}");
+        assert!(
+            third <= Duration::from_millis(40),
+            "never past the cap: {third:?}"
+        );
         assert_eq!(a.next_delay(&status(503, None)), None, "three retries only");
         assert_eq!(a.granted, 3);
     }
