@@ -57,7 +57,7 @@ pub(super) async fn children<R: Registry, E: Executor>(
                 mode,
                 subject: image.manifest.digest.clone(),
                 subject_name: name.clone(),
-                dockerfile_path: inputs.dockerfile.1.to_string(),
+                dockerfile_path: dockerfile_path(req),
                 dockerfile_text: inputs.dockerfile.0.to_string(),
                 build_args: req.build_args.clone(),
                 target: req.target.clone(),
@@ -88,6 +88,20 @@ pub(super) async fn children<R: Registry, E: Executor>(
         out.push(att.descriptor);
     }
     Ok(out)
+}
+
+/// The Dockerfile's path as the provenance records it (BuildKit's `configSource.path`):
+/// relative to the build context when it lies inside it, else its file name (`-f -`, a
+/// Dockerfile elsewhere). Never a host path: where the context sits on a CI runner must change
+/// neither the statement nor the index digest.
+fn dockerfile_path(req: &BuildRequest) -> String {
+    req.dockerfile
+        .strip_prefix(&req.context_dir)
+        .ok()
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| req.dockerfile.file_name().map(std::path::Path::new))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into())
 }
 
 /// The subject's purl: the first tag's repository and tag (or the `--push-by-digest`

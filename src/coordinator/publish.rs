@@ -53,9 +53,9 @@ pub(super) fn tag_target<R, E>(
     }
 }
 
-/// Pushes the stitched index by digest to the `--push-by-digest` repository when several
-/// platforms were built, and `top` (the index, or the one image's manifest) to every tag with
-/// `--push`; returns the tags pushed to.
+/// Pushes the stitched index by digest to the `--push-by-digest` repository when the build's
+/// result is an index (several platforms, or one with its attestation), and `top` (the index,
+/// or the one image's manifest) to every tag with `--push`; returns the tags pushed to.
 pub(super) async fn publish<R: Registry, E>(
     req: &BuildRequest,
     deps: &Deps<R, E>,
@@ -63,9 +63,10 @@ pub(super) async fn publish<R: Registry, E>(
     top: &TagTarget,
 ) -> Result<Vec<String>, BuildError> {
     let mut pushed_tags = Vec::new();
-    if let (Some(repo), true) = (&req.push_by_digest, req.platforms.len() > 1) {
-        // Several platforms pushed by digest: their index too, so that one reference names
-        // the job's whole result (`polyarch merge` flattens it).
+    let is_index = top.descriptor.digest == stitched.digest;
+    if let (Some(repo), true) = (&req.push_by_digest, is_index) {
+        // An index pushed by digest (several platforms, or an image and its attestation): one
+        // reference names the job's whole result (`polyarch merge` flattens it).
         deps.registry
             .push_manifest(
                 repo,

@@ -356,3 +356,51 @@ fn a_push_attaches_min_provenance_by_default_and_an_unchanged_rebuild_keeps_the_
     let index: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
 }
+
+#[test]
+fn one_platform_pushed_by_digest_keeps_its_provenance_and_names_it_in_the_metadata() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let df = format!("FROM {}\nCOPY a.txt /a.txt\n", ctx.base);
+    let dir = ctx.context("ctx", &[("Dockerfile", &df), ("a.txt", "a\n")]);
+    let repo = ctx.repo("by-digest-provenance");
+    let meta = ctx.dir.path().join("meta.json");
+    ctx.run(
+        &[
+            "build",
+            "--platform",
+            "linux/arm64",
+            "--push-by-digest",
+            &repo,
+            "--provenance=mode=min",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .assert_code(0);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    let digest = meta["containerimage.digest"].as_str().unwrap();
+    // The job's result is the image with its attestation: an index, pushed by digest.
+    let raw = skopeo_raw(&format!("{repo}@{digest}")).expect("the index was pushed");
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{index}");
+    assert_eq!(entries[0]["platform"]["architecture"], "arm64");
+    assert_eq!(
+        entries[1]["annotations"]["vnd.docker.reference.type"],
+        "attestation-manifest"
+    );
+    // The provenance names the Dockerfile relative to the context, never a host path.
+    let layout = pull_layout(&ctx, &format!("{repo}@{digest}"));
+    let m: serde_json::Value =
+        serde_json::from_slice(&blob(&layout, entries[1]["digest"].as_str().unwrap())).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&blob(&layout, m["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        st["predicate"]["buildDefinition"]["externalParameters"]["configSource"]["path"],
+        "Dockerfile"
+    );
+}

@@ -78,8 +78,9 @@ pub(super) fn build_ref() -> String {
     format!("polyarch/{host}/{id}")
 }
 
-/// What `--push-by-digest` pushed, for the metadata and digest files: the image for one
-/// platform, else the index (buildx's `containerimage.*` keys and plain ones).
+/// What `--push-by-digest` pushed, for the metadata and digest files: the image when the
+/// result is one platform's manifest, else the index (several platforms, or one with its
+/// attestation), as buildx's `containerimage.*` keys and plain ones.
 pub(super) fn pushed_by_digest(
     outcome: &BuildOutcome,
     repo: &Reference,
@@ -97,7 +98,7 @@ pub(super) fn pushed_by_digest(
         })
         .collect();
     let (descriptor, config, platform) = match outcome.images.as_slice() {
-        [one] => (
+        [one] if outcome.result.digest == one.manifest.digest => (
             one.manifest.clone(),
             Some(one.config.clone()),
             Some(one.platform.normalized().to_string()),
