@@ -306,12 +306,13 @@ fn resolve_files(context: &Path, file: Option<&PathBuf>) -> Result<(PathBuf, Pat
         None => context_dir.join("Dockerfile"),
     };
     if !dockerfile.is_file() {
+        let fix = match file {
+            Some(_) => "check the path given to -f/--file",
+            None => "give one with -f/--file",
+        };
         return Err(usage(
             "--file",
-            format!(
-                "no Dockerfile at {} (give one with -f/--file)",
-                dockerfile.display()
-            ),
+            format!("no Dockerfile at {} ({fix})", dockerfile.display()),
         ));
     }
     Ok((context_dir, dockerfile))
