@@ -131,6 +131,31 @@ pub fn find_interpreter(handler: &Handler) -> Result<Interpreter, String> {
     Err(notes.join("; "))
 }
 
+/// The qemu-user binary a step's own binfmt_misc instance runs `handler`'s programs with
+/// (`crate::executor::OwnHandler`): `qemu-<arch>-static` from `$PATH`, canonicalised, static,
+/// and qemu 6.0 or newer, which keeps `argv[0]` under `P` by `AT_FLAGS` whatever name it runs
+/// under (in the step it is not Debian's `-binfmt-P` name). `None` when there is no such binary:
+/// then the step's CPU model goes through `QEMU_CPU`. Looked up once per handler and process
+/// (it reads the whole binary and runs `--version`).
+pub fn own_instance_qemu(handler: &Handler) -> Option<PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static FOUND: OnceLock<Mutex<HashMap<String, Option<PathBuf>>>> = OnceLock::new();
+    let mut found = FOUND
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    found
+        .entry(handler.name.clone())
+        .or_insert_with(|| {
+            let path = which::which(&handler.qemu).ok()?.canonicalize().ok()?;
+            let usable =
+                is_static_elf(&path).unwrap_or(false) && qemu_major(&path).is_some_and(|m| m >= 6);
+            usable.then_some(path)
+        })
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +183,9 @@ mod tests {
             );
             assert!(i.preserves_argv0);
             assert_eq!(i.flags(), "POF");
+            // A step's own instance binds the qemu binary itself, by its canonical path.
+            let own = own_instance_qemu(row("aarch64")).expect("qemu-aarch64-static 6.0+");
+            assert_eq!(own, i.path.canonicalize().unwrap());
         }
         assert!(is_static_elf(&i.path).unwrap());
     }

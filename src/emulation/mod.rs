@@ -41,7 +41,7 @@ pub use cpu::{prove_cpu, CheckOutcome, CpuProof};
 pub use entry::{read_entries, BinfmtEntry, EntryMatch};
 pub use error::{EmulationError, NoHandlerReason};
 pub use install::{install, uninstall, InstallOptions, InstallOutcome, UninstallOutcome};
-pub use interpreter::{find_interpreter, Interpreter};
+pub use interpreter::{find_interpreter, own_instance_qemu, Interpreter};
 pub use probe::{run_probe, run_probe_as, Isolation, ProbeCpu, ProbeResult, PROBE_TIMEOUT};
 pub use probe_program::{cpu_checks, probe_elf, probe_elf_after, probe_marker, CpuCheck};
 pub use status::{status, ArchStatus, Runs, StatusReport};

@@ -66,8 +66,8 @@ pub use recording::{RecordingExecutor, Scripted};
 pub use sandbox::{network_main, sandbox_main, NETWORK_SUBCOMMAND};
 pub use snapshot::{materialise_rootfs, Snapshotter};
 pub use spec::{
-    Action, Bpf, CopySpec, LayerSource, Mount, NetworkMode, RunSettings, RunSpec, SandboxSpec,
-    Sensitive, Ulimit,
+    Action, Bpf, CopySpec, LayerSource, Mount, NetworkMode, OwnHandler, QemuCpu, RunSettings,
+    RunSpec, SandboxSpec, Sensitive, Ulimit,
 };
 
 /// Runs build steps. Small on purpose: a real implementation and a recording fake.

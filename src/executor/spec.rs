@@ -178,11 +178,10 @@ pub struct RunSpec {
     /// `linux/arm/*` steps (issue 16).
     #[serde(default)]
     pub linux32: bool,
-    /// The qemu-user CPU model of an emulated platform (`arm926` for `linux/arm/v5`), given to
-    /// the interpreter as `QEMU_CPU` (qemu-user's documented variable) in the environment the
-    /// command is executed with; see the README's platform table for what this differs in.
+    /// The qemu-user CPU model of an emulated platform (`arm926` for `linux/arm/v5`) and how it
+    /// reaches the interpreter of every program the step executes (issue 16): see [`QemuCpu`].
     #[serde(default)]
-    pub qemu_cpu: Option<String>,
+    pub qemu_cpu: Option<QemuCpu>,
     /// The command runs through a qemu-user binfmt_misc handler: PID 1 of the step then stays
     /// the helper's, an init that runs the command as its child and exits with its status.
     /// qemu-user dies of a guest's fatal signal by raising it on itself, which PID 1 of a PID
@@ -193,6 +192,41 @@ pub struct RunSpec {
     /// `--ulimit`).
     #[serde(default)]
     pub settings: RunSettings,
+}
+
+/// The qemu-user CPU model an emulated step runs under, and the handler that applies it.
+///
+/// With `handler`, the step gets a binfmt_misc instance of its own (Linux 6.7+: one per user
+/// namespace, Documentation/admin-guide/binfmt-misc.rst) holding one entry for its
+/// architecture, whose interpreter runs `qemu -cpu MODEL` for every program the step executes,
+/// so the model reaches qemu as an argument and never through the step's environment (`env`,
+/// `/proc/self/environ`, `env -i` children all behave as on a board). Without `handler`, or
+/// when the kernel refuses the instance, the model is given as `QEMU_CPU` in the environment
+/// the command is executed with (qemu-user's documented variable), as before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QemuCpu {
+    /// qemu's name of the model (`arm926`, `arm1176`, `cortex-a8`): letters, digits, `.`,
+    /// `_`, `-` only (it becomes a file name in the step's `/dev`).
+    pub model: String,
+    /// The handler registered in the step's own instance; `None`: `QEMU_CPU` only.
+    #[serde(default)]
+    pub handler: Option<OwnHandler>,
+}
+
+/// A binfmt_misc entry for a step's own instance: the architecture's magic and mask as in the
+/// host's table (`qemu/binfmt.toml`) and the static qemu-user binary that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnHandler {
+    /// qemu's name of the architecture (`arm`): the entry is `polyarch-<name>`.
+    pub name: String,
+    /// `\xHH`-escaped magic bytes at offset 0, as in a registration line.
+    pub magic: String,
+    /// `\xHH`-escaped mask bytes, same length as `magic`.
+    pub mask: String,
+    /// The static `qemu-<name>-static` on the host (canonical path), qemu 6.0 or later so that
+    /// it reads the `P` flag from `AT_FLAGS` (the name it runs under in the step is not
+    /// Debian's `-binfmt-P`); bound read-only into the step's `/dev`.
+    pub qemu: PathBuf,
 }
 
 /// Settings of every `RUN` step of a build, from the command line (buildx `--add-host`,

@@ -2,10 +2,12 @@
 //! and user turned into a [`RunSpec`], as `docker run` does (the entrypoint, then the
 //! arguments given or else the image's `CMD`).
 //!
-//! Level 3 (under `run/`), pure: no I/O (the host's native architectures are a constant).
+//! Level 3 (under `run/`), pure but for [`set_platform`]'s lookup of the qemu binary a step's
+//! own binfmt_misc instance uses (once per process and architecture; the host's native
+//! architectures are a constant).
 //! Shared with the build's `--smoke-test` and `RUN` steps ([`set_platform`]).
 
-use crate::executor::{NetworkMode, RunSpec};
+use crate::executor::{NetworkMode, OwnHandler, QemuCpu, RunSpec};
 use crate::oci::ImageConfig;
 
 /// The command `config`'s image runs with `args` (empty: its `CMD`), after its `ENTRYPOINT`
@@ -54,13 +56,27 @@ pub fn image_command(
 
 /// Sets what a command of `platform` runs with on this host (issue 16): the `PER_LINUX32`
 /// personality for 32-bit platforms (`linux/386`, `linux/arm/*`), and the qemu CPU model of an
-/// emulated platform (`arm926` for `linux/arm/v5`; `None` natively, where nothing reads it), and
+/// emulated platform (`arm926` for `linux/arm/v5`; `None` natively, where nothing reads it) with
+/// the handler of the step's own binfmt_misc instance that applies it ([`QemuCpu`]), and
 /// whether it is emulated at all ([`RunSpec::emulated`]).
 pub fn set_platform(run: &mut RunSpec, platform: &crate::platform::Platform) {
     run.linux32 = platform.linux32();
     let native = crate::emulation::native_architectures();
     let emulated = !(platform.os == "linux" && native.contains(&platform.architecture.as_str()));
-    run.qemu_cpu = platform.qemu_cpu().filter(|_| emulated).map(str::to_string);
+    run.qemu_cpu = platform
+        .qemu_cpu()
+        .filter(|_| emulated)
+        .map(|model| QemuCpu {
+            model: model.to_string(),
+            handler: crate::emulation::handler_for(platform).and_then(|h| {
+                Some(OwnHandler {
+                    name: h.name.clone(),
+                    magic: h.magic.clone(),
+                    mask: h.mask.clone(),
+                    qemu: crate::emulation::own_instance_qemu(h)?,
+                })
+            }),
+        });
     run.emulated = emulated;
 }
 
@@ -83,7 +99,7 @@ mod tests {
         let set = |p: &str| {
             let mut r = RunSpec::default();
             set_platform(&mut r, &Platform::parse(p).unwrap());
-            (r.linux32, r.qemu_cpu)
+            (r.linux32, r.qemu_cpu.map(|c| c.model))
         };
         assert!(set("linux/386").0);
         assert!(!set("linux/arm64").0);

@@ -1,8 +1,9 @@
 //! The ten platforms Docker's official images publish (issue 16), each built as a board of that
 //! platform would run it: one build of all ten on the ten-platform base (`uname -m` per
 //! platform, a shell pipeline, the index's os/architecture/variant), the CPU model of emulated
-//! 32-bit ARM (an ARMv7 binary traps under arm/v5 and arm/v6 and runs under arm/v7), and
-//! `qemu status --json` rows for all ten.
+//! 32-bit ARM (an ARMv7 binary traps under arm/v5 and arm/v6 and runs under arm/v7, also under
+//! `env -i`; the model is in neither the step's environment nor its reach), and `qemu status
+//! --json` rows for all ten.
 //!
 //! Needs the ten-platform base (`POLYARCH_TEST_TEN_BASE`, made by scripts/lib.sh
 //! `ensure_ten_base_image`) and Debian's armhf busybox (`POLYARCH_BUSYBOX_ARMHF`); under `CI`
@@ -118,9 +119,14 @@ fn an_armv7_binary_traps_under_arm_v5_and_v6_and_runs_under_v7() {
     // shell, so the CPU model has to hold across an exec; once in the exec form, the command
     // the step starts itself (regression: as PID 1 of the step, qemu could not die of the
     // SIGILL it raises for the guest, and the step hung).
+    // Once more under `env -i`: the model must not live in the environment a step can clear.
     for (name, run) in [
         ("child", "RUN /v7/busybox echo v7-ran && echo after"),
         ("exec", r#"RUN ["/v7/busybox", "echo", "v7-ran"]"#),
+        (
+            "cleared",
+            "RUN env -i /v7/busybox echo v7-ran && echo after",
+        ),
     ] {
         let df = format!("FROM {base}\nCOPY busybox /v7/busybox\n{run}\n");
         let dir = ctx.context(&format!("armv7-{name}"), &[("Dockerfile", &df)]);
@@ -166,6 +172,57 @@ fn an_armv7_binary_traps_under_arm_v5_and_v6_and_runs_under_v7() {
                 assert!(!r.stderr.contains("| v7-ran"), "{name} {platform}");
             }
         }
+    }
+}
+
+#[test]
+fn an_emulated_steps_cpu_model_is_out_of_its_sight_and_reach() {
+    let Some(ctx) = TestContext::new() else {
+        return;
+    };
+    let Some(base) = required("POLYARCH_TEST_TEN_BASE") else {
+        return;
+    };
+    // What the step's environment shows, what its process's own environ holds, and whether it
+    // can add a handler to the binfmt_misc instance its CPU model lives in.
+    let df = format!(
+        "FROM {base}\n\
+         RUN env > /env && tr '\\0' '\\n' < /proc/self/environ > /environ && \
+         uname -m > /m && \
+         if echo ':x:M::\\x7fELF:\\xff\\xff\\xff\\xff:/bin/sh:' \
+         > /dev/.polyarch-emulator/binfmt_misc/register 2>/dev/null; \
+         then echo registered; else echo refused; fi > /register\n"
+    );
+    let dir = ctx.context("cpu-hidden", &[("Dockerfile", &df)]);
+    for platform in ["linux/arm/v5", "linux/arm/v7"] {
+        let out = ctx
+            .dir
+            .path()
+            .join(format!("hidden-{}", platform.replace('/', "-")));
+        let r = ctx.run(
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--platform",
+                platform,
+                "--output",
+                &format!("type=local,dest={}", out.display()),
+                dir.to_str().unwrap(),
+            ],
+            &[],
+        );
+        r.assert_code(0);
+        let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(!read("env").contains("QEMU"), "{platform}: {}", read("env"));
+        assert!(
+            !read("environ").contains("QEMU"),
+            "{platform}: {}",
+            read("environ")
+        );
+        assert!(read("env").contains("PATH="), "{platform}: {}", read("env"));
+        assert_eq!(read("register"), "refused\n", "{platform}");
+        assert!(!r.stderr.contains("QEMU_CPU"), "{platform}: {}", r.stderr);
     }
 }
 

@@ -2,8 +2,9 @@
 //! signal tied to the helper, default signal dispositions, the root (rootfs.rs), the working
 //! directory, the capabilities, the user and groups, Docker's umask, `no_new_privs`, no
 //! inherited descriptors, the seccomp filter, then the program looked up in the step's `PATH`
-//! and executed with exactly the step's environment (plus `QEMU_CPU` for an emulated 32-bit ARM
-//! platform, under `PER_LINUX32` for 386 and arm, and as PID 1's child when emulated).
+//! and executed with exactly the step's environment (under `PER_LINUX32` for 386 and arm; when
+//! emulated as the child of PID 1, the step's init, and for a 32-bit ARM platform with the CPU
+//! model in a binfmt_misc instance of its own, emulator.rs, or else `QEMU_CPU`).
 //!
 //! Top layer of containment in `sandbox/`: everything else is in place before [`pid1`] runs.
 //! Here the root is entered (rootfs.rs), the capabilities limited (capabilities.rs) around the
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid};
 
+use super::emulator::{self, Role};
 use super::users::resolve_run_user;
 use super::{capabilities, rootfs, seccomp};
 use crate::executor::error::{sys, ExecError};
@@ -69,9 +71,10 @@ impl From<ExecError> for ChildError {
 /// In the child, PID 1 of the step's PID namespace: execs the command (and so never returns),
 /// or returns the exit status for a failure: 126 or 127 when the command cannot be executed
 /// (the message on stderr, as a shell prints it), [`SANDBOX_ERROR_STATUS`] with a report line
-/// when the sandbox could not be set up.
-pub(super) fn pid1(run: &RunSpec, merged: &Path, found: rootfs::Prepared) -> i32 {
-    match child(run, merged, found) {
+/// when the sandbox could not be set up. `emulator`: the step's emulator directory is there
+/// (emulator.rs).
+pub(super) fn pid1(run: &RunSpec, merged: &Path, found: rootfs::Prepared, emulator: bool) -> i32 {
+    match child(run, merged, found, emulator) {
         Ok(never) => match never {},
         Err(ChildError::Exec { status, message }) => {
             eprintln!("{message}");
@@ -84,19 +87,28 @@ pub(super) fn pid1(run: &RunSpec, merged: &Path, found: rootfs::Prepared) -> i32
     }
 }
 
-/// The steps from PID 1 to the command, in order.
+/// The steps from PID 1 to the command, in order. An emulated step's PID 1 forks first: it
+/// stays the step's init ([`reap`]), confined like the command, and the command gets its own
+/// binfmt_misc instance when it has a CPU model (emulator.rs).
 fn child(
     run: &RunSpec,
     merged: &Path,
     found: rootfs::Prepared,
+    emulator: bool,
 ) -> Result<std::convert::Infallible, ChildError> {
     // If the helper is killed (a cancelled build), take the whole step down with it.
     nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(sys("prctl", "-"))?;
     reset_signals()?;
     rootfs::enter(merged, found, run.insecure)?;
-    enter_workdir(&run.cwd)?;
-    // Before the capabilities go: raising a hard limit needs CAP_SYS_RESOURCE.
+    // Before the capabilities go and before a user namespace of the command's own: raising a
+    // hard limit needs CAP_SYS_RESOURCE in the host's user namespace.
     set_ulimits(&run.settings.ulimits)?;
+    let role = if run.emulated {
+        emulator::fork_init(run.qemu_cpu.as_ref(), emulator)?
+    } else {
+        Role::Command { cpu_via_env: false }
+    };
+    enter_workdir(&run.cwd)?;
     // Capabilities before the user switch: a non-root user then loses the permitted and
     // effective ones as setuid(2) clears them; the bounding set stays restricted for all.
     capabilities::restrict(run.insecure)?;
@@ -107,10 +119,10 @@ fn child(
     set_personality(run.linux32)?;
     // Last: the filter blocks what the steps above needed (mount, unshare, ...).
     seccomp::load(run.insecure, run.seccomp.as_ref().map(|b| b.0.as_slice()))?;
-    if run.emulated {
-        stay_init()?;
+    match role {
+        Role::Init(command) => reap(command),
+        Role::Command { cpu_via_env } => exec(run, cpu_via_env),
     }
-    exec(run)
 }
 
 /// `--ulimit`: setrlimit(2) for each limit (Docker's names, `RLIMIT_<NAME>`).
@@ -173,33 +185,26 @@ fn set_personality(linux32: bool) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// For an emulated command: this process (PID 1 of the step) forks, the child goes on to exec
-/// the command, and this one stays as the step's init, reaping orphans until the command ends,
-/// then exits with its status (128 + n for signal n, as the helper reports PID 1's). qemu-user
-/// ends a guest killed by a signal by raising that signal on itself; PID 1 of a PID namespace
-/// ignores it (pid_namespaces(7): only signals it has a handler for reach it), so qemu as PID 1
-/// would wait forever instead of dying. Returns in the child only.
-fn stay_init() -> Result<(), ExecError> {
+/// PID 1 of an emulated step, once the command is forked off ([`emulator::fork_init`]): stays
+/// the step's init, reaping orphans until the command ends, then exits with its status (128 +
+/// n for signal n, as the helper reports PID 1's). qemu-user ends a guest killed by a signal by
+/// raising that signal on itself; PID 1 of a PID namespace ignores it (pid_namespaces(7): only
+/// signals it has a handler for reach it), so qemu as PID 1 would wait forever instead of dying.
+fn reap(command: nix::unistd::Pid) -> Result<std::convert::Infallible, ChildError> {
     use nix::sys::wait::{waitpid, WaitStatus};
-    // SAFETY: PID 1 of the step is single-threaded (forked from the single-threaded helper).
-    match unsafe { nix::unistd::fork() }.map_err(sys("fork", "-"))? {
-        nix::unistd::ForkResult::Child => Ok(()),
-        nix::unistd::ForkResult::Parent { child } => {
-            // The init is polyarch's helper: not dumpable, so that the step (without
-            // CAP_SYS_PTRACE) can neither read /proc/1/exe, the host's binary, nor trace it
-            // (ptrace(2), "Ptrace access mode checking").
-            nix::sys::prctl::set_dumpable(false).map_err(sys("prctl", "PR_SET_DUMPABLE"))?;
-            loop {
-                let code = match waitpid(None::<nix::unistd::Pid>, None) {
-                    Ok(WaitStatus::Exited(pid, code)) if pid == child => code,
-                    Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => 128 + sig as i32,
-                    Ok(_) | Err(nix::Error::EINTR) => continue,
-                    Err(_) => SANDBOX_ERROR_STATUS,
-                };
-                // SAFETY: ends this process without running the parent's exit handlers.
-                unsafe { nix::libc::_exit(code) }
-            }
-        }
+    // The init is polyarch's helper: not dumpable (set after the user switch, which resets
+    // it), so that the step (without CAP_SYS_PTRACE) can neither read /proc/1/exe, the host's
+    // binary, nor trace it (ptrace(2), "Ptrace access mode checking").
+    nix::sys::prctl::set_dumpable(false).map_err(sys("prctl", "PR_SET_DUMPABLE"))?;
+    loop {
+        let code = match waitpid(None::<nix::unistd::Pid>, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == command => code,
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => 128 + sig as i32,
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(_) => SANDBOX_ERROR_STATUS,
+        };
+        // SAFETY: ends this process without running the parent's exit handlers.
+        unsafe { nix::libc::_exit(code) }
     }
 }
 
@@ -250,8 +255,8 @@ fn close_inherited_fds() -> Result<(), ExecError> {
 }
 
 /// Looks the program up in the step's `PATH` and executes it with exactly the step's
-/// environment; returns only on failure.
-fn exec(run: &RunSpec) -> Result<std::convert::Infallible, ChildError> {
+/// environment (plus `QEMU_CPU` when `cpu_via_env`); returns only on failure.
+fn exec(run: &RunSpec, cpu_via_env: bool) -> Result<std::convert::Infallible, ChildError> {
     let path_env = run
         .env
         .iter()
@@ -279,13 +284,14 @@ fn exec(run: &RunSpec) -> Result<std::convert::Infallible, ChildError> {
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     // Variables may hold secrets (`--mount=type=secret,env=`): an error names only the key.
-    // The platform's CPU model goes to the interpreter as qemu-user reads it; a QEMU_CPU the
-    // step's own environment sets wins.
+    // Without an own binfmt_misc instance (emulator.rs), the platform's CPU model goes to the
+    // interpreter as qemu-user reads it from the environment; a QEMU_CPU the step's own
+    // environment sets wins.
     let cpu_env = run
         .qemu_cpu
         .as_ref()
-        .filter(|_| !run.env.iter().any(|kv| kv.starts_with("QEMU_CPU=")))
-        .map(|cpu| format!("QEMU_CPU={cpu}"));
+        .filter(|_| cpu_via_env && !run.env.iter().any(|kv| kv.starts_with("QEMU_CPU=")))
+        .map(|cpu| format!("QEMU_CPU={}", cpu.model));
     let env = run
         .env
         .iter()

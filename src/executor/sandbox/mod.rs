@@ -16,6 +16,8 @@
 //! - `kernelfs.rs`: `proc` and `sysfs` with runc's masked and read-only paths;
 //! - `rootfs.rs`: the mount points of `/proc`, `/sys`, `/dev`, `resolv.conf`, and entering the
 //!   root (`pivot_root` in the step's own mount namespace, the old root detached);
+//! - `emulator.rs`: an emulated step's CPU model in a binfmt_misc instance of its own (its
+//!   emulator directory in `/dev`, the user namespace handshake with the step's init);
 //! - `mounts.rs`: the step's own mounts (`RUN --mount`) and the temporary layer views;
 //! - `network.rs`: the network namespace a network mode asks for, loopback up in a new one,
 //!   pasta for the default network and the `resolv.conf` that works through it;
@@ -34,6 +36,7 @@ mod capabilities;
 mod copy;
 mod copy_special;
 mod devices;
+mod emulator;
 mod exec;
 mod kernelfs;
 mod mounts;

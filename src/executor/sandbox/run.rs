@@ -13,7 +13,7 @@ use rustix::fs::{Mode, OFlags};
 
 use super::mounts::{self, TempMounts};
 use super::scaffold::Scaffolding;
-use super::{exec, namespaces, network, rootfs, HOST_RESOLV_CONF};
+use super::{emulator, exec, namespaces, network, rootfs, HOST_RESOLV_CONF};
 use crate::executor::error::{sys_rx, ExecError};
 use crate::executor::spec::{NetworkMode, RunSpec, SandboxSpec};
 
@@ -54,6 +54,10 @@ pub(super) fn run_step(
     let mut scaffold = Scaffolding::default();
     let result = (|| {
         let found = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold, &files)?;
+        let emulator = match run.qemu_cpu.as_ref().filter(|_| run.emulated) {
+            Some(cpu) => emulator::prepare(root.as_fd(), cpu)?,
+            None => false,
+        };
         mounts::apply(
             &run.mounts,
             root.as_fd(),
@@ -64,7 +68,7 @@ pub(super) fn run_step(
         if !spec.hostname.is_empty() {
             namespaces::set_hostname(&spec.hostname)?;
         }
-        namespaces::fork_and_wait(|| exec::pid1(run, merged, found))
+        namespaces::fork_and_wait(|| exec::pid1(run, merged, found, emulator))
     })();
     drop(root);
     // Detaching the overlay detaches everything mounted below it (umount(2), MNT_DETACH).
