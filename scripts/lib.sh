@@ -52,7 +52,9 @@ ensure_packages() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
-    apt_update
+    # Lenient: once foreign architectures are added (the base's busybox), an index of one of
+    # them failing to download must not stop installing a package of this machine's own.
+    apt_update lenient
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
