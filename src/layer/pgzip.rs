@@ -4,8 +4,10 @@
 //!
 //! The method is pigz's: each block is raw deflate (RFC 1951) primed with the last 32 KiB of
 //! the input before it as its dictionary, ended by a sync flush (an empty stored block, so the
-//! next block starts on a byte boundary), the last one by a final block; the CRC-32 of the whole
-//! input is kept as the data passes (zlib's `crc32`, through flate2). A block's bytes depend only
+//! next block starts on a byte boundary), the last one by a final block. Each block's CRC-32 is
+//! computed by the thread that compresses it (crc32fast, with the CPU's carry-less multiply
+//! where there is one) and the CRCs are combined in input order (zlib's `crc32_combine`), so
+//! the writing thread only copies input. A block's bytes depend only
 //! on the input and the level, so 1 or 16 threads give the same stream, and a layer digest stays
 //! a function of its content. An input that fits one block gives exactly what flate2's
 //! `GzEncoder` gives (same header, one deflate stream), so small layers keep their digests.
@@ -19,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 /// Bytes of input per block.
 pub const BLOCK: usize = 1 << 20;
@@ -32,8 +34,11 @@ struct Job {
     dict: Vec<u8>,
     input: Vec<u8>,
     last: bool,
-    reply: Sender<io::Result<Vec<u8>>>,
+    reply: Sender<io::Result<Block>>,
 }
+
+/// A compressed block and the CRC-32 of its input.
+type Block = (Vec<u8>, crc32fast::Hasher);
 
 /// A gzip writer compressing on `threads` threads; see the module header.
 pub struct ParallelGzip<W: Write> {
@@ -41,9 +46,11 @@ pub struct ParallelGzip<W: Write> {
     level: u32,
     block: Vec<u8>,
     dict: Vec<u8>,
-    crc: Crc,
+    /// CRC-32 of the input written so far, and its length (RFC 1952 `ISIZE` is it mod 2^32).
+    crc: crc32fast::Hasher,
+    amount: u64,
     /// Results in input order.
-    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    pending: VecDeque<Receiver<io::Result<Block>>>,
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
     threads: usize,
@@ -77,7 +84,7 @@ impl<W: Write> ParallelGzip<W> {
                         };
                         let _ = job
                             .reply
-                            .send(deflate_block(level, &job.dict, &job.input, job.last));
+                            .send(block(level, &job.dict, &job.input, job.last));
                     })
                 })
                 .collect();
@@ -90,7 +97,8 @@ impl<W: Write> ParallelGzip<W> {
             level,
             block: Vec::with_capacity(BLOCK),
             dict: Vec::new(),
-            crc: Crc::new(),
+            crc: crc32fast::Hasher::new(),
+            amount: 0,
             pending: VecDeque::new(),
             jobs,
             workers,
@@ -123,7 +131,7 @@ impl<W: Write> ParallelGzip<W> {
                     .map_err(|_| io::Error::other("a gzip worker stopped"))?;
             }
             None => {
-                let _ = reply.send(deflate_block(self.level, &dict, &input, last));
+                let _ = reply.send(block(self.level, &dict, &input, last));
             }
         }
         self.pending.push_back(result);
@@ -136,9 +144,10 @@ impl<W: Write> ParallelGzip<W> {
     /// Waits for the oldest block in flight and writes it.
     fn write_oldest(&mut self) -> io::Result<()> {
         if let Some(rx) = self.pending.pop_front() {
-            let bytes = rx
+            let (bytes, crc) = rx
                 .recv()
                 .map_err(|_| io::Error::other("a gzip worker stopped"))??;
+            self.crc.combine(&crc);
             self.out.write_all(&bytes)?;
         }
         Ok(())
@@ -156,8 +165,8 @@ impl<W: Write> ParallelGzip<W> {
             let _ = w.join();
         }
         let mut trailer = [0u8; 8];
-        trailer[..4].copy_from_slice(&self.crc.sum().to_le_bytes());
-        trailer[4..].copy_from_slice(&self.crc.amount().to_le_bytes());
+        trailer[..4].copy_from_slice(&self.crc.clone().finalize().to_le_bytes());
+        trailer[4..].copy_from_slice(&(self.amount as u32).to_le_bytes());
         self.out.write_all(&trailer)?;
         Ok(self.out)
     }
@@ -172,13 +181,20 @@ impl<W: Write> Write for ParallelGzip<W> {
         }
         let n = (BLOCK - self.block.len()).min(buf.len());
         self.block.extend_from_slice(&buf[..n]);
-        self.crc.update(&buf[..n]);
+        self.amount += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// One block compressed ([`deflate_block`]) and its input's CRC-32.
+fn block(level: u32, dict: &[u8], input: &[u8], last: bool) -> io::Result<Block> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(input);
+    Ok((deflate_block(level, dict, input, last)?, crc))
 }
 
 /// One block as raw deflate at `level` with `dict` as its preset dictionary: ended by a sync
