@@ -381,19 +381,25 @@ async fn write_layer<R: Registry, E, U>(
         platform: pname.to_string(),
         source,
     };
+    // The step's overlay is volatile (its unmount did not wait for the disk): the directory
+    // becomes a layer of the store, so its data is written out now, meanwhile, and waited for
+    // before the layer is recorded.
+    let synced = sync_in_background(upper);
     let made_before = made_before(&store, upper, &opts, &label)
         .await
         .map_err(|e| with_platform(e, pname))?;
     // Held until the blob is recorded: another platform making the same layer waits for it.
-    let (_lock, blob) = made_before;
+    let (_lock, fingerprint, blob) = made_before;
     if let Some(blob) = blob {
+        synced.await.map_err(store_err)?;
         return Ok(BuiltLayer {
             descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
             diff_id: blob.diff_id.clone(),
             origin: None,
         });
     }
-    let writer = store.blob_writer().map_err(store_err)?;
+    // write_layer hashes the compressed stream it writes: the store need not hash it again.
+    let writer = store.blob_writer_hashed_by_caller().map_err(store_err)?;
     let (teed, growing) = match scope.upload_to {
         Some(_) => {
             let (teed, blob) = upload::Teed::new(writer).map_err(|source| {
@@ -421,7 +427,11 @@ async fn write_layer<R: Registry, E, U>(
     let (blob, _dir) = written
         .map_err(|e| BuildError::Internal(e.to_string()))?
         .map_err(|e| with_platform(e, pname))?;
+    synced.await.map_err(store_err)?;
     store.record_layer_blob(&blob, &label).map_err(store_err)?;
+    store
+        .record_layer_tar(&fingerprint, &blob.diff_id)
+        .map_err(store_err)?;
     Ok(BuiltLayer {
         descriptor: Descriptor::new(blob.media_type.clone(), blob.digest.clone(), blob.size),
         diff_id: blob.diff_id.clone(),
@@ -429,15 +439,41 @@ async fn write_layer<R: Registry, E, U>(
     })
 }
 
+/// Starts writing the filesystem holding `upper` to disk (syncfs(2)) on a blocking thread;
+/// the returned future ends when it is written. Errors: [`StoreError::Io`].
+fn sync_in_background(
+    upper: &Path,
+) -> impl std::future::Future<Output = Result<(), crate::store::StoreError>> {
+    let upper = upper.to_path_buf();
+    let task = tokio::task::spawn_blocking(move || {
+        let io = |e: std::io::Error| crate::store::StoreError::Io {
+            action: "sync the layer directory",
+            path: upper.clone(),
+            source: e,
+        };
+        let dir = std::fs::File::open(&upper).map_err(io)?;
+        rustix::fs::syncfs(&dir).map_err(|e| io(e.into()))
+    });
+    async move {
+        task.await.map_err(|e| crate::store::StoreError::Io {
+            action: "sync the layer directory",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+}
+
 /// The blob made before for the layer in `upper` with `opts`' compression (labelled `label`),
-/// and the layer's lock, held by the caller until its own blob is recorded. When there is one,
-/// `upper` is adopted as that layer's unpacked form.
+/// found by the BLAKE3 fingerprint of its tar stream ([`layer::layer_fingerprint`], which the
+/// caller records with the diff_id once it has made the blob), and the layer's lock, held by
+/// the caller until its own blob is recorded. When there is one, `upper` is adopted as that
+/// layer's unpacked form.
 async fn made_before(
     store: &Store,
     upper: &Path,
     opts: &LayerOptions,
     label: &str,
-) -> Result<(crate::store::LayerLock, Option<layer::LayerBlob>), BuildError> {
+) -> Result<(crate::store::LayerLock, String, Option<layer::LayerBlob>), BuildError> {
     let (store, upper, opts, label) = (
         store.clone(),
         upper.to_path_buf(),
@@ -449,16 +485,19 @@ async fn made_before(
         source,
     };
     tokio::task::spawn_blocking(move || {
-        let diff_id = layer::layer_diff_id(&upper, &opts).map_err(|source| BuildError::Layer {
-            platform: String::new(),
-            source,
-        })?;
-        let lock = store.lock_layer(&diff_id).map_err(store_err)?;
-        let blob = store.layer_blob(&diff_id, &label);
-        if blob.is_some() {
-            store.adopt_layer_dir(&upper, &diff_id).map_err(store_err)?;
+        let fingerprint =
+            layer::layer_fingerprint(&upper, &opts).map_err(|source| BuildError::Layer {
+                platform: String::new(),
+                source,
+            })?;
+        let lock = store.lock_layer_tar(&fingerprint).map_err(store_err)?;
+        let blob = store.layer_blob_by_tar(&fingerprint, &label);
+        if let Some(blob) = &blob {
+            store
+                .adopt_layer_dir(&upper, &blob.diff_id)
+                .map_err(store_err)?;
         }
-        Ok((lock, blob))
+        Ok((lock, fingerprint, blob))
     })
     .await
     .map_err(|e| BuildError::Internal(e.to_string()))?

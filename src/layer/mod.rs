@@ -37,7 +37,7 @@ mod tests;
 pub use compression::{default_threads, Compression, Compressor};
 pub use exact::{summary as exact_summary, ExactEntry, SpecialNode};
 pub use unpack::{unpack_layer, unpack_layer_exact, Unpacked};
-pub use write::{layer_diff_id, write_layer};
+pub use write::{layer_fingerprint, write_layer};
 pub use xattrs::file_xattrs;
 
 /// Prefix of an OCI whiteout file name: `.wh.<name>` deletes `<name>` of lower layers

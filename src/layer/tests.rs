@@ -935,6 +935,13 @@ fn layer_bytes_do_not_depend_on_the_thread_count() {
         assert_eq!(one.size, bytes.len() as u64);
         if compression == Compression::Uncompressed {
             assert_eq!(one.digest, one.diff_id);
+            // The fingerprint is the BLAKE3 of that same tar stream (more than one piece of
+            // it: the tree hash of big writes must equal the plain one).
+            assert!(bytes.len() > 4 << 20);
+            assert_eq!(
+                layer_fingerprint(&upper, &opts(1)).unwrap(),
+                blake3::hash(&bytes).to_hex().to_string()
+            );
         }
     }
 }

@@ -9,7 +9,14 @@
 //! <root>/layers/<hex>/blob-<compression>    "<digest> <size> <media type>" of the blob made
 //!                                           from that layer with that compression (`gzip-6`)
 //! <root>/locks/layer-<hex>    flock(2)ed while that layer's blob is being made
+//! <root>/layer-tars/<blake3>  "<diff_id>" of the layer whose tar stream has that BLAKE3 hash
+//!                             (`crate::layer::layer_fingerprint`)
+//! <root>/locks/layer-tar-<blake3>   flock(2)ed while the layer with that tar is being made
 //! ```
+//!
+//! A step's layer is looked up by its tar's BLAKE3 fingerprint, which is several times faster
+//! to compute than its diff_id (sha256), before it is compressed; the diff_id comes with the
+//! compression.
 
 use std::fs::{self, File};
 
@@ -25,6 +32,19 @@ fn blob_record(label: &str) -> String {
     format!("blob-{}", label.replace([':', '/'], "-"))
 }
 
+/// `fingerprint` when it is a BLAKE3 hash in hex (so it is a safe file name).
+fn fingerprint_name(fingerprint: &str) -> Option<&str> {
+    (fingerprint.len() == 64 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(fingerprint)
+}
+
+fn bad_fingerprint(store: &Store, fingerprint: &str) -> StoreError {
+    io_err("name a layer by its tar fingerprint in", store.root())(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{fingerprint:?} is not a BLAKE3 hash in hex"),
+    ))
+}
+
 /// A held layer lock: released when dropped (the descriptor is closed).
 pub struct LayerLock {
     _file: File,
@@ -36,9 +56,51 @@ impl Store {
     ///
     /// Errors: [`StoreError::Io`].
     pub fn lock_layer(&self, diff_id: &Digest) -> Result<LayerLock, StoreError> {
+        self.lock(&format!("layer-{}", diff_id.hex()))
+    }
+
+    /// [`Store::lock_layer`] for the layer whose tar stream has the BLAKE3 `fingerprint`
+    /// (64 hex digits, [`crate::layer::layer_fingerprint`]), whose diff_id is not known yet.
+    ///
+    /// Errors: [`StoreError::Io`], also for a fingerprint that is not 64 hex digits.
+    pub fn lock_layer_tar(&self, fingerprint: &str) -> Result<LayerLock, StoreError> {
+        let name =
+            fingerprint_name(fingerprint).ok_or_else(|| bad_fingerprint(self, fingerprint))?;
+        self.lock(&format!("layer-tar-{name}"))
+    }
+
+    /// The blob made earlier, with the compression labelled `compression`, for the layer whose
+    /// tar stream has the BLAKE3 `fingerprint`: through the diff_id recorded for it
+    /// ([`Store::record_layer_tar`]), then as [`Store::layer_blob`].
+    pub fn layer_blob_by_tar(&self, fingerprint: &str, compression: &str) -> Option<LayerBlob> {
+        let path = self
+            .root()
+            .join("layer-tars")
+            .join(fingerprint_name(fingerprint)?);
+        let diff_id: Digest = fs::read_to_string(path).ok()?.trim().parse().ok()?;
+        self.layer_blob(&diff_id, compression)
+    }
+
+    /// Records that the tar stream with the BLAKE3 `fingerprint` has `diff_id`, for
+    /// [`Store::layer_blob_by_tar`]. Written to a temp file and renamed.
+    ///
+    /// Errors: [`StoreError::Io`], also for a fingerprint that is not 64 hex digits.
+    pub fn record_layer_tar(&self, fingerprint: &str, diff_id: &Digest) -> Result<(), StoreError> {
+        let name =
+            fingerprint_name(fingerprint).ok_or_else(|| bad_fingerprint(self, fingerprint))?;
+        let dir = self.root().join("layer-tars");
+        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        fs::write(&tmp, format!("{diff_id}\n")).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))
+    }
+
+    /// Takes the lock file `locks/<name>`, waiting while another holder has it.
+    fn lock(&self, name: &str) -> Result<LayerLock, StoreError> {
         let dir = self.root().join("locks");
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        let path = dir.join(format!("layer-{}", diff_id.hex()));
+        let path = dir.join(name);
         let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -408,7 +408,44 @@ fn layer_blobs_are_recorded_once_made() {
     drop(lock);
     rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     t.join().unwrap();
+    // Found by its tar's fingerprint once that is recorded; only hex fingerprints are names.
+    let fp = "ab".repeat(32);
+    assert!(store.layer_blob_by_tar(&fp, "gzip:6").is_none());
+    store.record_layer_tar(&fp, &blob.diff_id).unwrap();
+    assert_eq!(store.layer_blob_by_tar(&fp, "gzip:6"), Some(blob.clone()));
+    assert!(store.layer_blob_by_tar(&fp, "zstd:3").is_none());
+    assert!(store.record_layer_tar("../x", &blob.diff_id).is_err());
+    assert!(store.lock_layer_tar("../x").is_err());
+    assert!(store.layer_blob_by_tar("../x", "gzip:6").is_none());
+    drop(store.lock_layer_tar(&fp).unwrap());
     // A recorded blob that is gone is not offered.
     fs::remove_file(store.blob_path(&blob.digest)).unwrap();
     assert!(store.layer_blob(&blob.diff_id, "gzip:6").is_none());
+    assert!(store.layer_blob_by_tar(&fp, "gzip:6").is_none());
+}
+
+/// A blob whose writer hashes it itself is named by the digest given at commit, which it
+/// needs; the store's own writer checks it.
+#[test]
+fn a_blob_hashed_by_its_caller_is_named_by_the_given_digest() {
+    let (_tmp, store) = store();
+    let bytes = b"layer bytes";
+    let digest = Digest::of(bytes);
+    let mut w = store.blob_writer_hashed_by_caller().unwrap();
+    w.write_all(bytes).unwrap();
+    assert_eq!(w.size(), bytes.len() as u64);
+    assert_eq!(
+        w.commit(Some(&digest)).unwrap(),
+        (digest.clone(), bytes.len() as u64)
+    );
+    assert_eq!(store.read_blob(&digest).unwrap(), bytes);
+    let mut w = store.blob_writer_hashed_by_caller().unwrap();
+    w.write_all(bytes).unwrap();
+    assert!(w.commit(None).is_err(), "no digest to name it by");
+    let mut w = store.blob_writer().unwrap();
+    w.write_all(b"other").unwrap();
+    assert!(matches!(
+        w.commit(Some(&digest)),
+        Err(StoreError::DigestMismatch { .. })
+    ));
 }
