@@ -444,16 +444,17 @@ async fn write_layer<R: Registry, E, U>(
 fn sync_in_background(
     upper: &Path,
 ) -> impl std::future::Future<Output = Result<(), crate::store::StoreError>> {
+    // Opened now: the directory may be moved into the store before the thread runs.
+    let dir = std::fs::File::open(upper);
     let upper = upper.to_path_buf();
-    let task = tokio::task::spawn_blocking(move || {
-        let io = |e: std::io::Error| crate::store::StoreError::Io {
-            action: "sync the layer directory",
-            path: upper.clone(),
-            source: e,
-        };
-        let dir = std::fs::File::open(&upper).map_err(io)?;
-        rustix::fs::syncfs(&dir).map_err(|e| io(e.into()))
-    });
+    let io = move |e: std::io::Error| crate::store::StoreError::Io {
+        action: "sync the layer directory",
+        path: upper.clone(),
+        source: e,
+    };
+    let dir = dir.map_err(io.clone());
+    let task =
+        tokio::task::spawn_blocking(move || rustix::fs::syncfs(&dir?).map_err(|e| io(e.into())));
     async move {
         task.await.map_err(|e| crate::store::StoreError::Io {
             action: "sync the layer directory",

@@ -50,9 +50,12 @@ fn ten_platforms_in_one_build_report_their_boards_machine() {
     };
     // `uname -m` as the first process, then a pipeline of several processes (each exec goes
     // through binfmt_misc again) whose last one also reports the machine.
+    // The last step's layer is the same on every platform (its mtimes clamped): the ten make
+    // it at once, and all but one take the first one's blob.
     let df = format!(
         "FROM {base}\nRUN uname -m > /m\n\
-         RUN echo hello board | tr a-z A-Z | sed 's/BOARD/ALL/' > /p && uname -m | cat > /m2\n"
+         RUN echo hello board | tr a-z A-Z | sed 's/BOARD/ALL/' > /p && uname -m | cat > /m2\n\
+         RUN echo same > /same\n"
     );
     let dir = ctx.context("ten", &[("Dockerfile", &df)]);
     let tag = format!("{}:ten", ctx.repo("ten"));
@@ -66,7 +69,7 @@ fn ten_platforms_in_one_build_report_their_boards_machine() {
             "--push",
             dir.to_str().unwrap(),
         ],
-        &[],
+        &[("SOURCE_DATE_EPOCH", "0")],
     );
     r.assert_code(0);
 
@@ -85,6 +88,21 @@ fn ten_platforms_in_one_build_report_their_boards_machine() {
         })
         .collect();
     assert_eq!(got, want, "the index's ten entries, in the base's order");
+    let last_layers: std::collections::BTreeSet<String> = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let repo = tag.rsplit_once(':').unwrap().0;
+            let at = format!("{repo}@{}", d["digest"].as_str().unwrap());
+            let m: serde_json::Value = serde_json::from_slice(&skopeo_raw(&at).unwrap()).unwrap();
+            m["layers"].as_array().unwrap().last().unwrap()["digest"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(last_layers.len(), 1, "{last_layers:?}");
 
     let layout = pull_layout(&ctx, &tag);
     for (platform, arch, variant, machine) in TEN {
