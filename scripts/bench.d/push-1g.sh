@@ -18,7 +18,9 @@ bench_push_1g() {
   docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
   reg_pid=$!
   # shellcheck disable=SC2064
-  trap "kill $reg_pid 2>/dev/null; rm -rf '$work'" RETURN
+  # A RETURN trap outlives the function (it would fire on every later return, and fail the
+  # run under set -e once the registry is gone): it removes itself.
+  trap "kill $reg_pid 2>/dev/null || true; rm -rf '$work'; trap - RETURN" RETURN
   for i in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null && break; sleep 0.1; done
   local reg="127.0.0.1:$port"
 
