@@ -373,6 +373,34 @@ fn call_check_prints_the_warnings_and_builds_nothing() {
     );
     assert!(!r.stderr.contains("RUN echo"), "a step ran: {}", r.stderr);
     assert!(crate::harness::skopeo_raw(&tag).is_none(), "pushed");
+    // The progress ends with the exit code the command gives, not 0.
+    assert!(!r.stderr.contains("(exit 0)"), "{}", r.stderr);
+    assert!(r.stderr.contains("(exit 1)"), "{}", r.stderr);
+    // In json mode the failure is an event, with no plain `error:` line after it.
+    let r = check(
+        &[
+            "--call",
+            "check",
+            "--progress",
+            "json",
+            "--build-arg",
+            "NOT_DECLARED=1",
+        ],
+        &dir,
+    );
+    r.assert_code(1);
+    let events: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.to_string().contains("\"exit_code\":1")),
+        "{}",
+        r.stderr
+    );
     // `--check` is the same; a clean Dockerfile passes.
     let clean = ctx.context(
         "check-clean",

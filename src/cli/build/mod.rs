@@ -55,17 +55,26 @@ pub(super) fn run_build(global: &GlobalArgs, args: &BuildArgs) -> Result<(), Fai
     let sink: Arc<dyn Sink> = progress.clone();
     let result = build(global, args, sink);
     let (report, result) = match result {
+        // Warnings fail the check: the progress ends with that exit code, not 0.
+        Ok(Report::Check(warnings)) => {
+            let verdict = check_verdict(&warnings);
+            (Some(Report::Check(warnings)), verdict)
+        }
         Ok(r) => (Some(r), Ok(())),
         Err(f) => (None, Err(f)),
     };
-    progress.finish(result)?;
+    let finished = progress.finish(result);
     let mut out = std::io::stdout().lock();
+    if let Some(Report::Check(warnings)) = &report {
+        print_check(&mut out, warnings);
+        return finished;
+    }
+    finished?;
     match report {
-        None => {}
+        None | Some(Report::Check(_)) => {}
         Some(Report::Plan(text)) => {
             let _ = write!(out, "{text}");
         }
-        Some(Report::Check(warnings)) => return check_result(&mut out, &warnings),
         Some(Report::Built(built)) if built.2 => {}
         Some(Report::Built(built)) if args.buildx.quiet => {
             let _ = writeln!(out, "{}", image_id(&built.0));
@@ -235,12 +244,11 @@ fn image_id(outcome: &BuildOutcome) -> String {
     }
 }
 
-/// Prints the result of `--call check` as buildx does (each warning, then the count) and fails
-/// with exit 1 when there are warnings (BuildKit's lint result status).
-fn check_result(out: &mut impl Write, warnings: &[String]) -> Result<(), Failure> {
+/// Prints the result of `--call check` as buildx does: each warning, then the count.
+fn print_check(out: &mut impl Write, warnings: &[String]) {
     if warnings.is_empty() {
         let _ = writeln!(out, "Check complete, no warnings found.");
-        return Ok(());
+        return;
     }
     for w in warnings {
         let _ = writeln!(out, "WARNING: {w}");
@@ -251,8 +259,16 @@ fn check_result(out: &mut impl Write, warnings: &[String]) -> Result<(), Failure
         "Check complete, {n} warning{} found!",
         if n == 1 { " has been" } else { "s have been" }
     );
+}
+
+/// The outcome of `--call check`: a failure with exit 1 when there are warnings (BuildKit's
+/// lint result status).
+fn check_verdict(warnings: &[String]) -> Result<(), Failure> {
+    if warnings.is_empty() {
+        return Ok(());
+    }
     Err(Failure {
-        message: format!("check: {n} warning(s) found"),
+        message: format!("check: {} warning(s) found", warnings.len()),
         causes: vec![],
         hint: None,
         code: ExitCode::StepFailed,
