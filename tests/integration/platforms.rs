@@ -9,7 +9,9 @@
 //! `ensure_ten_base_image`) and Debian's armhf busybox (`POLYARCH_BUSYBOX_ARMHF`); under `CI`
 //! a missing one is a failure. Changes no binfmt_misc registration.
 
-use crate::harness::{platform_files, pull_layout, skopeo_raw, TestContext};
+use std::path::{Path, PathBuf};
+
+use crate::harness::{platform_files, pull_layout, skopeo_raw, Run, TestContext};
 
 /// The ten platforms, as the base records them, with the machine a board of each reports.
 const TEN: &[(&str, &str, Option<&str>, &str)] = &[
@@ -38,6 +40,33 @@ fn required(name: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// `polyarch build --progress plain --platform PLATFORM --output type=KIND,dest=OUT DIR`, OUT
+/// being `NAME-<platform>` in the test's directory; returns the run and OUT.
+fn build_one(
+    ctx: &TestContext,
+    dir: &Path,
+    platform: &str,
+    kind: &str,
+    name: &str,
+) -> (Run, PathBuf) {
+    let out = ctx
+        .dir
+        .path()
+        .join(format!("{name}-{}", platform.replace('/', "-")));
+    let output = format!("type={kind},dest={}", out.display());
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "--platform",
+        platform,
+        "--output",
+        &output,
+        dir.to_str().unwrap(),
+    ];
+    (ctx.run(&args, &[]), out)
 }
 
 #[test]
@@ -154,23 +183,7 @@ fn an_armv7_binary_traps_under_arm_v5_and_v6_and_runs_under_v7() {
             ("linux/arm/v6", false),
             ("linux/arm/v7", true),
         ] {
-            let out = ctx
-                .dir
-                .path()
-                .join(format!("out-{name}-{}", platform.replace('/', "-")));
-            let r = ctx.run(
-                &[
-                    "build",
-                    "--progress",
-                    "plain",
-                    "--platform",
-                    platform,
-                    "--output",
-                    &format!("type=oci,dest={}", out.display()),
-                    dir.to_str().unwrap(),
-                ],
-                &[],
-            );
+            let (r, _) = build_one(&ctx, &dir, platform, "oci", &format!("out-{name}"));
             if ok {
                 r.assert_code(0);
                 assert!(
@@ -213,23 +226,7 @@ fn an_emulated_steps_cpu_model_is_out_of_its_sight_and_reach() {
     );
     let dir = ctx.context("cpu-hidden", &[("Dockerfile", &df)]);
     for platform in ["linux/arm/v5", "linux/arm/v7"] {
-        let out = ctx
-            .dir
-            .path()
-            .join(format!("hidden-{}", platform.replace('/', "-")));
-        let r = ctx.run(
-            &[
-                "build",
-                "--progress",
-                "plain",
-                "--platform",
-                platform,
-                "--output",
-                &format!("type=local,dest={}", out.display()),
-                dir.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let (r, out) = build_one(&ctx, &dir, platform, "local", "hidden");
         r.assert_code(0);
         let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
         assert!(!read("env").contains("QEMU"), "{platform}: {}", read("env"));
