@@ -54,7 +54,13 @@ pub(super) fn run_step(
     let mut scaffold = Scaffolding::default();
     let result = (|| {
         let found = rootfs::prepare(root.as_fd(), upper.as_fd(), &mut scaffold, &files)?;
-        let emulator = match run.qemu_cpu.as_ref().filter(|_| run.emulated) {
+        // `--security=insecure` asks for the host's privileges, which a user namespace of the
+        // step's own would take away: such a step gets its CPU model through `QEMU_CPU`.
+        let emulator = match run
+            .qemu_cpu
+            .as_ref()
+            .filter(|_| run.emulated && !run.insecure)
+        {
             Some(cpu) => emulator::prepare(root.as_fd(), cpu)?,
             None => false,
         };
