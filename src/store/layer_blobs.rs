@@ -8,7 +8,6 @@
 //! ```text
 //! <root>/layers/<hex>/blob-<compression>    "<digest> <size> <media type>" of the blob made
 //!                                           from that layer with that compression (`gzip-6`)
-//! <root>/locks/layer-<hex>    flock(2)ed while that layer's blob is being made
 //! <root>/layer-tars/<blake3>  "<diff_id>" of the layer whose tar stream has that BLAKE3 hash
 //!                             (`crate::layer::layer_fingerprint`)
 //! <root>/locks/layer-tar-<blake3>   flock(2)ed while the layer with that tar is being made
@@ -51,16 +50,10 @@ pub struct LayerLock {
 }
 
 impl Store {
-    /// Takes the lock for making the blob of the layer with diff_id `diff_id`, waiting (this
-    /// thread blocks) while another thread or process holds it.
-    ///
-    /// Errors: [`StoreError::Io`].
-    pub fn lock_layer(&self, diff_id: &Digest) -> Result<LayerLock, StoreError> {
-        self.lock(&format!("layer-{}", diff_id.hex()))
-    }
-
-    /// [`Store::lock_layer`] for the layer whose tar stream has the BLAKE3 `fingerprint`
-    /// (64 hex digits, [`crate::layer::layer_fingerprint`]), whose diff_id is not known yet.
+    /// Takes the lock for making the blob of the layer whose tar stream has the BLAKE3
+    /// `fingerprint` (64 hex digits, [`crate::layer::layer_fingerprint`]; its diff_id is not
+    /// known until it is compressed), waiting (this thread blocks) while another thread or
+    /// process holds it.
     ///
     /// Errors: [`StoreError::Io`], also for a fingerprint that is not 64 hex digits.
     pub fn lock_layer_tar(&self, fingerprint: &str) -> Result<LayerLock, StoreError> {

@@ -394,12 +394,13 @@ fn layer_blobs_are_recorded_once_made() {
         Some(blob.clone())
     );
 
-    let lock = store.lock_layer(&blob.diff_id).unwrap();
+    let fp = "ab".repeat(32);
+    let lock = store.lock_layer_tar(&fp).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let s2 = store.clone();
-    let id = blob.diff_id.clone();
+    let id = fp.clone();
     let t = std::thread::spawn(move || {
-        let _l = s2.lock_layer(&id).unwrap();
+        let _l = s2.lock_layer_tar(&id).unwrap();
         tx.send(()).unwrap();
     });
     assert!(rx
@@ -409,7 +410,6 @@ fn layer_blobs_are_recorded_once_made() {
     rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     t.join().unwrap();
     // Found by its tar's fingerprint once that is recorded; only hex fingerprints are names.
-    let fp = "ab".repeat(32);
     assert!(store.layer_blob_by_tar(&fp, "gzip:6").is_none());
     store.record_layer_tar(&fp, &blob.diff_id).unwrap();
     assert_eq!(store.layer_blob_by_tar(&fp, "gzip:6"), Some(blob.clone()));
